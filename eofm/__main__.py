@@ -1,0 +1,5 @@
+import sys
+
+from eofm.cli import main
+
+sys.exit(main())

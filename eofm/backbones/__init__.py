@@ -1,0 +1,1 @@
+"""Pretrained encoders. Each is described by a :class:`~eofm.backbones.manifest.BackboneManifest`."""

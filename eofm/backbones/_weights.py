@@ -1,0 +1,114 @@
+"""Checkpoint files -> encoder state dicts: safe reading, key remapping, band transfer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from eofm.errors import EofmError
+
+log = logging.getLogger(__name__)
+
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".bin")
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint without executing code: safetensors, or ``torch.load(weights_only=True)``.
+
+    Wrapped layouts (``{"model": ...}``, ``{"state_dict": ...}``) are unwrapped.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise EofmError(f"Checkpoint {path} does not exist.") from None
+    except Exception as exc:
+        raise EofmError(
+            f"Checkpoint {path} could not be read (truncated, corrupt, or not a weights-only "
+            f"checkpoint): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    for wrapper in ("state_dict", "model", "module"):
+        if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EofmError(f"Checkpoint {path} does not hold a state dict of tensors.")
+    return dict(state)
+
+
+def prithvi_encoder_state(state: Mapping[str, torch.Tensor], *, source: str) -> dict[str, torch.Tensor]:
+    """Encoder keys of an official Prithvi checkpoint, in our module's names.
+
+    Handles the prefixed MAE layout (``encoder.*``; ``decoder.*`` dropped) and the old flat
+    v1 layout (same names, no prefix; keys containing ``decoder`` and ``mask_token``
+    dropped). The stored ``pos_embed`` is dropped: it is a fixed sin-cos table that the
+    encoder recomputes for each input grid.
+    """
+    if any(k.startswith("encoder.") for k in state):
+        encoder = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    else:
+        encoder = {
+            k: v for k, v in state.items() if "decoder" not in k and k != "mask_token"
+        }
+    encoder.pop("pos_embed", None)
+    if not encoder:
+        raise EofmError(f"Checkpoint {source} holds no Prithvi encoder keys.")
+    return encoder
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the offending keys."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing key(s) {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected key(s) {_short(unexpected)}")
+        raise EofmError(f"Checkpoint {source} does not match the encoder: {'; '.join(parts)}.")
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise EofmError(
+                f"Checkpoint {source}: key '{key}' has shape {tuple(tensor.shape)}, "
+                f"the encoder expects {tuple(expected[key].shape)}."
+            )
+    module.load_state_dict(state, strict=True)
+
+
+def _short(keys: Sequence[str], n: int = 5) -> str:
+    shown = ", ".join(f"'{k}'" for k in keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def transfer_patch_embed(
+    weight: torch.Tensor,
+    model_bands: Sequence[str],
+    data_bands: Sequence[str],
+    fresh: torch.Tensor,
+) -> tuple[torch.Tensor, list[str], list[str]]:
+    """Map a patch-embedding kernel ``(D, C_model, ...)`` onto ``data_bands`` by name.
+
+    Kernels of shared bands are copied; bands the model never saw take their slice of
+    ``fresh`` (a freshly initialised kernel of the data's shape). Returns the new kernel,
+    the copied bands and the new bands.
+    """
+    index = {b: i for i, b in enumerate(model_bands)}
+    out = fresh.clone()
+    copied, new = [], []
+    for j, band in enumerate(data_bands):
+        if band in index:
+            out[:, j] = weight[:, index[band]]
+            copied.append(band)
+        else:
+            new.append(band)
+    return out, copied, new

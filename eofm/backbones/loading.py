@@ -1,0 +1,151 @@
+"""``load_backbone``: registry name or ``hf://`` id -> a ready encoder with its manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+
+from eofm.backbones.manifest import BackboneManifest, manifest_from_pretrained_cfg
+from eofm.bands import check_band_names
+from eofm.errors import EofmError
+
+log = logging.getLogger(__name__)
+
+RANDOM_INIT_WARNING = (
+    "\n" + "!" * 78 + "\n!! eofm: PRETRAINED WEIGHTS WERE NOT LOADED for {name}: {reason}\n"
+    "!! --allow-random-init was given, so the backbone is RANDOMLY INITIALISED.\n"
+    "!! Results will not reflect the pretrained model.\n" + "!" * 78
+)
+
+
+def resolve_manifest(spec: str) -> BackboneManifest:
+    """The manifest for a registry name or an ``hf://`` id.
+
+    A known repo with another ``@REVISION`` keeps the registry's file and config. An
+    unknown repo is described by its ``config.json`` (``pretrained_cfg``) and its single
+    weights file, or the one named with ``#FILE``.
+    """
+    from eofm import hub
+    from eofm.registry import backbone_manifest, manifest_for_repo
+
+    if not hub.is_hub_uri(spec):
+        return backbone_manifest(spec)
+    ref = hub.parse_hub_uri(spec)
+    known = manifest_for_repo(ref.repo_id)
+    if known is not None:
+        return replace(
+            known, revision=ref.revision or known.revision, hub_file=ref.filename or known.hub_file
+        )
+    revision = ref.revision or "main"
+    files = hub.list_files(ref.repo_id, revision)
+    if "config.json" not in files:
+        raise EofmError(
+            f"{ref} is not a registered backbone and has no config.json to build it from."
+        )
+    config_path, _ = hub.download_file(ref.repo_id, "config.json", revision)
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EofmError(f"config.json of {ref} is not valid JSON: {exc}") from None
+    pretrained_cfg = config.get("pretrained_cfg", config) if isinstance(config, dict) else None
+    if not isinstance(pretrained_cfg, dict):
+        raise EofmError(f"config.json of {ref} has no 'pretrained_cfg' mapping.")
+    weights = hub.pick_weights_file(files, ref)
+    return manifest_from_pretrained_cfg(spec, ref.repo_id, revision, weights, pretrained_cfg)
+
+
+def load_backbone(
+    spec: str,
+    *,
+    bands: Sequence[str] | None = None,
+    num_frames: int | None = None,
+    img_size: int | None = None,
+    pretrained: bool = True,
+    allow_random_init: bool = False,
+) -> torch.nn.Module:
+    """Build an encoder and load its pretrained weights from the Hub.
+
+    ``spec`` is a registry name (e.g. ``prithvi_eo_v2_tiny_tl``) or
+    ``hf://ORG/REPO[@REVISION][#FILE]``. ``bands`` maps the data's bands onto the
+    model's by name: patch-embedding kernels of shared bands are copied and new bands are
+    freshly initialised. Random weights are used only with ``pretrained=False``, or when
+    loading fails and ``allow_random_init=True`` (with a loud warning).
+
+    The returned module has ``.manifest``, ``.input_bands``, ``.band_mapping`` and
+    ``.source`` (repo, resolved commit and file, or ``None`` when randomly initialised).
+    """
+    from eofm.backbones.prithvi import PrithviEncoder
+
+    manifest = resolve_manifest(spec)
+    config = manifest.config
+    if num_frames is not None:
+        config = replace(config, num_frames=num_frames)
+    if img_size is not None:
+        config = replace(config, img_size=img_size)
+    manifest = replace(manifest, config=config)
+    model = PrithviEncoder(config, manifest)
+    model.source = None
+    if pretrained:
+        try:
+            model.source = _load_pretrained(model, manifest)
+        except EofmError as exc:
+            if not allow_random_init:
+                raise EofmError(
+                    f"{exc} Pass backbone.pretrained=false or --allow-random-init to train "
+                    "from random weights instead."
+                ) from None
+            log.warning(RANDOM_INIT_WARNING.format(name=manifest.name, reason=exc))
+    _map_bands(model, manifest, bands)
+    return model
+
+
+def _load_pretrained(model: torch.nn.Module, manifest: BackboneManifest) -> dict[str, str]:
+    from eofm import hub
+    from eofm.backbones._weights import load_strict, prithvi_encoder_state, read_state_dict
+
+    path, commit = hub.download_file(manifest.hub_repo, manifest.hub_file, manifest.revision)
+    source = f"hf://{manifest.hub_repo}@{commit or manifest.revision}#{manifest.hub_file}"
+    state = prithvi_encoder_state(read_state_dict(path), source=source)
+    load_strict(model, state, source=source)
+    log.info("Loaded %s (%d encoder tensors, strict).", source, len(state))
+    return {"repo": manifest.hub_repo, "revision": commit or manifest.revision, "file": manifest.hub_file}
+
+
+def _map_bands(
+    model: torch.nn.Module, manifest: BackboneManifest, bands: Sequence[str] | None
+) -> None:
+    from eofm.backbones._weights import transfer_patch_embed
+
+    model_bands = list(manifest.bands)
+    data_bands = check_band_names(bands, where="the requested bands") if bands else model_bands
+    model.input_bands = tuple(data_bands)
+    model.band_mapping = {"copied": data_bands, "new": [], "dropped": []}
+    if data_bands == model_bands:
+        return
+    old = model.patch_embed.proj
+    new = torch.nn.Conv3d(
+        len(data_bands), old.out_channels, kernel_size=old.kernel_size, stride=old.stride
+    )
+    fresh = new.weight.detach().clone()
+    torch.nn.init.xavier_uniform_(fresh.view(fresh.shape[0], -1))
+    weight, copied, added = transfer_patch_embed(
+        old.weight.detach(), model_bands, data_bands, fresh
+    )
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        new.bias.copy_(old.bias)
+    model.patch_embed.proj = new
+    dropped = [b for b in model_bands if b not in data_bands]
+    model.band_mapping = {"copied": copied, "new": added, "dropped": dropped}
+    log.info(
+        "Band mapping for %s: patch-embed weights copied for %s; freshly initialised for %s; "
+        "pretrained bands not used: %s.",
+        manifest.name,
+        copied or "none",
+        added or "none",
+        dropped or "none",
+    )

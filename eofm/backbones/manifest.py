@@ -1,0 +1,235 @@
+"""Backbone manifests: everything downstream needs to know about a pretrained encoder.
+
+A manifest is plain data (no torch import): the Hub location, the architecture, the
+bands with their normalisation, the ground sample distance, and the layers a decoder taps.
+Nothing else in eofm hard-codes a band order or a normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from eofm.bands import HLS_PRITHVI_BANDS
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """The architecture of a Prithvi-style ViT encoder (Jakubik et al., 2023; Szwarcman et al., 2024)."""
+
+    img_size: int = 224
+    patch_size: tuple[int, int, int] = (1, 16, 16)
+    num_frames: int = 1
+    in_chans: int = 6
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    coords_encoding: tuple[str, ...] = ()
+    coords_scale_learn: bool = False
+    norm_eps: float = 1e-6
+
+    def num_params(self) -> int:
+        """Exact parameter count of :class:`~eofm.backbones.prithvi.PrithviEncoder`."""
+        d, t, ph, pw = self.embed_dim, *self.patch_size
+        hidden = int(d * self.mlp_ratio)
+        patch = d * self.in_chans * t * ph * pw + d
+        block = (3 * d * d + 3 * d) + (d * d + d) + (d * hidden + hidden) + (hidden * d + d) + 4 * d
+        scales = len(self.coords_encoding) if self.coords_scale_learn else 0
+        return patch + d + self.depth * block + 2 * d + scales
+
+
+@dataclass(frozen=True)
+class BackboneManifest:
+    """A registered (or Hub-described) pretrained encoder."""
+
+    name: str
+    family: str
+    hub_repo: str
+    hub_file: str
+    revision: str
+    config: ViTConfig
+    bands: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    gsd_m: float
+    tap_layers: tuple[int, ...]
+    key_layout: str = "prithvi_mae"
+    paper: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def patch_size(self) -> tuple[int, int, int]:
+        return self.config.patch_size
+
+    @property
+    def hub_ref(self) -> str:
+        return f"{self.hub_repo}@{self.revision}"
+
+    def band_stats(self) -> dict[str, tuple[float, float]]:
+        return {b: (m, s) for b, m, s in zip(self.bands, self.mean, self.std, strict=True)}
+
+    def with_overrides(self, **changes: Any) -> BackboneManifest:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackboneManifest:
+        data = dict(data)
+        cfg = dict(data.pop("config"))
+        cfg["patch_size"] = tuple(cfg["patch_size"])
+        cfg["coords_encoding"] = tuple(cfg.get("coords_encoding", ()))
+        for key in ("bands", "mean", "std", "tap_layers"):
+            data[key] = tuple(data[key])
+        return cls(config=ViTConfig(**cfg), **data)
+
+
+# ---------------------------------------------------------------------------------------
+# Facts from the official releases (GUIDE §2): repos, files, configs, bands, normalisation.
+
+PRITHVI_V1_MEAN = (775.229, 1080.993, 1228.586, 2497.202, 2204.214, 1610.832)
+PRITHVI_V1_STD = (1281.526, 1270.030, 1399.480, 1368.345, 1291.676, 1154.506)
+PRITHVI_V2_MEAN = (1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0)
+PRITHVI_V2_STD = (2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0)
+_TL = ("time", "location")
+_V1_PAPER = "Jakubik et al., 'Foundation Models for Generalist Geospatial AI', arXiv:2310.18660"
+_V2_PAPER = "Szwarcman et al., 'Prithvi-EO-2.0', arXiv:2412.02732"
+
+#: The Hub revision pinned for the official repos. The Hub is unreachable from where eofm
+#: is built, so these track ``main``; the commit actually downloaded is recorded in the
+#: run dir (``model.json``) so that every run stays reproducible.
+OFFICIAL_REVISION = "main"
+
+
+def _prithvi(
+    name: str, repo: str, file: str, *, v1: bool = False, tl: bool = False, **cfg: Any
+) -> BackboneManifest:
+    config = ViTConfig(coords_encoding=_TL if tl else (), coords_scale_learn=tl, **cfg)
+    taps = {12: (2, 5, 8, 11), 24: (5, 11, 17, 23), 32: (7, 15, 23, 31)}[config.depth]
+    return BackboneManifest(
+        name=name,
+        family="prithvi",
+        hub_repo=f"ibm-nasa-geospatial/{repo}",
+        hub_file=file,
+        revision=OFFICIAL_REVISION,
+        config=config,
+        bands=HLS_PRITHVI_BANDS,
+        mean=PRITHVI_V1_MEAN if v1 else PRITHVI_V2_MEAN,
+        std=PRITHVI_V1_STD if v1 else PRITHVI_V2_STD,
+        gsd_m=30.0,
+        tap_layers=taps,
+        paper=_V1_PAPER if v1 else _V2_PAPER,
+    )
+
+
+PRITHVI_MANIFESTS: tuple[BackboneManifest, ...] = (
+    _prithvi(
+        "prithvi_eo_v1_100", "Prithvi-EO-1.0-100M", "Prithvi_EO_V1_100M.pt", v1=True,
+        num_frames=3,
+    ),
+    _prithvi(
+        "prithvi_eo_v2_tiny_tl", "Prithvi-EO-2.0-tiny-TL", "Prithvi_EO_V2_tiny_TL.pt", tl=True,
+        embed_dim=192, depth=12, num_heads=3, num_frames=1,
+    ),
+    _prithvi(
+        "prithvi_eo_v2_100_tl", "Prithvi-EO-2.0-100M-TL", "Prithvi_EO_V2_100M_TL.pt", tl=True,
+        num_frames=4,
+    ),
+    _prithvi(
+        "prithvi_eo_v2_300", "Prithvi-EO-2.0-300M", "Prithvi_EO_V2_300M.pt",
+        embed_dim=1024, depth=24, num_heads=16, num_frames=4,
+    ),
+    _prithvi(
+        "prithvi_eo_v2_300_tl", "Prithvi-EO-2.0-300M-TL", "Prithvi_EO_V2_300M_TL.pt", tl=True,
+        embed_dim=1024, depth=24, num_heads=16, num_frames=4,
+    ),
+    _prithvi(
+        "prithvi_eo_v2_600", "Prithvi-EO-2.0-600M", "Prithvi_EO_V2_600M.pt",
+        embed_dim=1280, depth=32, num_heads=16, num_frames=4, patch_size=(1, 14, 14),
+    ),
+    _prithvi(
+        "prithvi_eo_v2_600_tl", "Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt", tl=True,
+        embed_dim=1280, depth=32, num_heads=16, num_frames=4, patch_size=(1, 14, 14),
+    ),
+)
+
+
+def manifest_from_pretrained_cfg(
+    name: str, repo: str, revision: str, file: str, cfg: dict[str, Any]
+) -> BackboneManifest:
+    """Build a manifest from a Hub repo's ``config.json`` ``pretrained_cfg`` block."""
+    from eofm.errors import EofmError
+
+    where = f"config.json of hf://{repo}@{revision}"
+    required = ("embed_dim", "depth", "num_heads", "patch_size", "in_chans")
+    missing = [k for k in required if k not in cfg]
+    if missing:
+        raise EofmError(f"{where} lacks pretrained_cfg key '{missing[0]}'.")
+    patch = cfg["patch_size"]
+    patch = (1, patch, patch) if isinstance(patch, int) else tuple(patch)
+    if len(patch) == 2:
+        patch = (1, *patch)
+    coords = tuple(cfg.get("coords_encoding") or ())
+    config = ViTConfig(
+        img_size=int(cfg.get("img_size", 224)),
+        patch_size=patch,
+        num_frames=int(cfg.get("num_frames", 1)),
+        in_chans=int(cfg["in_chans"]),
+        embed_dim=int(cfg["embed_dim"]),
+        depth=int(cfg["depth"]),
+        num_heads=int(cfg["num_heads"]),
+        mlp_ratio=float(cfg.get("mlp_ratio", 4.0)),
+        coords_encoding=coords,
+        coords_scale_learn=bool(cfg.get("coords_scale_learn", False)) and bool(coords),
+    )
+    bands = tuple(_hls_band_name(b) for b in cfg.get("bands", HLS_PRITHVI_BANDS))
+    mean = tuple(float(v) for v in cfg.get("mean", PRITHVI_V2_MEAN))
+    std = tuple(float(v) for v in cfg.get("std", PRITHVI_V2_STD))
+    if not (len(bands) == len(mean) == len(std) == config.in_chans):
+        raise EofmError(
+            f"{where}: bands ({len(bands)}), mean ({len(mean)}), std ({len(std)}) and "
+            f"in_chans ({config.in_chans}) disagree."
+        )
+    depth = config.depth
+    taps = tuple(sorted({max(0, depth * k // 4 - 1) for k in (1, 2, 3, 4)}))
+    return BackboneManifest(
+        name=f"hf://{repo}",
+        family="prithvi",
+        hub_repo=repo,
+        hub_file=file,
+        revision=revision,
+        config=config,
+        bands=bands,
+        mean=mean,
+        std=std,
+        gsd_m=float(cfg.get("gsd", 30.0)),
+        tap_layers=taps,
+    )
+
+
+_HLS_ALIASES = {
+    "B02": "BLUE",
+    "B03": "GREEN",
+    "B04": "RED",
+    "B05": "NIR_NARROW",
+    "B8A": "NIR_NARROW",
+    "B06": "SWIR_1",
+    "B07": "SWIR_2",
+    "NIR": "NIR_NARROW",
+    "SWIR1": "SWIR_1",
+    "SWIR2": "SWIR_2",
+}
+
+
+def _hls_band_name(name: str) -> str:
+    """Official config.json band names (``B02`` or ``BLUE``) -> eofm band names."""
+    from eofm.bands import check_band_names
+
+    upper = str(name).upper()
+    return check_band_names([_HLS_ALIASES.get(upper, upper)], where="config.json bands")[0]

@@ -1,0 +1,84 @@
+"""Band names shared by datasets and backbones.
+
+Bands are referred to by name everywhere. A dataset declares the bands its files hold
+(in file order); a backbone manifest declares the bands it was pretrained on. The
+pipeline maps one onto the other by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from eofm.errors import EofmError
+
+#: Canonical band names, with a one-line meaning for ``eofm`` listings and errors.
+BAND_NAMES: dict[str, str] = {
+    "COASTAL_AEROSOL": "coastal aerosol (S2 B1, ~443 nm)",
+    "BLUE": "blue (S2 B2, HLS B02, ~490 nm)",
+    "GREEN": "green (S2 B3, HLS B03, ~560 nm)",
+    "RED": "red (S2 B4, HLS B04, ~665 nm)",
+    "RED_EDGE_1": "red edge 1 (S2 B5, ~705 nm)",
+    "RED_EDGE_2": "red edge 2 (S2 B6, ~740 nm)",
+    "RED_EDGE_3": "red edge 3 (S2 B7, ~783 nm)",
+    "NIR_BROAD": "broad NIR (S2 B8, ~842 nm)",
+    "NIR_NARROW": "narrow NIR (S2 B8A, HLS B05, ~865 nm)",
+    "WATER_VAPOR": "water vapour (S2 B9, ~945 nm)",
+    "CIRRUS": "cirrus (S2 B10, ~1375 nm)",
+    "SWIR_1": "shortwave IR 1 (S2 B11, HLS B06, ~1610 nm)",
+    "SWIR_2": "shortwave IR 2 (S2 B12, HLS B07, ~2190 nm)",
+    "VV": "Sentinel-1 C-band backscatter, VV polarisation (dB)",
+    "VH": "Sentinel-1 C-band backscatter, VH polarisation (dB)",
+}
+
+#: The 13 Sentinel-2 L1C bands in the order Sen1Floods11 ``S2Hand`` chips store them.
+SENTINEL2_L1C_BANDS: tuple[str, ...] = (
+    "COASTAL_AEROSOL",
+    "BLUE",
+    "GREEN",
+    "RED",
+    "RED_EDGE_1",
+    "RED_EDGE_2",
+    "RED_EDGE_3",
+    "NIR_BROAD",
+    "NIR_NARROW",
+    "WATER_VAPOR",
+    "CIRRUS",
+    "SWIR_1",
+    "SWIR_2",
+)
+
+#: Sentinel-1 GRD bands in the order Sen1Floods11 ``S1Hand`` chips store them.
+SENTINEL1_BANDS: tuple[str, ...] = ("VV", "VH")
+
+#: The six HLS bands Prithvi-EO was pretrained on (HLS B02, B03, B04, B05, B06, B07).
+HLS_PRITHVI_BANDS: tuple[str, ...] = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
+
+
+def check_band_names(bands: Sequence[str], *, where: str) -> list[str]:
+    """Return ``bands`` upper-cased, or raise naming the first unknown band and ``where``."""
+    from difflib import get_close_matches
+
+    out = []
+    for band in bands:
+        name = str(band).upper()
+        if name not in BAND_NAMES:
+            close = get_close_matches(name, BAND_NAMES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise EofmError(
+                f"Unknown band {band!r} in {where}.{hint} Known bands: {', '.join(BAND_NAMES)}."
+            )
+        out.append(name)
+    if len(set(out)) != len(out):
+        raise EofmError(f"Duplicate band names in {where}: {list(bands)}")
+    return out
+
+
+def band_indices(wanted: Sequence[str], available: Sequence[str], *, where: str) -> list[int]:
+    """Indices of ``wanted`` bands inside ``available``; error names the missing band."""
+    index = {name: i for i, name in enumerate(available)}
+    missing = [b for b in wanted if b not in index]
+    if missing:
+        raise EofmError(
+            f"Band {missing[0]!r} is not available in {where}, which holds {list(available)}."
+        )
+    return [index[b] for b in wanted]

@@ -1,0 +1,117 @@
+"""The ``eofm`` command line.
+
+Only the standard library and eofm's light modules are imported at start-up; torch,
+lightning, timm and peft are imported inside the command that needs them, after the
+recipe and arguments have been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from eofm import __version__
+from eofm.errors import EofmError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eofm",
+        description="Fine-tune Earth-observation and weather foundation models.",
+    )
+    parser.add_argument("--version", action="version", version=f"eofm {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("recipes", help="list the shipped recipes")
+    sub.add_parser("backbones", help="list the registered backbones")
+
+    fit = sub.add_parser("fit", help="fine-tune a model from a recipe")
+    fit.add_argument("recipe", help="recipe file, or the name of a shipped recipe")
+    fit.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides (YAML values)")
+    fit.add_argument("--run-dir", type=Path, help="output folder (default: runs/<name>-<time>)")
+    fit.add_argument(
+        "--allow-random-init",
+        action="store_true",
+        help="if the pretrained weights cannot be loaded, continue from random weights (warns loudly)",
+    )
+
+    test = sub.add_parser("test", help="evaluate a run on its test split")
+    test.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
+    test.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=...")
+    test.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    return parser
+
+
+def _cmd_recipes(_: argparse.Namespace) -> int:
+    from eofm.recipe import read_yaml_mapping
+    from eofm.resources import shipped_recipes
+
+    rows = []
+    for path in shipped_recipes():
+        data = read_yaml_mapping(path, what="recipe")
+        rows.append((path.stem, str(data.get("description", "")).strip().splitlines()[0:1]))
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, desc in rows:
+        print(f"{name:<{width}}  {desc[0] if desc else ''}")
+    return 0
+
+
+def _cmd_backbones(_: argparse.Namespace) -> int:
+    from eofm.registry import REGISTRY
+
+    rows = [("name", "hub repo@revision", "bands", "params")]
+    for entry in REGISTRY.entries("backbone"):
+        m = entry.meta["manifest"]
+        rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{m.config.num_params() / 1e6:.1f}M"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from eofm.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)  # validated before heavy imports
+    from eofm.training import fit
+
+    fit(recipe, run_dir=args.run_dir, allow_random_init=args.allow_random_init)
+    return 0
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from eofm.rundir import load_run_recipe
+
+    recipe = load_run_recipe(args.run_dir, args.overrides)
+    from eofm.training import test
+
+    test(recipe, args.run_dir, checkpoint=args.checkpoint)
+    return 0
+
+
+COMMANDS = {"recipes": _cmd_recipes, "backbones": _cmd_backbones, "fit": _cmd_fit, "test": _cmd_test}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except EofmError as exc:
+        print(f"eofm: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("eofm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Decoders: feature maps -> a dense feature map for the segmentation head."""

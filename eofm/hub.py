@@ -1,0 +1,134 @@
+"""Hugging Face Hub access: ``hf://`` ids, pinned downloads, and clear failures.
+
+Every download goes through ``huggingface_hub`` (so its cache, ``HF_ENDPOINT``,
+``HF_HUB_OFFLINE`` and token handling apply) with an explicit revision. Errors are turned
+into one line that names the repo, revision and file, and never contains a token.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from eofm.errors import EofmError
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+@dataclass(frozen=True)
+class HubRef:
+    """A parsed ``hf://ORG/REPO[@REVISION][#FILE]``."""
+
+    repo_id: str
+    revision: str | None = None
+    filename: str | None = None
+
+    def __str__(self) -> str:
+        text = f"hf://{self.repo_id}"
+        if self.revision:
+            text += f"@{self.revision}"
+        if self.filename:
+            text += f"#{self.filename}"
+        return text
+
+
+def is_hub_uri(spec: str) -> bool:
+    return spec.startswith("hf://")
+
+
+def validate_repo_id(repo_id: str) -> str:
+    if not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id:
+        raise EofmError(f"'{repo_id}' is not a valid Hub repo id (expected ORG/NAME).")
+    return repo_id
+
+
+def parse_hub_uri(spec: str) -> HubRef:
+    """``hf://ORG/REPO[@REVISION][#FILE]`` -> :class:`HubRef`."""
+    if not is_hub_uri(spec):
+        raise EofmError(f"'{spec}' is not an hf:// id (expected hf://ORG/REPO[@REVISION][#FILE]).")
+    rest = spec[len("hf://") :]
+    rest, _, filename = rest.partition("#")
+    repo_id, _, revision = rest.partition("@")
+    return HubRef(validate_repo_id(repo_id), revision or None, filename or None)
+
+
+def _describe(repo_id: str, revision: str | None, filename: str | None = None) -> str:
+    where = f"hf://{repo_id}@{revision or 'main'}"
+    return f"{where}#{filename}" if filename else where
+
+
+def _hub_error(exc: Exception, repo_id: str, revision: str | None, filename: str | None) -> EofmError:
+    """Translate a huggingface_hub / network exception into one clear, token-free line."""
+    from huggingface_hub import errors
+
+    where = _describe(repo_id, revision, filename)
+    if isinstance(exc, errors.RevisionNotFoundError):
+        return EofmError(f"Revision '{revision}' does not exist in Hub repo {repo_id} ({where}).")
+    if isinstance(exc, errors.EntryNotFoundError):
+        return EofmError(f"File '{filename}' does not exist in {where}.")
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return EofmError(
+            f"Hub repo {repo_id} was not found, or is private and no valid token was given ({where})."
+        )
+    if isinstance(exc, errors.LocalEntryNotFoundError):
+        return EofmError(
+            f"Cannot download {where}: the Hub is unreachable (or HF_HUB_OFFLINE=1) and the "
+            "file is not in the local cache."
+        )
+    if isinstance(exc, errors.HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        return EofmError(f"The Hub answered HTTP {status} for {where}.")
+    return EofmError(f"Cannot reach the Hub for {where}: {type(exc).__name__}.")
+
+
+def _commit_of(path: Path) -> str | None:
+    """The commit sha of a file in the huggingface_hub cache (``snapshots/<sha>/...``)."""
+    parts = Path(path).parts
+    if "snapshots" in parts:
+        i = parts.index("snapshots")
+        if i + 1 < len(parts):
+            return parts[i + 1]
+    return None
+
+
+def download_file(repo_id: str, filename: str, revision: str | None) -> tuple[Path, str | None]:
+    """Download one file at a pinned revision; returns its local path and commit sha."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        path = Path(hf_hub_download(repo_id, filename, revision=revision or "main"))
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, revision, filename) from None
+    return path, _commit_of(path)
+
+
+def list_files(repo_id: str, revision: str | None) -> list[str]:
+    """The files of a repo at a revision."""
+    from huggingface_hub import HfApi
+
+    try:
+        return list(HfApi().list_repo_files(repo_id, revision=revision or "main"))
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, revision, None) from None
+
+
+def pick_weights_file(files: list[str], ref: HubRef) -> str:
+    """The single weights file of a repo (safetensors preferred), or the one named by ``#FILE``."""
+    from eofm.backbones._weights import WEIGHT_SUFFIXES
+
+    if ref.filename:
+        if ref.filename not in files:
+            raise EofmError(f"File '{ref.filename}' does not exist in {ref}; the repo holds {files}.")
+        return ref.filename
+    weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
+    safetensors = [f for f in weights if f.endswith(".safetensors")]
+    candidates = safetensors or weights
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise EofmError(f"{ref} holds no weights file (*.safetensors, *.pt, *.pth).")
+    raise EofmError(
+        f"{ref} holds several weights files {candidates}; name one with "
+        f"hf://{ref.repo_id}@{ref.revision or 'main'}#FILE."
+    )

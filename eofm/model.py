@@ -1,0 +1,101 @@
+"""Backbone ► Neck ► Decoder ► Head, assembled from a recipe."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eofm.necks import ViTNeck
+from eofm.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationModel(nn.Module):
+    """Dense prediction at the input's resolution from a ViT encoder."""
+
+    def __init__(
+        self, backbone: nn.Module, neck: nn.Module, decoder: nn.Module, head: nn.Module
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.decoder = decoder
+        self.head = head
+        self.backbone_needs_grad = True
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        temporal_coords: torch.Tensor | None = None,
+        location_coords: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        size = x.shape[-2:]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_needs_grad):
+            tokens, grid = self.backbone(x, temporal_coords, location_coords)
+        features = self.decoder(self.neck(tokens, grid))
+        logits = self.head(features)
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits
+
+
+def build_segmentation_model(
+    recipe: Recipe,
+    *,
+    num_classes: int,
+    data_bands: Sequence[str],
+    num_frames: int = 1,
+    pretrained: bool | None = None,
+    allow_random_init: bool = False,
+) -> SegmentationModel:
+    """Build the model of a recipe. ``pretrained=None`` follows ``recipe.backbone.pretrained``."""
+    from eofm.adapters import apply_adapter
+    from eofm.backbones.loading import load_backbone
+
+    cfg = recipe.backbone
+    backbone = load_backbone(
+        cfg.name,
+        bands=data_bands,
+        num_frames=cfg.num_frames or num_frames,
+        img_size=cfg.img_size,
+        pretrained=cfg.pretrained if pretrained is None else pretrained,
+        allow_random_init=allow_random_init,
+    )
+    if cfg.tap_layers:
+        depth = backbone.config.depth
+        bad = [i for i in cfg.tap_layers if not 0 <= i < depth]
+        if bad:
+            from eofm.errors import RecipeError
+
+            raise RecipeError(
+                f"backbone.tap_layers {bad} are outside 0..{depth - 1} for {cfg.name}."
+            )
+        backbone.tap_layers = tuple(cfg.tap_layers)
+    from eofm.registry import REGISTRY
+
+    decoder_cls = REGISTRY.get("decoder", recipe.decoder.name).load()
+    frames = backbone.config.num_frames // backbone.config.patch_size[0]
+    neck = ViTNeck(
+        backbone.embed_dim * frames, len(backbone.tap_layers), pyramid=decoder_cls.needs_pyramid
+    )
+    decoder = decoder_cls(
+        neck.out_channels, recipe.decoder.channels, patch_size=backbone.config.patch_size[-1]
+    )
+    head = nn.Sequential(
+        nn.Dropout2d(recipe.decoder.dropout), nn.Conv2d(decoder.out_channels, num_classes, 1)
+    )
+    model = SegmentationModel(backbone, neck, decoder, head)
+    apply_adapter(model, recipe.adapter)
+    return model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

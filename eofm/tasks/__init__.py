@@ -1,0 +1,1 @@
+"""LightningModules that turn a model into a trainable task."""

@@ -1,0 +1,289 @@
+"""``eofm fit`` and ``eofm test``: recipe -> datamodule, model, task, Lightning Trainer."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eofm import __version__
+from eofm.errors import EofmError
+from eofm.recipe import Recipe, dump_recipe
+from eofm.rundir import (
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    MODEL_FILE,
+    RECIPE_FILE,
+    TEST_METRICS_FILE,
+    check_run_dir,
+    default_run_dir,
+    read_json,
+    write_json,
+    write_text_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+
+def normalisation(recipe: Recipe) -> tuple[list[float] | None, list[float] | None, str]:
+    """Mean/std for the recipe's bands: explicit, else the backbone manifest's.
+
+    Returns ``(None, None, ...)`` when some band is new to the backbone: the datamodule
+    then computes statistics on the training split.
+    """
+    from eofm.backbones.loading import resolve_manifest
+    from eofm.bands import check_band_names
+
+    bands = check_band_names(recipe.data.bands, where="data.bands")
+    if recipe.data.mean is not None or recipe.data.std is not None:
+        if recipe.data.mean is None or recipe.data.std is None:
+            raise EofmError("Give both data.mean and data.std, or neither.")
+        for key in ("mean", "std"):
+            if len(getattr(recipe.data, key)) != len(bands):
+                raise EofmError(f"data.{key} has {len(getattr(recipe.data, key))} values for {len(bands)} bands.")
+        return list(recipe.data.mean), list(recipe.data.std), "recipe"
+    stats = resolve_manifest(recipe.backbone.name).band_stats()
+    if all(b in stats for b in bands):
+        return [stats[b][0] for b in bands], [stats[b][1] for b in bands], "backbone manifest"
+    return None, None, "training-split statistics (bands new to the backbone)"
+
+
+def build_datamodule(recipe: Recipe, mean: list[float] | None, std: list[float] | None):
+    from eofm.registry import REGISTRY
+
+    data = recipe.data
+    if not data.root:
+        raise EofmError("data.root is empty: set it in the recipe or with data.root=/path/to/data.")
+    if len(data.split_fractions) != 3 or not math.isclose(sum(data.split_fractions), 1.0):
+        raise EofmError(f"data.split_fractions must be 3 numbers summing to 1, got {data.split_fractions}.")
+    cls = REGISTRY.get("dataset", data.name).load()
+    return cls(
+        data.root,
+        data.bands,
+        mean=mean,
+        std=std,
+        split_csv=data.split_csv,
+        split_fractions=tuple(data.split_fractions),
+        crop_size=data.crop_size,
+        eval_crop_size=data.eval_crop_size,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        hflip=data.hflip,
+        seed=recipe.seed,
+    )
+
+
+def _trainer(recipe: Recipe, run_dir: Path | None, *, callbacks: list | None = None, loggers=False):
+    import lightning as L
+
+    kwargs = {k: v for k, v in asdict(recipe.trainer).items() if v is not None}
+    return L.Trainer(
+        **kwargs,
+        default_root_dir=str(run_dir) if run_dir else None,
+        callbacks=callbacks or [],
+        logger=loggers,
+        enable_model_summary=False,
+    )
+
+
+def _task(recipe: Recipe, model: torch.nn.Module):
+    from eofm.registry import REGISTRY
+
+    task_cls = REGISTRY.get("task", recipe.task.type).load()
+    return task_cls(
+        model,
+        class_names=recipe.task.class_names,
+        ignore_index=recipe.task.ignore_index,
+        loss=recipe.task.loss,
+        class_weights=recipe.task.class_weights,
+        lr=recipe.optimizer.lr,
+        weight_decay=recipe.optimizer.weight_decay,
+        scheduler=recipe.optimizer.scheduler,
+        warmup_steps=recipe.optimizer.warmup_steps,
+    )
+
+
+def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool = False) -> Path:
+    """Fine-tune ``recipe``; returns the run dir. Rerunning with the same run dir resumes."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from eofm.model import build_segmentation_model, count_parameters
+
+    run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
+    resume = check_run_dir(run_dir, recipe)
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+
+    # Everything that can fail on bad input runs before the run dir is written.
+    mean, std, norm_source = normalisation(recipe)
+    datamodule = build_datamodule(recipe, mean, std)
+    log.info("Normalisation from %s: mean=%s std=%s", norm_source, datamodule.mean, datamodule.std)
+    _check_classes(recipe, datamodule)
+    model = build_segmentation_model(
+        recipe,
+        num_classes=len(recipe.task.class_names),
+        data_bands=recipe.data.bands,
+        pretrained=recipe.backbone.pretrained,
+        allow_random_init=allow_random_init,
+    )
+    trainable, total = count_parameters(model)
+    print(
+        f"eofm fit: {recipe.name}: {trainable:,} trainable of {total:,} parameters "
+        f"({100 * trainable / total:.1f}%), adapter={recipe.adapter.mode}, "
+        f"decoder={recipe.decoder.name}",
+        flush=True,
+    )
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
+    manifest = _model_manifest(recipe, model, datamodule, norm_source)
+    write_json(run_dir / MODEL_FILE, manifest)
+
+    task = _task(recipe, model)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename="best",
+        monitor=recipe.task.monitor,
+        mode="max" if "loss" not in recipe.task.monitor else "min",
+        save_last=True,
+        enable_version_counter=False,
+    )
+    loggers = [
+        CSVLogger(run_dir / "logs", name="csv", version=""),
+        TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False),
+    ]
+    trainer = _trainer(recipe, run_dir, callbacks=[checkpoint], loggers=loggers)
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    if resume:
+        print(f"eofm fit: resuming from {last}", flush=True)
+    started = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=False)
+    seconds = time.perf_counter() - started
+
+    metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items()}
+    summary = {
+        "recipe": recipe.name,
+        "global_step": trainer.global_step,
+        "epochs": trainer.current_epoch,
+        "fit_seconds": round(seconds, 2),
+        "best_checkpoint": _relative(checkpoint.best_model_path, run_dir),
+        "best_score": {recipe.task.monitor: _scalar(checkpoint.best_model_score)},
+        "metrics": metrics,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+    }
+    write_json(run_dir / METRICS_FILE, summary)
+    from eofm.adapters import is_lora, save_adapter
+
+    if is_lora(model.backbone):
+        save_adapter(model, run_dir / "adapter", manifest["backbone"])
+    _print_table(f"validation metrics ({run_dir / METRICS_FILE})", metrics, prefix="val/")
+    print(f"eofm fit: run dir {run_dir}", flush=True)
+    return run_dir
+
+
+def _check_classes(recipe: Recipe, datamodule: Any) -> None:
+    expected = getattr(datamodule, "num_classes", None)
+    if expected is not None and expected != len(recipe.task.class_names):
+        raise EofmError(
+            f"task.class_names has {len(recipe.task.class_names)} classes but dataset "
+            f"{recipe.data.name} has {expected}."
+        )
+
+
+def _model_manifest(recipe: Recipe, model: torch.nn.Module, datamodule: Any, norm_source: str) -> dict:
+    backbone = model.backbone
+    base = getattr(backbone, "base_model", None)
+    encoder = base.model if base is not None else backbone
+    manifest = encoder.manifest
+    source = encoder.source or {}
+    return {
+        "eofm_version": __version__,
+        "task": {"type": recipe.task.type, "class_names": recipe.task.class_names},
+        "bands": list(recipe.data.bands),
+        "mean": [float(v) for v in datamodule.mean],
+        "std": [float(v) for v in datamodule.std],
+        "normalisation_source": norm_source,
+        "backbone": {
+            "name": recipe.backbone.name,
+            "repo": manifest.hub_repo,
+            "revision": source.get("revision", manifest.revision),
+            "file": manifest.hub_file,
+            "pretrained_loaded": bool(source),
+            "band_mapping": encoder.band_mapping,
+            "patch_size": list(manifest.config.patch_size),
+            "num_frames": manifest.config.num_frames,
+            "gsd_m": manifest.gsd_m,
+        },
+        "adapter": asdict(recipe.adapter),
+        "decoder": asdict(recipe.decoder),
+    }
+
+
+def test(recipe: Recipe, run_dir: Path, *, checkpoint: str = "best") -> dict[str, float]:
+    """Evaluate a run dir on the test split; writes ``test_metrics.json``."""
+    from eofm.model import build_segmentation_model
+
+    run_dir = Path(run_dir)
+    manifest = read_json(run_dir / MODEL_FILE)
+    ckpt = run_dir / CHECKPOINT_DIR / f"{checkpoint}.ckpt"
+    if not ckpt.is_file():
+        raise EofmError(f"Checkpoint {ckpt} does not exist; did 'eofm fit' finish an epoch?")
+    datamodule = build_datamodule(recipe, manifest["mean"], manifest["std"])
+    model = build_segmentation_model(
+        recipe,
+        num_classes=len(recipe.task.class_names),
+        data_bands=manifest["bands"],
+        pretrained=False,  # every weight comes from the run's checkpoint
+    )
+    task = _task(recipe, model)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    task.load_state_dict(state, strict=True)
+    trainer = _trainer(recipe, None)
+    results = trainer.test(task, datamodule=datamodule, verbose=False)
+    metrics = {k: _scalar(v) for k, v in (results[0] if results else {}).items()}
+    payload = {
+        "checkpoint": _relative(str(ckpt), run_dir),
+        "data_root": recipe.data.root,
+        "test_chips": list(datamodule.splits.get("test", [])),
+        "metrics": metrics,
+    }
+    write_json(run_dir / TEST_METRICS_FILE, payload)
+    _print_table(f"test metrics ({run_dir / TEST_METRICS_FILE})", metrics, prefix="test/")
+    return metrics
+
+
+def _scalar(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().item()
+    return round(float(value), 6)
+
+
+def _relative(path: str | None, root: Path) -> str | None:
+    if not path:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _print_table(title: str, metrics: dict[str, float | None], *, prefix: str) -> None:
+    rows = [(k[len(prefix) :], v) for k, v in sorted(metrics.items()) if k.startswith(prefix)]
+    if not rows:
+        return
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{title}")
+    print("-" * (width + 12))
+    for key, value in rows:
+        shown = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+        print(f"{key:<{width}}  {shown:>9}")
+    print("-" * (width + 12), flush=True)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# make demo: fine-tune on the bundled real Sen1Floods11 chips, then evaluate on the test split.
+set -euo pipefail
+venv=${1:-.venv}
+eofm="$venv/bin/eofm"
+run_dir="runs/demo-$(date +%Y%m%d-%H%M%S)"
+
+flags=()
+endpoint=${HF_ENDPOINT:-https://huggingface.co}
+if ! "$venv/bin/python" - "$endpoint" <<'PY' >/dev/null 2>&1; then
+import sys, urllib.request
+urllib.request.urlopen(sys.argv[1].rstrip("/") + "/api/models/ibm-nasa-geospatial/Prithvi-EO-2.0-tiny-TL", timeout=5)
+PY
+  echo "demo: the Hugging Face Hub ($endpoint) is unreachable, so the demo passes --allow-random-init:"
+  echo "demo: the backbone starts from RANDOM weights and the metrics show the pipeline, not Prithvi."
+  flags+=(--allow-random-init)
+fi
+
+"$eofm" fit recipes/demo.yaml --run-dir "$run_dir" "${flags[@]}"
+"$eofm" test "$run_dir"
+
+echo
+echo "demo: outputs"
+echo "  run dir            $run_dir"
+echo "  resolved recipe    $run_dir/recipe.yaml"
+echo "  model manifest     $run_dir/model.json"
+echo "  checkpoints        $run_dir/checkpoints/{best,last}.ckpt"
+echo "  validation metrics $run_dir/metrics.json"
+echo "  test metrics       $run_dir/test_metrics.json"
+echo "  logs (CSV, TB)     $run_dir/logs/"
