@@ -27,6 +27,8 @@ class SegmentationModel(nn.Module):
         self.decoder = decoder
         self.head = head
         self.backbone_needs_grad = True
+        for part in (self.neck, self.decoder, self.head):
+            part.to(memory_format=torch.channels_last)
 
     def forward(
         self,
@@ -41,7 +43,7 @@ class SegmentationModel(nn.Module):
         logits = self.head(features)
         if logits.shape[-2:] != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits
+        return logits.contiguous()
 
 
 def build_segmentation_model(
@@ -84,7 +86,10 @@ def build_segmentation_model(
         backbone.embed_dim * frames, len(backbone.tap_layers), pyramid=decoder_cls.needs_pyramid
     )
     decoder = decoder_cls(
-        neck.out_channels, recipe.decoder.channels, patch_size=backbone.config.patch_size[-1]
+        neck.out_channels,
+        recipe.decoder.channels,
+        patch_size=backbone.config.patch_size[-1],
+        fuse=recipe.decoder.fuse,
     )
     head = nn.Sequential(
         nn.Dropout2d(recipe.decoder.dropout), nn.Conv2d(decoder.out_channels, num_classes, 1)

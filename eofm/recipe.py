@@ -62,6 +62,7 @@ class DecoderConfig:
     name: Literal["progressive", "upernet"] = "progressive"
     channels: int = 64
     dropout: float = 0.1
+    fuse: Literal["factorized", "concat"] = "factorized"  # UPerNet only; see decoders/upernet.py
 
 
 @dataclass
@@ -374,6 +375,11 @@ def coerce(value: Any, hint: Any, key: str, where: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise fail()
     if hint is str:
         if isinstance(value, str):

@@ -22,7 +22,9 @@ class ProgressiveDecoder(nn.Module):
 
     needs_pyramid = False
 
-    def __init__(self, in_channels: list[int], channels: int = 64, *, patch_size: int = 16) -> None:
+    def __init__(
+        self, in_channels: list[int], channels: int = 64, *, patch_size: int = 16, **_: object
+    ) -> None:
         super().__init__()
         self.fuse = conv_bn_relu(sum(in_channels), channels, kernel=1)
         stages, width = [], channels
