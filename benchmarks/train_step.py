@@ -93,14 +93,30 @@ def main() -> None:
     results = {}
     for name, (decoder, channels, fuse) in configs.items():
         out = subprocess.run(
-            [sys.executable, __file__, "--one", decoder, str(channels), fuse,
-             "--repeats", str(args.repeats), "--threads", str(args.threads)],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                decoder,
+                str(channels),
+                fuse,
+                "--repeats",
+                str(args.repeats),
+                "--threads",
+                str(args.threads),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         )
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"Prithvi-EO-2.0-tiny, 6x224x224, {args.threads} threads, median of {args.repeats}")
-    print(f"{'configuration':<20} {'train bs4 s':>12} {'x peer':>7} {'infer bs8 s':>12} {'x peer':>7} {'peak RSS GB':>12}")
-    print(f"{'peer UPerNet(256)':<20} {PEER['train_s']:>12.3f} {1:>7.2f} {PEER['infer_s']:>12.3f} {1:>7.2f} {PEER['peak_rss_gb']:>12.2f}")
+    print(
+        f"{'configuration':<20} {'train bs4 s':>12} {'x peer':>7} {'infer bs8 s':>12} {'x peer':>7} {'peak RSS GB':>12}"
+    )
+    print(
+        f"{'peer UPerNet(256)':<20} {PEER['train_s']:>12.3f} {1:>7.2f} {PEER['infer_s']:>12.3f} {1:>7.2f} {PEER['peak_rss_gb']:>12.2f}"
+    )
     for name, r in results.items():
         print(
             f"{name:<20} {r['train_s']:>12.3f} {r['train_s'] / PEER['train_s']:>7.2f} "

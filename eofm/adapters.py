@@ -89,7 +89,10 @@ def save_adapter(model: nn.Module, folder: Path, base: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     backbone = model.backbone
     lora_state = get_peft_model_state_dict(backbone)
-    save_file({k: v.detach().contiguous() for k, v in lora_state.items()}, str(folder / "adapter_model.safetensors"))
+    save_file(
+        {k: v.detach().contiguous() for k, v in lora_state.items()},
+        str(folder / "adapter_model.safetensors"),
+    )
     backbone.peft_config["default"].save_pretrained(str(folder))
     lora_ids = {id(p) for n, p in backbone.named_parameters() if "lora_" in n}
     others = {
@@ -98,9 +101,12 @@ def save_adapter(model: nn.Module, folder: Path, base: dict) -> Path:
         if param.requires_grad and id(param) not in lora_ids
     }
     others.update(
-        {name: buf.detach().contiguous() for name, buf in model.named_buffers() if "running_" in name}
+        {
+            name: buf.detach().contiguous()
+            for name, buf in model.named_buffers()
+            if "running_" in name
+        }
     )
     save_file(others, str(folder / "trained_modules.safetensors"))
     (folder / "base_model.json").write_text(json.dumps(base, indent=2) + "\n", encoding="utf-8")
     return folder
-

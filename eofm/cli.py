@@ -31,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fine-tune a model from a recipe")
     fit.add_argument("recipe", help="recipe file, or the name of a shipped recipe")
-    fit.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides (YAML values)")
+    fit.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides (YAML values)"
+    )
     fit.add_argument("--run-dir", type=Path, help="output folder (default: runs/<name>-<time>)")
     fit.add_argument(
         "--allow-random-init",
@@ -41,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
     test = sub.add_parser("test", help="evaluate a run on its test split")
     test.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
-    test.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=...")
+    test.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
+    )
     test.add_argument("--checkpoint", choices=("best", "last"), default="best")
     return parser
 
@@ -93,7 +97,12 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"recipes": _cmd_recipes, "backbones": _cmd_backbones, "fit": _cmd_fit, "test": _cmd_test}
+COMMANDS = {
+    "recipes": _cmd_recipes,
+    "backbones": _cmd_backbones,
+    "fit": _cmd_fit,
+    "test": _cmd_test,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

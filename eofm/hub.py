@@ -58,7 +58,9 @@ def _describe(repo_id: str, revision: str | None, filename: str | None = None) -
     return f"{where}#{filename}" if filename else where
 
 
-def _hub_error(exc: Exception, repo_id: str, revision: str | None, filename: str | None) -> EofmError:
+def _hub_error(
+    exc: Exception, repo_id: str, revision: str | None, filename: str | None
+) -> EofmError:
     """Translate a huggingface_hub / network exception into one clear, token-free line."""
     from huggingface_hub import errors
 
@@ -119,7 +121,9 @@ def pick_weights_file(files: list[str], ref: HubRef) -> str:
 
     if ref.filename:
         if ref.filename not in files:
-            raise EofmError(f"File '{ref.filename}' does not exist in {ref}; the repo holds {files}.")
+            raise EofmError(
+                f"File '{ref.filename}' does not exist in {ref}; the repo holds {files}."
+            )
         return ref.filename
     weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
     safetensors = [f for f in weights if f.endswith(".safetensors")]

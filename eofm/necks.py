@@ -49,7 +49,9 @@ class ViTNeck(nn.Module):
 
     def forward(self, tokens: list[torch.Tensor], grid: tuple[int, int, int]) -> list[torch.Tensor]:
         # channels_last lets oneDNN run the decoder's convolutions without layout reorders.
-        maps = [tokens_to_map(t, grid).contiguous(memory_format=torch.channels_last) for t in tokens]
+        maps = [
+            tokens_to_map(t, grid).contiguous(memory_format=torch.channels_last) for t in tokens
+        ]
         if self.pyramid:
             maps = [scale(m) for scale, m in zip(self.scales, maps, strict=True)]
         return maps

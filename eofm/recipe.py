@@ -147,7 +147,9 @@ def _yaml():
 def parse_override(text: str) -> tuple[str, Any]:
     """``a.b=value`` -> (``a.b``, YAML-parsed value)."""
     if "=" not in text:
-        raise RecipeError(f"Override {text!r} is not of the form key=value (e.g. trainer.max_steps=10).")
+        raise RecipeError(
+            f"Override {text!r} is not of the form key=value (e.g. trainer.max_steps=10)."
+        )
     key, raw = text.split("=", 1)
     key = key.strip()
     if not key:
@@ -196,13 +198,13 @@ def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise RecipeError(f"{what.capitalize()} {path} must be a mapping of sections, not {type(data).__name__}.")
+        raise RecipeError(
+            f"{what.capitalize()} {path} must be a mapping of sections, not {type(data).__name__}."
+        )
     return data
 
 
-def load_recipe(
-    source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()
-) -> Recipe:
+def load_recipe(source: str | Path | Mapping[str, Any], overrides: Iterable[str] = ()) -> Recipe:
     """Load a recipe (path, shipped recipe name, or mapping), apply overrides, validate."""
     from eofm.resources import find_recipe, find_task_definition
 
@@ -252,7 +254,9 @@ def check_override_key(key: str) -> None:
         if dataclasses.is_dataclass(hint):
             cls = hint
             continue
-        if i < len(parts) - 1 and dict not in {typing.get_origin(a) for a in (hint, *typing.get_args(hint))}:
+        if i < len(parts) - 1 and dict not in {
+            typing.get_origin(a) for a in (hint, *typing.get_args(hint))
+        }:
             raise _unknown_key_error(key, "the command-line overrides")
         return
 

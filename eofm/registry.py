@@ -57,7 +57,9 @@ class Registry:
             names = self.names(kind)
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise EofmError(f"Unknown {kind} '{name}'.{hint} Registered: {', '.join(names)}.") from None
+            raise EofmError(
+                f"Unknown {kind} '{name}'.{hint} Registered: {', '.join(names)}."
+            ) from None
 
 
 def _build() -> Registry:
@@ -78,7 +80,9 @@ def _build() -> Registry:
         "eofm.decoders.progressive:ProgressiveDecoder",
         "CPU-lean progressive upsampling with depthwise-separable convs",
     )
-    reg.add("decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", "UPerNet (Xiao et al., 2018)")
+    reg.add(
+        "decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", "UPerNet (Xiao et al., 2018)"
+    )
     reg.add(
         "task",
         "segmentation",

@@ -56,7 +56,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise EofmError(f"{path} does not exist; is {path.parent} a run dir written by 'eofm fit'?") from None
+        raise EofmError(
+            f"{path} does not exist; is {path.parent} a run dir written by 'eofm fit'?"
+        ) from None
     except ValueError as exc:
         raise EofmError(f"{path} is not valid JSON: {exc}") from None
 

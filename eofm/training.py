@@ -45,7 +45,9 @@ def normalisation(recipe: Recipe) -> tuple[list[float] | None, list[float] | Non
             raise EofmError("Give both data.mean and data.std, or neither.")
         for key in ("mean", "std"):
             if len(getattr(recipe.data, key)) != len(bands):
-                raise EofmError(f"data.{key} has {len(getattr(recipe.data, key))} values for {len(bands)} bands.")
+                raise EofmError(
+                    f"data.{key} has {len(getattr(recipe.data, key))} values for {len(bands)} bands."
+                )
         return list(recipe.data.mean), list(recipe.data.std), "recipe"
     stats = resolve_manifest(recipe.backbone.name).band_stats()
     if all(b in stats for b in bands):
@@ -60,7 +62,9 @@ def build_datamodule(recipe: Recipe, mean: list[float] | None, std: list[float] 
     if not data.root:
         raise EofmError("data.root is empty: set it in the recipe or with data.root=/path/to/data.")
     if len(data.split_fractions) != 3 or not math.isclose(sum(data.split_fractions), 1.0):
-        raise EofmError(f"data.split_fractions must be 3 numbers summing to 1, got {data.split_fractions}.")
+        raise EofmError(
+            f"data.split_fractions must be 3 numbers summing to 1, got {data.split_fractions}."
+        )
     cls = REGISTRY.get("dataset", data.name).load()
     return cls(
         data.root,
@@ -156,7 +160,9 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     )
     loggers = [
         CSVLogger(run_dir / "logs", name="csv", version=""),
-        TensorBoardLogger(run_dir / "logs", name="tensorboard", version="", default_hp_metric=False),
+        TensorBoardLogger(
+            run_dir / "logs", name="tensorboard", version="", default_hp_metric=False
+        ),
     ]
     trainer = _trainer(recipe, run_dir, callbacks=[checkpoint], loggers=loggers)
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
@@ -197,7 +203,9 @@ def _check_classes(recipe: Recipe, datamodule: Any) -> None:
         )
 
 
-def _model_manifest(recipe: Recipe, model: torch.nn.Module, datamodule: Any, norm_source: str) -> dict:
+def _model_manifest(
+    recipe: Recipe, model: torch.nn.Module, datamodule: Any, norm_source: str
+) -> dict:
     backbone = model.backbone
     base = getattr(backbone, "base_model", None)
     encoder = base.model if base is not None else backbone
@@ -284,6 +292,10 @@ def _print_table(title: str, metrics: dict[str, float | None], *, prefix: str) -
     print(f"\n{title}")
     print("-" * (width + 12))
     for key, value in rows:
-        shown = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+        shown = (
+            "n/a"
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else f"{value:.4f}"
+        )
         print(f"{key:<{width}}  {shown:>9}")
     print("-" * (width + 12), flush=True)

@@ -61,13 +61,17 @@ def test_neck_folds_time_into_channels() -> None:
 
 
 def test_multi_frame_model_runs() -> None:
-    recipe = tiny_recipe(backbone={"name": "prithvi_eo_v2_tiny_tl", "pretrained": False, "num_frames": 2})
+    recipe = tiny_recipe(
+        backbone={"name": "prithvi_eo_v2_tiny_tl", "pretrained": False, "num_frames": 2}
+    )
     model = build_segmentation_model(recipe, num_classes=2, data_bands=HLS)
     assert model(torch.randn(1, 6, 2, 32, 32)).shape == (1, 2, 32, 32)
 
 
 def test_frozen_trains_only_decoder_and_head_when_bands_are_known() -> None:
-    model = build_segmentation_model(tiny_recipe(adapter={"mode": "frozen"}), num_classes=2, data_bands=HLS)
+    model = build_segmentation_model(
+        tiny_recipe(adapter={"mode": "frozen"}), num_classes=2, data_bands=HLS
+    )
     assert not any(p.requires_grad for p in model.backbone.parameters())
     assert model.backbone_needs_grad is False
     trainable, total = count_parameters(model)
@@ -75,7 +79,9 @@ def test_frozen_trains_only_decoder_and_head_when_bands_are_known() -> None:
 
 
 def test_frozen_with_new_bands_trains_the_patch_embedding() -> None:
-    model = build_segmentation_model(tiny_recipe(adapter={"mode": "frozen"}), num_classes=2, data_bands=["VV", "VH"])
+    model = build_segmentation_model(
+        tiny_recipe(adapter={"mode": "frozen"}), num_classes=2, data_bands=["VV", "VH"]
+    )
     grads = {n for n, p in model.backbone.named_parameters() if p.requires_grad}
     assert grads == {"patch_embed.proj.weight", "patch_embed.proj.bias"}
     model(torch.randn(1, 2, 32, 32)).sum().backward()
@@ -87,7 +93,9 @@ def test_lora_targets_attention_never_patch_embed(include_mlp: bool) -> None:
     recipe = tiny_recipe(adapter={"mode": "lora", "rank": 4, "include_mlp": include_mlp})
     model = build_segmentation_model(recipe, num_classes=2, data_bands=HLS)
     assert is_lora(model.backbone)
-    lora_layers = {n.rsplit(".lora_A", 1)[0] for n, _ in model.backbone.named_parameters() if ".lora_A." in n}
+    lora_layers = {
+        n.rsplit(".lora_A", 1)[0] for n, _ in model.backbone.named_parameters() if ".lora_A." in n
+    }
     assert lora_layers, "no LoRA layer was created"
     assert not any("patch_embed" in n for n in lora_layers)
     kinds = {n.split(".")[-1] for n in lora_layers}
@@ -95,7 +103,9 @@ def test_lora_targets_attention_never_patch_embed(include_mlp: bool) -> None:
     assert sum(1 for n in lora_layers if n.endswith("qkv")) == 12
     keys = model.backbone.state_dict().keys()
     assert any(k.startswith("base_model.model.blocks.0.attn.qkv.base_layer.weight") for k in keys)
-    base_trainable = [n for n, p in model.backbone.named_parameters() if p.requires_grad and "lora_" not in n]
+    base_trainable = [
+        n for n, p in model.backbone.named_parameters() if p.requires_grad and "lora_" not in n
+    ]
     assert base_trainable == []
 
 
@@ -111,7 +121,9 @@ def test_save_adapter_alone(tmp_path) -> None:
 
     recipe = tiny_recipe(adapter={"mode": "lora", "rank": 2})
     model = build_segmentation_model(recipe, num_classes=2, data_bands=["VV", "VH"])
-    folder = save_adapter(model, tmp_path / "adapter", {"repo": "org/base", "revision": "abc", "file": "w.pt"})
+    folder = save_adapter(
+        model, tmp_path / "adapter", {"repo": "org/base", "revision": "abc", "file": "w.pt"}
+    )
     lora = load_file(str(folder / "adapter_model.safetensors"))
     assert lora and all("lora_" in k for k in lora)
     assert json.loads((folder / "adapter_config.json").read_text())["r"] == 2
@@ -122,7 +134,9 @@ def test_save_adapter_alone(tmp_path) -> None:
 
 
 def test_full_mode_trains_everything() -> None:
-    model = build_segmentation_model(tiny_recipe(adapter={"mode": "full"}), num_classes=2, data_bands=HLS)
+    model = build_segmentation_model(
+        tiny_recipe(adapter={"mode": "full"}), num_classes=2, data_bands=HLS
+    )
     trainable, total = count_parameters(model)
     assert trainable == total
 

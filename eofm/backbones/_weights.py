@@ -39,12 +39,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
             state = state[wrapper]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise EofmError(f"Checkpoint {path} does not hold a state dict of tensors.")
     return dict(state)
 
 
-def prithvi_encoder_state(state: Mapping[str, torch.Tensor], *, source: str) -> dict[str, torch.Tensor]:
+def prithvi_encoder_state(
+    state: Mapping[str, torch.Tensor], *, source: str
+) -> dict[str, torch.Tensor]:
     """Encoder keys of an official Prithvi checkpoint, in our module's names.
 
     Handles the prefixed MAE layout (``encoder.*``; ``decoder.*`` dropped) and the old flat
@@ -55,9 +59,7 @@ def prithvi_encoder_state(state: Mapping[str, torch.Tensor], *, source: str) -> 
     if any(k.startswith("encoder.") for k in state):
         encoder = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
     else:
-        encoder = {
-            k: v for k, v in state.items() if "decoder" not in k and k != "mask_token"
-        }
+        encoder = {k: v for k, v in state.items() if "decoder" not in k and k != "mask_token"}
     encoder.pop("pos_embed", None)
     if not encoder:
         raise EofmError(f"Checkpoint {source} holds no Prithvi encoder keys.")

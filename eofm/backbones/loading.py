@@ -112,7 +112,11 @@ def _load_pretrained(model: torch.nn.Module, manifest: BackboneManifest) -> dict
     state = prithvi_encoder_state(read_state_dict(path), source=source)
     load_strict(model, state, source=source)
     log.info("Loaded %s (%d encoder tensors, strict).", source, len(state))
-    return {"repo": manifest.hub_repo, "revision": commit or manifest.revision, "file": manifest.hub_file}
+    return {
+        "repo": manifest.hub_repo,
+        "revision": commit or manifest.revision,
+        "file": manifest.hub_file,
+    }
 
 
 def _map_bands(

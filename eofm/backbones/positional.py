@@ -28,11 +28,13 @@ def sincos_3d(dim: int, grid: tuple[int, int, int], *, cls_token: bool = True) -
     t, h, w = grid
     w_dim = h_dim = dim // 16 * 6
     t_dim = dim // 16 * 4
-    tt, hh, ww = torch.meshgrid(
-        torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"
-    )
+    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
     table = torch.cat(
-        [sincos_1d(w_dim, ww.reshape(-1)), sincos_1d(h_dim, hh.reshape(-1)), sincos_1d(t_dim, tt.reshape(-1))],
+        [
+            sincos_1d(w_dim, ww.reshape(-1)),
+            sincos_1d(h_dim, hh.reshape(-1)),
+            sincos_1d(t_dim, tt.reshape(-1)),
+        ],
         dim=1,
     )
     if table.shape[1] < dim:  # widths not divisible by 16 leave a zero tail
@@ -40,4 +42,3 @@ def sincos_3d(dim: int, grid: tuple[int, int, int], *, cls_token: bool = True) -
     if cls_token:
         table = torch.cat([table.new_zeros(1, dim), table], dim=0)
     return table.unsqueeze(0)
-

@@ -115,9 +115,7 @@ class PrithviEncoder(nn.Module):
             self.temporal_embed_enc = TemporalEncoder(d, config.coords_scale_learn)
         if "location" in config.coords_encoding:
             self.location_embed_enc = LocationEncoder(d, config.coords_scale_learn)
-        self.tap_layers: tuple[int, ...] = (
-            manifest.tap_layers if manifest else (config.depth - 1,)
-        )
+        self.tap_layers: tuple[int, ...] = manifest.tap_layers if manifest else (config.depth - 1,)
         self._pos_cache: dict[tuple[int, int, int], torch.Tensor] = {}
         self._init_weights()
 

@@ -29,7 +29,9 @@ class PyramidPooling(nn.Module):
     def __init__(self, in_ch: int, channels: int, scales: tuple[int, ...] = (1, 2, 3, 6)) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), nn.Conv2d(in_ch, channels, 1), nn.ReLU(inplace=True))
+            nn.Sequential(
+                nn.AdaptiveAvgPool2d(s), nn.Conv2d(in_ch, channels, 1), nn.ReLU(inplace=True)
+            )
             for s in scales
         )
         self.bottleneck = conv_bn_relu(in_ch + len(scales) * channels, channels, 3)

@@ -62,7 +62,9 @@ class SegmentationTask(L.LightningModule):
         self.register_buffer("class_weights", weights, persistent=False)
         for stage in STAGES:
             k, ig = self.num_classes, ignore_index
-            setattr(self, f"{stage}_iou", MulticlassJaccardIndex(k, average="none", ignore_index=ig))
+            setattr(
+                self, f"{stage}_iou", MulticlassJaccardIndex(k, average="none", ignore_index=ig)
+            )
             setattr(self, f"{stage}_f1", MulticlassF1Score(k, average="none", ignore_index=ig))
             setattr(self, f"{stage}_acc", MulticlassAccuracy(k, average="micro", ignore_index=ig))
 
@@ -89,7 +91,11 @@ class SegmentationTask(L.LightningModule):
         for metric in ("iou", "f1", "acc"):
             getattr(self, f"{stage}_{metric}").update(preds, target)
         self.log(
-            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
             batch_size=image.shape[0],
         )
         return loss
@@ -141,4 +147,7 @@ class SegmentationTask(L.LightningModule):
             return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

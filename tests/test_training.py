@@ -1,0 +1,262 @@
+"""``eofm fit`` / ``eofm test`` end to end on real Sen1Floods11 chips (cropped to 64 px)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from eofm.cli import main
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "sen1floods11"
+ROOT = Path(__file__).resolve().parents[1]
+CHIPS = [
+    "Ghana_97059",
+    "India_900498",
+    "Nigeria_812045",
+    "Spain_6860600",
+    "Sri-Lanka_534068",
+    "Paraguay_34417",  # image entirely NaN: reported and left out of training
+]
+
+
+def crop_chip(src: Path, dst: Path, size: int = 64) -> None:
+    with rasterio.open(src) as ds:
+        window = Window(ds.width // 2 - size // 2, ds.height // 2 - size // 2, size, size)
+        profile = ds.profile | {
+            "width": size,
+            "height": size,
+            "transform": ds.window_transform(window),
+            "tiled": False,
+        }
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        data = ds.read(window=window)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+
+
+@pytest.fixture(scope="module")
+def flood_root(tmp_path_factory) -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"Test data folder {SHARED} is missing (CI provides ../shared/data).")
+    root = tmp_path_factory.mktemp("sen1floods11")
+    for chip in CHIPS:
+        crop_chip(SHARED / "S1Hand" / f"{chip}_S1Hand.tif", root / "S1Hand" / f"{chip}_S1Hand.tif")
+        crop_chip(
+            SHARED / "LabelHand" / f"{chip}_LabelHand.tif",
+            root / "LabelHand" / f"{chip}_LabelHand.tif",
+        )
+    return root
+
+
+def overrides(root: Path, **extra: object) -> list[str]:
+    values = {
+        "data.root": str(root),
+        "backbone.pretrained": "false",
+        "decoder.channels": 16,
+        "data.crop_size": 32,
+        "data.batch_size": 2,
+        "trainer.max_epochs": 2,
+        "trainer.enable_progress_bar": "false",
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def test_fit_then_test_writes_a_complete_run_dir(flood_root: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "fit",
+                "demo",
+                *overrides(flood_root, **{"adapter.mode": "lora"}),
+                "--run-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "trainable of" in out and "parameters" in out
+    for name in (
+        "recipe.yaml",
+        "model.json",
+        "metrics.json",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+    ):
+        assert (run / name).is_file(), name
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    assert list((run / "logs").rglob("metrics.csv"))
+    assert list((run / "logs").rglob("events.out.tfevents*"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] > 0
+    assert 0.0 <= metrics["metrics"]["val/mIoU"] <= 1.0
+    model = json.loads((run / "model.json").read_text())
+    assert model["bands"] == ["VV", "VH"]
+    assert model["normalisation_source"].startswith("training-split")
+    assert all(isinstance(v, float) for v in model["mean"] + model["std"])
+    assert model["backbone"]["band_mapping"]["new"] == ["VV", "VH"]
+
+    assert main(["test", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "test metrics" in out and "IoU_water" in out
+    test_metrics = json.loads((run / "test_metrics.json").read_text())
+    assert test_metrics["test_chips"]
+    assert 0.0 <= test_metrics["metrics"]["test/accuracy"] <= 1.0
+
+
+def test_s2_lora_upernet_recipe_runs_on_s2hand_chips(tmp_path: Path) -> None:
+    """The shipped S2 recipe (with the tiny backbone) on S2Hand chips in the real format."""
+    import numpy as np
+
+    root = tmp_path / "HandLabeled"
+    rng = np.random.default_rng(0)
+    for chip in CHIPS[:5]:
+        crop_chip(
+            SHARED / "LabelHand" / f"{chip}_LabelHand.tif",
+            root / "LabelHand" / f"{chip}_LabelHand.tif",
+        )
+        with rasterio.open(root / "LabelHand" / f"{chip}_LabelHand.tif") as label:
+            profile = label.profile | {"count": 13, "dtype": "int16", "nodata": 0}
+        data = rng.integers(1, 4000, size=(13, 64, 64), dtype=np.int16)
+        data[:, :3, :3] = 0  # nodata corner
+        (root / "S2Hand").mkdir(parents=True, exist_ok=True)
+        with rasterio.open(root / "S2Hand" / f"{chip}_S2Hand.tif", "w", **profile) as out:
+            out.write(data)
+    run = tmp_path / "run"
+    args = overrides(
+        root,
+        **{
+            "backbone.name": "prithvi_eo_v2_tiny_tl",
+            "trainer.max_epochs": 1,
+            "trainer.precision": "32-true",
+            "trainer.accelerator": "cpu",
+            "data.num_workers": 0,
+            "decoder.channels": 16,
+        },
+    )
+    assert (
+        main(["fit", "sen1floods11_s2_prithvi_v2_300_tl_lora", *args, "--run-dir", str(run)]) == 0
+    )
+    model = json.loads((run / "model.json").read_text())
+    assert model["normalisation_source"] == "backbone manifest"
+    assert model["mean"] == [1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0]
+    assert model["decoder"]["name"] == "upernet"
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
+    code = "import sys; from eofm.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+
+
+def test_killed_fit_resumes_from_last_checkpoint(flood_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [
+        "fit",
+        "demo",
+        *overrides(flood_root, **{"trainer.max_epochs": 6}),
+        "--run-dir",
+        str(run),
+    ]
+    proc = _cli(*args)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert last.exists(), proc.communicate()[1][-3000:]
+    time.sleep(0.5)  # let the checkpoint finish writing
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run / "metrics.json").exists()  # it really was cut short
+
+    again = _cli(*args)
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-3000:]
+    assert "resuming from" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 6
+
+
+def test_run_dir_with_other_recipe_is_refused(flood_root: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.yaml").write_text("name: something-else\n")
+    assert main(["fit", "demo", *overrides(flood_root), "--run-dir", str(run)]) == 1
+    assert "different recipe" in capsys.readouterr().err
+    assert (run / "recipe.yaml").read_text() == "name: something-else\n"
+
+
+def _assert_clean_failure(args: list[str], needle: str, run: Path, capsys) -> None:
+    code = main([*args, "--run-dir", str(run)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert needle in err, err
+    assert "Traceback" not in err
+    assert not run.exists()
+
+
+def test_bad_input_wrong_band(flood_root: Path, tmp_path: Path, capsys) -> None:
+    _assert_clean_failure(
+        ["fit", "demo", *overrides(flood_root), "data.bands=[VV, VW]"],
+        "'VW'",
+        tmp_path / "run",
+        capsys,
+    )
+
+
+def test_bad_input_corrupt_tiff(flood_root: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(flood_root, root)
+    victim = root / "S1Hand" / "Spain_6860600_S1Hand.tif"
+    victim.write_bytes(victim.read_bytes()[:300])
+    _assert_clean_failure(
+        ["fit", "demo", *overrides(root)], "Spain_6860600_S1Hand.tif", tmp_path / "run", capsys
+    )
+
+
+def test_bad_input_missing_label(flood_root: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(flood_root, root)
+    (root / "LabelHand" / "India_900498_LabelHand.tif").unlink()
+    _assert_clean_failure(
+        ["fit", "demo", *overrides(root)], "India_900498_LabelHand.tif", tmp_path / "run", capsys
+    )
+
+
+def test_bad_input_empty_data_root(tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_clean_failure(["fit", "demo", *overrides(empty)], str(empty), tmp_path / "run", capsys)
+
+
+def test_bad_input_recipe_typo(flood_root: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    code = main(
+        ["fit", "demo", *overrides(flood_root), "trainer.max_epohcs=3", "--run-dir", str(run)]
+    )
+    assert code == 2
+    assert "trainer.max_epochs" in capsys.readouterr().err
+    assert not run.exists()
