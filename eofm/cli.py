@@ -105,13 +105,20 @@ COMMANDS = {
 }
 
 
+def _configure_logging(level: int) -> None:
+    """eofm's own messages to stderr; Lightning keeps its own handler (no duplicates)."""
+    logger = logging.getLogger("eofm")
+    logger.setLevel(level)
+    if not any(getattr(h, "_eofm", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s eofm: %(message)s"))
+        handler._eofm = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(logging.WARNING if args.quiet else logging.INFO)
     try:
         return COMMANDS[args.command](args)
     except EofmError as exc:

@@ -65,6 +65,12 @@ def _hub_error(
     from huggingface_hub import errors
 
     where = _describe(repo_id, revision, filename)
+    # LocalEntryNotFoundError subclasses EntryNotFoundError: test it first.
+    if isinstance(exc, (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled)):
+        return EofmError(
+            f"Cannot download {where}: the Hub is unreachable (or HF_HUB_OFFLINE=1) and the "
+            "file is not in the local cache."
+        )
     if isinstance(exc, errors.RevisionNotFoundError):
         return EofmError(f"Revision '{revision}' does not exist in Hub repo {repo_id} ({where}).")
     if isinstance(exc, errors.EntryNotFoundError):
@@ -72,11 +78,6 @@ def _hub_error(
     if isinstance(exc, errors.RepositoryNotFoundError):
         return EofmError(
             f"Hub repo {repo_id} was not found, or is private and no valid token was given ({where})."
-        )
-    if isinstance(exc, errors.LocalEntryNotFoundError):
-        return EofmError(
-            f"Cannot download {where}: the Hub is unreachable (or HF_HUB_OFFLINE=1) and the "
-            "file is not in the local cache."
         )
     if isinstance(exc, errors.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", "?")

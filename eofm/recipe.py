@@ -72,10 +72,11 @@ class DataConfig:
     name: Literal["sen1floods11"] = "sen1floods11"
     root: str = ""
     bands: list[str] = field(default_factory=lambda: ["VV", "VH"])
-    split_csv: dict[str, str] | None = None
+    split_csv: dict[str, str] | None = None  # train/val/test -> CSV (relative to root)
     split_fractions: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
     crop_size: int | None = 224
     eval_crop_size: int | None = None
+    train_repeats: int = 1  # random crops drawn per training chip per epoch
     batch_size: int = 4
     num_workers: int = 0
     hflip: bool = True

@@ -79,15 +79,19 @@ def build_datamodule(recipe: Recipe, mean: list[float] | None, std: list[float] 
         num_workers=data.num_workers,
         hflip=data.hflip,
         seed=recipe.seed,
+        train_repeats=data.train_repeats,
     )
 
 
 def _trainer(recipe: Recipe, run_dir: Path | None, *, callbacks: list | None = None, loggers=False):
     import lightning as L
 
+    from eofm.checkpointing import AtomicCheckpointIO
+
     kwargs = {k: v for k, v in asdict(recipe.trainer).items() if v is not None}
     return L.Trainer(
         **kwargs,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir) if run_dir else None,
         callbacks=callbacks or [],
         logger=loggers,

@@ -235,11 +235,11 @@ def test_no_silent_random_init(hub, caplog) -> None:
         load_backbone("prithvi_eo_v2_600_tl")  # not served by the loopback Hub
     with caplog.at_level(logging.WARNING):
         encoder = load_backbone(
-            "hf://ibm-nasa-geospatial/Prithvi-EO-2.0-600M-TL", allow_random_init=True, img_size=28
+            "hf://ibm-nasa-geospatial/Prithvi-EO-2.0-100M-TL", allow_random_init=True
         )
     assert encoder.source is None
     assert "RANDOMLY INITIALISED" in caplog.text
-    assert load_backbone("prithvi_eo_v2_600_tl", pretrained=False).source is None
+    assert load_backbone("prithvi_eo_v2_100_tl", pretrained=False).source is None
 
 
 def test_unreachable_hub_is_a_clear_error(tmp_path) -> None:

@@ -47,7 +47,8 @@ def test_dotted_overrides_are_parsed_as_yaml() -> None:
     assert recipe.data.bands == ["VV"]
     assert recipe.adapter.mode == "lora"
     assert recipe.trainer.devices == [0, 1]
-    assert recipe.data.split_csv == {"train": "/x/train.csv"}
+    assert recipe.data.split_csv["train"] == "/x/train.csv"
+    assert recipe.data.split_csv["val"] == "splits/flood_valid_data.csv"  # merged, not replaced
 
 
 def test_int_is_accepted_where_float_is_declared() -> None:

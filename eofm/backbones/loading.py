@@ -87,11 +87,10 @@ def load_backbone(
     if img_size is not None:
         config = replace(config, img_size=img_size)
     manifest = replace(manifest, config=config)
-    model = PrithviEncoder(config, manifest)
-    model.source = None
-    if pretrained:
+    state, source = None, None
+    if pretrained:  # download and read before allocating the model: fail fast
         try:
-            model.source = _load_pretrained(model, manifest)
+            state, source = _read_pretrained(manifest)
         except EofmError as exc:
             if not allow_random_init:
                 raise EofmError(
@@ -99,24 +98,35 @@ def load_backbone(
                     "from random weights instead."
                 ) from None
             log.warning(RANDOM_INIT_WARNING.format(name=manifest.name, reason=exc))
+    model = PrithviEncoder(config, manifest)
+    model.source = None
+    if state is not None:
+        from eofm.backbones._weights import load_strict
+
+        load_strict(model, state, source=_describe(source))
+        log.info("Loaded %s (%d encoder tensors, strict).", _describe(source), len(state))
+        model.source = source
     _map_bands(model, manifest, bands)
     return model
 
 
-def _load_pretrained(model: torch.nn.Module, manifest: BackboneManifest) -> dict[str, str]:
+def _describe(source: dict[str, str]) -> str:
+    return f"hf://{source['repo']}@{source['revision']}#{source['file']}"
+
+
+def _read_pretrained(manifest: BackboneManifest) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Download the manifest's checkpoint at its pinned revision; return encoder tensors."""
     from eofm import hub
-    from eofm.backbones._weights import load_strict, prithvi_encoder_state, read_state_dict
+    from eofm.backbones._weights import prithvi_encoder_state, read_state_dict
 
     path, commit = hub.download_file(manifest.hub_repo, manifest.hub_file, manifest.revision)
-    source = f"hf://{manifest.hub_repo}@{commit or manifest.revision}#{manifest.hub_file}"
-    state = prithvi_encoder_state(read_state_dict(path), source=source)
-    load_strict(model, state, source=source)
-    log.info("Loaded %s (%d encoder tensors, strict).", source, len(state))
-    return {
+    source = {
         "repo": manifest.hub_repo,
         "revision": commit or manifest.revision,
         "file": manifest.hub_file,
     }
+    state = prithvi_encoder_state(read_state_dict(path), source=_describe(source))
+    return state, source
 
 
 def _map_bands(
