@@ -14,6 +14,7 @@ PY
   echo "demo: the Hugging Face Hub ($endpoint) is unreachable, so the demo passes --allow-random-init:"
   echo "demo: the backbone starts from RANDOM weights and the metrics show the pipeline, not Prithvi."
   flags+=(--allow-random-init)
+  export HF_HUB_OFFLINE=1  # the probe failed: skip the client's retries, use the cache only
 fi
 
 "$eofm" fit recipes/demo.yaml --run-dir "$run_dir" "${flags[@]}"
