@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from eofm import __version__
+from eofm.backbones.manifest import BackboneManifest
 from eofm.errors import EofmError
 from eofm.recipe import Recipe, dump_recipe
 from eofm.rundir import (
@@ -30,13 +31,14 @@ from eofm.rundir import (
 log = logging.getLogger(__name__)
 
 
-def normalisation(recipe: Recipe) -> tuple[list[float] | None, list[float] | None, str]:
+def normalisation(
+    recipe: Recipe, manifest: BackboneManifest
+) -> tuple[list[float] | None, list[float] | None, str]:
     """Mean/std for the recipe's bands: explicit, else the backbone manifest's.
 
     Returns ``(None, None, ...)`` when some band is new to the backbone: the datamodule
     then computes statistics on the training split.
     """
-    from eofm.backbones.loading import resolve_manifest
     from eofm.bands import check_band_names
 
     bands = check_band_names(recipe.data.bands, where="data.bands")
@@ -49,13 +51,15 @@ def normalisation(recipe: Recipe) -> tuple[list[float] | None, list[float] | Non
                     f"data.{key} has {len(getattr(recipe.data, key))} values for {len(bands)} bands."
                 )
         return list(recipe.data.mean), list(recipe.data.std), "recipe"
-    stats = resolve_manifest(recipe.backbone.name).band_stats()
+    stats = manifest.band_stats()
     if all(b in stats for b in bands):
         return [stats[b][0] for b in bands], [stats[b][1] for b in bands], "backbone manifest"
     return None, None, "training-split statistics (bands new to the backbone)"
 
 
-def build_datamodule(recipe: Recipe, mean: list[float] | None, std: list[float] | None):
+def build_datamodule(
+    recipe: Recipe, mean: list[float] | None, std: list[float] | None, *, pad_multiple: int
+):
     from eofm.registry import REGISTRY
 
     data = recipe.data
@@ -80,6 +84,7 @@ def build_datamodule(recipe: Recipe, mean: list[float] | None, std: list[float] 
         hflip=data.hflip,
         seed=recipe.seed,
         train_repeats=data.train_repeats,
+        pad_multiple=pad_multiple,
     )
 
 
@@ -129,8 +134,11 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     L.seed_everything(recipe.seed, workers=True, verbose=False)
 
     # Everything that can fail on bad input runs before the run dir is written.
-    mean, std, norm_source = normalisation(recipe)
-    datamodule = build_datamodule(recipe, mean, std)
+    from eofm.backbones.loading import resolve_manifest
+
+    manifest = resolve_manifest(recipe.backbone.name)
+    mean, std, norm_source = normalisation(recipe, manifest)
+    datamodule = build_datamodule(recipe, mean, std, pad_multiple=manifest.patch_size[-1])
     log.info("Normalisation from %s: mean=%s std=%s", norm_source, datamodule.mean, datamodule.std)
     _check_classes(recipe, datamodule)
     model = build_segmentation_model(
@@ -150,8 +158,8 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
-    manifest = _model_manifest(recipe, model, datamodule, norm_source)
-    write_json(run_dir / MODEL_FILE, manifest)
+    model_manifest = _model_manifest(recipe, model, datamodule, norm_source)
+    write_json(run_dir / MODEL_FILE, model_manifest)
 
     task = _task(recipe, model)
     checkpoint = ModelCheckpoint(
@@ -173,7 +181,7 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     if resume:
         print(f"eofm fit: resuming from {last}", flush=True)
     started = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=False)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
     seconds = time.perf_counter() - started
 
     metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items()}
@@ -192,7 +200,7 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     from eofm.adapters import is_lora, save_adapter
 
     if is_lora(model.backbone):
-        save_adapter(model, run_dir / "adapter", manifest["backbone"])
+        save_adapter(model, run_dir / "adapter", model_manifest["backbone"])
     _print_table(f"validation metrics ({run_dir / METRICS_FILE})", metrics, prefix="val/")
     print(f"eofm fit: run dir {run_dir}", flush=True)
     return run_dir
@@ -247,7 +255,8 @@ def test(recipe: Recipe, run_dir: Path, *, checkpoint: str = "best") -> dict[str
     ckpt = run_dir / CHECKPOINT_DIR / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise EofmError(f"Checkpoint {ckpt} does not exist; did 'eofm fit' finish an epoch?")
-    datamodule = build_datamodule(recipe, manifest["mean"], manifest["std"])
+    patch = manifest["backbone"]["patch_size"][-1]
+    datamodule = build_datamodule(recipe, manifest["mean"], manifest["std"], pad_multiple=patch)
     model = build_segmentation_model(
         recipe,
         num_classes=len(recipe.task.class_names),
