@@ -47,6 +47,14 @@ class PatchEmbed3d(nn.Module):
         return x.flatten(2).transpose(1, 2), grid  # (B, T'*H'*W', D), t-major
 
 
+def _register_scale(module: nn.Module, learn_scale: bool) -> None:
+    """``scale``: a learned parameter initialised to 0.1 (TL checkpoints), else a fixed 1."""
+    if learn_scale:
+        module.scale = nn.Parameter(torch.full((1,), 0.1))
+    else:
+        module.register_buffer("scale", torch.ones(1), persistent=False)
+
+
 class TemporalEncoder(nn.Module):
     """Sin-cos encoding of ``(B, T, 2)`` [year, day-of-year], half the width each."""
 
@@ -54,10 +62,7 @@ class TemporalEncoder(nn.Module):
         super().__init__()
         self.year_dim = embed_dim // 2
         self.day_dim = embed_dim - self.year_dim
-        if learn_scale:
-            self.scale = nn.Parameter(torch.full((1,), 0.1))
-        else:
-            self.register_buffer("scale", torch.ones(1), persistent=False)
+        _register_scale(self, learn_scale)
 
     def forward(self, coords: torch.Tensor, tokens_per_frame: int) -> torch.Tensor:
         b, t, _ = coords.shape
@@ -74,10 +79,7 @@ class LocationEncoder(nn.Module):
         super().__init__()
         self.lat_dim = embed_dim // 2
         self.lon_dim = embed_dim - self.lat_dim
-        if learn_scale:
-            self.scale = nn.Parameter(torch.full((1,), 0.1))
-        else:
-            self.register_buffer("scale", torch.ones(1), persistent=False)
+        _register_scale(self, learn_scale)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         lat = sincos_1d(self.lat_dim, coords[:, 0])
