@@ -47,6 +47,30 @@ def _parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
     )
     test.add_argument("--checkpoint", choices=("best", "last"), default="best")
+
+    predict = sub.add_parser("predict", help="stream a model over GeoTIFF scenes of any size")
+    predict.add_argument("--model", required=True, help="a run dir or a checkpoint (.ckpt)")
+    predict.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="GeoTIFF files, folders or globs"
+    )
+    predict.add_argument("--out", required=True, type=Path, help="output folder")
+    predict.add_argument("--bands", help="names of the input's bands in file order, e.g. VV,VH")
+    predict.add_argument("--tile", type=int, default=224, help="tile size in pixels (default 224)")
+    predict.add_argument(
+        "--overlap", type=int, default=32, help="overlap between tiles (default 32)"
+    )
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument(
+        "--probabilities", action="store_true", help="write class probabilities (float32)"
+    )
+    predict.add_argument("--vector", choices=("geoparquet", "geojson"), help="also write polygons")
+    predict.add_argument("--tta", choices=("flip",), help="test-time augmentation")
+    predict.add_argument("--no-quicklook", action="store_true", help="skip the PNG quicklook")
+    predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    predict.add_argument(
+        "--shard", help="i/n: process every n-th input from the i-th (default: launcher rank)"
+    )
+    predict.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -97,11 +121,32 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from eofm.inference import PredictOptions
+    from eofm.predict_cli import run_predict
+
+    options = PredictOptions(
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        probabilities=args.probabilities,
+        tta_flip=args.tta == "flip",
+        vector=args.vector,
+        quicklook=not args.no_quicklook,
+        overwrite=args.overwrite,
+        bands=[b.strip() for b in args.bands.split(",")] if args.bands else None,
+    )
+    return run_predict(
+        args.model, args.inputs, args.out, options, shard=args.shard, progress=not args.no_progress
+    )
+
+
 COMMANDS = {
     "recipes": _cmd_recipes,
     "backbones": _cmd_backbones,
     "fit": _cmd_fit,
     "test": _cmd_test,
+    "predict": _cmd_predict,
 }
 
 

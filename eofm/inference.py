@@ -1,0 +1,408 @@
+"""Streaming sliding-window inference over GeoTIFF scenes of any size.
+
+Memory is bounded by one strip of tiles, never by the scene: tiles are read with rasterio
+window by window (a reader thread keeps the next batches ready), predicted in batches
+under ``torch.inference_mode``, blended with a separable sine-squared (Hann) window whose
+weights are normalised where tiles overlap, and written strip by strip into a tiled
+GeoTIFF that is finally converted to a Cloud-Optimized GeoTIFF. Every output is written
+under a temporary name and renamed when complete.
+
+Blending overlapping tile predictions with smooth weights follows the common practice of
+window-weighted stitching (e.g. Huang et al., "Large-scale semantic classification:
+outcome of the first year of Inria aerial image labeling benchmark", IGARSS 2018).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eofm.errors import EofmError
+from eofm.outputs import atomic_output
+from eofm.trained import TrainedModel
+
+log = logging.getLogger(__name__)
+
+CLASS_NODATA = 255
+GDAL_CACHE_MB = 256
+
+
+@dataclass
+class PredictOptions:
+    tile: int = 224
+    overlap: int = 32
+    batch_size: int = 8
+    probabilities: bool = False
+    tta_flip: bool = False
+    vector: str | None = None  # "geoparquet" | "geojson"
+    quicklook: bool = True
+    overwrite: bool = False
+    bands: list[str] | None = None
+
+
+@dataclass
+class SceneResult:
+    source: Path
+    outputs: list[Path] = field(default_factory=list)
+    skipped: bool = False
+    all_nodata: bool = False
+
+
+def tile_starts(length: int, tile: int, stride: int) -> list[int]:
+    """Window offsets covering ``length``; the last window is flush with the edge."""
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def blend_weights(tile: int) -> np.ndarray:
+    """A separable sine-squared window, strictly positive so every pixel gets weight."""
+    ramp = np.sin(np.pi * (np.arange(tile) + 0.5) / tile) ** 2
+    ramp = np.maximum(ramp, 1e-3)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+def match_bands(
+    path: Path,
+    descriptions: Sequence[str | None],
+    count: int,
+    model_bands: Sequence[str],
+    given: Sequence[str] | None,
+) -> list[int]:
+    """1-based file band indexes that feed the model's bands, matched by name.
+
+    Names come from ``--bands`` (the file's bands, in file order), else the file's band
+    descriptions; a file without names is matched by count when that is unambiguous.
+    """
+    from eofm.bands import check_band_names
+
+    if given:
+        names = check_band_names(given, where="--bands")
+        if len(names) != count:
+            raise EofmError(f"--bands names {len(names)} bands but {path} has {count}.")
+    elif descriptions and all(descriptions):
+        try:
+            names = check_band_names(
+                [str(d) for d in descriptions], where=f"the band descriptions of {path}"
+            )
+        except EofmError:
+            names = []
+    else:
+        names = []
+    if names:
+        missing = [b for b in model_bands if b not in names]
+        if missing:
+            raise EofmError(
+                f"{path} lacks band(s) {missing}: the model needs {list(model_bands)}, the file has {names}."
+            )
+        return [names.index(b) + 1 for b in model_bands]
+    if count == len(model_bands):
+        log.info(
+            "%s has no band names; using its %d bands in order as %s.",
+            path,
+            count,
+            list(model_bands),
+        )
+        return list(range(1, count + 1))
+    raise EofmError(
+        f"Cannot match the bands of {path}: the model needs {list(model_bands)} "
+        f"({len(model_bands)} bands), the file has {count} unnamed bands. Name them with --bands."
+    )
+
+
+class SceneReader:
+    """Reads normalised tiles of one scene, strip by strip, in a background thread."""
+
+    def __init__(
+        self, path: Path, indexes: list[int], mean: Sequence[float], std: Sequence[float], tile: int
+    ) -> None:
+        import rasterio
+
+        self.path = path
+        self.ds = rasterio.open(path)
+        self.indexes = indexes
+        self.mean = np.asarray(mean, np.float32)[:, None, None]
+        self.std = np.asarray(std, np.float32)[:, None, None]
+        self.tile = tile
+        self.nodata = self.ds.nodata
+
+    def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """A ``tile x tile`` window (zero-padded past the edges) and its validity mask."""
+        from rasterio.windows import Window
+
+        t = self.tile
+        h, w = min(t, self.ds.height - row), min(t, self.ds.width - col)
+        try:
+            raw = self.ds.read(self.indexes, window=Window(col, row, w, h))
+        except Exception as exc:
+            raise EofmError(f"Cannot read {self.path} at row {row}, col {col}: {exc}") from None
+        data = raw.astype(np.float32)
+        valid = np.isfinite(data).all(axis=0)
+        if self.nodata is not None and not math.isnan(self.nodata):
+            valid &= (raw != self.nodata).all(axis=0)
+        data = np.where(valid, (data - self.mean) / self.std, 0.0).astype(np.float32)
+        tile = np.zeros((len(self.indexes), t, t), np.float32)
+        tile[:, :h, :w] = data
+        mask = np.zeros((t, t), bool)
+        mask[:h, :w] = valid
+        return tile, mask
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+def _prefetch(produce: Callable[[], Iterator], depth: int = 3) -> Iterator:
+    """Run a generator in a thread, ``depth`` items ahead; errors re-raise in the caller."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for item in produce():
+                while not stop.is_set():
+                    try:
+                        items.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(exc)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+class Predictor:
+    """Applies a trained model to scenes; one instance serves many scenes."""
+
+    def __init__(self, trained: TrainedModel, options: PredictOptions) -> None:
+        self.trained = trained
+        self.options = options
+        if options.tile % trained.patch_size:
+            raise EofmError(
+                f"--tile {options.tile} must be a multiple of the model's patch size {trained.patch_size}."
+            )
+        if not 0 <= options.overlap < options.tile:
+            raise EofmError(f"--overlap must be in [0, {options.tile}), got {options.overlap}.")
+        self.weights = blend_weights(options.tile)
+        self.num_classes = len(trained.class_names)
+
+    @torch.inference_mode()
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch)
+        probs = self.trained.model(x).softmax(dim=1)
+        if self.options.tta_flip:
+            flipped = self.trained.model(torch.flip(x, dims=[-1])).softmax(dim=1)
+            probs = (probs + torch.flip(flipped, dims=[-1])) / 2
+        return probs.numpy()
+
+    def predict(
+        self, source: Path, out_dir: Path, *, on_tiles: Callable[[int], None] | None = None
+    ) -> SceneResult:
+        import rasterio
+
+        from eofm.outputs import check_output_dir
+
+        out_dir = check_output_dir(out_dir)
+        stem = source.name.rsplit(".", 1)[0]
+        raster_path = out_dir / f"{stem}.tif"
+        result = SceneResult(source)
+        if raster_path.exists() and not self.options.overwrite:
+            result.skipped = True
+            return result
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
+            reader = self._open(source)
+            try:
+                with atomic_output(raster_path) as tmp_cog:
+                    result.all_nodata = self._stream(reader, tmp_cog, on_tiles)
+                result.outputs.append(raster_path)
+            finally:
+                reader.close()
+            if result.all_nodata:
+                log.warning("%s holds no valid pixel: its prediction is all nodata.", source)
+            if self.options.quicklook:
+                from eofm.outputs import write_quicklook
+
+                png = out_dir / f"{stem}.png"
+                with atomic_output(png) as tmp:
+                    write_quicklook(
+                        raster_path, tmp, self.num_classes, probabilities=self.options.probabilities
+                    )
+                result.outputs.append(png)
+            if self.options.vector:
+                from eofm.vectorize import write_polygons
+
+                suffix = ".parquet" if self.options.vector == "geoparquet" else ".geojson"
+                vector_path = out_dir / f"{stem}{suffix}"
+                with atomic_output(vector_path) as tmp:
+                    write_polygons(raster_path, tmp, self.trained.class_names, self.options.vector)
+                result.outputs.append(vector_path)
+        return result
+
+    def _open(self, source: Path) -> SceneReader:
+        import rasterio
+
+        try:
+            with rasterio.open(source) as ds:
+                descriptions, count, crs = ds.descriptions, ds.count, ds.crs
+        except Exception as exc:
+            raise EofmError(
+                f"Cannot read raster {source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
+        if crs is None:
+            log.warning("%s has no CRS: the prediction is written without georeferencing.", source)
+        indexes = match_bands(source, descriptions, count, self.trained.bands, self.options.bands)
+        return SceneReader(source, indexes, self.trained.mean, self.trained.std, self.options.tile)
+
+    def _stream(
+        self, reader: SceneReader, target: Path, on_tiles: Callable[[int], None] | None
+    ) -> bool:
+        """Predict the whole scene into ``target`` (a COG); returns True if all nodata."""
+        import rasterio
+        from rasterio.shutil import copy as raster_copy
+        from rasterio.windows import Window
+
+        ds, t = reader.ds, self.options.tile
+        height, width = ds.height, ds.width
+        stride = t - self.options.overlap
+        rows, cols = tile_starts(height, t, stride), tile_starts(width, t, stride)
+        k = self.num_classes
+        probabilities = self.options.probabilities
+        profile = {
+            "driver": "GTiff",
+            "width": width,
+            "height": height,
+            "count": k if probabilities else 1,
+            "dtype": "float32" if probabilities else "uint8",
+            "nodata": float("nan") if probabilities else CLASS_NODATA,
+            "crs": ds.crs,
+            "transform": ds.transform,
+            "tiled": True,
+            "blockxsize": 256,
+            "blockysize": 256,
+            "compress": "deflate",
+        }
+        band_height = min(t, height)
+        acc = np.zeros((k, band_height, width), np.float32)
+        wsum = np.zeros((band_height, width), np.float32)
+        valid = np.zeros((band_height, width), bool)
+        any_valid = False
+        staging = target.with_name(target.name + ".gtiff")
+        try:
+            with rasterio.open(staging, "w", **profile) as out:
+                top = 0  # first scene row held in the buffers
+                tiles = _prefetch(lambda: self._batches(reader, rows, cols))
+                pending = list(rows)
+                for row, batch_positions, batch_probs, batch_valid in self._by_strip(tiles):
+                    for (r, c), probs, mask in zip(
+                        batch_positions, batch_probs, batch_valid, strict=True
+                    ):
+                        h, w = min(t, height - r), min(t, width - c)
+                        y = r - top
+                        acc[:, y : y + h, c : c + w] += probs[:, :h, :w] * self.weights[:h, :w]
+                        wsum[y : y + h, c : c + w] += self.weights[:h, :w]
+                        valid[y : y + h, c : c + w] |= mask[:h, :w]
+                    if on_tiles:
+                        on_tiles(len(batch_positions))
+                    if row is None:
+                        continue
+                    # strip `row` is complete: rows before the next strip are final
+                    pending.remove(row)
+                    done_until = pending[0] if pending else height
+                    n = done_until - top
+                    if n <= 0:
+                        continue
+                    any_valid |= bool(valid[:n].any())
+                    block = self._finalise(acc[:, :n], wsum[:n], valid[:n])
+                    out.write(block, window=Window(0, top, width, n))
+                    keep = band_height - n
+                    acc[:, :keep], wsum[:keep], valid[:keep] = acc[:, n:], wsum[n:], valid[n:]
+                    acc[:, keep:], wsum[keep:], valid[keep:] = 0, 0, False
+                    top = done_until
+            raster_copy(
+                staging,
+                target,
+                driver="COG",
+                compress="DEFLATE",
+                blocksize=256,
+                overview_resampling="nearest" if not probabilities else "average",
+            )
+        finally:
+            staging.unlink(missing_ok=True)
+        return not any_valid
+
+    def _finalise(self, acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        probs = acc / np.maximum(wsum, 1e-12)
+        if self.options.probabilities:
+            return np.where(valid, probs, np.nan).astype(np.float32)
+        classes = probs.argmax(axis=0).astype(np.uint8)
+        return np.where(valid, classes, CLASS_NODATA)[None].astype(np.uint8)
+
+    def _batches(self, reader: SceneReader, rows: list[int], cols: list[int]) -> Iterator:
+        """Yield (strip row or None, positions, tiles, masks); the row marks a strip's end."""
+        size = self.options.batch_size
+        for row in rows:
+            positions, tiles, masks = [], [], []
+            for col in cols:
+                tile, mask = reader.read(row, col)
+                positions.append((row, col))
+                tiles.append(tile)
+                masks.append(mask)
+                if len(positions) == size:
+                    yield None, positions, np.stack(tiles), masks
+                    positions, tiles, masks = [], [], []
+            yield row, positions, np.stack(tiles) if tiles else None, masks
+
+    def _by_strip(self, batches: Iterator) -> Iterator:
+        for row, positions, tiles, masks in batches:
+            probs = self._probabilities(tiles) if tiles is not None else []
+            yield row, positions, probs, masks
+
+
+def expand_inputs(specs: Sequence[str]) -> list[Path]:
+    """Files, folders (their *.tif / *.tiff) and glob patterns -> sorted unique paths."""
+    import glob
+
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found += [
+                p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
+            ]
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = [Path(p) for p in glob.glob(spec)]
+            if not matches:
+                raise EofmError(f"Input {spec} does not exist (and matches no file as a glob).")
+            found += [p for p in matches if p.is_file()]
+    unique = sorted({p.resolve(): p for p in found}.values(), key=lambda p: str(p))
+    if not unique:
+        raise EofmError(f"No GeoTIFF found in {list(specs)}.")
+    return unique
