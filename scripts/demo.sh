@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make demo: fine-tune on the bundled real Sen1Floods11 chips, then evaluate on the test split.
+# make demo: fine-tune on the bundled real Sen1Floods11 chips, evaluate on the test split,
+# then predict on a bundled GeoTIFF.
 set -euo pipefail
 venv=${1:-.venv}
 eofm="$venv/bin/eofm"
@@ -19,6 +20,9 @@ fi
 
 "$eofm" fit recipes/demo.yaml --run-dir "$run_dir" "${flags[@]}"
 "$eofm" test "$run_dir"
+# stream the fresh model over a bundled real GeoTIFF (the test-split chip), with polygons
+"$eofm" predict --model "$run_dir" samples/sen1floods11/S1Hand/Nigeria_812045_S1Hand.tif \
+  --out "$run_dir/predictions" --vector geojson --no-progress
 
 echo
 echo "demo: outputs"
@@ -29,3 +33,4 @@ echo "  checkpoints        $run_dir/checkpoints/{best,last}.ckpt"
 echo "  validation metrics $run_dir/metrics.json"
 echo "  test metrics       $run_dir/test_metrics.json"
 echo "  logs (CSV, TB)     $run_dir/logs/"
+echo "  predictions        $run_dir/predictions/Nigeria_812045_S1Hand.{tif,png,geojson}"
