@@ -114,10 +114,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_test(args: argparse.Namespace) -> int:
     from eofm.rundir import load_run_recipe
 
-    recipe = load_run_recipe(args.run_dir, args.overrides)
+    load_run_recipe(args.run_dir, args.overrides)  # validated before heavy imports
     from eofm.training import test
 
-    test(recipe, args.run_dir, checkpoint=args.checkpoint)
+    test(args.run_dir, args.overrides, checkpoint=args.checkpoint)
     return 0
 
 

@@ -32,7 +32,9 @@ from eofm.trained import TrainedModel
 log = logging.getLogger(__name__)
 
 CLASS_NODATA = 255
-GDAL_CACHE_MB = 256
+GDAL_CACHE_MB = 32  # bounded: GDAL's block cache would otherwise grow with the scene
+#: Scenes are processed in column bands this wide, so memory depends on neither dimension.
+COLUMN_BAND = 8192
 
 
 @dataclass
@@ -63,6 +65,23 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     starts = list(range(0, length - tile, stride))
     starts.append(length - tile)
     return starts
+
+
+def column_bands(width: int, tile: int, stride: int) -> list[tuple[tuple[int, int], list[int]]]:
+    """``((x0, x1), tile columns)`` per column band: the global tiles that touch it."""
+    cols = tile_starts(width, tile, stride)
+    bands = []
+    for x0 in range(0, width, COLUMN_BAND):
+        x1 = min(width, x0 + COLUMN_BAND)
+        bands.append(((x0, x1), [c for c in cols if c < x1 and c + tile > x0]))
+    return bands
+
+
+def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
+    """Tiles predicted for a scene (those straddling column bands count twice)."""
+    stride = tile - overlap
+    rows = len(tile_starts(height, tile, stride))
+    return rows * sum(len(cols) for _, cols in column_bands(width, tile, stride))
 
 
 def blend_weights(tile: int) -> np.ndarray:
@@ -285,12 +304,11 @@ class Predictor:
         """Predict the whole scene into ``target`` (a COG); returns True if all nodata."""
         import rasterio
         from rasterio.shutil import copy as raster_copy
-        from rasterio.windows import Window
 
         ds, t = reader.ds, self.options.tile
         height, width = ds.height, ds.width
         stride = t - self.options.overlap
-        rows, cols = tile_starts(height, t, stride), tile_starts(width, t, stride)
+        rows = tile_starts(height, t, stride)
         k = self.num_classes
         probabilities = self.options.probabilities
         profile = {
@@ -304,46 +322,14 @@ class Predictor:
             "transform": ds.transform,
             "tiled": True,
             "blockxsize": 256,
-            "blockysize": 256,
-            "compress": "deflate",
+            "blockysize": 256,  # staging stays uncompressed: the COG copy compresses once
         }
-        band_height = min(t, height)
-        acc = np.zeros((k, band_height, width), np.float32)
-        wsum = np.zeros((band_height, width), np.float32)
-        valid = np.zeros((band_height, width), bool)
-        any_valid = False
         staging = target.with_name(target.name + ".gtiff")
+        any_valid = False
         try:
             with rasterio.open(staging, "w", **profile) as out:
-                top = 0  # first scene row held in the buffers
-                tiles = _prefetch(lambda: self._batches(reader, rows, cols))
-                pending = list(rows)
-                for row, batch_positions, batch_probs, batch_valid in self._by_strip(tiles):
-                    for (r, c), probs, mask in zip(
-                        batch_positions, batch_probs, batch_valid, strict=True
-                    ):
-                        h, w = min(t, height - r), min(t, width - c)
-                        y = r - top
-                        acc[:, y : y + h, c : c + w] += probs[:, :h, :w] * self.weights[:h, :w]
-                        wsum[y : y + h, c : c + w] += self.weights[:h, :w]
-                        valid[y : y + h, c : c + w] |= mask[:h, :w]
-                    if on_tiles:
-                        on_tiles(len(batch_positions))
-                    if row is None:
-                        continue
-                    # strip `row` is complete: rows before the next strip are final
-                    pending.remove(row)
-                    done_until = pending[0] if pending else height
-                    n = done_until - top
-                    if n <= 0:
-                        continue
-                    any_valid |= bool(valid[:n].any())
-                    block = self._finalise(acc[:, :n], wsum[:n], valid[:n])
-                    out.write(block, window=Window(0, top, width, n))
-                    keep = band_height - n
-                    acc[:, :keep], wsum[:keep], valid[:keep] = acc[:, n:], wsum[n:], valid[n:]
-                    acc[:, keep:], wsum[keep:], valid[keep:] = 0, 0, False
-                    top = done_until
+                for span, band_cols in column_bands(width, t, stride):
+                    any_valid |= self._stream_band(reader, out, rows, band_cols, span, on_tiles)
             raster_copy(
                 staging,
                 target,
@@ -355,6 +341,60 @@ class Predictor:
         finally:
             staging.unlink(missing_ok=True)
         return not any_valid
+
+    def _stream_band(
+        self,
+        reader: SceneReader,
+        out,
+        rows: list[int],
+        cols: list[int],
+        span: tuple[int, int],
+        on_tiles: Callable[[int], None] | None,
+    ) -> bool:
+        """Predict the columns ``span`` of the scene, strip by strip; True if any valid.
+
+        Tiles come from the scene's global grid, so a tile that straddles two column
+        bands is computed in both and every pixel is blended exactly as in one pass.
+        """
+        from rasterio.windows import Window
+
+        t, height = self.options.tile, reader.ds.height
+        left, right = cols[0], min(reader.ds.width, cols[-1] + t)
+        x0, x1 = span
+        k, band_height, band_width = self.num_classes, min(t, height), right - left
+        acc = np.zeros((k, band_height, band_width), np.float32)
+        wsum = np.zeros((band_height, band_width), np.float32)
+        valid = np.zeros((band_height, band_width), bool)
+        any_valid = False
+        top = 0  # first scene row held in the buffers
+        pending = list(rows)
+        for row, positions, probs_batch, masks in self._by_strip(
+            _prefetch(lambda: self._batches(reader, rows, cols))
+        ):
+            for (r, c), probs, mask in zip(positions, probs_batch, masks, strict=True):
+                h, w = min(t, height - r), min(t, reader.ds.width - c)
+                y, x = r - top, c - left
+                acc[:, y : y + h, x : x + w] += probs[:, :h, :w] * self.weights[:h, :w]
+                wsum[y : y + h, x : x + w] += self.weights[:h, :w]
+                valid[y : y + h, x : x + w] |= mask[:h, :w]
+            if on_tiles:
+                on_tiles(len(positions))
+            if row is None:
+                continue
+            pending.remove(row)  # strip `row` is complete: rows before the next strip are final
+            done_until = pending[0] if pending else height
+            n = done_until - top
+            if n <= 0:
+                continue
+            inner = slice(x0 - left, x1 - left)
+            any_valid |= bool(valid[:n, inner].any())
+            block = self._finalise(acc[:, :n, inner], wsum[:n, inner], valid[:n, inner])
+            out.write(block, window=Window(x0, top, x1 - x0, n))
+            keep = band_height - n
+            acc[:, :keep], wsum[:keep], valid[:keep] = acc[:, n:], wsum[n:], valid[n:]
+            acc[:, keep:], wsum[keep:], valid[keep:] = 0, 0, False
+            top = done_until
+        return any_valid
 
     def _finalise(self, acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray) -> np.ndarray:
         probs = acc / np.maximum(wsum, 1e-12)

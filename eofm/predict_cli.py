@@ -38,11 +38,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def scene_tiles(path: Path, tile: int, overlap: int) -> int:
     import rasterio
 
-    from eofm.inference import tile_starts
+    from eofm.inference import count_tiles
 
     with rasterio.open(path) as ds:
-        stride = tile - overlap
-        return len(tile_starts(ds.height, tile, stride)) * len(tile_starts(ds.width, tile, stride))
+        return count_tiles(ds.height, ds.width, tile, overlap)
 
 
 def run_predict(

@@ -23,7 +23,6 @@ from eofm.rundir import (
     TEST_METRICS_FILE,
     check_run_dir,
     default_run_dir,
-    read_json,
     write_json,
     write_text_atomic,
 )
@@ -246,28 +245,26 @@ def _model_manifest(
     }
 
 
-def test(recipe: Recipe, run_dir: Path, *, checkpoint: str = "best") -> dict[str, float]:
-    """Evaluate a run dir on the test split; writes ``test_metrics.json``."""
-    from eofm.model import build_segmentation_model
+def test(
+    run_dir: Path, overrides: list[str] | None = None, *, checkpoint: str = "best"
+) -> dict[str, float]:
+    """Evaluate a run dir on its test split (overrides may point elsewhere, e.g. data.root).
+
+    Writes ``test_metrics.json`` and prints a table.
+    """
+    from eofm.trained import load_trained
 
     run_dir = Path(run_dir)
-    manifest = read_json(run_dir / MODEL_FILE)
     ckpt = run_dir / CHECKPOINT_DIR / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise EofmError(f"Checkpoint {ckpt} does not exist; did 'eofm fit' finish an epoch?")
-    patch = manifest["backbone"]["patch_size"][-1]
-    datamodule = build_datamodule(recipe, manifest["mean"], manifest["std"], pad_multiple=patch)
-    model = build_segmentation_model(
-        recipe,
-        num_classes=len(recipe.task.class_names),
-        data_bands=manifest["bands"],
-        pretrained=False,  # every weight comes from the run's checkpoint
+    trained = load_trained(str(ckpt), overrides)
+    recipe = trained.recipe
+    datamodule = build_datamodule(
+        recipe, trained.mean, trained.std, pad_multiple=trained.patch_size
     )
-    task = _task(recipe, model)
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    task.load_state_dict(state, strict=True)
     trainer = _trainer(recipe, None)
-    results = trainer.test(task, datamodule=datamodule, verbose=False)
+    results = trainer.test(_task(recipe, trained.model), datamodule=datamodule, verbose=False)
     metrics = {k: _scalar(v) for k, v in (results[0] if results else {}).items()}
     payload = {
         "checkpoint": _relative(str(ckpt), run_dir),

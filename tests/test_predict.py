@@ -129,11 +129,13 @@ def naive_prediction(predictor: Predictor, path: Path, tile: int, overlap: int) 
 
 
 @pytest.mark.parametrize(
-    ("width", "height", "tile", "overlap"), [(200, 150, 64, 16), (100, 80, 224, 32)]
+    ("width", "height", "tile", "overlap", "band"),
+    [(200, 150, 64, 16, 4096), (200, 150, 64, 16, 80), (100, 80, 224, 32, 4096)],
 )
 def test_streaming_equals_whole_scene_reference(
-    rgb_run: Path, tmp_path: Path, width, height, tile, overlap
+    rgb_run: Path, tmp_path: Path, monkeypatch, width, height, tile, overlap, band
 ) -> None:
+    monkeypatch.setattr("eofm.inference.COLUMN_BAND", band)  # 80: several column bands
     scene = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, width, height)
     trained = load_trained(str(rgb_run))
     options = PredictOptions(tile=tile, overlap=overlap, batch_size=3, quicklook=False)
