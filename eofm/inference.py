@@ -154,6 +154,9 @@ class SceneReader:
         self.std = np.asarray(std, np.float32)[:, None, None]
         self.tile = tile
         self.nodata = self.ds.nodata
+        # an alpha band or an internal/external mask also marks pixels outside the data
+        flags = {flag.name for flag in self.ds.mask_flag_enums[0]} if self.ds.count else set()
+        self.has_mask = bool(flags & {"per_dataset", "alpha"}) and "nodata" not in flags
 
     def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
         """A ``tile x tile`` window (zero-padded past the edges) and its validity mask."""
@@ -169,6 +172,8 @@ class SceneReader:
         valid = np.isfinite(data).all(axis=0)
         if self.nodata is not None and not math.isnan(self.nodata):
             valid &= (raw != self.nodata).all(axis=0)
+        if self.has_mask:
+            valid &= self.ds.read_masks(self.indexes[0], window=Window(col, row, w, h)) > 0
         data = np.where(valid, (data - self.mean) / self.std, 0.0).astype(np.float32)
         tile = np.zeros((len(self.indexes), t, t), np.float32)
         tile[:, :h, :w] = data

@@ -343,3 +343,15 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:
         tmp.write_bytes(b"half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_internal_mask_marks_outside_the_data(rgb_run: Path, tmp_path: Path) -> None:
+    scene = crop(LANDSAT, tmp_path / "masked.tif", 600, 600, 96, 96)
+    with rasterio.open(scene, "r+") as ds:
+        mask = np.full((96, 96), 255, np.uint8)
+        mask[:, :40] = 0  # left part outside the valid data
+        ds.write_mask(mask)
+    assert predict("--model", str(rgb_run), str(scene), "--out", str(tmp_path / "o")) == 0
+    with rasterio.open(tmp_path / "o" / "masked.tif") as ds:
+        classes = ds.read(1)
+    assert (classes[:, :40] == 255).all() and (classes[:, 40:] != 255).all()
