@@ -41,12 +41,33 @@ def _parser() -> argparse.ArgumentParser:
         help="if the pretrained weights cannot be loaded, continue from random weights (warns loudly)",
     )
 
-    test = sub.add_parser("test", help="evaluate a run on its test split")
-    test.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
+    test = sub.add_parser(
+        "test", help="evaluate a run (or a published hf:// model) on a test split"
+    )
+    test.add_argument("run_dir", help="a run dir written by 'eofm fit', or hf://ORG/NAME[@REV]")
     test.add_argument(
         "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
     )
     test.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    test.add_argument("--output", type=Path, help="write the metrics JSON here")
+
+    publish = sub.add_parser("publish", help="put a run on the Hugging Face Hub with a model card")
+    publish.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
+    publish.add_argument("--repo", required=True, help="ORG/NAME on the Hub")
+    publish.add_argument("--revision", help="branch to commit to (created if missing)")
+    publish.add_argument("--private", action="store_true", help="create the repo private")
+    publish.add_argument(
+        "--adapter-only", action="store_true", help="upload only the LoRA adapter and the head"
+    )
+    publish.add_argument(
+        "--license", default="apache-2.0", help="licence id for the card (default apache-2.0)"
+    )
+    publish.add_argument(
+        "--dry-run",
+        type=Path,
+        metavar="DIR",
+        help="write the folder that would be uploaded, upload nothing",
+    )
 
     predict = sub.add_parser("predict", help="stream a model over GeoTIFF scenes of any size")
     predict.add_argument("--model", required=True, help="a run dir or a checkpoint (.ckpt)")
@@ -112,12 +133,38 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from eofm.rundir import load_run_recipe
+    if not args.run_dir.startswith("hf://"):
+        from eofm.rundir import load_run_recipe
 
-    load_run_recipe(args.run_dir, args.overrides)  # validated before heavy imports
+        load_run_recipe(Path(args.run_dir), args.overrides)  # validated before heavy imports
     from eofm.training import test
 
-    test(args.run_dir, args.overrides, checkpoint=args.checkpoint)
+    test(args.run_dir, args.overrides, checkpoint=args.checkpoint, output=args.output)
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from eofm.hub import validate_repo_id
+
+    validate_repo_id(args.repo)
+    from eofm.publish import publish
+
+    result = publish(
+        args.run_dir,
+        args.repo,
+        revision=args.revision,
+        private=args.private,
+        adapter_only=args.adapter_only,
+        license_id=args.license,
+        dry_run=args.dry_run,
+    )
+    if args.dry_run:
+        print(f"eofm publish: dry run, wrote {result}:")
+        for path in sorted(Path(result).iterdir()):
+            print(f"  {path.name:<28} {path.stat().st_size:>10,} bytes")
+    else:
+        print(f"eofm publish: hf://{args.repo}@{result}")
+        print(f"  eofm predict --model hf://{args.repo}@{result} SCENE.tif --out predictions/")
     return 0
 
 
@@ -147,6 +194,7 @@ COMMANDS = {
     "fit": _cmd_fit,
     "test": _cmd_test,
     "predict": _cmd_predict,
+    "publish": _cmd_publish,
 }
 
 

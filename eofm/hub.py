@@ -137,3 +137,38 @@ def pick_weights_file(files: list[str], ref: HubRef) -> str:
         f"{ref} holds several weights files {candidates}; name one with "
         f"hf://{ref.repo_id}@{ref.revision or 'main'}#FILE."
     )
+
+
+def upload_bundle(folder: Path, repo_id: str, *, revision: str | None, private: bool) -> str:
+    """Create the repo (and branch) if needed and upload ``folder`` in one commit.
+
+    The token comes only from the environment or huggingface_hub's own login; it never
+    appears in a message. The model card is validated by the Hub before anything is sent.
+    """
+    from huggingface_hub import HfApi, ModelCard
+    from huggingface_hub.utils import get_token
+
+    if not get_token():
+        raise EofmError(
+            "No Hugging Face token: set HF_TOKEN or run 'hf auth login' before 'eofm publish'."
+        )
+    api = HfApi()
+    try:
+        api.whoami()
+        ModelCard((folder / "README.md").read_text(encoding="utf-8")).validate()
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        info = api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            revision=revision,
+            commit_message=f"eofm publish ({', '.join(sorted(p.name for p in folder.iterdir()))})",
+        )
+    except EofmError:
+        raise
+    except ValueError as exc:  # ModelCard.validate
+        raise EofmError(f"The Hub rejected the model card metadata: {exc}") from None
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, revision, None) from None
+    return info.oid

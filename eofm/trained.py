@@ -62,9 +62,13 @@ def load_task_state(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def load_trained(spec: str, overrides: list[str] | None = None) -> TrainedModel:
-    """Rebuild the run's model (no download: every weight comes from the checkpoint)."""
+    """A run dir or checkpoint (no download: every weight comes from the checkpoint), or
+    ``hf://ORG/NAME[@REV]``, a model published with ``eofm publish``."""
     from eofm.model import build_segmentation_model
+    from eofm.published import is_published_spec, load_published
 
+    if is_published_spec(spec):
+        return load_published(spec, overrides)
     run_dir, checkpoint = locate_run(spec)
     recipe = load_run_recipe(run_dir, overrides or [])
     manifest = read_json(run_dir / MODEL_FILE)

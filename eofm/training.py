@@ -246,19 +246,31 @@ def _model_manifest(
 
 
 def test(
-    run_dir: Path, overrides: list[str] | None = None, *, checkpoint: str = "best"
+    spec: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    checkpoint: str = "best",
+    output: Path | None = None,
 ) -> dict[str, float]:
-    """Evaluate a run dir on its test split (overrides may point elsewhere, e.g. data.root).
+    """Evaluate a run dir, or a published ``hf://`` model, on a test split.
 
-    Writes ``test_metrics.json`` and prints a table.
+    Overrides may point elsewhere (e.g. ``data.root=...``). A run dir gets
+    ``test_metrics.json``; for a published model the JSON goes to ``output`` if given.
+    Prints a table either way.
     """
+    from eofm.published import is_published_spec
     from eofm.trained import load_trained
 
-    run_dir = Path(run_dir)
-    ckpt = run_dir / CHECKPOINT_DIR / f"{checkpoint}.ckpt"
-    if not ckpt.is_file():
-        raise EofmError(f"Checkpoint {ckpt} does not exist; did 'eofm fit' finish an epoch?")
-    trained = load_trained(str(ckpt), overrides)
+    if is_published_spec(spec):
+        trained, source = load_trained(str(spec), overrides), str(spec)
+        target = Path(output) if output else None
+    else:
+        run_dir = Path(spec)
+        ckpt = run_dir / CHECKPOINT_DIR / f"{checkpoint}.ckpt"
+        if not ckpt.is_file():
+            raise EofmError(f"Checkpoint {ckpt} does not exist; did 'eofm fit' finish an epoch?")
+        trained, source = load_trained(str(ckpt), overrides), _relative(str(ckpt), run_dir)
+        target = Path(output) if output else run_dir / TEST_METRICS_FILE
     recipe = trained.recipe
     datamodule = build_datamodule(
         recipe, trained.mean, trained.std, pad_multiple=trained.patch_size
@@ -267,13 +279,14 @@ def test(
     results = trainer.test(_task(recipe, trained.model), datamodule=datamodule, verbose=False)
     metrics = {k: _scalar(v) for k, v in (results[0] if results else {}).items()}
     payload = {
-        "checkpoint": _relative(str(ckpt), run_dir),
+        "checkpoint": source,
         "data_root": recipe.data.root,
         "test_chips": list(datamodule.splits.get("test", [])),
         "metrics": metrics,
     }
-    write_json(run_dir / TEST_METRICS_FILE, payload)
-    _print_table(f"test metrics ({run_dir / TEST_METRICS_FILE})", metrics, prefix="test/")
+    if target is not None:
+        write_json(target, payload)
+    _print_table(f"test metrics ({target or source})", metrics, prefix="test/")
     return metrics
 
 

@@ -245,7 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
             return
-        self.state.create(repo_id, repo_type=repo_type, private=bool(body.get("private")))
+        private = bool(body.get("private")) or body.get("visibility") == "private"
+        self.state.create(repo_id, repo_type=repo_type, private=private)
         self._json(200, {"url": f"{self.state.endpoint}/{repo_id}", "name": repo_id})
 
     def repo_info(self, match: re.Match, query: dict, head: bool) -> None:
@@ -371,20 +372,48 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, data, headers, head=head)
 
     def validate_yaml(self, match: re.Match, query: dict, head: bool) -> None:
+        """Check a model card's YAML front matter like the Hub's metadata validation."""
         import yaml
 
         body = json.loads(self._body() or b"{}")
-        try:
-            meta = yaml.safe_load(body.get("content", "")) or {}
-        except yaml.YAMLError as exc:
-            self._json(400, {"errors": [{"message": f"invalid YAML: {exc}"}]})
-            return
+        content = body.get("content", "")
+        front = re.match(r"^---\n(.*?)\n---", content, re.S)
         errors = []
+        try:
+            meta = yaml.safe_load(front[1]) if front else {}
+        except yaml.YAMLError as exc:
+            meta, errors = {}, [f"invalid YAML: {exc}"]
         if not isinstance(meta, dict):
-            errors.append({"message": "metadata must be a mapping"})
-        elif "license" in meta and not isinstance(meta["license"], str):
-            errors.append({"message": '"license" must be a string'})
-        self._json(400 if errors else 200, {"errors": errors, "warnings": []})
+            errors.append("metadata must be a mapping")
+        else:
+            for key in ("license", "library_name", "base_model", "pipeline_tag"):
+                if key in meta and not isinstance(meta[key], str):
+                    errors.append(f'"{key}" must be a string')
+            for key in ("tags", "datasets"):
+                if key in meta and not all(isinstance(t, str) for t in meta[key]):
+                    errors.append(f'"{key}" must be a list of strings')
+            for entry in meta.get("model-index", []) or []:
+                for result in entry.get("results", []):
+                    for metric in result.get("metrics", []):
+                        if not {"type", "value"} <= set(metric):
+                            errors.append('"model-index" metrics need "type" and "value"')
+        if errors:
+            self._send(400, "\n".join(errors).encode(), {"Content-Type": "text/plain"})
+            return
+        self._json(200, {"errors": [], "warnings": []})
+
+    def create_branch(self, match: re.Match, query: dict, head: bool) -> None:
+        if not self._authorized():
+            raise HubError(401, "Invalid credentials in Authorization header")
+        repo = self.state.repo(match["type"].rstrip("s"), match["repo"], True)
+        branch = unquote(match["branch"])
+        body = json.loads(self._body() or b"{}")
+        if branch in repo.branches:
+            self._json(409, {"error": f"Branch {branch} already exists"})
+            return
+        start = self.state.resolve(repo, body.get("startingPoint") or "main")
+        repo.branches[branch] = start.sha
+        self._json(200, {})
 
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
@@ -403,6 +432,11 @@ ROUTES = [
         _Handler.preupload,
     ),
     (rf"/api/(?P<type>models|datasets)/{_REPO}/commit/(?P<rev>[^/]+)", "POST", _Handler.commit),
+    (
+        rf"/api/(?P<type>models|datasets)/{_REPO}/branch/(?P<branch>[^/]+)",
+        "POST",
+        _Handler.create_branch,
+    ),
     (
         rf"/api/(?P<type>models|datasets)/{_REPO}(?:/revision/(?P<rev>[^/]+))?",
         "GET",

@@ -1,0 +1,89 @@
+"""Loading a model that ``eofm publish`` put on the Hub (``hf://ORG/NAME[@REV]``).
+
+Every file comes from one pinned commit through ``huggingface_hub`` (so its cache and
+``HF_HUB_OFFLINE=1`` work), only the files a published eofm repo may hold are fetched,
+weights are read from safetensors only, and their SHA-256 must match ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from eofm.errors import EofmError
+from eofm.trained import TrainedModel
+
+
+def load_published(spec: str, overrides: list[str] | None = None) -> TrainedModel:
+    from safetensors.torch import load_file
+
+    from eofm import hub
+    from eofm.model import build_segmentation_model
+    from eofm.publish import ALLOWED_FILES, CONFIG_FILE, FORMAT, sha256_of
+    from eofm.recipe import load_recipe
+    from eofm.rundir import RECIPE_FILE
+
+    ref = hub.parse_hub_uri(spec)
+    if ref.filename:
+        raise EofmError(f"{spec}: a published eofm model is a whole repo; drop '#{ref.filename}'.")
+    config_path, commit = hub.download_file(ref.repo_id, CONFIG_FILE, ref.revision)
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise EofmError(f"config.json of {spec} is not valid JSON: {exc}") from None
+    if config.get("format") != FORMAT or config.get("weights") not in ALLOWED_FILES:
+        raise EofmError(
+            f"{spec} is not a model published by eofm (config.json format {config.get('format')!r})."
+        )
+    pinned = commit or ref.revision
+    recipe_path, _ = hub.download_file(ref.repo_id, RECIPE_FILE, pinned)
+    weights_path, _ = hub.download_file(ref.repo_id, config["weights"], pinned)
+    if sha256_of(weights_path) != config.get("weights_sha256"):
+        raise EofmError(
+            f"Checksum mismatch for {config['weights']} of hf://{ref.repo_id}@{pinned}: the download is corrupt."
+        )
+    recipe = load_recipe(recipe_path, overrides or [])
+    base = config["backbone"]
+    num_classes = len(recipe.task.class_names)
+    if config["adapter_only"]:
+        recipe.backbone.name = f"hf://{base['repo']}@{base['revision']}"
+        model = build_segmentation_model(
+            recipe, num_classes=num_classes, data_bands=config["bands"], pretrained=True
+        )
+        encoder = model.backbone.base_model.model
+        if (encoder.source or {}).get("revision") != base["revision"]:
+            raise EofmError(
+                f"Base model {base['repo']} resolved to revision {(encoder.source or {}).get('revision')}, "
+                f"but {spec} was trained on {base['revision']}."
+            )
+    else:
+        model = build_segmentation_model(
+            recipe, num_classes=num_classes, data_bands=config["bands"], pretrained=False
+        )
+    state = load_file(str(weights_path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    expected_missing = set()
+    if config["adapter_only"]:
+        expected_missing = {
+            f"backbone.{n}" for n, p in model.backbone.named_parameters() if not p.requires_grad
+        }
+    if unexpected or set(missing) - expected_missing:
+        raise EofmError(
+            f"Weights of {spec} do not match its recipe: unexpected {unexpected[:3]}, "
+            f"missing {sorted(set(missing) - expected_missing)[:3]}."
+        )
+    model.eval()
+    return TrainedModel(
+        model=model,
+        recipe=recipe,
+        bands=list(config["bands"]),
+        mean=[float(v) for v in config["mean"]],
+        std=[float(v) for v in config["std"]],
+        class_names=list(recipe.task.class_names),
+        patch_size=int(base["patch_size"][-1]),
+        source=f"hf://{ref.repo_id}@{pinned}",
+    )
+
+
+def is_published_spec(spec: str | Path) -> bool:
+    return str(spec).startswith("hf://")
