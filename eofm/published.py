@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from eofm.errors import EofmError
-from eofm.trained import TrainedModel
+from eofm.trained import TrainedModel, trained_from_manifest
 
 
 def load_published(spec: str, overrides: list[str] | None = None) -> TrainedModel:
@@ -72,17 +72,7 @@ def load_published(spec: str, overrides: list[str] | None = None) -> TrainedMode
             f"Weights of {spec} do not match its recipe: unexpected {unexpected[:3]}, "
             f"missing {sorted(set(missing) - expected_missing)[:3]}."
         )
-    model.eval()
-    return TrainedModel(
-        model=model,
-        recipe=recipe,
-        bands=list(config["bands"]),
-        mean=[float(v) for v in config["mean"]],
-        std=[float(v) for v in config["std"]],
-        class_names=list(recipe.task.class_names),
-        patch_size=int(base["patch_size"][-1]),
-        source=f"hf://{ref.repo_id}@{pinned}",
-    )
+    return trained_from_manifest(model, recipe, config, f"hf://{ref.repo_id}@{pinned}")
 
 
 def is_published_spec(spec: str | Path) -> bool:

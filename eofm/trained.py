@@ -85,6 +85,13 @@ def load_trained(spec: str, overrides: list[str] | None = None) -> TrainedModel:
         raise EofmError(
             f"Checkpoint {checkpoint} does not match its run's model: missing {missing[:3]}, unexpected {unexpected[:3]}."
         )
+    return trained_from_manifest(model, recipe, manifest, str(checkpoint))
+
+
+def trained_from_manifest(
+    model: torch.nn.Module, recipe: Recipe, manifest: dict, source: str
+) -> TrainedModel:
+    """Wrap a loaded model with what a run's ``model.json`` (or a Hub ``config.json``) says."""
     model.eval()
     return TrainedModel(
         model=model,
@@ -94,5 +101,5 @@ def load_trained(spec: str, overrides: list[str] | None = None) -> TrainedModel:
         std=[float(v) for v in manifest["std"]],
         class_names=list(recipe.task.class_names),
         patch_size=int(manifest["backbone"]["patch_size"][-1]),
-        source=str(checkpoint),
+        source=source,
     )
