@@ -260,7 +260,7 @@ class Predictor:
             result.skipped = True
             return result
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
-            reader = self._open(source)
+            reader = self.open_scene(source)
             try:
                 with atomic_output(raster_path) as tmp_cog:
                     result.all_nodata = self._stream(reader, tmp_cog, on_tiles)
@@ -288,7 +288,8 @@ class Predictor:
                 result.outputs.append(vector_path)
         return result
 
-    def _open(self, source: Path) -> SceneReader:
+    def open_scene(self, source: Path) -> SceneReader:
+        """Open a scene, checking it is readable and has the model's bands (clear errors)."""
         import rasterio
 
         try:

@@ -35,15 +35,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-def scene_tiles(path: Path, tile: int, overlap: int) -> int:
-    import rasterio
-
-    from eofm.inference import count_tiles
-
-    with rasterio.open(path) as ds:
-        return count_tiles(ds.height, ds.width, tile, overlap)
-
-
 def run_predict(
     model_spec: str,
     inputs: Sequence[str],
@@ -53,7 +44,7 @@ def run_predict(
     shard: str | None = None,
     progress: bool = True,
 ) -> int:
-    from eofm.inference import Predictor, expand_inputs
+    from eofm.inference import Predictor, count_tiles, expand_inputs
     from eofm.outputs import check_output_dir
 
     scenes = expand_inputs(inputs)
@@ -74,10 +65,14 @@ def run_predict(
 
     trained = load_trained(model_spec)
     predictor = Predictor(trained, options)
-    # validate every scene (readable, bands) before writing anything
+    # validate every scene (readable, bands) before writing anything, and size the work
+    totals, sizes = {}, {}
     for scene in mine:
-        predictor._open(scene).close()
-    totals = {scene: scene_tiles(scene, options.tile, options.overlap) for scene in mine}
+        reader = predictor.open_scene(scene)
+        height, width = reader.ds.height, reader.ds.width
+        reader.close()
+        totals[scene] = count_tiles(height, width, options.tile, options.overlap)
+        sizes[scene] = height * width
     print(
         f"eofm predict: {len(mine)} of {len(scenes)} scene(s) (shard {index}/{count}), "
         f"{sum(totals.values())} tiles of {options.tile} px, model {trained.source}",
@@ -100,7 +95,7 @@ def run_predict(
                     flush=True,
                 )
                 continue
-            pixels += _pixels(scene)
+            pixels += sizes[scene]
             for output in result.outputs:
                 print(f"  {output}", flush=True)
     seconds = time.perf_counter() - started
@@ -110,13 +105,6 @@ def run_predict(
             flush=True,
         )
     return 0
-
-
-def _pixels(path: Path) -> int:
-    import rasterio
-
-    with rasterio.open(path) as ds:
-        return ds.width * ds.height
 
 
 class _NoProgress:

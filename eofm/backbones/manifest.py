@@ -7,7 +7,7 @@ Nothing else in eofm hard-codes a band order or a normalisation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from eofm.bands import HLS_PRITHVI_BANDS
@@ -72,22 +72,6 @@ class BackboneManifest:
 
     def band_stats(self) -> dict[str, tuple[float, float]]:
         return {b: (m, s) for b, m, s in zip(self.bands, self.mean, self.std, strict=True)}
-
-    def with_overrides(self, **changes: Any) -> BackboneManifest:
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BackboneManifest:
-        data = dict(data)
-        cfg = dict(data.pop("config"))
-        cfg["patch_size"] = tuple(cfg["patch_size"])
-        cfg["coords_encoding"] = tuple(cfg.get("coords_encoding", ()))
-        for key in ("bands", "mean", "std", "tap_layers"):
-            data[key] = tuple(data[key])
-        return cls(config=ViTConfig(**cfg), **data)
 
 
 # ---------------------------------------------------------------------------------------

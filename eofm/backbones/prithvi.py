@@ -125,10 +125,6 @@ class PrithviEncoder(nn.Module):
     def embed_dim(self) -> int:
         return self.config.embed_dim
 
-    @property
-    def bands(self) -> tuple[str, ...]:
-        return self.manifest.bands if self.manifest else ()
-
     def _init_weights(self) -> None:
         weight = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
