@@ -425,8 +425,15 @@ class Predictor:
             yield row, positions, np.stack(tiles) if tiles else None, masks
 
     def _by_strip(self, batches: Iterator) -> Iterator:
+        """Predict each batch; tiles without a single valid pixel skip the model."""
         for row, positions, tiles, masks in batches:
-            probs = self._probabilities(tiles) if tiles is not None else []
+            if tiles is None:
+                yield row, positions, [], masks
+                continue
+            probs = np.zeros((len(positions), self.num_classes, *tiles.shape[-2:]), np.float32)
+            useful = [i for i, mask in enumerate(masks) if mask.any()]
+            if useful:
+                probs[useful] = self._probabilities(tiles[useful])
             yield row, positions, probs, masks
 
 

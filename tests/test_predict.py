@@ -233,6 +233,17 @@ def test_all_nan_scene_gives_all_nodata_with_warning(s1_run: Path, tmp_path: Pat
     assert "no valid pixel" in caplog.text
 
 
+def test_tiles_without_valid_pixels_skip_the_model(s1_run: Path, tmp_path: Path) -> None:
+    trained = load_trained(str(s1_run))
+    calls = []
+    trained.model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    predictor = Predictor(trained, PredictOptions(tile=64, overlap=0, quicklook=False))
+    predictor.predict(PARAGUAY, tmp_path / "nan")
+    assert calls == []  # 64 tiles, all NaN: the network never ran
+    predictor.predict(NIGERIA, tmp_path / "ok")
+    assert sum(calls) == 64
+
+
 def test_output_dir_that_is_a_file_is_an_error(s1_run: Path, tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("mine")
