@@ -28,7 +28,7 @@ def apply_adapter(model: nn.Module, cfg: AdapterConfig) -> None:
     (whose kernels for those bands are fresh) trains in every mode.
     """
     backbone = model.backbone
-    new_bands = bool(backbone.band_mapping["new"])
+    new_bands = bool(getattr(backbone, "band_mapping", {}).get("new"))
     if cfg.mode == "full":
         backbone.requires_grad_(True)
         model.backbone_needs_grad = True

@@ -115,7 +115,8 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
     rows = [("name", "hub repo@revision", "bands", "params")]
     for entry in REGISTRY.entries("backbone"):
         m = entry.meta["manifest"]
-        rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{m.config.num_params() / 1e6:.1f}M"))
+        params = m.params_millions if m.family == "aurora" else m.config.num_params() / 1e6
+        rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}")

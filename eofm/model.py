@@ -30,20 +30,46 @@ class SegmentationModel(nn.Module):
         for part in (self.neck, self.decoder, self.head):
             part.to(memory_format=torch.channels_last)
 
+    INPUT_KEYS = ("image",)
+
+    def encode(
+        self,
+        x: torch.Tensor,
+        temporal_coords: torch.Tensor | None = None,
+        location_coords: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Tokens of the tapped layers stacked ``(B, taps, N, D)``, and the patch grid."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_needs_grad):
+            tokens, grid = self.backbone(x, temporal_coords, location_coords)
+        return torch.stack(list(tokens), dim=1), tuple(grid)
+
+    def decode(
+        self, latent: torch.Tensor, grid: tuple[int, int, int], size: tuple[int, int]
+    ) -> torch.Tensor:
+        features = self.decoder(self.neck(list(latent.unbind(1)), grid))
+        logits = self.head(features)
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return logits.contiguous()
+
+    def encode_batch(self, batch: dict) -> dict[str, torch.Tensor]:
+        """For the latent cache: what ``decode_batch`` needs in place of the image."""
+        latent, grid = self.encode(batch["image"])
+        b = latent.shape[0]
+        return {"latent": latent, "grid": torch.tensor(grid).expand(b, 3)}
+
+    def decode_batch(self, batch: dict) -> torch.Tensor:
+        grid = tuple(int(v) for v in batch["grid"][0])
+        return self.decode(batch["latent"], grid, tuple(batch["mask"].shape[-2:]))
+
     def forward(
         self,
         x: torch.Tensor,
         temporal_coords: torch.Tensor | None = None,
         location_coords: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        size = x.shape[-2:]
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_needs_grad):
-            tokens, grid = self.backbone(x, temporal_coords, location_coords)
-        features = self.decoder(self.neck(tokens, grid))
-        logits = self.head(features)
-        if logits.shape[-2:] != size:
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits.contiguous()
+        latent, grid = self.encode(x, temporal_coords, location_coords)
+        return self.decode(latent, grid, tuple(x.shape[-2:]))
 
 
 def build_segmentation_model(

@@ -24,8 +24,11 @@ class TaskConfig:
     """What is predicted. ``definition`` names a file in ``tasks/`` whose keys are defaults."""
 
     definition: str | None = None
-    type: Literal["segmentation"] = "segmentation"
+    type: Literal["segmentation", "regression"] = "segmentation"
     class_names: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    targets: list[str] = field(default_factory=list)  # regression: variables to predict
+    land_only: list[str] = field(default_factory=list)  # regression: scored over land only
+    climatology: str | None = None  # regression: NetCDF/zarr of the targets, enables ACC
     ignore_index: int = -1
     loss: Literal["ce", "dice", "ce+dice"] = "ce"
     class_weights: list[float] | None = None
@@ -41,6 +44,7 @@ class BackboneConfig:
     num_frames: int | None = None
     img_size: int | None = None
     tap_layers: list[int] | None = None
+    latent: Literal["backbone", "encoder"] = "backbone"  # weather backbones: latent source
 
 
 @dataclass
@@ -59,17 +63,18 @@ class AdapterConfig:
 class DecoderConfig:
     """The decoder after the neck: ``progressive`` (CPU-lean) or ``upernet``."""
 
-    name: Literal["progressive", "upernet"] = "progressive"
+    name: Literal["progressive", "upernet", "mlp_latent"] = "progressive"
     channels: int = 64
     dropout: float = 0.1
     fuse: Literal["factorized", "concat"] = "factorized"  # UPerNet only; see decoders/upernet.py
+    latent_levels: Literal["surface", "all"] = "surface"  # mlp_latent: which latent levels
 
 
 @dataclass
 class DataConfig:
     """Dataset location, bands by name, splits and loader settings."""
 
-    name: Literal["sen1floods11"] = "sen1floods11"
+    name: Literal["sen1floods11", "era5"] = "sen1floods11"
     root: str = ""
     bands: list[str] = field(default_factory=lambda: ["VV", "VH"])
     split_csv: dict[str, str] | None = None  # train/val/test -> CSV (relative to root)
@@ -82,6 +87,28 @@ class DataConfig:
     hflip: bool = True
     mean: list[float] | None = None
     std: list[float] | None = None
+    # Weather data (era5): variables by Aurora name, grid and time sampling.
+    layout: Literal["auto", "netcdf", "zarr"] = "auto"
+    surf_vars: list[str] = field(default_factory=lambda: ["2t", "10u", "10v", "msl"])
+    atmos_vars: list[str] = field(default_factory=lambda: ["z", "u", "v", "t", "q"])
+    static_vars: list[str] = field(default_factory=lambda: ["lsm", "z", "slt"])
+    levels: list[float] | None = None  # hPa; default: every file level Aurora has stats for
+    allow_missing: list[str] = field(default_factory=list)
+    history_steps: int = 2
+    step_hours: int = 6
+    lead_hours: int = 6
+    lat_range: list[float] | None = None
+    lon_range: list[float] | None = None
+    flip_latitude: bool = False
+
+
+@dataclass
+class CacheConfig:
+    """Latent cache for frozen backbones (``eofm.cache``): ``auto`` uses it when it is valid."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    dir: str | None = None  # default: $EOFM_CACHE_DIR or ~/.cache/eofm/latents
+    max_gb: float = 20.0
 
 
 @dataclass
@@ -128,6 +155,7 @@ class Recipe:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -239,8 +267,18 @@ def _check_semantics(recipe: Recipe, where: str) -> None:
         recipe.data.bands = check_band_names(recipe.data.bands, where=f"data.bands of {where}")
     except EofmError as exc:
         raise RecipeError(str(exc)) from None
-    if len(recipe.task.class_names) < 2:
+    if recipe.task.type == "segmentation" and len(recipe.task.class_names) < 2:
         raise RecipeError(f"task.class_names in {where} needs at least 2 classes.")
+    if recipe.task.type == "regression":
+        if not recipe.task.targets:
+            raise RecipeError(f"task.targets in {where} must name at least one variable.")
+        if recipe.data.name != "era5" or recipe.decoder.name != "mlp_latent":
+            raise RecipeError(
+                f"A regression recipe ({where}) needs data.name: era5 and decoder.name: mlp_latent."
+            )
+        strays = [v for v in recipe.task.land_only if v not in recipe.task.targets]
+        if strays:
+            raise RecipeError(f"task.land_only {strays} in {where} are not task.targets.")
 
 
 def check_override_key(key: str) -> None:

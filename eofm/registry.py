@@ -63,7 +63,7 @@ class Registry:
 
 
 def _build() -> Registry:
-    from eofm.backbones.manifest import PRITHVI_MANIFESTS
+    from eofm.backbones.manifest import AURORA_MANIFESTS, PRITHVI_MANIFESTS
 
     reg = Registry()
     for manifest in PRITHVI_MANIFESTS:
@@ -74,6 +74,14 @@ def _build() -> Registry:
             "Prithvi-EO ViT encoder",
             manifest=manifest,
         )
+    for aurora in AURORA_MANIFESTS:
+        reg.add(
+            "backbone",
+            aurora.name,
+            "eofm.backbones.aurora:AuroraLatentBackbone",
+            "Aurora weather model (microsoft-aurora), latent after its backbone",
+            manifest=aurora,
+        )
     reg.add(
         "decoder",
         "progressive",
@@ -82,6 +90,18 @@ def _build() -> Registry:
     )
     reg.add(
         "decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", "UPerNet (Xiao et al., 2018)"
+    )
+    reg.add(
+        "decoder",
+        "mlp_latent",
+        "eofm.decoders.mlp_latent:LatentMLPDecoder",
+        "one shallow MLP per variable on a weather model's latent (Lehmann et al., 2025)",
+    )
+    reg.add(
+        "task",
+        "regression",
+        "eofm.tasks.regression:RegressionTask",
+        "gridded regression: masked MSE, lat-weighted RMSE, MAE, bias, ACC",
     )
     reg.add(
         "task",
@@ -94,6 +114,12 @@ def _build() -> Registry:
         "sen1floods11",
         "eofm.data.sen1floods11:Sen1Floods11DataModule",
         "Sen1Floods11 hand-labelled chips (S1Hand/S2Hand/LabelHand)",
+    )
+    reg.add(
+        "dataset",
+        "era5",
+        "eofm.data.era5:ERA5DataModule",
+        "ERA5 as per-variable NetCDF files or a WeatherBench2-style zarr -> Aurora batches",
     )
     return reg
 

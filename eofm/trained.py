@@ -72,12 +72,17 @@ def load_trained(spec: str, overrides: list[str] | None = None) -> TrainedModel:
     run_dir, checkpoint = locate_run(spec)
     recipe = load_run_recipe(run_dir, overrides or [])
     manifest = read_json(run_dir / MODEL_FILE)
-    model = build_segmentation_model(
-        recipe,
-        num_classes=len(recipe.task.class_names),
-        data_bands=manifest["bands"],
-        pretrained=False,
-    )
+    if recipe.task.type == "regression":
+        from eofm.weather_model import build_latent_regression_model
+
+        model = build_latent_regression_model(recipe, pretrained=False)
+    else:
+        model = build_segmentation_model(
+            recipe,
+            num_classes=len(recipe.task.class_names),
+            data_bands=manifest["bands"],
+            pretrained=False,
+        )
     state = load_task_state(checkpoint)
     weights = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)

@@ -103,10 +103,86 @@ def _trainer(recipe: Recipe, run_dir: Path | None, *, callbacks: list | None = N
     )
 
 
-def _task(recipe: Recipe, model: torch.nn.Module):
+def build_weather_datamodule(
+    recipe: Recipe, target_mean: list[float] | None = None, target_std: list[float] | None = None
+):
+    """The ERA5 datamodule of a regression recipe (validates every input file)."""
+    from eofm.backbones.loading import resolve_manifest
+    from eofm.data.era5 import WeatherSpec
+    from eofm.registry import REGISTRY
+
+    data = recipe.data
+    if not data.root:
+        raise EofmError("data.root is empty: set it in the recipe or with data.root=/path/to/era5.")
+    manifest = resolve_manifest(recipe.backbone.name)
+    spec = WeatherSpec(
+        surf_vars=data.surf_vars,
+        atmos_vars=data.atmos_vars,
+        static_vars=data.static_vars,
+        targets=recipe.task.targets,
+        levels=data.levels,
+        allow_missing=data.allow_missing,
+        history_steps=data.history_steps,
+        step_hours=data.step_hours,
+        lead_hours=data.lead_hours,
+        lat_range=data.lat_range,
+        lon_range=data.lon_range,
+        flip_latitude=data.flip_latitude,
+        patch_size=getattr(manifest, "patch_size", 4),
+        land_only=recipe.task.land_only,
+    )
+    cls = REGISTRY.get("dataset", data.name).load()
+    if target_mean is None and data.mean is not None:
+        target_mean, target_std = data.mean, data.std
+    return cls(
+        data.root,
+        spec,
+        layout=data.layout,
+        split_fractions=data.split_fractions,
+        target_mean=target_mean,
+        target_std=target_std,
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        seed=recipe.seed,
+    )
+
+
+def load_climatology(recipe: Recipe, datamodule: Any) -> torch.Tensor | None:
+    """Climatology of the targets on the data grid ``(V, H, W)``, mean over time if any."""
+    path = recipe.task.climatology
+    if not path:
+        return None
+    from eofm.data.era5 import read_climatology
+
+    data = recipe.data
+    maps = read_climatology(
+        Path(path),
+        recipe.task.targets,
+        lat_range=data.lat_range,
+        lon_range=data.lon_range,
+        flip_latitude=data.flip_latitude,
+        shape=(len(datamodule.lat), len(datamodule.lon)),
+    )
+    return torch.from_numpy(maps)
+
+
+def _task(recipe: Recipe, model: torch.nn.Module, datamodule: Any = None):
     from eofm.registry import REGISTRY
 
     task_cls = REGISTRY.get("task", recipe.task.type).load()
+    if recipe.task.type == "regression":
+        return task_cls(
+            model,
+            targets=recipe.task.targets,
+            target_mean=datamodule.mean,
+            target_std=datamodule.std,
+            lat=datamodule.lat,
+            climatology=load_climatology(recipe, datamodule),
+            lr=recipe.optimizer.lr,
+            weight_decay=recipe.optimizer.weight_decay,
+            scheduler=recipe.optimizer.scheduler,
+            warmup_steps=recipe.optimizer.warmup_steps,
+        )
     return task_cls(
         model,
         class_names=recipe.task.class_names,
@@ -135,18 +211,29 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     # Everything that can fail on bad input runs before the run dir is written.
     from eofm.backbones.loading import resolve_manifest
 
-    manifest = resolve_manifest(recipe.backbone.name)
-    mean, std, norm_source = normalisation(recipe, manifest)
-    datamodule = build_datamodule(recipe, mean, std, pad_multiple=manifest.patch_size[-1])
+    if recipe.task.type == "regression":
+        from eofm.weather_model import build_latent_regression_model, check_variables
+
+        check_variables(recipe, resolve_manifest(recipe.backbone.name))
+        datamodule = build_weather_datamodule(recipe)
+        norm_source = "training-split statistics of the targets"
+        if recipe.data.mean is not None:
+            norm_source = "recipe"
+        model = build_latent_regression_model(recipe, allow_random_init=allow_random_init)
+    else:
+        manifest = resolve_manifest(recipe.backbone.name)
+        mean, std, norm_source = normalisation(recipe, manifest)
+        datamodule = build_datamodule(recipe, mean, std, pad_multiple=manifest.patch_size[-1])
+        _check_classes(recipe, datamodule)
+        model = build_segmentation_model(
+            recipe,
+            num_classes=len(recipe.task.class_names),
+            data_bands=recipe.data.bands,
+            pretrained=recipe.backbone.pretrained,
+            allow_random_init=allow_random_init,
+        )
     log.info("Normalisation from %s: mean=%s std=%s", norm_source, datamodule.mean, datamodule.std)
-    _check_classes(recipe, datamodule)
-    model = build_segmentation_model(
-        recipe,
-        num_classes=len(recipe.task.class_names),
-        data_bands=recipe.data.bands,
-        pretrained=recipe.backbone.pretrained,
-        allow_random_init=allow_random_init,
-    )
+    cached = cached_datamodule(recipe, datamodule, model)
     trainable, total = count_parameters(model)
     print(
         f"eofm fit: {recipe.name}: {trainable:,} trainable of {total:,} parameters "
@@ -160,7 +247,7 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     model_manifest = _model_manifest(recipe, model, datamodule, norm_source)
     write_json(run_dir / MODEL_FILE, model_manifest)
 
-    task = _task(recipe, model)
+    task = _task(recipe, model, datamodule)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
         filename="best",
@@ -180,7 +267,17 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     if resume:
         print(f"eofm fit: resuming from {last}", flush=True)
     started = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None, weights_only=True)
+    ckpt_path = last if resume else None
+    if cached is not None:
+        trainer.fit(
+            task,
+            train_dataloaders=cached.train_dataloader(),
+            val_dataloaders=cached.val_dataloader(),
+            ckpt_path=ckpt_path,
+            weights_only=True,
+        )
+    else:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.perf_counter() - started
 
     metrics = {k: _scalar(v) for k, v in trainer.callback_metrics.items()}
@@ -194,6 +291,9 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
         "metrics": metrics,
         "trainable_parameters": trainable,
         "total_parameters": total,
+        "latent_cache": None
+        if cached is None
+        else {"hits": cached.hits, "build_seconds": cached.build_seconds},
     }
     write_json(run_dir / METRICS_FILE, summary)
     from eofm.adapters import is_lora, save_adapter
@@ -203,6 +303,32 @@ def fit(recipe: Recipe, run_dir: Path | None = None, *, allow_random_init: bool 
     _print_table(f"validation metrics ({run_dir / METRICS_FILE})", metrics, prefix="val/")
     print(f"eofm fit: run dir {run_dir}", flush=True)
     return run_dir
+
+
+def cached_datamodule(recipe: Recipe, datamodule: Any, model: torch.nn.Module):
+    """The latent-cache wrapper when ``cache.mode`` allows it and caching is valid, else None."""
+    from eofm.cache import CachedDataModule, LatentCache, cache_refusal
+
+    if recipe.cache.mode == "off":
+        return None
+    reason = cache_refusal(recipe, datamodule, model)
+    if reason:
+        if recipe.cache.mode == "on":
+            raise EofmError(f"cache.mode=on, but latents cannot be cached: {reason}.")
+        log.info("Latent cache not used: %s.", reason)
+        return None
+    backbone = model.backbone
+    source = getattr(backbone, "source", None)
+    key = {
+        "name": recipe.backbone.name,
+        "weights": source or f"random-init(seed={recipe.seed})",
+        "latent": recipe.backbone.latent if recipe.task.type == "regression" else None,
+        "taps": list(getattr(backbone, "tap_layers", ()) or ()),
+    }
+    cache = LatentCache(recipe.cache.dir, max_bytes=int(recipe.cache.max_gb * 2**30))
+    wrapped = CachedDataModule(datamodule, model, cache, key)
+    print(f"eofm fit: {cache.report()}", flush=True)
+    return wrapped
 
 
 def _check_classes(recipe: Recipe, datamodule: Any) -> None:
@@ -222,6 +348,33 @@ def _model_manifest(
     encoder = base.model if base is not None else backbone
     manifest = encoder.manifest
     source = encoder.source or {}
+    if recipe.task.type == "regression":
+        return {
+            "eofm_version": __version__,
+            "task": {"type": "regression", "targets": list(recipe.task.targets)},
+            "bands": list(recipe.task.targets),
+            "mean": [float(v) for v in datamodule.mean],
+            "std": [float(v) for v in datamodule.std],
+            "normalisation_source": norm_source,
+            "inputs": {
+                "surf_vars": datamodule.source.surf_names(),
+                "atmos_vars": datamodule.source.atmos_names(),
+                "static_vars": list(datamodule.statics),
+                "filled_statics": datamodule.source.filled_statics,
+                "levels_hpa": list(datamodule.source.levels),
+            },
+            "backbone": {
+                "name": recipe.backbone.name,
+                "repo": manifest.hub_repo,
+                "revision": source.get("revision", manifest.revision),
+                "file": manifest.hub_file,
+                "pretrained_loaded": bool(source),
+                "latent": recipe.backbone.latent,
+                "patch_size": [manifest.patch_size],
+            },
+            "adapter": asdict(recipe.adapter),
+            "decoder": asdict(recipe.decoder),
+        }
     return {
         "eofm_version": __version__,
         "task": {"type": recipe.task.type, "class_names": recipe.task.class_names},
@@ -272,11 +425,15 @@ def test(
         trained, source = load_trained(str(ckpt), overrides), _relative(str(ckpt), run_dir)
         target = Path(output) if output else run_dir / TEST_METRICS_FILE
     recipe = trained.recipe
-    datamodule = build_datamodule(
-        recipe, trained.mean, trained.std, pad_multiple=trained.patch_size
-    )
+    if recipe.task.type == "regression":
+        datamodule = build_weather_datamodule(recipe, trained.mean, trained.std)
+    else:
+        datamodule = build_datamodule(
+            recipe, trained.mean, trained.std, pad_multiple=trained.patch_size
+        )
     trainer = _trainer(recipe, None)
-    results = trainer.test(_task(recipe, trained.model), datamodule=datamodule, verbose=False)
+    task = _task(recipe, trained.model, datamodule)
+    results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = {k: _scalar(v) for k, v in (results[0] if results else {}).items()}
     payload = {
         "checkpoint": source,
@@ -295,7 +452,7 @@ def _scalar(value: Any) -> float | None:
         return None
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().item()
-    return round(float(value), 6)
+    return float(f"{float(value):.6g}")
 
 
 def _relative(path: str | None, root: Path) -> str | None:
@@ -318,7 +475,7 @@ def _print_table(title: str, metrics: dict[str, float | None], *, prefix: str) -
         shown = (
             "n/a"
             if value is None or (isinstance(value, float) and math.isnan(value))
-            else f"{value:.4f}"
+            else (f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}")
         )
         print(f"{key:<{width}}  {shown:>9}")
     print("-" * (width + 12), flush=True)

@@ -9,7 +9,11 @@ from dataclasses import replace
 
 import torch
 
-from eofm.backbones.manifest import BackboneManifest, manifest_from_pretrained_cfg
+from eofm.backbones.manifest import (
+    AuroraManifest,
+    BackboneManifest,
+    manifest_from_pretrained_cfg,
+)
 from eofm.bands import check_band_names
 from eofm.errors import EofmError
 
@@ -22,7 +26,7 @@ RANDOM_INIT_WARNING = (
 )
 
 
-def resolve_manifest(spec: str) -> BackboneManifest:
+def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
     """The manifest for a registry name or an ``hf://`` id.
 
     A known repo with another ``@REVISION`` keeps the registry's file and config. An
@@ -51,6 +55,11 @@ def resolve_manifest(spec: str) -> BackboneManifest:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise EofmError(f"config.json of {ref} is not valid JSON: {exc}") from None
+    if isinstance(config, dict) and isinstance(config.get("aurora"), dict):
+        from eofm.backbones.manifest import aurora_manifest_from_config
+
+        weights = hub.pick_weights_file(files, ref)
+        return aurora_manifest_from_config(spec, ref.repo_id, revision, weights, config["aurora"])
     pretrained_cfg = config.get("pretrained_cfg", config) if isinstance(config, dict) else None
     if not isinstance(pretrained_cfg, dict):
         raise EofmError(f"config.json of {ref} has no 'pretrained_cfg' mapping.")
@@ -81,6 +90,11 @@ def load_backbone(
     from eofm.backbones.prithvi import PrithviEncoder
 
     manifest = resolve_manifest(spec)
+    if isinstance(manifest, AuroraManifest):
+        raise EofmError(
+            f"{spec} is an Aurora weather model; it takes weather variables, not image bands "
+            "(use a recipe with data.name: era5)."
+        )
     config = manifest.config
     if num_frames is not None:
         config = replace(config, num_frames=num_frames)

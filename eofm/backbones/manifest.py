@@ -253,3 +253,101 @@ def _hls_band_name(name: str) -> str:
 
     upper = str(name).upper()
     return check_band_names([_HLS_ALIASES.get(upper, upper)], where="config.json bands")[0]
+
+
+# ---------------------------------------------------------------------------------------
+# Aurora (GUIDE §2): the package's own classes; eofm records where the weights live.
+
+_AURORA_PAPER = "Bodnar et al., 'A foundation model for the Earth system', Nature 641, 2025"
+#: ``default_checkpoint_revision`` of microsoft-aurora 2.0.1 for both checkpoints.
+AURORA_REVISION = "0be7e57c685dac86b78c4a19a3ab149d13c6a3dd"
+
+
+@dataclass(frozen=True)
+class AuroraManifest:
+    """A pretrained Aurora: the ``aurora`` class to build, its kwargs, and its checkpoint.
+
+    ``kwargs`` are passed to the class unchanged (a Hub repo's ``config.json`` may set
+    them, e.g. for a small test model); ``embed_dim`` and ``patch_size`` repeat the
+    values the class uses so that nothing downstream has to import Aurora to know them.
+    """
+
+    name: str
+    hub_repo: str
+    hub_file: str
+    revision: str
+    model_class: str
+    embed_dim: int
+    patch_size: int = 4
+    latent_levels: int = 4
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    params_millions: float = 0.0
+    surf_vars: tuple[str, ...] = ("2t", "10u", "10v", "msl")
+    static_vars: tuple[str, ...] = ("lsm", "z", "slt")
+    atmos_vars: tuple[str, ...] = ("z", "u", "v", "t", "q")
+    family: str = "aurora"
+    paper: str = _AURORA_PAPER
+
+    @property
+    def hub_ref(self) -> str:
+        return f"{self.hub_repo}@{self.revision}"
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The input variables (what ``eofm backbones`` lists for a weather model)."""
+        return self.surf_vars + tuple(f"{v}(pl)" for v in self.atmos_vars)
+
+    def latent_dim(self, source: str) -> int:
+        """Channels of the latent: the backbone concatenates its skip, doubling D."""
+        return 2 * self.embed_dim if source == "backbone" else self.embed_dim
+
+
+AURORA_MANIFESTS: tuple[AuroraManifest, ...] = (
+    AuroraManifest(
+        name="aurora_small_pretrained",
+        hub_repo="microsoft/aurora",
+        hub_file="aurora-0.25-small-pretrained.ckpt",
+        revision=AURORA_REVISION,
+        model_class="AuroraSmallPretrained",
+        embed_dim=256,
+        params_millions=112.8,
+    ),
+    AuroraManifest(
+        name="aurora_pretrained",
+        hub_repo="microsoft/aurora",
+        hub_file="aurora-0.25-pretrained.ckpt",
+        revision=AURORA_REVISION,
+        model_class="AuroraPretrained",
+        embed_dim=512,
+        params_millions=1300.0,
+    ),
+)
+
+
+def aurora_manifest_from_config(
+    name: str, repo: str, revision: str, file: str, cfg: dict[str, Any]
+) -> AuroraManifest:
+    """A manifest from a Hub repo's ``config.json`` ``{"aurora": {"class": ..., "kwargs": ...}}``."""
+    from eofm.errors import EofmError
+
+    where = f"config.json of hf://{repo}@{revision}"
+    model_class = cfg.get("class")
+    kwargs = cfg.get("kwargs", {})
+    if not isinstance(model_class, str) or not isinstance(kwargs, dict):
+        raise EofmError(f"{where}: 'aurora' needs a 'class' name and a 'kwargs' mapping.")
+    defaults = {"AuroraSmallPretrained": 256}.get(model_class, 512)
+    tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    return AuroraManifest(
+        name=name,
+        hub_repo=repo,
+        hub_file=file,
+        revision=revision,
+        model_class=model_class,
+        embed_dim=int(kwargs.get("embed_dim", defaults)),
+        patch_size=int(kwargs.get("patch_size", 4)),
+        latent_levels=int(kwargs.get("latent_levels", 4)),
+        kwargs=tuples,
+        surf_vars=tuple(kwargs.get("surf_vars", ("2t", "10u", "10v", "msl"))),
+        static_vars=tuple(kwargs.get("static_vars", ("lsm", "z", "slt"))),
+        atmos_vars=tuple(kwargs.get("atmos_vars", ("z", "u", "v", "t", "q"))),
+    )

@@ -71,3 +71,14 @@ def read_label(path: Path, *, window: Any = None) -> np.ndarray:
             return ds.read(1, window=window).astype(np.int64)
     except Exception as exc:
         raise _unreadable(path, exc) from None
+
+
+def raster_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a raster, read from its header only."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            return ds.height, ds.width
+    except Exception as exc:
+        raise _unreadable(Path(path), exc) from None

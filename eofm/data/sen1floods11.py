@@ -330,9 +330,39 @@ class Sen1Floods11DataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             generator=generator,
-            collate_fn=_collate,
+            collate_fn=_collate_chips,
             persistent_workers=self.num_workers > 0,
         )
+
+    collate = staticmethod(_collate_chips)
+
+    def augmentations(self) -> list[str]:
+        """Random training augmentations (the latent cache refuses when there are any)."""
+        found = ["hflip"] if self.hflip else []
+        chips = self.splits["train"]
+        if self.crop_size and chips:
+            from eofm.data.geotiff import raster_size
+
+            h, w = raster_size(chip_paths(self.root, self.folder, chips[0])[0])
+            if self.crop_size < max(h, w):
+                found.append(f"random {self.crop_size} px crops of {h}x{w} chips")
+        return found
+
+    def fingerprint(self, split: str) -> dict:
+        """What the samples of ``split`` depend on (for the latent cache key)."""
+        chips = self.splits[split]
+        return {
+            "dataset": "sen1floods11",
+            "files": [str(p) for c in chips for p in chip_paths(self.root, self.folder, c)],
+            "split": split,
+            "chips": chips,
+            "bands": self.bands,
+            "mean": self.mean,
+            "std": self.std,
+            "crop": self.crop_size if split == "train" else self.eval_crop_size,
+            "pad_multiple": self.pad_multiple,
+            "repeats": self.train_repeats if split == "train" else 1,
+        }
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -344,7 +374,7 @@ class Sen1Floods11DataModule(L.LightningDataModule):
         return self._loader("test")
 
 
-def _collate(samples: list[dict]) -> dict:
+def _collate_chips(samples: list[dict]) -> dict:
     return {
         "image": torch.stack([s["image"] for s in samples]),
         "mask": torch.stack([s["mask"] for s in samples]),

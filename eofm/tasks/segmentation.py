@@ -84,8 +84,8 @@ class SegmentationTask(L.LightningModule):
         return loss
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        image, target = batch["image"], batch["mask"]
-        logits = self.model(image)
+        target = batch["mask"]
+        logits = self.model.decode_batch(batch) if "latent" in batch else self.model(batch["image"])
         loss = self.compute_loss(logits, target)
         preds = logits.argmax(dim=1)
         for metric in ("iou", "f1", "acc"):
@@ -96,7 +96,7 @@ class SegmentationTask(L.LightningModule):
             on_step=stage == "train",
             on_epoch=True,
             prog_bar=True,
-            batch_size=image.shape[0],
+            batch_size=target.shape[0],
         )
         return loss
 
@@ -131,23 +131,25 @@ class SegmentationTask(L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self):
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        if self.hparams.scheduler == "none":
-            return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = min(self.hparams.warmup_steps, total - 1)
+        return configure_adamw(self)
 
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            progress = (step - warmup) / max(1, total - warmup)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+def configure_adamw(module: L.LightningModule):
+    """AdamW on the trainable parameters, with optional warmup + cosine decay per step
+    (Loshchilov & Hutter, ICLR 2017 and 2019)."""
+    hp = module.hparams
+    params = [p for p in module.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    if hp.scheduler == "none":
+        return optimizer
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    warmup = min(hp.warmup_steps, total - 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
