@@ -389,6 +389,8 @@ def coerce(value: Any, hint: Any, key: str, where: str) -> Any:
                 continue
         raise fail()
     if origin is Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(args):  # YAML 1.1 reads off as False
+            value = "on" if value else "off"
         if value in args:
             return value
         close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
