@@ -199,7 +199,11 @@ def cache_refusal(recipe: Any, datamodule: Any, model: torch.nn.Module) -> str |
     if recipe.adapter.mode != "frozen" or getattr(model, "backbone_needs_grad", True):
         return (
             f"the backbone is not frozen (adapter.mode={recipe.adapter.mode}"
-            + (", and the patch embedding trains for new bands" if recipe.adapter.mode == "frozen" else "")
+            + (
+                ", and the patch embedding trains for new bands"
+                if recipe.adapter.mode == "frozen"
+                else ""
+            )
             + "), so its latents change while training"
         )
     augmentations = datamodule.augmentations()
@@ -264,7 +268,9 @@ class CachedDataModule:
             try:
                 folder = self.cache.write(key, parts, encoded_samples(self.model, loader))
             except OSError as exc:
-                raise EofmError(f"Cannot write the latent cache under {self.cache.root}: {exc}") from None
+                raise EofmError(
+                    f"Cannot write the latent cache under {self.cache.root}: {exc}"
+                ) from None
             self.build_seconds[split] = time.perf_counter() - started
             log.info("Cached %s latents in %.1f s: %s", split, self.build_seconds[split], folder)
         else:
@@ -274,12 +280,12 @@ class CachedDataModule:
     def _loader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]
         train = split == "train"
-        batch_size = getattr(self.inner, "batch_size", 1)
+        inner = getattr(self.inner, f"{split}_dataloader")()  # same batching as uncached
         return DataLoader(
             dataset,
-            batch_size=batch_size,
+            batch_size=inner.batch_size,
             shuffle=train,
-            drop_last=train and len(dataset) > batch_size,
+            drop_last=inner.drop_last,
             generator=torch.Generator().manual_seed(getattr(self.inner, "seed", 0)),
         )
 

@@ -27,6 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_HUB_DISABLE_XET": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "EOFM_CACHE_DIR": tempfile.mkdtemp(prefix="eofm-latents-"),
         }
     )
     os.environ.pop("HF_HUB_OFFLINE", None)

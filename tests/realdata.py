@@ -33,3 +33,25 @@ def crop_chip(src: Path, dst: Path, size: int = 64) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(dst, "w", **profile) as out:
         out.write(data)
+
+
+def make_s2hand_chips(root: Path, count: int = 5) -> Path:
+    """S2Hand chips in the real format (13 bands, int16, nodata 0) next to real labels.
+
+    The shared data has no S2Hand chips, so the reflectances are generated; the labels,
+    grids and CRS are the real chips'.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for chip in CHIPS[:count]:
+        label_path = root / "LabelHand" / f"{chip}_LabelHand.tif"
+        crop_chip(SHARED / "LabelHand" / f"{chip}_LabelHand.tif", label_path)
+        with rasterio.open(label_path) as label:
+            profile = label.profile | {"count": 13, "dtype": "int16", "nodata": 0}
+        data = rng.integers(1, 4000, size=(13, 64, 64), dtype=np.int16)
+        data[:, :3, :3] = 0  # nodata corner
+        (root / "S2Hand").mkdir(parents=True, exist_ok=True)
+        with rasterio.open(root / "S2Hand" / f"{chip}_S2Hand.tif", "w", **profile) as out:
+            out.write(data)
+    return root

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-import rasterio
 
 from eofm.cli import main
-from tests.realdata import CHIPS, SHARED, crop_chip
+from tests.realdata import CHIPS, SHARED, crop_chip, make_s2hand_chips
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,22 +94,7 @@ def test_fit_then_test_writes_a_complete_run_dir(flood_root: Path, tmp_path: Pat
 
 def test_s2_lora_upernet_recipe_runs_on_s2hand_chips(tmp_path: Path) -> None:
     """The shipped S2 recipe (with the tiny backbone) on S2Hand chips in the real format."""
-    import numpy as np
-
-    root = tmp_path / "HandLabeled"
-    rng = np.random.default_rng(0)
-    for chip in CHIPS[:5]:
-        crop_chip(
-            SHARED / "LabelHand" / f"{chip}_LabelHand.tif",
-            root / "LabelHand" / f"{chip}_LabelHand.tif",
-        )
-        with rasterio.open(root / "LabelHand" / f"{chip}_LabelHand.tif") as label:
-            profile = label.profile | {"count": 13, "dtype": "int16", "nodata": 0}
-        data = rng.integers(1, 4000, size=(13, 64, 64), dtype=np.int16)
-        data[:, :3, :3] = 0  # nodata corner
-        (root / "S2Hand").mkdir(parents=True, exist_ok=True)
-        with rasterio.open(root / "S2Hand" / f"{chip}_S2Hand.tif", "w", **profile) as out:
-            out.write(data)
+    root = make_s2hand_chips(tmp_path / "HandLabeled")
     run = tmp_path / "run"
     args = overrides(
         root,

@@ -133,7 +133,9 @@ def load_aurora_backbone(
     path, source = None, None
     if pretrained:
         try:
-            path, commit = hub.download_file(manifest.hub_repo, manifest.hub_file, manifest.revision)
+            path, commit = hub.download_file(
+                manifest.hub_repo, manifest.hub_file, manifest.revision
+            )
             source = {
                 "repo": manifest.hub_repo,
                 "revision": commit or manifest.revision,
@@ -150,5 +152,7 @@ def load_aurora_backbone(
         manifest, latent=latent, checkpoint=str(path) if path else None, source=source
     )
     if source is not None:
-        log.info("Loaded Aurora %s from hf://%s@%s", source["file"], source["repo"], source["revision"])
+        log.info(
+            "Loaded Aurora %s from hf://%s@%s", source["file"], source["repo"], source["revision"]
+        )
     return model

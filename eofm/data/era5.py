@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -110,7 +111,7 @@ class ERA5Source:
         array = f.array if time_index is None else f.array.isel(time=time_index)
         if kind == "atmos":
             array = array.sel(level=list(self.levels))
-        return np.asarray(array.values, dtype=np.float32)
+        return np.ascontiguousarray(array.values, dtype=np.float32)
 
 
 def _first(names: Sequence[str], available: Mapping[str, Any]) -> str | None:
@@ -122,7 +123,9 @@ def _open(path: Path) -> Any:
 
     try:
         if path.suffix == ".zarr" or (path / "zarr.json").exists() or (path / ".zgroup").exists():
-            return xr.open_zarr(path, consolidated=None)
+            with warnings.catch_warnings():  # unconsolidated stores are fine, if slower
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return xr.open_zarr(path, consolidated=None)
         return xr.open_dataset(path)
     except Exception as exc:
         raise EofmError(f"Cannot open {path} as NetCDF/zarr: {exc}") from None
@@ -293,7 +296,10 @@ def _levels(fields, spec, root, level_to_str, locations) -> tuple[float, ...]:
         bad = sorted(set(levels) - set(usable))
         raise EofmError(f"Aurora has no normalisation statistics at {bad} hPa; drop them.")
     if len(usable) != len(levels):
-        log.info("Pressure levels without Aurora statistics are left out: %s", sorted(set(levels) - set(usable)))
+        log.info(
+            "Pressure levels without Aurora statistics are left out: %s",
+            sorted(set(levels) - set(usable)),
+        )
     return tuple(sorted(usable))
 
 
@@ -344,7 +350,9 @@ class ERA5Dataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         src, i, r = self.source, self.now[index], self.rows
         hist = self.history(i)
-        surf = {n: torch.from_numpy(src.read("surf", n, hist)[..., :r, :]) for n in src.surf_names()}
+        surf = {
+            n: torch.from_numpy(src.read("surf", n, hist)[..., :r, :]) for n in src.surf_names()
+        }
         atmos = {
             n: torch.from_numpy(src.read("atmos", n, hist)[..., :r, :]) for n in src.atmos_names()
         }
@@ -447,7 +455,9 @@ class ERA5DataModule(L.LightningDataModule):
 
     def _check_finite(self, probe: ERA5Dataset) -> None:
         src = self.source
-        needed = sorted({t for split in self.splits.values() for i in split for t in probe.history(i)})
+        needed = sorted(
+            {t for split in self.splits.values() for i in split for t in probe.history(i)}
+        )
         for kind, names in (("surf", src.surf_names()), ("atmos", src.atmos_names())):
             for name in names:
                 for t in needed:
@@ -460,13 +470,17 @@ class ERA5DataModule(L.LightningDataModule):
                         )
         for name, values in self.statics.items():
             if not torch.isfinite(values).all():
-                raise EofmError(f"Static variable {name} in {src.fields[('static', name)].path} has NaN.")
+                raise EofmError(
+                    f"Static variable {name} in {src.fields[('static', name)].path} has NaN."
+                )
 
     def _target_statistics(self, probe: ERA5Dataset) -> tuple[list[float], list[float]]:
         src = self.source
         means, stds = [], []
         for name in src.spec.targets:
-            values = np.stack([src.read("surf", name, i + probe.lead) for i in self.splits["train"]])
+            values = np.stack(
+                [src.read("surf", name, i + probe.lead) for i in self.splits["train"]]
+            )
             finite = values[np.isfinite(values)]
             if finite.size == 0:
                 raise EofmError(f"Target {name} has no finite value in the training split.")
@@ -570,9 +584,7 @@ def read_climatology(
     return np.stack(maps)
 
 
-def _chronological(
-    now: list[int], fractions: Sequence[float], root: Path
-) -> dict[str, list[int]]:
+def _chronological(now: list[int], fractions: Sequence[float], root: Path) -> dict[str, list[int]]:
     n = len(now)
     counts = [int(round(f * n)) for f in fractions[:2]]
     counts = [max(1, c) for c in counts]

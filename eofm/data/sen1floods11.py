@@ -334,7 +334,9 @@ class Sen1Floods11DataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    collate = staticmethod(_collate_chips)
+    @staticmethod
+    def collate(samples: list[dict]) -> dict:
+        return _collate_chips(samples)
 
     def augmentations(self) -> list[str]:
         """Random training augmentations (the latent cache refuses when there are any)."""

@@ -103,7 +103,9 @@ class RegressionTask(L.LightningModule):
         self.register_buffer("std", torch.tensor(target_std).view(1, -1, 1, 1), persistent=False)
         weights = latitude_weights(lat)
         for stage in STAGES:
-            setattr(self, f"{stage}_scores", LatWeightedScores(len(self.targets), weights, climatology))
+            setattr(
+                self, f"{stage}_scores", LatWeightedScores(len(self.targets), weights, climatology)
+            )
 
     def forward(self, inputs) -> torch.Tensor:
         return self.model(inputs)
@@ -145,10 +147,13 @@ class RegressionTask(L.LightningModule):
         scores = metric.compute()
         out = {}
         for key, values in scores.items():
-            for name, value in zip(self.targets, values, strict=True):
+            for name, value in zip(self.targets, values.reshape(-1), strict=True):
                 out[f"{stage}/{key}_{name}"] = value.float()
         out[f"{stage}/rmse_normalised"] = torch.tensor(
-            math.fsum(float(r / s) for r, s in zip(scores["rmse"], self.std.flatten(), strict=True))
+            math.fsum(
+                float(r / s)
+                for r, s in zip(scores["rmse"].reshape(-1), self.std.flatten(), strict=True)
+            )
             / len(self.targets)
         )
         self.log_dict(out)

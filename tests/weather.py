@@ -1,0 +1,154 @@
+"""ERA5 and Aurora helpers for the weather tests.
+
+The real ERA5 sample (../shared/data/era5) has q, u, v on 20 levels and d2m, e, sp,
+tcw, tp, u10, v10. Tests that need more generate it here, in ERA5's own NetCDF layout
+(short names, time/latitude/longitude coordinates): ``t2m`` and ``lsm`` in
+:func:`with_generated_variables`. Everything else the tests read is real.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+ERA5 = Path(__file__).resolve().parents[2] / "shared" / "data" / "era5"
+
+#: A tiny Aurora: the AuroraSmallPretrained class at embed 32 with one block per stage.
+TINY_AURORA = {
+    "embed_dim": 32,
+    "num_heads": 2,
+    "encoder_depths": [1, 1, 1],
+    "encoder_num_heads": [1, 2, 4],
+    "decoder_depths": [1, 1, 1],
+    "decoder_num_heads": [4, 2, 1],
+}
+
+
+def copy_era5(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ERA5.glob("*.nc"):
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+def rewrite(path: Path, change) -> None:
+    """Load a NetCDF fully, apply ``change(ds) -> ds`` and write it back in place."""
+    with xr.open_dataset(path) as ds:
+        ds = change(ds.load())
+    ds.to_netcdf(path)
+
+
+def with_generated_variables(dst: Path) -> Path:
+    """The real sample plus generated ``t2m`` (from d2m + 3 K) and ``lsm`` (west half land)."""
+    copy_era5(dst)
+    with xr.open_dataset(ERA5 / "ERA5_2020-01-01_d2m.nc") as ds:
+        t2m = (ds["d2m"] + 3.0).rename("t2m").load()
+        t2m.attrs = {"units": "K", "long_name": "2 metre temperature"}
+        xr.Dataset({"t2m": t2m}).to_netcdf(dst / "ERA5_2020-01-01_t2m.nc")
+        lat, lon = ds["latitude"], ds["longitude"]
+        land = (
+            (lon < 5.0)
+            .astype("float64")
+            .broadcast_like(lat * lon)
+            .transpose("latitude", "longitude")
+        )
+        xr.Dataset({"lsm": land.rename("lsm")}).to_netcdf(dst / "ERA5_static_lsm.nc")
+    return dst
+
+
+def tiny_aurora(seed: int = 0):
+    from aurora import AuroraSmallPretrained
+
+    torch.manual_seed(seed)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_AURORA.items()}
+    return AuroraSmallPretrained(**kwargs)
+
+
+def official_aurora_state(model: torch.nn.Module, patch: int = 4) -> dict[str, torch.Tensor]:
+    """The released checkpoints' layout: ``net.`` prefix, ID-based embeddings and heads."""
+    state = dict(model.state_dict())
+    surf, atmos = ("2t", "10u", "10v", "msl", "lsm", "z", "slt"), ("z", "u", "v", "t", "q")
+    embeds = [state.pop(f"encoder.surf_token_embeds.weights.{n}") for n in surf]
+    state["encoder.surf_token_embeds.weight"] = torch.cat(embeds, dim=1)
+    embeds = [state.pop(f"encoder.atmos_token_embeds.weights.{n}") for n in atmos]
+    state["encoder.atmos_token_embeds.weight"] = torch.cat(embeds, dim=1)
+    for kind, names in (("surf", surf[:4]), ("atmos", atmos)):
+        w = [state.pop(f"decoder.{kind}_heads.{n}.weight") for n in names]
+        b = [state.pop(f"decoder.{kind}_heads.{n}.bias") for n in names]
+        state[f"decoder.{kind}_head.weight"] = torch.stack(w, 1).reshape(len(names) * patch**2, -1)
+        state[f"decoder.{kind}_head.bias"] = torch.stack(b, 1).reshape(-1)
+    return {f"net.{k}": v for k, v in state.items()}
+
+
+def ckpt_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def aurora_config_bytes() -> bytes:
+    return json.dumps(
+        {"aurora": {"class": "AuroraSmallPretrained", "kwargs": TINY_AURORA}}
+    ).encode()
+
+
+def regression_recipe(root: Path, run_name: str = "era5", **sections) -> dict:
+    recipe = {
+        "name": run_name,
+        "seed": 0,
+        "task": {"definition": "hydrology", "targets": ["tp", "e"]},
+        "backbone": {"name": "hf://tester/aurora-tiny", "pretrained": True},
+        "adapter": {"mode": "frozen"},
+        "decoder": {"name": "mlp_latent", "channels": 16},
+        "data": {
+            "name": "era5",
+            "root": str(root),
+            "lon_range": [0.0, 9.75],
+            "lat_range": [55.0, 51.25],
+            "allow_missing": ["2t", "msl", "z", "t", "lsm", "slt"],
+            "levels": [300, 500, 850],
+            "batch_size": 2,
+        },
+        "trainer": {"max_epochs": 2, "enable_progress_bar": False, "log_every_n_steps": 1},
+    }
+    for section, values in sections.items():
+        recipe.setdefault(section, {}).update(values)
+    return recipe
+
+
+def to_weatherbench_zarr(src: Path, dst: Path) -> Path:
+    """The real sample as a WeatherBench2-style zarr: long names, ascending latitude."""
+    short_to_long = {
+        "u10": "10m_u_component_of_wind",
+        "v10": "10m_v_component_of_wind",
+        "q": "specific_humidity",
+        "u": "u_component_of_wind",
+        "v": "v_component_of_wind",
+        "tp": "total_precipitation",
+        "e": "evaporation",
+    }
+    arrays = {}
+    for f in sorted(src.glob("*.nc")):
+        with xr.open_dataset(f) as ds:
+            for var in ds.data_vars:
+                if var in short_to_long:
+                    arrays[short_to_long[var]] = ds[var].load().astype("float32")
+    ds = xr.Dataset(arrays).sortby("latitude")  # WeatherBench2 stores latitude ascending
+    ds.to_zarr(dst, mode="w", consolidated=False)
+    return dst
+
+
+def nan_in(path: Path, var: str, step: int) -> None:
+    def change(ds):
+        values = ds[var].values.copy()
+        values[step, ..., 3, 3] = np.nan
+        ds[var].values = values
+        return ds
+
+    rewrite(path, change)
