@@ -16,10 +16,14 @@ def test_shipped_recipes_validate_and_cover_the_issue() -> None:
         "sen1floods11_s2_prithvi_v2_300_tl_lora",
         "sen1floods11_s2_prithvi_v1_100_frozen",
     } <= names
+    assert {"era5_aurora_hydrology_decoder", "era5_aurora_hydrology_finetune"} <= names
     for path in shipped_recipes():
         recipe = load_recipe(path)
         assert isinstance(recipe, Recipe)
-        assert recipe.task.class_names == ["not_water", "water"]  # from tasks/flood_mapping.yaml
+        if recipe.task.type == "segmentation":  # from tasks/flood_mapping.yaml
+            assert recipe.task.class_names == ["not_water", "water"]
+        else:  # from tasks/hydrology.yaml
+            assert recipe.task.targets == ["tp", "e"] and recipe.decoder.name == "mlp_latent"
 
 
 def test_lora_recipe_uses_upernet_and_lora() -> None:
