@@ -64,6 +64,11 @@ def run_predict(
     from eofm.trained import load_trained
 
     trained = load_trained(model_spec)
+    if trained.recipe.task.type != "segmentation":
+        raise EofmError(
+            f"{model_spec} is a {trained.recipe.task.type} model; eofm predict (GeoTIFF scenes) supports "
+            "segmentation models so far (use 'eofm test' for weather models)."
+        )
     predictor = Predictor(trained, options)
     # validate every scene (readable, bands) before writing anything, and size the work
     totals, sizes = {}, {}

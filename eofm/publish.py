@@ -65,6 +65,11 @@ def build_bundle(
 
     run_dir, checkpoint = locate_run(str(run_dir))
     trained = load_trained(str(run_dir))
+    if trained.recipe.task.type != "segmentation":
+        raise EofmError(
+            f"{run_dir} is a {trained.recipe.task.type} model; eofm publish supports "
+            "segmentation models so far (use 'eofm test' for weather models)."
+        )
     model_json = read_json(run_dir / "model.json")
     if adapter_only and not is_lora(trained.model.backbone):
         raise EofmError(
