@@ -128,29 +128,21 @@ def load_aurora_backbone(
 ) -> AuroraLatentBackbone:
     """Download (pinned revision, same Hub loader and failure rules as Prithvi) and load."""
     from eofm import hub
-    from eofm.backbones.loading import RANDOM_INIT_WARNING
+    from eofm.backbones.loading import fetch_or_random_init
 
-    path, source = None, None
+    def fetch() -> tuple[str, dict[str, str]]:
+        path, commit = hub.download_file(manifest.hub_repo, manifest.hub_file, manifest.revision)
+        revision = commit or manifest.revision
+        return str(path), {
+            "repo": manifest.hub_repo,
+            "revision": revision,
+            "file": manifest.hub_file,
+        }
+
+    path, source = (None, None)
     if pretrained:
-        try:
-            path, commit = hub.download_file(
-                manifest.hub_repo, manifest.hub_file, manifest.revision
-            )
-            source = {
-                "repo": manifest.hub_repo,
-                "revision": commit or manifest.revision,
-                "file": manifest.hub_file,
-            }
-        except EofmError as exc:
-            if not allow_random_init:
-                raise EofmError(
-                    f"{exc} Pass backbone.pretrained=false or --allow-random-init to train "
-                    "from random weights instead."
-                ) from None
-            log.warning(RANDOM_INIT_WARNING.format(name=manifest.name, reason=exc))
-    model = AuroraLatentBackbone(
-        manifest, latent=latent, checkpoint=str(path) if path else None, source=source
-    )
+        path, source = fetch_or_random_init(manifest.name, fetch, allow_random_init)
+    model = AuroraLatentBackbone(manifest, latent=latent, checkpoint=path, source=source)
     if source is not None:
         log.info(
             "Loaded Aurora %s from hf://%s@%s", source["file"], source["repo"], source["revision"]

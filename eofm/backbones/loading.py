@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 import torch
 
@@ -18,6 +19,7 @@ from eofm.bands import check_band_names
 from eofm.errors import EofmError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RANDOM_INIT_WARNING = (
     "\n" + "!" * 78 + "\n!! eofm: PRETRAINED WEIGHTS WERE NOT LOADED for {name}: {reason}\n"
@@ -103,15 +105,9 @@ def load_backbone(
     manifest = replace(manifest, config=config)
     state, source = None, None
     if pretrained:  # download and read before allocating the model: fail fast
-        try:
-            state, source = _read_pretrained(manifest)
-        except EofmError as exc:
-            if not allow_random_init:
-                raise EofmError(
-                    f"{exc} Pass backbone.pretrained=false or --allow-random-init to train "
-                    "from random weights instead."
-                ) from None
-            log.warning(RANDOM_INIT_WARNING.format(name=manifest.name, reason=exc))
+        state, source = fetch_or_random_init(
+            manifest.name, lambda: _read_pretrained(manifest), allow_random_init
+        )
     model = PrithviEncoder(config, manifest)
     model.source = None
     if state is not None:
@@ -122,6 +118,21 @@ def load_backbone(
         model.source = source
     _map_bands(model, manifest, bands)
     return model
+
+
+def fetch_or_random_init(name: str, fetch: Callable[[], T], allow_random_init: bool) -> T | tuple:
+    """``fetch()``; on failure raise, or with ``allow_random_init`` warn loudly and
+    return ``(None, None)``: the one rule against silent random weights."""
+    try:
+        return fetch()
+    except EofmError as exc:
+        if not allow_random_init:
+            raise EofmError(
+                f"{exc} Pass backbone.pretrained=false or --allow-random-init to train "
+                "from random weights instead."
+            ) from None
+        log.warning(RANDOM_INIT_WARNING.format(name=name, reason=exc))
+        return None, None
 
 
 def _describe(source: dict[str, str]) -> str:
