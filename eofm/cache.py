@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def cache_refusal(recipe: Any, datamodule: Any, model: torch.nn.Module) -> str |
     return None
 
 
-class CachedDataModule:
+class CachedDataModule(SplitLoaders):
     """Wraps a datamodule: the loaders serve cached latents instead of raw inputs."""
 
     def __init__(
@@ -288,12 +289,3 @@ class CachedDataModule:
             drop_last=inner.drop_last,
             generator=torch.Generator().manual_seed(getattr(self.inner, "seed", 0)),
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
 log = logging.getLogger(__name__)
@@ -386,7 +387,7 @@ def _steps(times: np.ndarray, hours: int, where: Path) -> int:
     return int(hours // dt)
 
 
-class ERA5DataModule(L.LightningDataModule):
+class ERA5DataModule(SplitLoaders, L.LightningDataModule):
     """Chronological splits, target statistics and Aurora-batch loaders for ERA5."""
 
     def __init__(
@@ -543,15 +544,6 @@ class ERA5DataModule(L.LightningDataModule):
             collate_fn=self.collate,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 def read_climatology(

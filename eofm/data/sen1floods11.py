@@ -27,7 +27,7 @@ from torchgeo.datasets import NonGeoDataset
 
 from eofm.bands import SENTINEL1_BANDS, SENTINEL2_L1C_BANDS, band_indices, check_band_names
 from eofm.data.geotiff import read_label, read_raster
-from eofm.data.splits import SPLITS, read_split_csv, split_by_event
+from eofm.data.splits import SPLITS, SplitLoaders, read_split_csv, split_by_event
 from eofm.errors import EofmError
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def _pad(
     return data, mask
 
 
-class Sen1Floods11DataModule(L.LightningDataModule):
+class Sen1Floods11DataModule(SplitLoaders, L.LightningDataModule):
     """Splits, normalisation and loaders for Sen1Floods11; all files are checked up front."""
 
     num_classes = 2
@@ -365,15 +365,6 @@ class Sen1Floods11DataModule(L.LightningDataModule):
             "pad_multiple": self.pad_multiple,
             "repeats": self.train_repeats if split == "train" else 1,
         }
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
 
 def _collate_chips(samples: list[dict]) -> dict:

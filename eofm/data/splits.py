@@ -6,6 +6,7 @@ import csv
 import hashlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from eofm.errors import EofmError
 
@@ -65,3 +66,19 @@ def read_split_csv(path: Path) -> list[str]:
     if not chips:
         raise EofmError(f"Split file {path} lists no chips.")
     return chips
+
+
+class SplitLoaders:
+    """``train/val/test_dataloader`` from one ``_loader(split)`` (Lightning's names)."""
+
+    def _loader(self, split: str) -> Any:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> Any:
+        return self._loader("train")
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val")
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test")
