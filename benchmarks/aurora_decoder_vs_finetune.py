@@ -44,10 +44,10 @@ def child(setup: str, epochs: int, grid: tuple[int, int], cache_dir: str) -> dic
     import lightning as L
     import torch
 
-    from eofm.model import count_parameters
+    from eofm.commands.fit import cached_datamodule
+    from eofm.families.base import family_of
+    from eofm.models.base import count_parameters
     from eofm.recipe import load_recipe
-    from eofm.training import _task, build_weather_datamodule, cached_datamodule
-    from eofm.weather_model import build_latent_regression_model
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     _, recipe_name, adapter, cache = SETUPS[setup]
@@ -63,12 +63,13 @@ def child(setup: str, epochs: int, grid: tuple[int, int], cache_dir: str) -> dic
     ]
     recipe = load_recipe(recipe_name, overrides)
     L.seed_everything(0, verbose=False)
-    datamodule = build_weather_datamodule(recipe)
-    model = build_latent_regression_model(recipe, pretrained=False)
+    family = family_of(recipe)
+    datamodule = family.build_datamodule(recipe)
+    model = family.build_model(recipe, bands=None, pretrained=False)
     started = time.perf_counter()
-    cached = cached_datamodule(recipe, datamodule, model)
+    cached = cached_datamodule(recipe, datamodule, model, family)
     cache_seconds = time.perf_counter() - started
-    task = _task(recipe, model, datamodule)
+    task = family.build_task(recipe, model, datamodule)
 
     class Clock(L.Callback):
         def __init__(self) -> None:

@@ -20,8 +20,8 @@ from _scenes import tiled_scene, tiny_run
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from eofm.inference import PredictOptions
-from eofm.predict_cli import run_predict
+from eofm.predict.options import PredictOptions
+from eofm.commands.predict import run_predict
 start = time.perf_counter()
 run_predict(sys.argv[1], [sys.argv[2]], Path(sys.argv[3]), PredictOptions(batch_size=8, overwrite=True, quicklook=False), progress=False)
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": time.perf_counter() - start}))

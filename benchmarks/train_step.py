@@ -32,7 +32,7 @@ BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
 
 
 def build_eofm(decoder: str, channels: int, fuse: str):
-    from eofm.model import build_segmentation_model
+    from eofm.models.segmentation import build_segmentation_model
     from eofm.recipe import load_recipe
 
     recipe = load_recipe(

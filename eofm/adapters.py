@@ -80,6 +80,12 @@ def is_lora(backbone: nn.Module) -> bool:
     return hasattr(backbone, "peft_config")
 
 
+def base_encoder(backbone: nn.Module) -> nn.Module:
+    """The encoder itself, under a peft wrapper or not (it carries ``manifest``, ``source``)."""
+    base = getattr(backbone, "base_model", None)
+    return base.model if base is not None else backbone
+
+
 def save_adapter(model: nn.Module, folder: Path, base: dict) -> Path:
     """Save the LoRA weights on their own (peft layout), the other trained weights, and
     a pointer to the base model (``base``: repo, revision, file)."""

@@ -24,9 +24,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"eofm {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never contact the Hugging Face Hub; use its local cache only (as HF_HUB_OFFLINE=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sub.add_parser("recipes", help="list the shipped recipes")
+    recipes = sub.add_parser("recipes", help="list the shipped recipes, or the keys of a section")
+    recipes.add_argument(
+        "--keys",
+        metavar="NAME",
+        help="list the keys (type, default, help) of a dataset (e.g. sen1floods11), a recipe "
+        "section (e.g. trainer), or 'datasets' / 'families' / 'decoders' for the registered names",
+    )
     sub.add_parser("backbones", help="list the registered backbones")
 
     fit = sub.add_parser("fit", help="fine-tune a model from a recipe")
@@ -48,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument(
         "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
     )
-    test.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    test.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        help="which checkpoint of the run dir (default: best if the run has one, else last)",
+    )
     test.add_argument("--output", type=Path, help="write the metrics JSON here")
 
     publish = sub.add_parser("publish", help="put a run on the Hugging Face Hub with a model card")
@@ -70,7 +85,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     predict = sub.add_parser("predict", help="stream a model over GeoTIFF scenes of any size")
-    predict.add_argument("--model", required=True, help="a run dir or a checkpoint (.ckpt)")
+    predict.add_argument(
+        "--model",
+        required=True,
+        help="a run dir, one of its checkpoints (.ckpt), or a published model hf://ORG/NAME[@REV]",
+    )
     predict.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="GeoTIFF files, folders or globs"
     )
@@ -80,22 +99,38 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--overlap", type=int, default=32, help="overlap between tiles (default 32)"
     )
-    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument(
+        "--batch-size", type=int, default=8, help="tiles per forward pass (default 8)"
+    )
     predict.add_argument(
         "--probabilities", action="store_true", help="write class probabilities (float32)"
     )
     predict.add_argument("--vector", choices=("geoparquet", "geojson"), help="also write polygons")
     predict.add_argument("--tta", choices=("flip",), help="test-time augmentation")
     predict.add_argument("--no-quicklook", action="store_true", help="skip the PNG quicklook")
-    predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (never an input)"
+    )
+    predict.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse scenes whose data type or values are far from the training data "
+        "(default: warn loudly)",
+    )
     predict.add_argument(
         "--shard", help="i/n: process every n-th input from the i-th (default: launcher rank)"
     )
-    predict.add_argument("--no-progress", action="store_true")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def _cmd_recipes(_: argparse.Namespace) -> int:
+def _echo(text: str) -> None:
+    print(text, flush=True)
+
+
+def _cmd_recipes(args: argparse.Namespace) -> int:
+    if args.keys:
+        return _print_keys(args.keys)
     from eofm.recipe import read_yaml_mapping
     from eofm.resources import shipped_recipes
 
@@ -106,6 +141,44 @@ def _cmd_recipes(_: argparse.Namespace) -> int:
     width = max((len(name) for name, _ in rows), default=0)
     for name, desc in rows:
         print(f"{name:<{width}}  {desc[0] if desc else ''}")
+    return 0
+
+
+def _print_keys(name: str) -> int:
+    """``eofm recipes --keys NAME``: generated from the config dataclasses and the registry."""
+    import dataclasses
+    import typing
+
+    from eofm.recipe import Recipe
+    from eofm.registry import REGISTRY
+    from eofm.typed_config import describe_keys
+
+    kinds = {"datasets": "dataset", "families": "family", "decoders": "decoder"}
+    if name in kinds:
+        print("\n".join(REGISTRY.names(kinds[name])))  # type: ignore[arg-type]
+        return 0
+    sections = {f.name: f for f in dataclasses.fields(Recipe)}
+    hints = typing.get_type_hints(Recipe)
+    if name in REGISTRY.names("dataset"):
+        cls, prefix = REGISTRY.get("dataset", name).load_meta("config"), "data."
+    elif name in sections and dataclasses.is_dataclass(hints[name]):
+        cls, prefix = hints[name], f"{name}."
+    else:
+        known = REGISTRY.names("dataset") + [
+            n for n in sections if dataclasses.is_dataclass(hints[n])
+        ]
+        raise EofmError(
+            f"--keys {name}: not a dataset or a recipe section; use one of {known}, or "
+            "datasets / families / decoders.",
+            exit_code=2,
+        )
+    rows = [("key", "type", "default", "help"), *describe_keys(cls, prefix)]
+    widths = [min(max(len(r[i]) for r in rows), 36) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(f"{cell:<{w}}" for cell, w in zip(row[:3], widths, strict=True))
+            + f"  {row[3]}"
+        )
     return 0
 
 
@@ -127,28 +200,38 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from eofm.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)  # validated before heavy imports
-    from eofm.training import fit
+    from eofm.commands.fit import fit
+    from eofm.train.rundir import METRICS_FILE, read_json
 
-    fit(recipe, run_dir=args.run_dir, allow_random_init=args.allow_random_init)
+    run_dir = fit(
+        recipe, run_dir=args.run_dir, allow_random_init=args.allow_random_init, echo=_echo
+    )
+    metrics = read_json(run_dir / METRICS_FILE)["metrics"]
+    _print_table(f"validation metrics ({run_dir / METRICS_FILE})", metrics, prefix="val/")
+    _echo(f"eofm fit: run dir {run_dir}")
     return 0
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    if not args.run_dir.startswith("hf://"):
-        from eofm.rundir import load_run_recipe
+    from eofm.publishing.hub import is_hub_uri
+
+    if not is_hub_uri(args.run_dir):
+        from eofm.train.rundir import load_run_recipe
 
         load_run_recipe(Path(args.run_dir), args.overrides)  # validated before heavy imports
-    from eofm.training import test
+    from eofm.commands.evaluate import test, test_target
 
-    test(args.run_dir, args.overrides, checkpoint=args.checkpoint, output=args.output)
+    metrics = test(args.run_dir, args.overrides, checkpoint=args.checkpoint, output=args.output)
+    target = test_target(args.run_dir, args.output)
+    _print_table(f"test metrics ({target or args.run_dir})", metrics, prefix="test/")
     return 0
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from eofm.hub import validate_repo_id
+    from eofm.publishing.hub import validate_repo_id
 
     validate_repo_id(args.repo)
-    from eofm.publish import publish
+    from eofm.commands.publish import publish
 
     result = publish(
         args.run_dir,
@@ -170,8 +253,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from eofm.inference import PredictOptions
-    from eofm.predict_cli import run_predict
+    from eofm.commands.predict import run_predict
+    from eofm.predict.options import PredictOptions
 
     options = PredictOptions(
         tile=args.tile,
@@ -183,10 +266,36 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         quicklook=not args.no_quicklook,
         overwrite=args.overwrite,
         bands=[b.strip() for b in args.bands.split(",")] if args.bands else None,
+        strict=args.strict,
     )
     return run_predict(
-        args.model, args.inputs, args.out, options, shard=args.shard, progress=not args.no_progress
+        args.model,
+        args.inputs,
+        args.out,
+        options,
+        shard=args.shard,
+        progress=not args.no_progress,
+        echo=_echo,
     )
+
+
+def _print_table(title: str, metrics: dict[str, float | None], *, prefix: str) -> None:
+    import math
+
+    rows = [(k[len(prefix) :], v) for k, v in sorted(metrics.items()) if k.startswith(prefix)]
+    if not rows:
+        return
+    width = max(len(k) for k, _ in rows)
+    print(f"\n{title}")
+    print("-" * (width + 12))
+    for key, value in rows:
+        shown = (
+            "n/a"
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else (f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.3e}")
+        )
+        print(f"{key:<{width}}  {shown:>9}")
+    print("-" * (width + 12), flush=True)
 
 
 COMMANDS = {
@@ -199,25 +308,80 @@ COMMANDS = {
 }
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced after set-up)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _configure_logging(level: int) -> None:
     """eofm's own messages to stderr; Lightning keeps its own handler (no duplicates)."""
     logger = logging.getLogger("eofm")
     logger.setLevel(level)
     if not any(getattr(h, "_eofm", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s eofm: %(message)s"))
         handler._eofm = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's promotional tips from eofm's own commands."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def _quiet_third_parties() -> None:
+    """No adverts, and no deprecation noise that users can do nothing about."""
+    import warnings
+
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_NoAdverts())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+
+
+#: Commands whose positional ``key=value`` overrides may come after options too.
+_TAKES_OVERRIDES = ("fit", "test")
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+        if args.command not in _TAKES_OVERRIDES or len(overrides) != len(extra):
+            parser.error(
+                f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides) or ' '.join(extra)}"
+            )
+        args.overrides = [*args.overrides, *overrides]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     _configure_logging(logging.WARNING if args.quiet else logging.INFO)
+    _quiet_third_parties()
+    if args.offline:
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
     try:
         return COMMANDS[args.command](args)
     except EofmError as exc:
         print(f"eofm: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a full disk, a vanished folder: one line, not a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"eofm: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("eofm: interrupted", file=sys.stderr)
         return 130

@@ -1,7 +1,8 @@
-"""The one registry of eofm: backbones, decoders, tasks and datasets, by name.
+"""The one registry of eofm: backbones, decoders, task families and datasets, by name.
 
-Entries are declared as data with a lazy ``module:attribute`` target, so listing or
-validating names never imports torch. Registration has no import side effects.
+Entries are declared as data with lazy ``module:attribute`` targets, so listing or
+validating names never imports torch, and registration has no import side effects.
+Adding a component is one new module plus one line below.
 """
 
 from __future__ import annotations
@@ -14,22 +15,33 @@ from typing import Any, Literal
 
 from eofm.errors import EofmError
 
-Kind = Literal["backbone", "decoder", "task", "dataset"]
+Kind = Literal["backbone", "decoder", "family", "dataset"]
+
+
+def load_target(target: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered component: ``target`` is ``"package.module:attribute"``."""
+    """One registered component: ``target`` is ``"package.module:attribute"``.
+
+    ``meta`` holds facts about the entry; a string value of the form ``module:attr``
+    is loaded on demand with :meth:`load_meta`.
+    """
 
     kind: Kind
     name: str
     target: str
-    summary: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
     def load(self) -> Any:
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return load_target(self.target)
+
+    def load_meta(self, key: str) -> Any:
+        return load_target(self.meta[key])
 
 
 class Registry:
@@ -38,11 +50,11 @@ class Registry:
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Entry] = {}
 
-    def add(self, kind: Kind, name: str, target: str, summary: str = "", **meta: Any) -> None:
+    def add(self, kind: Kind, name: str, target: str, **meta: Any) -> None:
         key = (kind, name)
         if key in self._entries:
             raise ValueError(f"{kind} {name!r} is registered twice")
-        self._entries[key] = Entry(kind, name, target, summary, meta)
+        self._entries[key] = Entry(kind, name, target, meta)
 
     def names(self, kind: Kind) -> list[str]:
         return [name for (k, name) in self._entries if k == kind]
@@ -63,63 +75,39 @@ class Registry:
 
 
 def _build() -> Registry:
-    from eofm.backbones.manifest import AURORA_MANIFESTS, PRITHVI_MANIFESTS
-
     reg = Registry()
-    for manifest in PRITHVI_MANIFESTS:
+    # Backbones: one entry per manifest (facts of the official releases).
+    for manifest in load_target("eofm.backbones.manifest:PRITHVI_MANIFESTS"):
+        reg.add(
+            "backbone", manifest.name, "eofm.backbones.prithvi:PrithviEncoder", manifest=manifest
+        )
+    for manifest in load_target("eofm.backbones.manifest:AURORA_MANIFESTS"):
         reg.add(
             "backbone",
             manifest.name,
-            "eofm.backbones.prithvi:PrithviEncoder",
-            "Prithvi-EO ViT encoder",
+            "eofm.backbones.aurora:AuroraLatentBackbone",
             manifest=manifest,
         )
-    for aurora in AURORA_MANIFESTS:
-        reg.add(
-            "backbone",
-            aurora.name,
-            "eofm.backbones.aurora:AuroraLatentBackbone",
-            "Aurora weather model (microsoft-aurora), latent after its backbone",
-            manifest=aurora,
-        )
-    reg.add(
-        "decoder",
-        "progressive",
-        "eofm.decoders.progressive:ProgressiveDecoder",
-        "CPU-lean progressive upsampling with depthwise-separable convs",
-    )
-    reg.add(
-        "decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", "UPerNet (Xiao et al., 2018)"
-    )
-    reg.add(
-        "decoder",
-        "mlp_latent",
-        "eofm.decoders.mlp_latent:LatentMLPDecoder",
-        "one shallow MLP per variable on a weather model's latent (Lehmann et al., 2025)",
-    )
-    reg.add(
-        "task",
-        "regression",
-        "eofm.tasks.regression:RegressionTask",
-        "gridded regression: masked MSE, lat-weighted RMSE, MAE, bias, ACC",
-    )
-    reg.add(
-        "task",
-        "segmentation",
-        "eofm.tasks.segmentation:SegmentationTask",
-        "pixel classification: CE/dice, IoU/F1/accuracy",
-    )
+    # Decoders: every class takes (in_channels, channels, *, patch_size, **options).
+    reg.add("decoder", "progressive", "eofm.decoders.progressive:ProgressiveDecoder", input="maps")
+    reg.add("decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", input="maps")
+    reg.add("decoder", "linear", "eofm.decoders.linear:LinearDecoder", input="maps")
+    reg.add("decoder", "mlp_latent", "eofm.decoders.mlp_latent:LatentMLPDecoder", input="latent")
+    # Task families: what is predicted, from which model, scored how, written where.
+    reg.add("family", "segmentation", "eofm.families.segmentation:SegmentationFamily")
+    reg.add("family", "regression", "eofm.families.regression:RegressionFamily")
+    # Datasets: the datamodule and the config dataclass of its ``data`` keys.
     reg.add(
         "dataset",
         "sen1floods11",
         "eofm.data.sen1floods11:Sen1Floods11DataModule",
-        "Sen1Floods11 hand-labelled chips (S1Hand/S2Hand/LabelHand)",
+        config="eofm.data.sen1floods11_config:Sen1Floods11Config",
     )
     reg.add(
         "dataset",
         "era5",
         "eofm.data.era5:ERA5DataModule",
-        "ERA5 as per-variable NetCDF files or a WeatherBench2-style zarr -> Aurora batches",
+        config="eofm.data.era5_config:ERA5Config",
     )
     return reg
 
@@ -128,7 +116,7 @@ REGISTRY = _build()
 
 
 def backbone_manifest(name: str) -> Any:
-    """The :class:`~eofm.backbones.manifest.BackboneManifest` registered as ``name``."""
+    """The manifest (Prithvi or Aurora) registered as ``name``."""
     return REGISTRY.get("backbone", name).meta["manifest"]
 
 

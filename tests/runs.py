@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import torch
 
-from eofm.model import build_segmentation_model
+from eofm.commands.fit import model_manifest as _model_manifest
+from eofm.models.segmentation import build_segmentation_model
 from eofm.recipe import dump_recipe, load_recipe
-from eofm.rundir import write_json
 from eofm.tasks.segmentation import SegmentationTask
-from eofm.training import _model_manifest
+from eofm.train.rundir import write_json
 
 
 def make_run_dir(

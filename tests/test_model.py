@@ -10,8 +10,9 @@ import torch.nn.functional as F
 
 from eofm.adapters import is_lora, save_adapter
 from eofm.backbones.loading import load_backbone
-from eofm.model import build_segmentation_model, count_parameters
-from eofm.necks import tokens_to_map
+from eofm.decoders.neck import tokens_to_map
+from eofm.models.base import count_parameters
+from eofm.models.segmentation import build_segmentation_model
 from eofm.recipe import load_recipe
 
 HLS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]

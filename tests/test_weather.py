@@ -272,9 +272,9 @@ def test_scores_are_latitude_weighted_and_masked() -> None:
 
 
 def _fit(tmp_path, name: str, recipe: dict):
+    from eofm.commands.fit import fit
     from eofm.recipe import load_recipe
-    from eofm.rundir import read_json
-    from eofm.training import fit
+    from eofm.train.rundir import read_json
 
     run = fit(load_recipe(recipe), tmp_path / name)
     return read_json(run / "metrics.json"), run
@@ -304,7 +304,7 @@ def test_decoder_training_caches_latents_and_reuses_them(tmp_path, tiny_repo, ca
     fourth, _ = _fit(tmp_path, "e", recipe)
     assert fourth["latent_cache"]["hits"]["train"] is False
     # eofm test works from the run dir, scores in physical units
-    from eofm.training import test as run_test
+    from eofm.commands.evaluate import test as run_test
 
     metrics = run_test(run)
     assert {"test/rmse_tp", "test/mae_e", "test/bias_tp"} <= set(metrics)
@@ -312,7 +312,7 @@ def test_decoder_training_caches_latents_and_reuses_them(tmp_path, tiny_repo, ca
 
 
 def test_cache_is_bounded_with_lru_eviction(tmp_path) -> None:
-    from eofm.cache import LatentCache
+    from eofm.train.cache import LatentCache
 
     cache = LatentCache(tmp_path, max_bytes=10_000)
     samples = [{"latent": torch.zeros(1000), "time": f"t{i}"} for i in range(2)]  # 8 kB
@@ -325,8 +325,8 @@ def test_cache_is_bounded_with_lru_eviction(tmp_path) -> None:
 
 
 def test_full_and_lora_fine_tuning_refuse_the_cache(tmp_path, tiny_repo) -> None:
+    from eofm.commands.fit import fit
     from eofm.recipe import load_recipe
-    from eofm.training import fit
 
     root = copy_era5(tmp_path / "era5")
     for adapter in ({"mode": "full"}, {"mode": "lora", "rank": 2}):
@@ -342,9 +342,9 @@ def test_full_and_lora_fine_tuning_refuse_the_cache(tmp_path, tiny_repo) -> None
 
 
 def test_prithvi_segmentation_uses_the_cache_without_augmentation(tmp_path) -> None:
+    from eofm.commands.fit import fit
     from eofm.recipe import load_recipe
-    from eofm.rundir import read_json
-    from eofm.training import fit
+    from eofm.train.rundir import read_json
     from tests.realdata import make_s2hand_chips
 
     root = make_s2hand_chips(tmp_path / "HandLabeled")

@@ -107,10 +107,6 @@ class AuroraLatentBackbone(nn.Module):
     def latent_dim(self) -> int:
         return self.manifest.latent_dim(self.latent_source)
 
-    @property
-    def patch_size(self) -> int:
-        return self.manifest.patch_size
-
     def forward(self, batch: Any) -> torch.Tensor:
         capture = self.model.decoder
         self.model(batch)
@@ -127,8 +123,8 @@ def load_aurora_backbone(
     allow_random_init: bool = False,
 ) -> AuroraLatentBackbone:
     """Download (pinned revision, same Hub loader and failure rules as Prithvi) and load."""
-    from eofm import hub
     from eofm.backbones.loading import fetch_or_random_init
+    from eofm.publishing import hub
 
     def fetch() -> tuple[str, dict[str, str]]:
         path, commit = hub.download_file(manifest.hub_repo, manifest.hub_file, manifest.revision)

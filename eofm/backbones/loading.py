@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import torch
 
+from eofm.backbones._weights import WEIGHT_SUFFIXES
 from eofm.backbones.manifest import (
     AuroraManifest,
     BackboneManifest,
@@ -17,6 +18,7 @@ from eofm.backbones.manifest import (
 )
 from eofm.bands import check_band_names
 from eofm.errors import EofmError
+from eofm.publishing import hub
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,7 +37,6 @@ def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
     unknown repo is described by its ``config.json`` (``pretrained_cfg``) and its single
     weights file, or the one named with ``#FILE``.
     """
-    from eofm import hub
     from eofm.registry import backbone_manifest, manifest_for_repo
 
     if not hub.is_hub_uri(spec):
@@ -60,12 +61,12 @@ def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
     if isinstance(config, dict) and isinstance(config.get("aurora"), dict):
         from eofm.backbones.manifest import aurora_manifest_from_config
 
-        weights = hub.pick_weights_file(files, ref)
+        weights = pick_weights_file(files, ref)
         return aurora_manifest_from_config(spec, ref.repo_id, revision, weights, config["aurora"])
     pretrained_cfg = config.get("pretrained_cfg", config) if isinstance(config, dict) else None
     if not isinstance(pretrained_cfg, dict):
         raise EofmError(f"config.json of {ref} has no 'pretrained_cfg' mapping.")
-    weights = hub.pick_weights_file(files, ref)
+    weights = pick_weights_file(files, ref)
     return manifest_from_pretrained_cfg(spec, ref.repo_id, revision, weights, pretrained_cfg)
 
 
@@ -141,7 +142,6 @@ def _describe(source: dict[str, str]) -> str:
 
 def _read_pretrained(manifest: BackboneManifest) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Download the manifest's checkpoint at its pinned revision; return encoder tensors."""
-    from eofm import hub
     from eofm.backbones._weights import prithvi_encoder_state, read_state_dict
 
     path, commit = hub.download_file(manifest.hub_repo, manifest.hub_file, manifest.revision)
@@ -187,4 +187,25 @@ def _map_bands(
         copied or "none",
         added or "none",
         dropped or "none",
+    )
+
+
+def pick_weights_file(files: list[str], ref: hub.HubRef) -> str:
+    """The single weights file of a repo (safetensors preferred), or the one named by ``#FILE``."""
+    if ref.filename:
+        if ref.filename not in files:
+            raise EofmError(
+                f"File '{ref.filename}' does not exist in {ref}; the repo holds {files}."
+            )
+        return ref.filename
+    weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
+    safetensors = [f for f in weights if f.endswith(".safetensors")]
+    candidates = safetensors or weights
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise EofmError(f"{ref} holds no weights file (*.safetensors, *.pt, *.pth).")
+    raise EofmError(
+        f"{ref} holds several weights files {candidates}; name one with "
+        f"hf://{ref.repo_id}@{ref.revision or 'main'}#FILE."
     )

@@ -54,9 +54,6 @@ class BackboneManifest:
     std: tuple[float, ...]
     gsd_m: float
     tap_layers: tuple[int, ...]
-    key_layout: str = "prithvi_mae"
-    paper: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def embed_dim(self) -> int:
@@ -75,15 +72,15 @@ class BackboneManifest:
 
 
 # ---------------------------------------------------------------------------------------
-# Facts from the official releases (GUIDE §2): repos, files, configs, bands, normalisation.
+# Facts from the official releases: repos, files, configs, bands, normalisation.
+# Prithvi-EO-1.0: Jakubik et al., "Foundation Models for Generalist Geospatial AI",
+# arXiv:2310.18660. Prithvi-EO-2.0: Szwarcman et al., arXiv:2412.02732.
 
 PRITHVI_V1_MEAN = (775.229, 1080.993, 1228.586, 2497.202, 2204.214, 1610.832)
 PRITHVI_V1_STD = (1281.526, 1270.030, 1399.480, 1368.345, 1291.676, 1154.506)
 PRITHVI_V2_MEAN = (1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0)
 PRITHVI_V2_STD = (2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0)
 _TL = ("time", "location")
-_V1_PAPER = "Jakubik et al., 'Foundation Models for Generalist Geospatial AI', arXiv:2310.18660"
-_V2_PAPER = "Szwarcman et al., 'Prithvi-EO-2.0', arXiv:2412.02732"
 
 #: The Hub revision pinned for the official repos. The Hub is unreachable from where eofm
 #: is built, so these track ``main``; the commit actually downloaded is recorded in the
@@ -108,7 +105,6 @@ def _prithvi(
         std=PRITHVI_V1_STD if v1 else PRITHVI_V2_STD,
         gsd_m=30.0,
         tap_layers=taps,
-        paper=_V1_PAPER if v1 else _V2_PAPER,
     )
 
 
@@ -256,9 +252,8 @@ def _hls_band_name(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# Aurora (GUIDE §2): the package's own classes; eofm records where the weights live.
-
-_AURORA_PAPER = "Bodnar et al., 'A foundation model for the Earth system', Nature 641, 2025"
+# Aurora (Bodnar et al., "A foundation model for the Earth system", Nature 641, 2025):
+# the package's own classes; eofm records where the weights live.
 #: ``default_checkpoint_revision`` of microsoft-aurora 2.0.1 for both checkpoints.
 AURORA_REVISION = "0be7e57c685dac86b78c4a19a3ab149d13c6a3dd"
 
@@ -286,7 +281,6 @@ class AuroraManifest:
     static_vars: tuple[str, ...] = ("lsm", "z", "slt")
     atmos_vars: tuple[str, ...] = ("z", "u", "v", "t", "q")
     family: str = "aurora"
-    paper: str = _AURORA_PAPER
 
     @property
     def hub_ref(self) -> str:

@@ -82,3 +82,25 @@ def raster_size(path: Path) -> tuple[int, int]:
             return ds.height, ds.width
     except Exception as exc:
         raise _unreadable(Path(path), exc) from None
+
+
+def band_percentiles(values: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-band 1st and 99th percentiles of the finite values of ``(C, N)``."""
+    p01, p99 = [], []
+    for band in values:
+        finite = band[np.isfinite(band)]
+        lo, hi = np.percentile(finite, [1, 99]) if finite.size else (np.nan, np.nan)
+        p01.append(float(lo))
+        p99.append(float(hi))
+    return p01, p99
+
+
+def raster_dtype(path: Path) -> str:
+    """The data type of a raster's first band, read from its header only."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as ds:
+            return ds.dtypes[0]
+    except Exception as exc:
+        raise _unreadable(Path(path), exc) from None

@@ -32,7 +32,6 @@ from eofm.errors import EofmError
 
 log = logging.getLogger(__name__)
 
-LAYOUT_FOLDERS = ("S1Hand", "S2Hand", "LabelHand")
 OFFICIAL_SUBPATH = Path("v1.1") / "data" / "flood_events" / "HandLabeled"
 IGNORE = -1
 
@@ -349,6 +348,25 @@ class Sen1Floods11DataModule(SplitLoaders, L.LightningDataModule):
             if self.crop_size < max(h, w):
                 found.append(f"random {self.crop_size} px crops of {h}x{w} chips")
         return found
+
+    def input_range(self, max_pixels: int = 200_000) -> dict:
+        """The training data's dtype and per-band 1st/99th percentiles (raw values), which
+        ``eofm predict`` compares each scene with (recorded in ``model.json``)."""
+        from eofm.data.geotiff import band_percentiles, raster_dtype
+
+        chips = self.splits["train"]
+        per_chip = max(1, max_pixels // max(1, len(chips)))
+        rng = np.random.default_rng(0)
+        samples = []
+        for chip in chips:
+            image = read_raster(chip_paths(self.root, self.folder, chip)[0], bands=self.indexes)
+            pixels = image.data[:, image.valid]
+            if pixels.shape[1] > per_chip:
+                pixels = pixels[:, rng.choice(pixels.shape[1], per_chip, replace=False)]
+            samples.append(pixels)
+        p01, p99 = band_percentiles(np.concatenate(samples, axis=1))
+        dtype = raster_dtype(chip_paths(self.root, self.folder, chips[0])[0])
+        return {"dtype": dtype, "bands": list(self.bands), "p01": p01, "p99": p99}
 
     def fingerprint(self, split: str) -> dict:
         """What the samples of ``split`` depend on (for the latent cache key)."""

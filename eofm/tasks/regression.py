@@ -11,14 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics import Metric
 
-from eofm.tasks.segmentation import configure_adamw
-
-STAGES = ("train", "val", "test")
+from eofm.tasks.base import StageTask
 
 
 def latitude_weights(lat: torch.Tensor) -> torch.Tensor:
@@ -48,7 +45,7 @@ class LatWeightedScores(Metric):
         self.register_buffer("weights", weights.view(1, 1, -1, 1), persistent=False)
         clim = climatology if climatology is not None else torch.zeros(0)
         self.register_buffer("climatology", clim, persistent=False)
-        for name in ("sq", "abs", "err", "w", "pa", "oa", "pp", "oo"):
+        for name in ("sq", "abs", "err", "w", "pa", "pp", "oo"):
             self.add_state(name, torch.zeros(num_vars, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> None:
@@ -74,8 +71,8 @@ class LatWeightedScores(Metric):
         return scores
 
 
-class RegressionTask(L.LightningModule):
-    """Train, validate and test a :class:`~eofm.weather_model.LatentRegressionModel`.
+class RegressionTask(StageTask):
+    """Train, validate and test a :class:`~eofm.models.latent_regression.LatentRegressionModel`.
 
     Batches carry ``inputs`` (an Aurora batch) or, from the latent cache, ``latent``;
     plus ``target`` (normalised) and ``valid``.
@@ -90,60 +87,35 @@ class RegressionTask(L.LightningModule):
         target_std: Sequence[float],
         lat: torch.Tensor,
         climatology: torch.Tensor | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 0.05,
-        scheduler: str = "cosine",
-        warmup_steps: int = 0,
+        **optimizer: object,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["model", "lat", "climatology"])
-        self.model = model
+        super().__init__(model, **optimizer)
         self.targets = list(targets)
         self.register_buffer("mean", torch.tensor(target_mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(target_std).view(1, -1, 1, 1), persistent=False)
-        weights = latitude_weights(lat)
-        for stage in STAGES:
-            setattr(
-                self, f"{stage}_scores", LatWeightedScores(len(self.targets), weights, climatology)
-            )
+        self.lat_weights = latitude_weights(lat)
+        self.climatology = climatology
+        self.setup_metrics()
 
-    def forward(self, inputs) -> torch.Tensor:
-        return self.model(inputs)
-
-    def predict_batch(self, batch: dict) -> torch.Tensor:
-        if "latent" in batch:
-            return self.model.decode_batch(batch)
-        return self.model(batch["inputs"])
-
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        pred = self.predict_batch(batch)
-        target, valid = batch["target"], batch["valid"]
-        loss = masked_mse(pred, target, valid)
-        physical = (pred.detach() * self.std + self.mean, target * self.std + self.mean)
-        getattr(self, f"{stage}_scores").update(*physical, valid)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=target.shape[0],
+    def make_metrics(self) -> nn.ModuleDict:
+        return nn.ModuleDict(
+            {"scores": LatWeightedScores(len(self.targets), self.lat_weights, self.climatology)}
         )
-        return loss
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+    def batch_size(self, batch: dict) -> int:
+        return batch["target"].shape[0]
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val")
+    def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        return masked_mse(outputs, batch["target"], batch["valid"])
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def update_metrics(self, metrics: nn.ModuleDict, outputs: torch.Tensor, batch: dict) -> None:
+        physical = (outputs * self.std + self.mean, batch["target"] * self.std + self.mean)
+        metrics["scores"].update(*physical, batch["valid"])
 
-    def _log_epoch(self, stage: str) -> None:
-        metric = getattr(self, f"{stage}_scores")
+    def epoch_scores(self, metrics: nn.ModuleDict, stage: str) -> dict[str, torch.Tensor]:
+        metric = metrics["scores"]
         if not bool((metric.w > 0).any()):
-            return
+            return {}
         scores = metric.compute()
         out = {}
         for key, values in scores.items():
@@ -156,17 +128,4 @@ class RegressionTask(L.LightningModule):
             )
             / len(self.targets)
         )
-        self.log_dict(out)
-        metric.reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def configure_optimizers(self):
-        return configure_adamw(self)
+        return out

@@ -6,10 +6,8 @@ label, or an invalid input pixel) never contribute to a loss or a metric.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,7 +17,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-STAGES = ("train", "val", "test")
+from eofm.tasks.base import StageTask
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
@@ -35,8 +33,8 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> 
     return 1 - dice.mean()
 
 
-class SegmentationTask(L.LightningModule):
-    """Train, validate and test a :class:`~eofm.model.SegmentationModel`."""
+class SegmentationTask(StageTask):
+    """Train, validate and test a :class:`~eofm.models.segmentation.SegmentationModel`."""
 
     def __init__(
         self,
@@ -46,30 +44,32 @@ class SegmentationTask(L.LightningModule):
         ignore_index: int = -1,
         loss: str = "ce",
         class_weights: Sequence[float] | None = None,
-        lr: float = 1e-4,
-        weight_decay: float = 0.05,
-        scheduler: str = "cosine",
-        warmup_steps: int = 0,
+        **optimizer: object,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["model"])
-        self.model = model
+        super().__init__(model, **optimizer)
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
         self.ignore_index = ignore_index
         self.loss_name = loss
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
-        for stage in STAGES:
-            k, ig = self.num_classes, ignore_index
-            setattr(
-                self, f"{stage}_iou", MulticlassJaccardIndex(k, average="none", ignore_index=ig)
-            )
-            setattr(self, f"{stage}_f1", MulticlassF1Score(k, average="none", ignore_index=ig))
-            setattr(self, f"{stage}_acc", MulticlassAccuracy(k, average="micro", ignore_index=ig))
+        self.setup_metrics()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def make_metrics(self) -> nn.ModuleDict:
+        k, ig = self.num_classes, self.ignore_index
+        return nn.ModuleDict(
+            {
+                "iou": MulticlassJaccardIndex(k, average="none", ignore_index=ig),
+                "f1": MulticlassF1Score(k, average="none", ignore_index=ig),
+                "acc": MulticlassAccuracy(k, average="micro", ignore_index=ig),
+            }
+        )
+
+    def batch_size(self, batch: dict) -> int:
+        return batch["mask"].shape[0]
+
+    def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        return self.compute_loss(outputs, batch["mask"])
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not bool((target != self.ignore_index).any()):
@@ -83,73 +83,15 @@ class SegmentationTask(L.LightningModule):
             loss = loss + dice_loss(logits, target, self.ignore_index)
         return loss
 
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        target = batch["mask"]
-        logits = self.model.decode_batch(batch) if "latent" in batch else self.model(batch["image"])
-        loss = self.compute_loss(logits, target)
-        preds = logits.argmax(dim=1)
-        for metric in ("iou", "f1", "acc"):
-            getattr(self, f"{stage}_{metric}").update(preds, target)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=target.shape[0],
-        )
-        return loss
+    def update_metrics(self, metrics: nn.ModuleDict, outputs: torch.Tensor, batch: dict) -> None:
+        preds = outputs.argmax(dim=1)
+        for metric in metrics.values():
+            metric.update(preds, batch["mask"])
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def _log_epoch(self, stage: str) -> None:
-        iou = getattr(self, f"{stage}_iou").compute()
-        f1 = getattr(self, f"{stage}_f1").compute()
-        acc = getattr(self, f"{stage}_acc").compute()
+    def epoch_scores(self, metrics: nn.ModuleDict, stage: str) -> dict[str, torch.Tensor]:
+        iou, f1, acc = (metrics[name].compute() for name in ("iou", "f1", "acc"))
         scores = {f"{stage}/mIoU": iou.mean(), f"{stage}/accuracy": acc, f"{stage}/mF1": f1.mean()}
         for name, i, f in zip(self.class_names, iou, f1, strict=True):
             scores[f"{stage}/IoU_{name}"] = i
             scores[f"{stage}/F1_{name}"] = f
-        self.log_dict(scores, prog_bar=False)
-        for metric in ("iou", "f1", "acc"):
-            getattr(self, f"{stage}_{metric}").reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def configure_optimizers(self):
-        return configure_adamw(self)
-
-
-def configure_adamw(module: L.LightningModule):
-    """AdamW on the trainable parameters, with optional warmup + cosine decay per step
-    (Loshchilov & Hutter, ICLR 2017 and 2019)."""
-    hp = module.hparams
-    params = [p for p in module.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-    if hp.scheduler == "none":
-        return optimizer
-    total = max(1, int(module.trainer.estimated_stepping_batches))
-    warmup = min(hp.warmup_steps, total - 1)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return scores

@@ -161,7 +161,6 @@ class CachedLatentDataset(Dataset):
         shards = [load_file(str(folder / name)) for name in meta["shards"]]
         self.tensors = {k: torch.cat([s[k] for s in shards]) for k in shards[0]} if shards else {}
         self.extras = meta["extras"]
-        self.parts = meta["parts"]
 
     def __len__(self) -> int:
         return len(self.extras)

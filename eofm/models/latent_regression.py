@@ -1,6 +1,6 @@
 """Weather backbone ► latent ► per-variable decoders, assembled from a recipe.
 
-``encode`` and ``decode`` are separate so that the latent cache (``eofm.cache``) can
+``encode`` and ``decode`` are separate so that the latent cache (``eofm.train.cache``) can
 run the frozen backbone once and train the decoders from stored latents.
 """
 
@@ -9,22 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
+from eofm.models.base import LatentModel
 from eofm.recipe import Recipe
 
 
-class LatentRegressionModel(nn.Module):
+class LatentRegressionModel(LatentModel):
     """Predicts normalised target fields ``(B, V, H, W)`` from an Aurora batch."""
 
-    def __init__(self, backbone: nn.Module, decoder: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.decoder = decoder
-        self.backbone_needs_grad = True
-
     def encode(self, inputs: Any) -> torch.Tensor:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_needs_grad):
+        with self.backbone_grad():
             return self.backbone(inputs)
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:

@@ -7,11 +7,22 @@ into one line that names the repo, revision and file, and never contains a token
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from eofm.errors import EofmError
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the Hub to accept a connection before going offline (the client's
+#: own retries would take about 23 s to give up).
+PROBE_SECONDS = 1.5
+_PROBED: dict[str, bool] = {}
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
@@ -95,12 +106,46 @@ def _commit_of(path: Path) -> str | None:
     return None
 
 
+def endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
+def hub_offline() -> bool:
+    """Whether downloads must come from the local cache only.
+
+    True with ``HF_HUB_OFFLINE`` (or ``eofm --offline``), or when the endpoint does not
+    accept a connection within :data:`PROBE_SECONDS` (probed once per process, and said
+    once), instead of the client's retries.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    url = endpoint()
+    if url not in _PROBED:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname or "", port), timeout=PROBE_SECONDS).close()
+            _PROBED[url] = True
+        except OSError:
+            _PROBED[url] = False
+            log.warning(
+                "The Hugging Face Hub (%s) is unreachable: using the local cache only "
+                "(eofm --offline or HF_HUB_OFFLINE=1 skips this check).",
+                url,
+            )
+    return not _PROBED[url]
+
+
 def download_file(repo_id: str, filename: str, revision: str | None) -> tuple[Path, str | None]:
     """Download one file at a pinned revision; returns its local path and commit sha."""
     from huggingface_hub import hf_hub_download
 
     try:
-        path = Path(hf_hub_download(repo_id, filename, revision=revision or "main"))
+        path = Path(
+            hf_hub_download(
+                repo_id, filename, revision=revision or "main", local_files_only=hub_offline()
+            )
+        )
     except Exception as exc:
         raise _hub_error(exc, repo_id, revision, filename) from None
     return path, _commit_of(path)
@@ -110,33 +155,15 @@ def list_files(repo_id: str, revision: str | None) -> list[str]:
     """The files of a repo at a revision."""
     from huggingface_hub import HfApi
 
+    if hub_offline():
+        raise EofmError(
+            f"Cannot list the files of {_describe(repo_id, revision)}: the Hub is unreachable "
+            "(or offline mode is on)."
+        )
     try:
         return list(HfApi().list_repo_files(repo_id, revision=revision or "main"))
     except Exception as exc:
         raise _hub_error(exc, repo_id, revision, None) from None
-
-
-def pick_weights_file(files: list[str], ref: HubRef) -> str:
-    """The single weights file of a repo (safetensors preferred), or the one named by ``#FILE``."""
-    from eofm.backbones._weights import WEIGHT_SUFFIXES
-
-    if ref.filename:
-        if ref.filename not in files:
-            raise EofmError(
-                f"File '{ref.filename}' does not exist in {ref}; the repo holds {files}."
-            )
-        return ref.filename
-    weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
-    safetensors = [f for f in weights if f.endswith(".safetensors")]
-    candidates = safetensors or weights
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise EofmError(f"{ref} holds no weights file (*.safetensors, *.pt, *.pth).")
-    raise EofmError(
-        f"{ref} holds several weights files {candidates}; name one with "
-        f"hf://{ref.repo_id}@{ref.revision or 'main'}#FILE."
-    )
 
 
 def upload_bundle(folder: Path, repo_id: str, *, revision: str | None, private: bool) -> str:
@@ -148,6 +175,8 @@ def upload_bundle(folder: Path, repo_id: str, *, revision: str | None, private: 
     from huggingface_hub import HfApi, ModelCard
     from huggingface_hub.utils import get_token
 
+    if hub_offline():
+        raise EofmError(f"Cannot publish to {repo_id}: the Hub ({endpoint()}) is unreachable.")
     if not get_token():
         raise EofmError(
             "No Hugging Face token: set HF_TOKEN or run 'hf auth login' before 'eofm publish'."

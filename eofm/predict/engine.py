@@ -15,7 +15,6 @@ outcome of the first year of Inria aerial image labeling benchmark", IGARSS 2018
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -26,8 +25,11 @@ import numpy as np
 import torch
 
 from eofm.errors import EofmError
-from eofm.outputs import atomic_output
-from eofm.trained import TrainedModel
+from eofm.models.trained import TrainedModel
+from eofm.predict.options import PredictOptions
+from eofm.predict.outputs import atomic_output
+from eofm.predict.plan import ScenePlan, plan_scene
+from eofm.predict.scenes import SceneReader, inspect_scene
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +37,6 @@ CLASS_NODATA = 255
 GDAL_CACHE_MB = 32  # bounded: GDAL's block cache would otherwise grow with the scene
 #: Scenes are processed in column bands this wide, so memory depends on neither dimension.
 COLUMN_BAND = 8192
-
-
-@dataclass
-class PredictOptions:
-    tile: int = 224
-    overlap: int = 32
-    batch_size: int = 8
-    probabilities: bool = False
-    tta_flip: bool = False
-    vector: str | None = None  # "geoparquet" | "geojson"
-    quicklook: bool = True
-    overwrite: bool = False
-    bands: list[str] | None = None
 
 
 @dataclass
@@ -89,100 +78,6 @@ def blend_weights(tile: int) -> np.ndarray:
     ramp = np.sin(np.pi * (np.arange(tile) + 0.5) / tile) ** 2
     ramp = np.maximum(ramp, 1e-3)
     return np.outer(ramp, ramp).astype(np.float32)
-
-
-def match_bands(
-    path: Path,
-    descriptions: Sequence[str | None],
-    count: int,
-    model_bands: Sequence[str],
-    given: Sequence[str] | None,
-) -> list[int]:
-    """1-based file band indexes that feed the model's bands, matched by name.
-
-    Names come from ``--bands`` (the file's bands, in file order), else the file's band
-    descriptions; a file without names is matched by count when that is unambiguous.
-    """
-    from eofm.bands import check_band_names
-
-    if given:
-        names = check_band_names(given, where="--bands")
-        if len(names) != count:
-            raise EofmError(f"--bands names {len(names)} bands but {path} has {count}.")
-    elif descriptions and all(descriptions):
-        try:
-            names = check_band_names(
-                [str(d) for d in descriptions], where=f"the band descriptions of {path}"
-            )
-        except EofmError:
-            names = []
-    else:
-        names = []
-    if names:
-        missing = [b for b in model_bands if b not in names]
-        if missing:
-            raise EofmError(
-                f"{path} lacks band(s) {missing}: the model needs {list(model_bands)}, the file has {names}."
-            )
-        return [names.index(b) + 1 for b in model_bands]
-    if count == len(model_bands):
-        log.info(
-            "%s has no band names; using its %d bands in order as %s.",
-            path,
-            count,
-            list(model_bands),
-        )
-        return list(range(1, count + 1))
-    raise EofmError(
-        f"Cannot match the bands of {path}: the model needs {list(model_bands)} "
-        f"({len(model_bands)} bands), the file has {count} unnamed bands. Name them with --bands."
-    )
-
-
-class SceneReader:
-    """Reads normalised tiles of one scene, strip by strip, in a background thread."""
-
-    def __init__(
-        self, path: Path, indexes: list[int], mean: Sequence[float], std: Sequence[float], tile: int
-    ) -> None:
-        import rasterio
-
-        self.path = path
-        self.ds = rasterio.open(path)
-        self.indexes = indexes
-        self.mean = np.asarray(mean, np.float32)[:, None, None]
-        self.std = np.asarray(std, np.float32)[:, None, None]
-        self.tile = tile
-        self.nodata = self.ds.nodata
-        # an alpha band or an internal/external mask also marks pixels outside the data
-        flags = {flag.name for flag in self.ds.mask_flag_enums[0]} if self.ds.count else set()
-        self.has_mask = bool(flags & {"per_dataset", "alpha"}) and "nodata" not in flags
-
-    def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-        """A ``tile x tile`` window (zero-padded past the edges) and its validity mask."""
-        from rasterio.windows import Window
-
-        t = self.tile
-        h, w = min(t, self.ds.height - row), min(t, self.ds.width - col)
-        try:
-            raw = self.ds.read(self.indexes, window=Window(col, row, w, h))
-        except Exception as exc:
-            raise EofmError(f"Cannot read {self.path} at row {row}, col {col}: {exc}") from None
-        data = raw.astype(np.float32)
-        valid = np.isfinite(data).all(axis=0)
-        if self.nodata is not None and not math.isnan(self.nodata):
-            valid &= (raw != self.nodata).all(axis=0)
-        if self.has_mask:
-            valid &= self.ds.read_masks(self.indexes[0], window=Window(col, row, w, h)) > 0
-        data = np.where(valid, (data - self.mean) / self.std, 0.0).astype(np.float32)
-        tile = np.zeros((len(self.indexes), t, t), np.float32)
-        tile[:, :h, :w] = data
-        mask = np.zeros((t, t), bool)
-        mask[:h, :w] = valid
-        return tile, mask
-
-    def close(self) -> None:
-        self.ds.close()
 
 
 def _prefetch(produce: Callable[[], Iterator], depth: int = 3) -> Iterator:
@@ -227,12 +122,7 @@ class Predictor:
     def __init__(self, trained: TrainedModel, options: PredictOptions) -> None:
         self.trained = trained
         self.options = options
-        if options.tile % trained.patch_size:
-            raise EofmError(
-                f"--tile {options.tile} must be a multiple of the model's patch size {trained.patch_size}."
-            )
-        if not 0 <= options.overlap < options.tile:
-            raise EofmError(f"--overlap must be in [0, {options.tile}), got {options.overlap}.")
+        options.validate(trained.patch_size)
         self.weights = blend_weights(options.tile)
         self.num_classes = len(trained.class_names)
 
@@ -245,64 +135,85 @@ class Predictor:
             probs = (probs + torch.flip(flipped, dims=[-1])) / 2
         return probs.numpy()
 
+    def plan(self, source: Path, out_dir: Path, inputs: Sequence[Path] = ()) -> ScenePlan:
+        """What predicting ``source`` into ``out_dir`` writes (raises if it would harm a file)."""
+        o = self.options
+        return plan_scene(
+            Path(source),
+            Path(out_dir),
+            quicklook=o.quicklook,
+            vector=o.vector,
+            overwrite=o.overwrite,
+            inputs=inputs,
+        )
+
     def predict(
-        self, source: Path, out_dir: Path, *, on_tiles: Callable[[int], None] | None = None
+        self,
+        source: Path,
+        out_dir: Path,
+        *,
+        on_tiles: Callable[[int], None] | None = None,
+        plan: ScenePlan | None = None,
     ) -> SceneResult:
-        import rasterio
+        """Predict one scene into ``out_dir`` following ``plan`` (made here if not given)."""
+        from eofm.predict.outputs import check_output_dir
 
-        from eofm.outputs import check_output_dir
-
-        out_dir = check_output_dir(out_dir)
-        stem = source.name.rsplit(".", 1)[0]
-        raster_path = out_dir / f"{stem}.tif"
-        result = SceneResult(source)
-        if raster_path.exists() and not self.options.overwrite:
+        plan = plan or self.plan(source, out_dir)
+        result = SceneResult(Path(source))
+        if plan.done:
             result.skipped = True
             return result
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
-            reader = self.open_scene(source)
-            try:
-                with atomic_output(raster_path) as tmp_cog:
-                    result.all_nodata = self._stream(reader, tmp_cog, on_tiles)
-                result.outputs.append(raster_path)
-            finally:
-                reader.close()
-            if result.all_nodata:
-                log.warning("%s holds no valid pixel: its prediction is all nodata.", source)
-            if self.options.quicklook:
-                from eofm.outputs import write_quicklook
+        check_output_dir(plan.raster.parent)
+        try:
+            self._write(plan, result, on_tiles)
+        except OSError as exc:
+            raise EofmError(
+                f"Cannot write the prediction of {source} to {plan.raster.parent}: "
+                f"{exc.strerror or exc}. Nothing partial was left behind."
+            ) from None
+        return result
 
-                png = out_dir / f"{stem}.png"
-                with atomic_output(png) as tmp:
+    def _write(
+        self, plan: ScenePlan, result: SceneResult, on_tiles: Callable[[int], None] | None
+    ) -> None:
+        import rasterio
+        from rasterio.errors import RasterioIOError
+
+        source, raster_path = plan.source, plan.raster
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
+            if plan.write_raster:
+                reader = self.open_scene(source)
+                try:
+                    with atomic_output(raster_path) as tmp_cog:
+                        result.all_nodata = self._stream(reader, tmp_cog, on_tiles)
+                except RasterioIOError as exc:  # GDAL reports a full disk this way
+                    raise OSError(str(exc).splitlines()[0]) from None
+                finally:
+                    reader.close()
+                result.outputs.append(raster_path)
+                if result.all_nodata:
+                    log.warning("%s holds no valid pixel: its prediction is all nodata.", source)
+            if plan.quicklook:
+                from eofm.predict.outputs import write_quicklook
+
+                with atomic_output(plan.quicklook) as tmp:
                     write_quicklook(
                         raster_path, tmp, self.num_classes, probabilities=self.options.probabilities
                     )
-                result.outputs.append(png)
-            if self.options.vector:
-                from eofm.vectorize import write_polygons
+                result.outputs.append(plan.quicklook)
+            if plan.vector:
+                from eofm.predict.vectors import write_polygons
 
-                suffix = ".parquet" if self.options.vector == "geoparquet" else ".geojson"
-                vector_path = out_dir / f"{stem}{suffix}"
-                with atomic_output(vector_path) as tmp:
+                with atomic_output(plan.vector) as tmp:
                     write_polygons(raster_path, tmp, self.trained.class_names, self.options.vector)
-                result.outputs.append(vector_path)
-        return result
+                result.outputs.append(plan.vector)
 
     def open_scene(self, source: Path) -> SceneReader:
         """Open a scene, checking it is readable and has the model's bands (clear errors)."""
-        import rasterio
-
-        try:
-            with rasterio.open(source) as ds:
-                descriptions, count, crs = ds.descriptions, ds.count, ds.crs
-        except Exception as exc:
-            raise EofmError(
-                f"Cannot read raster {source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            ) from None
-        if crs is None:
-            log.warning("%s has no CRS: the prediction is written without georeferencing.", source)
-        indexes = match_bands(source, descriptions, count, self.trained.bands, self.options.bands)
-        return SceneReader(source, indexes, self.trained.mean, self.trained.std, self.options.tile)
+        info = inspect_scene(source, self.trained.bands, self.options.bands)
+        return SceneReader(
+            source, info.indexes, self.trained.mean, self.trained.std, self.options.tile
+        )
 
     def _stream(
         self, reader: SceneReader, target: Path, on_tiles: Callable[[int], None] | None
@@ -435,27 +346,3 @@ class Predictor:
             if useful:
                 probs[useful] = self._probabilities(tiles[useful])
             yield row, positions, probs, masks
-
-
-def expand_inputs(specs: Sequence[str]) -> list[Path]:
-    """Files, folders (their *.tif / *.tiff) and glob patterns -> sorted unique paths."""
-    import glob
-
-    found: list[Path] = []
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            found += [
-                p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
-            ]
-        elif path.is_file():
-            found.append(path)
-        else:
-            matches = [Path(p) for p in glob.glob(spec)]
-            if not matches:
-                raise EofmError(f"Input {spec} does not exist (and matches no file as a glob).")
-            found += [p for p in matches if p.is_file()]
-    unique = sorted({p.resolve(): p for p in found}.values(), key=lambda p: str(p))
-    if not unique:
-        raise EofmError(f"No GeoTIFF found in {list(specs)}.")
-    return unique

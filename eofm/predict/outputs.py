@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import secrets
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,8 @@ import numpy as np
 from eofm.errors import EofmError
 
 PARTIAL_MARK = ".partial-"
+#: Permissions of every output (a plain file under the usual umask).
+FILE_MODE = 0o644
 #: Class colours for quicklooks (class 0 dark, class 1 water blue, then distinct hues).
 PALETTE = np.array(
     [[34, 34, 34], [30, 120, 255], [230, 80, 40], [60, 180, 75], [255, 225, 25], [145, 30, 180]],
@@ -35,22 +40,55 @@ def check_output_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+def _partial_prefix(path: Path) -> str:
+    return f".{path.name}{PARTIAL_MARK}"
+
+
+@contextlib.contextmanager
+def output_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a hidden ``.NAME.lock`` beside it) or fail at once."""
+    lock_path = path.with_name(f".{path.name}.lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise EofmError(
+                    f"Another process is writing {path} right now; wait for it, or write to "
+                    "another --out folder."
+                ) from None
+            raise
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` only on success.
 
-    A crash or kill leaves at most a hidden ``.NAME.partial-PID`` file, never a
-    half-written ``NAME``; stale partial files of earlier runs are removed first.
+    The output is locked while it is written, so two processes never write (or clean up)
+    the same output. A crash or kill leaves at most a hidden ``.NAME.partial-PID-TOKEN``
+    file, never a half-written ``NAME``; partial files of earlier runs of exactly this
+    output are removed first (names are compared exactly, never as glob patterns).
     """
     path = Path(path)
-    for stale in path.parent.glob(f".{path.name}{PARTIAL_MARK}*"):
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}{PARTIAL_MARK}{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with output_lock(path):
+        prefix = _partial_prefix(path)
+        for entry in os.scandir(path.parent):
+            if entry.name.startswith(prefix):
+                Path(entry.path).unlink(missing_ok=True)
+        tmp = path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            yield tmp
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_quicklook(

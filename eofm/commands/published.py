@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from eofm.errors import EofmError
-from eofm.trained import TrainedModel, trained_from_manifest
+from eofm.families.base import family_of
+from eofm.models.trained import TrainedModel, trained_from_manifest
 
 
-def load_published(spec: str, overrides: list[str] | None = None) -> TrainedModel:
-    from safetensors.torch import load_file
-
-    from eofm import hub
-    from eofm.model import build_segmentation_model
-    from eofm.publish import ALLOWED_FILES, CONFIG_FILE, FORMAT, sha256_of
-    from eofm.recipe import load_recipe
-    from eofm.rundir import RECIPE_FILE
+def _fetch_config(spec: str) -> tuple[Any, dict, str | None, Path]:
+    """``(ref, config.json, pinned commit, recipe.yaml path)`` of a published model."""
+    from eofm.publishing import hub
+    from eofm.publishing.bundle import ALLOWED_FILES, CONFIG_FILE, FORMAT, RECIPE_FILE
 
     ref = hub.parse_hub_uri(spec)
     if ref.filename:
@@ -37,29 +35,45 @@ def load_published(spec: str, overrides: list[str] | None = None) -> TrainedMode
         )
     pinned = commit or ref.revision
     recipe_path, _ = hub.download_file(ref.repo_id, RECIPE_FILE, pinned)
+    return ref, config, pinned, recipe_path
+
+
+def published_manifest(spec: str, overrides: list[str] | None = None) -> tuple[Any, dict]:
+    """The recipe and ``config.json`` of a published model, without its weights."""
+    from eofm.recipe import load_recipe
+
+    _, config, _, recipe_path = _fetch_config(spec)
+    return load_recipe(recipe_path, overrides or [], saved=True), config
+
+
+def load_published(spec: str, overrides: list[str] | None = None) -> TrainedModel:
+    from safetensors.torch import load_file
+
+    from eofm.adapters import base_encoder
+    from eofm.publishing import hub
+    from eofm.publishing.bundle import sha256_of
+    from eofm.recipe import load_recipe
+
+    ref, config, pinned, recipe_path = _fetch_config(spec)
     weights_path, _ = hub.download_file(ref.repo_id, config["weights"], pinned)
     if sha256_of(weights_path) != config.get("weights_sha256"):
         raise EofmError(
             f"Checksum mismatch for {config['weights']} of hf://{ref.repo_id}@{pinned}: the download is corrupt."
         )
-    recipe = load_recipe(recipe_path, overrides or [])
+    recipe = load_recipe(recipe_path, overrides or [], saved=True)
+    family = family_of(recipe)
     base = config["backbone"]
-    num_classes = len(recipe.task.class_names)
     if config["adapter_only"]:
         recipe.backbone.name = f"hf://{base['repo']}@{base['revision']}"
-        model = build_segmentation_model(
-            recipe, num_classes=num_classes, data_bands=config["bands"], pretrained=True
-        )
-        encoder = model.backbone.base_model.model
+        model = family.build_model(recipe, bands=config["bands"], pretrained=True)
+        encoder = base_encoder(model.backbone)
         if (encoder.source or {}).get("revision") != base["revision"]:
             raise EofmError(
                 f"Base model {base['repo']} resolved to revision {(encoder.source or {}).get('revision')}, "
                 f"but {spec} was trained on {base['revision']}."
             )
     else:
-        model = build_segmentation_model(
-            recipe, num_classes=num_classes, data_bands=config["bands"], pretrained=False
-        )
+        model = family.build_model(recipe, bands=config["bands"], pretrained=False)
     state = load_file(str(weights_path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     expected_missing = set()
@@ -73,7 +87,3 @@ def load_published(spec: str, overrides: list[str] | None = None) -> TrainedMode
             f"missing {sorted(set(missing) - expected_missing)[:3]}."
         )
     return trained_from_manifest(model, recipe, config, f"hf://{ref.repo_id}@{pinned}")
-
-
-def is_published_spec(spec: str | Path) -> bool:
-    return str(spec).startswith("hf://")

@@ -1,4 +1,4 @@
-"""Backbone ► Neck ► Decoder ► Head, assembled from a recipe."""
+"""Dense prediction: Backbone ► Neck ► Decoder ► Head, assembled from a recipe."""
 
 from __future__ import annotations
 
@@ -9,24 +9,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eofm.necks import ViTNeck
+from eofm.decoders.neck import ViTNeck
+from eofm.errors import RecipeError
+from eofm.models.base import LatentModel
 from eofm.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
 
-class SegmentationModel(nn.Module):
+class SegmentationModel(LatentModel):
     """Dense prediction at the input's resolution from a ViT encoder."""
 
     def __init__(
         self, backbone: nn.Module, neck: nn.Module, decoder: nn.Module, head: nn.Module
     ) -> None:
-        super().__init__()
-        self.backbone = backbone
+        super().__init__(backbone, decoder)
         self.neck = neck
-        self.decoder = decoder
         self.head = head
-        self.backbone_needs_grad = True
         for part in (self.neck, self.decoder, self.head):
             part.to(memory_format=torch.channels_last)
 
@@ -39,7 +38,7 @@ class SegmentationModel(nn.Module):
         location_coords: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """Tokens of the tapped layers stacked ``(B, taps, N, D)``, and the patch grid."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_needs_grad):
+        with self.backbone_grad():
             tokens, grid = self.backbone(x, temporal_coords, location_coords)
         return torch.stack(list(tokens), dim=1), tuple(grid)
 
@@ -53,7 +52,6 @@ class SegmentationModel(nn.Module):
         return logits.contiguous()
 
     def encode_batch(self, batch: dict) -> dict[str, torch.Tensor]:
-        """For the latent cache: what ``decode_batch`` needs in place of the image."""
         latent, grid = self.encode(batch["image"])
         b = latent.shape[0]
         return {"latent": latent, "grid": torch.tensor(grid).expand(b, 3)}
@@ -98,15 +96,20 @@ def build_segmentation_model(
         depth = backbone.config.depth
         bad = [i for i in cfg.tap_layers if not 0 <= i < depth]
         if bad:
-            from eofm.errors import RecipeError
-
             raise RecipeError(
                 f"backbone.tap_layers {bad} are outside 0..{depth - 1} for {cfg.name}."
             )
         backbone.tap_layers = tuple(cfg.tap_layers)
     from eofm.registry import REGISTRY
 
-    decoder_cls = REGISTRY.get("decoder", recipe.decoder.name).load()
+    entry = REGISTRY.get("decoder", recipe.decoder.name)
+    decoder_cls = entry.load()
+    if decoder_cls.needs_pyramid and len(backbone.tap_layers) != 4:
+        raise RecipeError(
+            f"decoder.name {recipe.decoder.name} builds a 4-level pyramid and needs 4 tapped "
+            f"layers; backbone.tap_layers has {len(backbone.tap_layers)} "
+            f"({list(backbone.tap_layers)}). Tap 4 layers, or use decoder.name: progressive."
+        )
     frames = backbone.config.num_frames // backbone.config.patch_size[0]
     neck = ViTNeck(
         backbone.embed_dim * frames, len(backbone.tap_layers), pyramid=decoder_cls.needs_pyramid
@@ -123,10 +126,3 @@ def build_segmentation_model(
     model = SegmentationModel(backbone, neck, decoder, head)
     apply_adapter(model, recipe.adapter)
     return model
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total

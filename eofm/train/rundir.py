@@ -13,6 +13,7 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from eofm.errors import EofmError
-from eofm.recipe import Recipe, dump_recipe, load_recipe
+from eofm.recipe import Recipe, load_recipe
 
 RECIPE_FILE = "recipe.yaml"
 MODEL_FILE = "model.json"
@@ -35,6 +36,11 @@ def default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+#: Permissions of every file eofm writes: rw for the owner, r for the others, like a
+#: plain ``open()`` under the usual umask (temporary files would otherwise be 0600).
+FILE_MODE = 0o644
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename: never a half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +48,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -81,7 +88,7 @@ def check_run_dir(run_dir: Path, recipe: Recipe) -> bool:
                 f"Run dir {run_dir} is not empty and holds no {RECIPE_FILE}; choose a new --run-dir."
             )
         return False
-    if saved.read_text(encoding="utf-8") != dump_recipe(recipe):
+    if with_absolute_paths(load_recipe(saved, saved=True)).to_dict() != recipe.to_dict():
         raise EofmError(
             f"Run dir {run_dir} holds a different recipe ({saved}); choose a new --run-dir "
             "or rerun with the same recipe and overrides to resume."
@@ -93,4 +100,56 @@ def load_run_recipe(run_dir: Path, overrides: Iterable[str] = ()) -> Recipe:
     path = run_dir / RECIPE_FILE
     if not path.is_file():
         raise EofmError(f"{run_dir} is not a run dir: {path} does not exist.")
-    return load_recipe(path, overrides)
+    return load_recipe(path, overrides, saved=True)
+
+
+def with_absolute_paths(recipe: Recipe) -> Recipe:
+    """``recipe`` with its local paths made absolute, so that a run dir works from any
+    folder (``eofm publish`` strips them again)."""
+    data = recipe.data
+    if data.root and "://" not in data.root:
+        data = dataclasses.replace(data, root=str(Path(data.root).expanduser().resolve()))
+    task = recipe.task
+    if task.climatology and "://" not in task.climatology:
+        task = dataclasses.replace(
+            task, climatology=str(Path(task.climatology).expanduser().resolve())
+        )
+    return dataclasses.replace(recipe, data=data, task=task)
+
+
+def scalar(value: Any) -> float | None:
+    """A metric as a plain float with 6 significant digits (tensors included)."""
+    if value is None:
+        return None
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().item()
+    return float(f"{float(value):.6g}")
+
+
+def relative_to(path: str | None, root: Path) -> str | None:
+    """``path`` relative to ``root`` when it lies inside it."""
+    if not path:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_task_state(checkpoint: Path) -> dict[str, Any]:
+    """The LightningModule state dict of a checkpoint, read with ``weights_only=True``.
+
+    torch's own message, which suggests the unsafe ``weights_only=False``, is never shown.
+    """
+    import torch
+
+    try:
+        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EofmError(
+            f"Checkpoint {checkpoint} could not be read ({type(exc).__name__}): it is damaged "
+            "or was not written by 'eofm fit'."
+        ) from None
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise EofmError(f"Checkpoint {checkpoint} holds no 'state_dict'.")
+    return payload["state_dict"]

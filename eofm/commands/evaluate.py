@@ -1,0 +1,60 @@
+"""``eofm test``: a run dir (or a published ``hf://`` model) scored on a test split."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from eofm.commands.loading import load_trained
+from eofm.families.base import family_of
+from eofm.publishing.hub import is_hub_uri
+from eofm.train.rundir import TEST_METRICS_FILE, relative_to, scalar, write_json
+
+log = logging.getLogger(__name__)
+
+
+def test_target(spec: str | Path, output: Path | None) -> Path | None:
+    """Where ``test`` writes its JSON: ``output``, else a run dir's ``test_metrics.json``."""
+    if output:
+        return Path(output)
+    return None if is_hub_uri(str(spec)) else Path(spec) / TEST_METRICS_FILE
+
+
+def test(
+    spec: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    checkpoint: str | None = None,
+    output: Path | None = None,
+) -> dict[str, float]:
+    """Evaluate a run dir, or a published ``hf://`` model, on a test split.
+
+    Overrides may point elsewhere (e.g. ``data.root=...``). The checkpoint follows the
+    one rule that ``predict`` uses too: ``best`` when the run has one, else ``last``
+    (``checkpoint`` picks one explicitly). A run dir gets ``test_metrics.json``; for a
+    published model the JSON goes to ``output`` if given.
+    """
+    from eofm.train.trainer import build_trainer
+
+    trained = load_trained(str(spec), overrides, checkpoint=checkpoint)
+    source = trained.source
+    if not is_hub_uri(str(spec)):
+        source = relative_to(trained.source, Path(spec))
+    log.info("eofm test: checkpoint %s", source)
+    recipe = trained.recipe
+    family = family_of(recipe)
+    datamodule = family.build_eval_datamodule(recipe, trained)
+    trainer = build_trainer(recipe, None)
+    task = family.build_task(recipe, trained.model, datamodule)
+    results = trainer.test(task, datamodule=datamodule, verbose=False)
+    metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
+    payload = {
+        "checkpoint": source,
+        "data_root": recipe.data.root,
+        **family.test_record(datamodule),
+        "metrics": metrics,
+    }
+    target = test_target(spec, output)
+    if target is not None:
+        write_json(target, payload)
+    return metrics

@@ -1,0 +1,155 @@
+"""``eofm predict``: inputs -> checks -> shards -> streaming predictions, with progress.
+
+Everything that can be wrong with the options, the inputs or the outputs is found
+before the model is loaded and before the output folder is created: such errors cost
+well under a second and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from eofm.errors import EofmError
+from eofm.predict.options import PredictOptions
+
+log = logging.getLogger(__name__)
+
+
+def describe_model(spec: str) -> tuple[Any, dict]:
+    """The recipe and ``model.json`` of a run dir, or the recipe and ``config.json`` of a
+    published model, without loading any weight (fast)."""
+    from eofm.publishing.hub import is_hub_uri
+
+    if is_hub_uri(spec):
+        from eofm.commands.published import published_manifest
+
+        return published_manifest(spec)
+    from eofm.commands.loading import locate_run
+    from eofm.train.rundir import MODEL_FILE, load_run_recipe, read_json
+
+    run_dir, _ = locate_run(spec)
+    return load_run_recipe(run_dir), read_json(run_dir / MODEL_FILE)
+
+
+def run_predict(
+    model_spec: str,
+    inputs: Sequence[str],
+    out_dir: Path,
+    options: PredictOptions,
+    *,
+    shard: str | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = log.info,
+) -> int:
+    from eofm.families.base import family_of
+    from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
+    from eofm.predict.scenes import inspect_scene
+
+    options.validate()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EofmError(f"Output folder {out_dir} exists and is not a folder.")
+    scenes = expand_inputs(inputs)
+    index, count = parse_shard(shard)
+    mine = scenes[index::count]
+    recipe, manifest = describe_model(model_spec)
+    family = family_of(recipe)
+    family.check_predictable(model_spec)
+    options.validate(int(manifest["backbone"]["patch_size"][-1]))
+    infos, plans = {}, {}
+    for scene in mine:  # every scene and every output, before anything is written
+        infos[scene] = inspect_scene(
+            scene,
+            manifest["bands"],
+            options.bands,
+            input_range=manifest.get("input_range"),
+            strict=options.strict,
+        )
+        plans[scene] = plan_scene(
+            scene,
+            out_dir,
+            quicklook=options.quicklook,
+            vector=options.vector,
+            overwrite=options.overwrite,
+            inputs=scenes,
+        )
+
+    from eofm.commands.loading import load_trained
+    from eofm.predict.engine import count_tiles
+
+    trained = load_trained(model_spec)
+    predictor = family.predictor(trained, options)
+    todo = [s for s in mine if plans[s].write_raster]
+    tiles = {
+        s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo
+    }
+    echo(
+        f"eofm predict: {len(mine)} of {len(scenes)} scene(s) (shard {index}/{count}), "
+        f"{sum(tiles.values())} tiles of {options.tile} px, model {trained.source}"
+    )
+    started = time.perf_counter()
+    pixels = 0
+    with _progress(progress) as bar:
+        scenes_task = bar.add_task("scenes", total=len(mine))
+        for scene in mine:
+            plan = plans[scene]
+            tiles_task = bar.add_task(scene.name, total=tiles.get(scene, 0))
+            result = predictor.predict(
+                scene, out_dir, plan=plan, on_tiles=lambda n, t=tiles_task: bar.advance(t, n)
+            )
+            bar.remove_task(tiles_task)
+            bar.advance(scenes_task)
+            if result.skipped:
+                echo(f"  {scene}: skipped, {plan.raster} exists (use --overwrite)")
+                continue
+            if plan.write_raster:
+                pixels += infos[scene].height * infos[scene].width
+            for output in result.outputs:
+                echo(f"  {output}")
+    seconds = time.perf_counter() - started
+    if pixels:
+        echo(
+            f"eofm predict: {pixels / 1e6:.2f} MP in {seconds:.1f} s ({pixels / 1e6 / seconds:.2f} MP/s)"
+        )
+    return 0
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+    def advance(self, *args: object) -> None:
+        return None
+
+    def remove_task(self, *args: object) -> None:
+        return None
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )

@@ -1,0 +1,37 @@
+"""The keys every dataset's ``data`` section has; each dataset extends this dataclass.
+
+A dataset's own config lives next to its datamodule (``eofm/data/<name>_config.py``),
+is registered with it in :mod:`eofm.registry`, and is what ``data.name`` selects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from eofm.errors import RecipeError
+from eofm.typed_config import check_positive, option
+
+
+@dataclass
+class DataConfig:
+    """Dataset location, splits and loader settings shared by every dataset."""
+
+    name: str = option("sen1floods11", "the dataset (eofm recipes --keys datasets)")
+    root: str = option("", "the dataset's folder (or store)")
+    split_fractions: list[float] = option(
+        help="train/val/test fractions when no split files are given",
+        factory=lambda: [0.6, 0.2, 0.2],
+    )
+    batch_size: int = option(4, "samples per batch")
+    num_workers: int = option(0, "DataLoader worker processes")
+
+    def validate(self, where: str) -> None:
+        """Checks that need no data access; datasets extend them."""
+        check_positive(self, where, "data.batch_size")
+        check_positive(self, where, "data.num_workers", allow_zero=True)
+        fractions = self.split_fractions
+        if len(fractions) != 3 or not math.isclose(sum(fractions), 1.0) or min(fractions) < 0:
+            raise RecipeError(
+                f"data.split_fractions in {where} must be 3 numbers >= 0 summing to 1, got {fractions}."
+            )

@@ -1,0 +1,145 @@
+"""The task-family seam: what ``fit``, ``test``, ``predict`` and ``publish`` ask of a family.
+
+A family (segmentation, gridded regression, ...) owns how its model is assembled, its
+LightningModule (loss and metrics, with each metric's direction), the fields it adds to
+``model.json``, what ``eofm test`` records, how ``eofm predict`` writes outputs and what
+``eofm publish`` puts on the model card. The commands call these hooks and never test
+``task.type`` themselves. Adding a family is one module here plus one registry line.
+
+Family modules are light: they import torch, lightning and the data code inside their
+hooks, so that recipe checks (:meth:`TaskFamily.check_recipe`) stay fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from eofm.errors import EofmError, RecipeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from eofm.recipe import Recipe
+
+Direction = Literal["min", "max"]
+
+
+@dataclass
+class FitSetup:
+    """What ``fit`` trains: the datamodule, the model, and where normalisation came from."""
+
+    datamodule: Any
+    model: Any
+    norm_source: str
+
+
+class TaskFamily:
+    """The hooks of one task family. Subclasses set the class attributes and hooks."""
+
+    name: ClassVar[str] = ""
+    #: What its decoders consume: ``maps`` (feature maps) or ``latent`` (weather latents).
+    decoder_input: ClassVar[str] = "maps"
+    #: Metric names (after ``stage/``) by prefix, and whether lower or higher is better.
+    metric_directions: ClassVar[Mapping[str, Direction]] = {"loss": "min"}
+
+    # --- light: recipe checks -------------------------------------------------------
+    def check_recipe(self, recipe: Recipe, where: str) -> None:
+        """Checks that need no heavy import; subclasses extend them."""
+        from eofm.registry import REGISTRY
+
+        entry = REGISTRY.get("decoder", recipe.decoder.name)
+        if entry.meta.get("input") != self.decoder_input:
+            fitting = [
+                e.name
+                for e in REGISTRY.entries("decoder")
+                if e.meta.get("input") == self.decoder_input
+            ]
+            raise RecipeError(
+                f"decoder.name {recipe.decoder.name} in {where} does not fit a {self.name} "
+                f"task (task.type); use one of {fitting}."
+            )
+        self.monitor_mode(recipe.task.monitor, where)
+
+    def monitor_mode(self, monitor: str, where: str = "the recipe") -> Direction:
+        """``min`` or ``max`` for a monitored metric, from its declared direction."""
+        stage, _, metric = monitor.partition("/")
+        for prefix, direction in self.metric_directions.items():
+            if metric == prefix or metric.startswith(prefix + "_"):
+                if stage in ("train", "val"):
+                    return direction
+        known = [f"val/{p}" for p in self.metric_directions]
+        close = difflib.get_close_matches(monitor, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise RecipeError(
+            f"task.monitor {monitor!r} in {where} is not a {self.name} metric with a direction "
+            f"(train/ or val/ followed by one of {list(self.metric_directions)}).{hint}"
+        )
+
+    # --- heavy: training and evaluation ---------------------------------------------
+    def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
+        """Build and check everything ``fit`` needs, before anything is written."""
+        raise NotImplementedError
+
+    def build_model(
+        self,
+        recipe: Recipe,
+        *,
+        bands: list[str] | None,
+        pretrained: bool | None,
+        allow_random_init: bool = False,
+    ) -> Any:
+        """The family's model for ``recipe`` (``pretrained=None`` follows the recipe)."""
+        raise NotImplementedError
+
+    def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
+        """The datamodule that tests ``trained`` with its own normalisation."""
+        raise NotImplementedError
+
+    def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
+        """The LightningModule that trains and scores ``model``."""
+        raise NotImplementedError
+
+    def model_manifest(
+        self, recipe: Recipe, model: Any, datamodule: Any, norm_source: str
+    ) -> dict[str, Any]:
+        """What ``model.json`` (and a published ``config.json``) records."""
+        raise NotImplementedError
+
+    def cache_key(self, recipe: Recipe) -> dict[str, Any]:
+        """Family-specific parts of the latent-cache key."""
+        return {"latent": None}
+
+    def test_record(self, datamodule: Any) -> dict[str, Any]:
+        """What ``test_metrics.json`` records about the test data besides the metrics."""
+        return {"test_chips": list(getattr(datamodule, "splits", {}).get("test", []))}
+
+    # --- outputs ----------------------------------------------------------------------
+    def check_predictable(self, model_spec: str) -> None:
+        """Refuse, before any input is read, a model that ``eofm predict`` cannot run."""
+        raise EofmError(
+            f"{model_spec} is a {self.name} model; eofm predict (GeoTIFF scenes) supports "
+            "segmentation models so far (use 'eofm test' for weather models)."
+        )
+
+    def predictor(self, trained: Any, options: Any) -> Any:
+        """The object that streams ``trained`` over scenes (``eofm predict``)."""
+        raise NotImplementedError
+
+    def check_publishable(self, run_dir: Any) -> None:
+        """Refuse, before anything is written, what ``eofm publish`` cannot upload."""
+        raise EofmError(
+            f"{run_dir} is a {self.name} model; eofm publish supports segmentation models "
+            "so far (use 'eofm test' for weather models)."
+        )
+
+    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
+        """The README.md that ``eofm publish`` uploads."""
+        raise NotImplementedError
+
+
+def family_of(recipe: Recipe) -> TaskFamily:
+    """The family that ``recipe.task.type`` names."""
+    from eofm.registry import REGISTRY
+
+    return REGISTRY.get("family", recipe.task.type).load()()

@@ -1,0 +1,193 @@
+"""Gridded regression: new variables decoded from a weather model's latent space.
+
+Model: a weather backbone (Aurora) and one MLP per target on its latent
+(:mod:`eofm.models.latent_regression`), after Lehmann et al., "Finetuning a Weather
+Foundation Model with Lightweight Decoders for Unseen Physical Processes", 2025; task:
+masked MSE on normalised targets with latitude-weighted RMSE, MAE, bias and ACC
+(:mod:`eofm.tasks.regression`); data: ERA5 (:mod:`eofm.data.era5`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from eofm import __version__
+from eofm.errors import EofmError, RecipeError
+from eofm.families.base import FitSetup, TaskFamily
+from eofm.recipe import Recipe
+
+
+class RegressionFamily(TaskFamily):
+    name = "regression"
+    decoder_input = "latent"
+    metric_directions = {
+        "loss": "min",
+        "rmse": "min",  # also rmse_<variable> and rmse_normalised
+        "mae": "min",
+        "acc": "max",
+    }
+
+    def check_recipe(self, recipe: Recipe, where: str) -> None:
+        super().check_recipe(recipe, where)
+        if not recipe.task.targets:
+            raise RecipeError(f"task.targets in {where} must name at least one variable.")
+        if not hasattr(recipe.data, "surf_vars"):
+            raise RecipeError(
+                f"A regression recipe ({where}) needs weather data (data.name: era5), "
+                f"not data.name: {recipe.data.name}."
+            )
+        strays = [v for v in recipe.task.land_only if v not in recipe.task.targets]
+        if strays:
+            raise RecipeError(f"task.land_only {strays} in {where} are not task.targets.")
+
+    def build_datamodule(
+        self,
+        recipe: Recipe,
+        target_mean: list[float] | None = None,
+        target_std: list[float] | None = None,
+    ) -> Any:
+        """The ERA5 datamodule of a regression recipe (validates every input file)."""
+        from eofm.backbones.loading import resolve_manifest
+        from eofm.data.era5 import WeatherSpec
+        from eofm.registry import REGISTRY
+
+        data = recipe.data
+        if not data.root:
+            raise EofmError(
+                "data.root is empty: set it in the recipe or with data.root=/path/to/era5."
+            )
+        manifest = resolve_manifest(recipe.backbone.name)
+        spec = WeatherSpec(
+            surf_vars=data.surf_vars,
+            atmos_vars=data.atmos_vars,
+            static_vars=data.static_vars,
+            targets=recipe.task.targets,
+            levels=data.levels,
+            allow_missing=data.allow_missing,
+            history_steps=data.history_steps,
+            step_hours=data.step_hours,
+            lead_hours=data.lead_hours,
+            lat_range=data.lat_range,
+            lon_range=data.lon_range,
+            flip_latitude=data.flip_latitude,
+            patch_size=getattr(manifest, "patch_size", 4),
+            land_only=recipe.task.land_only,
+        )
+        cls = REGISTRY.get("dataset", data.name).load()
+        if target_mean is None and data.mean is not None:
+            target_mean, target_std = data.mean, data.std
+        return cls(
+            data.root,
+            spec,
+            layout=data.layout,
+            split_fractions=data.split_fractions,
+            target_mean=target_mean,
+            target_std=target_std,
+            batch_size=data.batch_size,
+            num_workers=data.num_workers,
+            seed=recipe.seed,
+        )
+
+    def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
+        from eofm.backbones.loading import resolve_manifest
+        from eofm.models.latent_regression import check_variables
+
+        check_variables(recipe, resolve_manifest(recipe.backbone.name))
+        datamodule = self.build_datamodule(recipe)
+        norm_source = "training-split statistics of the targets"
+        if recipe.data.mean is not None:
+            norm_source = "recipe"
+        model = self.build_model(
+            recipe, bands=None, pretrained=None, allow_random_init=allow_random_init
+        )
+        return FitSetup(datamodule, model, norm_source)
+
+    def build_model(
+        self,
+        recipe: Recipe,
+        *,
+        bands: list[str] | None,
+        pretrained: bool | None,
+        allow_random_init: bool = False,
+    ) -> Any:
+        from eofm.models.latent_regression import build_latent_regression_model
+
+        return build_latent_regression_model(
+            recipe, pretrained=pretrained, allow_random_init=allow_random_init
+        )
+
+    def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
+        return self.build_datamodule(recipe, trained.mean, trained.std)
+
+    def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
+        from eofm.tasks.regression import RegressionTask
+
+        return RegressionTask(
+            model,
+            targets=recipe.task.targets,
+            target_mean=datamodule.mean,
+            target_std=datamodule.std,
+            lat=datamodule.lat,
+            climatology=self.load_climatology(recipe, datamodule),
+            **asdict(recipe.optimizer),
+        )
+
+    def load_climatology(self, recipe: Recipe, datamodule: Any) -> Any:
+        """Climatology of the targets on the data grid ``(V, H, W)``, mean over time if any."""
+        path = recipe.task.climatology
+        if not path:
+            return None
+        import torch
+
+        from eofm.data.era5 import read_climatology
+
+        data = recipe.data
+        maps = read_climatology(
+            Path(path),
+            recipe.task.targets,
+            lat_range=data.lat_range,
+            lon_range=data.lon_range,
+            flip_latitude=data.flip_latitude,
+            shape=(len(datamodule.lat), len(datamodule.lon)),
+        )
+        return torch.from_numpy(maps)
+
+    def model_manifest(
+        self, recipe: Recipe, model: Any, datamodule: Any, norm_source: str
+    ) -> dict[str, Any]:
+        from eofm.adapters import base_encoder
+
+        encoder = base_encoder(model.backbone)
+        manifest = encoder.manifest
+        source = encoder.source or {}
+        return {
+            "eofm_version": __version__,
+            "task": {"type": "regression", "targets": list(recipe.task.targets)},
+            "bands": list(recipe.task.targets),
+            "mean": [float(v) for v in datamodule.mean],
+            "std": [float(v) for v in datamodule.std],
+            "normalisation_source": norm_source,
+            "inputs": {
+                "surf_vars": datamodule.source.surf_names(),
+                "atmos_vars": datamodule.source.atmos_names(),
+                "static_vars": list(datamodule.statics),
+                "filled_statics": datamodule.source.filled_statics,
+                "levels_hpa": list(datamodule.source.levels),
+            },
+            "backbone": {
+                "name": recipe.backbone.name,
+                "repo": manifest.hub_repo,
+                "revision": source.get("revision", manifest.revision),
+                "file": manifest.hub_file,
+                "pretrained_loaded": bool(source),
+                "latent": recipe.backbone.latent,
+                "patch_size": [manifest.patch_size],
+            },
+            "adapter": asdict(recipe.adapter),
+            "decoder": asdict(recipe.decoder),
+        }
+
+    def cache_key(self, recipe: Recipe) -> dict[str, Any]:
+        return {"latent": recipe.backbone.latent}

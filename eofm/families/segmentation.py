@@ -1,0 +1,203 @@
+"""Segmentation: a class per pixel of GeoTIFF chips (flood water, burn scars, ...).
+
+Model: a ViT backbone, a neck, a map decoder and a 1x1 head
+(:mod:`eofm.models.segmentation`); task: CE/dice losses with IoU, F1 and accuracy
+(:mod:`eofm.tasks.segmentation`); outputs: Cloud-Optimized GeoTIFF class maps streamed
+over scenes of any size (:mod:`eofm.predict.engine`); card: classes and bands.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from eofm import __version__
+from eofm.errors import EofmError, RecipeError
+from eofm.families.base import FitSetup, TaskFamily
+from eofm.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+
+class SegmentationFamily(TaskFamily):
+    name = "segmentation"
+    decoder_input = "maps"
+    metric_directions = {
+        "loss": "min",
+        "mIoU": "max",
+        "mF1": "max",
+        "accuracy": "max",
+        "IoU": "max",
+        "F1": "max",
+    }
+
+    def check_recipe(self, recipe: Recipe, where: str) -> None:
+        super().check_recipe(recipe, where)
+        if len(recipe.task.class_names) < 2:
+            raise RecipeError(f"task.class_names in {where} needs at least 2 classes.")
+        if not hasattr(recipe.data, "bands"):
+            raise RecipeError(
+                f"data.name {recipe.data.name} in {where} holds no image bands for a "
+                "segmentation task (task.type)."
+            )
+
+    def normalisation(self, recipe: Recipe) -> tuple[list[float] | None, list[float] | None, str]:
+        """Mean/std for the recipe's bands: explicit, else the backbone manifest's.
+
+        Returns ``(None, None, ...)`` when some band is new to the backbone: the
+        datamodule then computes statistics on the training split.
+        """
+        from eofm.backbones.loading import resolve_manifest
+
+        data = recipe.data
+        if data.mean is not None:
+            return list(data.mean), list(data.std), "recipe"
+        stats = resolve_manifest(recipe.backbone.name).band_stats()
+        if all(b in stats for b in data.bands):
+            return (
+                [stats[b][0] for b in data.bands],
+                [stats[b][1] for b in data.bands],
+                ("backbone manifest"),
+            )
+        return None, None, "training-split statistics (bands new to the backbone)"
+
+    def build_datamodule(
+        self,
+        recipe: Recipe,
+        mean: list[float] | None,
+        std: list[float] | None,
+        *,
+        pad_multiple: int,
+    ) -> Any:
+        from eofm.registry import REGISTRY
+
+        data = recipe.data
+        if not data.root:
+            raise EofmError(
+                "data.root is empty: set it in the recipe or with data.root=/path/to/data."
+            )
+        cls = REGISTRY.get("dataset", data.name).load()
+        datamodule = cls(
+            data.root,
+            data.bands,
+            mean=mean,
+            std=std,
+            split_csv=data.split_csv,
+            split_fractions=tuple(data.split_fractions),
+            crop_size=data.crop_size,
+            eval_crop_size=data.eval_crop_size,
+            batch_size=data.batch_size,
+            num_workers=data.num_workers,
+            hflip=data.hflip,
+            seed=recipe.seed,
+            train_repeats=data.train_repeats,
+            pad_multiple=pad_multiple,
+        )
+        expected = getattr(datamodule, "num_classes", None)
+        if expected is not None and expected != len(recipe.task.class_names):
+            raise EofmError(
+                f"task.class_names has {len(recipe.task.class_names)} classes but dataset "
+                f"{data.name} has {expected}."
+            )
+        return datamodule
+
+    def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
+        from eofm.backbones.loading import resolve_manifest
+
+        manifest = resolve_manifest(recipe.backbone.name)
+        mean, std, norm_source = self.normalisation(recipe)
+        datamodule = self.build_datamodule(recipe, mean, std, pad_multiple=manifest.patch_size[-1])
+        model = self.build_model(
+            recipe,
+            bands=recipe.data.bands,
+            pretrained=recipe.backbone.pretrained,
+            allow_random_init=allow_random_init,
+        )
+        return FitSetup(datamodule, model, norm_source)
+
+    def build_model(
+        self,
+        recipe: Recipe,
+        *,
+        bands: list[str] | None,
+        pretrained: bool | None,
+        allow_random_init: bool = False,
+    ) -> Any:
+        from eofm.models.segmentation import build_segmentation_model
+
+        return build_segmentation_model(
+            recipe,
+            num_classes=len(recipe.task.class_names),
+            data_bands=bands or recipe.data.bands,
+            pretrained=pretrained,
+            allow_random_init=allow_random_init,
+        )
+
+    def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
+        return self.build_datamodule(
+            recipe, trained.mean, trained.std, pad_multiple=trained.patch_size
+        )
+
+    def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
+        from eofm.tasks.segmentation import SegmentationTask
+
+        return SegmentationTask(
+            model,
+            class_names=recipe.task.class_names,
+            ignore_index=recipe.task.ignore_index,
+            loss=recipe.task.loss,
+            class_weights=recipe.task.class_weights,
+            **asdict(recipe.optimizer),
+        )
+
+    def model_manifest(
+        self, recipe: Recipe, model: Any, datamodule: Any, norm_source: str
+    ) -> dict[str, Any]:
+        from eofm.adapters import base_encoder
+
+        encoder = base_encoder(model.backbone)
+        manifest = encoder.manifest
+        source = encoder.source or {}
+        return {
+            "eofm_version": __version__,
+            "task": {"type": recipe.task.type, "class_names": recipe.task.class_names},
+            "bands": list(recipe.data.bands),
+            "mean": [float(v) for v in datamodule.mean],
+            "std": [float(v) for v in datamodule.std],
+            "normalisation_source": norm_source,
+            "backbone": {
+                "name": recipe.backbone.name,
+                "repo": manifest.hub_repo,
+                "revision": source.get("revision", manifest.revision),
+                "file": manifest.hub_file,
+                "pretrained_loaded": bool(source),
+                "band_mapping": encoder.band_mapping,
+                "patch_size": list(manifest.config.patch_size),
+                "num_frames": manifest.config.num_frames,
+                "gsd_m": manifest.gsd_m,
+            },
+            "adapter": asdict(recipe.adapter),
+            "decoder": asdict(recipe.decoder),
+            **(
+                {"input_range": datamodule.input_range()}
+                if hasattr(datamodule, "input_range")
+                else {}
+            ),
+        }
+
+    def check_predictable(self, model_spec: str) -> None:
+        return None
+
+    def predictor(self, trained: Any, options: Any) -> Any:
+        from eofm.predict.engine import Predictor
+
+        return Predictor(trained, options)
+
+    def check_publishable(self, run_dir: Any) -> None:
+        return None
+
+    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
+        from eofm.publishing.card import render_segmentation_card
+
+        return render_segmentation_card(config, recipe, metrics, **card)

@@ -1,0 +1,1 @@
+"""Models: backbone ► latent ► decoder (``base.LatentModel``), per family; trained models."""

@@ -1,0 +1,1 @@
+"""Streaming prediction: options, output plans, scene reading and checks, the engine, writers."""

@@ -1,0 +1,43 @@
+"""The options of ``eofm predict``, checked before anything heavy is imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eofm.errors import EofmError
+
+#: How ``--vector`` formats map to file suffixes.
+VECTOR_FORMATS = ("geoparquet", "geojson")
+
+
+@dataclass
+class PredictOptions:
+    tile: int = 224
+    overlap: int = 32
+    batch_size: int = 8
+    probabilities: bool = False
+    tta_flip: bool = False
+    vector: str | None = None  # "geoparquet" | "geojson"
+    quicklook: bool = True
+    overwrite: bool = False
+    bands: list[str] | None = None
+    strict: bool = False  # refuse scenes unlike the training data instead of warning
+
+    def validate(self, patch_size: int | None = None) -> None:
+        """One error naming the option, exit code 2 like any argument error."""
+
+        def bad(message: str) -> EofmError:
+            return EofmError(message, exit_code=2)
+
+        if self.tile <= 0:
+            raise bad(f"--tile must be a positive number of pixels, got {self.tile}.")
+        if self.batch_size <= 0:
+            raise bad(f"--batch-size must be at least 1, got {self.batch_size}.")
+        if not 0 <= self.overlap < self.tile:
+            raise bad(f"--overlap must be in [0, {self.tile}), got {self.overlap}.")
+        if self.vector not in (None, *VECTOR_FORMATS):
+            raise bad(f"--vector must be geoparquet or geojson, got {self.vector!r}.")
+        if patch_size and self.tile % patch_size:
+            raise bad(
+                f"--tile {self.tile} must be a multiple of the model's patch size {patch_size}."
+            )

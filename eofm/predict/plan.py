@@ -1,0 +1,146 @@
+"""What ``eofm predict`` will write, decided (and checked) before anything is written.
+
+Inputs are expanded (files, folders, globs) and split into shards; each scene gets a
+plan of its outputs. The rules that keep every user's file safe:
+
+- an output that resolves to any input is refused, with or without ``--overwrite``;
+- without ``--overwrite``, no existing file is ever replaced: a scene whose class map
+  exists is finished, and only its missing quicklook or vector file is added (from
+  that class map); an existing quicklook or vector file beside a missing class map was
+  not written by eofm, so the command stops before writing anything.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eofm.errors import EofmError
+
+VECTOR_SUFFIXES = {"geoparquet": ".parquet", "geojson": ".geojson"}
+
+
+@dataclass
+class ScenePlan:
+    """The outputs of one scene, and which of them this run writes."""
+
+    source: Path
+    raster: Path
+    write_raster: bool = True
+    quicklook: Path | None = None  # set when this run writes it
+    vector: Path | None = None  # set when this run writes it
+    existing: list[Path] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return not (self.write_raster or self.quicklook or self.vector)
+
+    def targets(self) -> list[Path]:
+        planned = [self.raster] if self.write_raster else []
+        return planned + [p for p in (self.quicklook, self.vector) if p is not None]
+
+
+def output_stem(source: Path) -> str:
+    return source.name.rsplit(".", 1)[0]
+
+
+def plan_scene(
+    source: Path,
+    out_dir: Path,
+    *,
+    quicklook: bool,
+    vector: str | None,
+    overwrite: bool,
+    inputs: Iterable[Path] = (),
+) -> ScenePlan:
+    """The plan for ``source``; raises before anything is written if it would harm a file."""
+    stem = output_stem(source)
+    raster = out_dir / f"{stem}.tif"
+    wanted = {"raster": raster}
+    if quicklook:
+        wanted["quicklook"] = out_dir / f"{stem}.png"
+    if vector:
+        wanted["vector"] = out_dir / f"{stem}{VECTOR_SUFFIXES[vector]}"
+    protected = {_real(p) for p in (source, *inputs)}
+    for path in wanted.values():
+        if _real(path) in protected:
+            raise EofmError(
+                f"Output {path} would replace the input {path if path.exists() else source}; "
+                "write to another --out folder (even --overwrite never replaces an input)."
+            )
+    existing = [p for p in wanted.values() if p.exists()]
+    if overwrite:
+        return ScenePlan(
+            source, raster, True, wanted.get("quicklook"), wanted.get("vector"), existing
+        )
+    if raster.exists():  # finished earlier: complete what is missing, from the class map
+        missing = {k: p for k, p in wanted.items() if not p.exists()}
+        return ScenePlan(
+            source, raster, False, missing.get("quicklook"), missing.get("vector"), existing
+        )
+    if existing:
+        names = ", ".join(str(p) for p in existing)
+        raise EofmError(
+            f"{names} already exist(s) but {raster} does not, so eofm did not write them; "
+            "use --overwrite to replace them, or another --out folder."
+        )
+    return ScenePlan(source, raster, True, wanted.get("quicklook"), wanted.get("vector"))
+
+
+def _real(path: Path) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def expand_inputs(specs: Sequence[str]) -> list[Path]:
+    """Files, folders (their *.tif / *.tiff) and glob patterns -> sorted unique paths."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found += [
+                p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
+            ]
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = [Path(p) for p in glob.glob(spec)]
+            if not matches:
+                raise EofmError(f"Input {spec} does not exist (and matches no file as a glob).")
+            found += [p for p in matches if p.is_file()]
+    unique = sorted({p.resolve(): p for p in found}.values(), key=lambda p: str(p))
+    if not unique:
+        raise EofmError(f"No GeoTIFF found in {list(specs)}.")
+    stems: dict[str, Path] = {}
+    for scene in unique:
+        other = stems.setdefault(output_stem(scene), scene)
+        if other != scene:
+            raise EofmError(
+                f"Inputs {other} and {scene} would both write {output_stem(scene)}.tif; "
+                "predict them into different --out folders."
+            )
+    return unique
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``i/n`` from ``--shard``, else the launcher's rank and world size, else ``0/1``.
+
+    Understood launchers: torchrun (``RANK``/``WORLD_SIZE``) and SLURM
+    (``SLURM_PROCID``/``SLURM_NTASKS``).
+    """
+    if text:
+        try:
+            index, count = (int(v) for v in text.split("/"))
+        except ValueError:
+            raise EofmError(f"--shard must look like i/n (e.g. 0/4), got {text!r}.") from None
+    elif "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        index, count = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    elif "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ:
+        index, count = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
+    else:
+        index, count = 0, 1
+    if count < 1 or not 0 <= index < count:
+        raise EofmError(f"Shard {index}/{count} is out of range: need 0 <= i < n.")
+    return index, count

@@ -1,0 +1,240 @@
+"""Reading scenes for prediction: bands matched by name, normalised tiles, sanity checks.
+
+Only rasterio and numpy are needed here, so ``eofm predict`` checks every input (that it
+opens, has the model's bands, and holds values like the training data) in well under a
+second, before the model is loaded or anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eofm.errors import EofmError
+
+log = logging.getLogger(__name__)
+
+#: A scene is sampled with a grid of this many windows per side, of this many pixels,
+#: from corner to corner: the first and last blocks of a truncated file fail at once,
+#: and the values show whether the scene is like the training data.
+SAMPLE_GRID = 8
+SAMPLE_WINDOW = 32
+#: A band is "far outside" the training data when its median lies more than this many
+#: training spans (p99 - p1) beyond the training range.
+RANGE_TOLERANCE = 1.0
+
+
+def match_bands(
+    path: Path,
+    descriptions: Sequence[str | None],
+    count: int,
+    model_bands: Sequence[str],
+    given: Sequence[str] | None,
+) -> list[int]:
+    """1-based file band indexes that feed the model's bands, matched by name.
+
+    Names come from ``--bands`` (the file's bands, in file order), else the file's band
+    descriptions; a file without names is matched by count when that is unambiguous.
+    """
+    from eofm.bands import check_band_names
+
+    if given:
+        names = check_band_names(given, where="--bands")
+        if len(names) != count:
+            raise EofmError(f"--bands names {len(names)} bands but {path} has {count}.")
+    elif descriptions and all(descriptions):
+        try:
+            names = check_band_names(
+                [str(d) for d in descriptions], where=f"the band descriptions of {path}"
+            )
+        except EofmError:
+            raise EofmError(
+                f"The bands of {path} are named {[str(d) for d in descriptions]}, which are not "
+                f"the model's bands {list(model_bands)} nor other known band names; map them "
+                f"with --bands (the file's bands in file order, e.g. --bands {','.join(model_bands)})."
+            ) from None
+    else:
+        names = []
+    if names:
+        missing = [b for b in model_bands if b not in names]
+        if missing:
+            raise EofmError(
+                f"{path} lacks band(s) {missing}: the model needs {list(model_bands)}, the file has {names}."
+            )
+        return [names.index(b) + 1 for b in model_bands]
+    if count == len(model_bands):
+        log.info(
+            "%s has no band names; using its %d bands in order as %s.",
+            path,
+            count,
+            list(model_bands),
+        )
+        return list(range(1, count + 1))
+    raise EofmError(
+        f"Cannot match the bands of {path}: the model needs {list(model_bands)} "
+        f"({len(model_bands)} bands), the file has {count} unnamed bands. Name them with --bands."
+    )
+
+
+class SceneReader:
+    """Reads normalised tiles of one scene, strip by strip, in a background thread."""
+
+    def __init__(
+        self, path: Path, indexes: list[int], mean: Sequence[float], std: Sequence[float], tile: int
+    ) -> None:
+        import rasterio
+
+        self.path = path
+        self.ds = rasterio.open(path)
+        self.indexes = indexes
+        self.mean = np.asarray(mean, np.float32)[:, None, None]
+        self.std = np.asarray(std, np.float32)[:, None, None]
+        self.tile = tile
+        self.nodata = self.ds.nodata
+        # an alpha band or an internal/external mask also marks pixels outside the data
+        flags = {flag.name for flag in self.ds.mask_flag_enums[0]} if self.ds.count else set()
+        self.has_mask = bool(flags & {"per_dataset", "alpha"}) and "nodata" not in flags
+
+    def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """A ``tile x tile`` window (zero-padded past the edges) and its validity mask."""
+        from rasterio.windows import Window
+
+        t = self.tile
+        h, w = min(t, self.ds.height - row), min(t, self.ds.width - col)
+        try:
+            raw = self.ds.read(self.indexes, window=Window(col, row, w, h))
+        except Exception as exc:
+            raise EofmError(f"Cannot read {self.path} at row {row}, col {col}: {exc}") from None
+        data = raw.astype(np.float32)
+        valid = np.isfinite(data).all(axis=0)
+        if self.nodata is not None and not math.isnan(self.nodata):
+            valid &= (raw != self.nodata).all(axis=0)
+        if self.has_mask:
+            valid &= self.ds.read_masks(self.indexes[0], window=Window(col, row, w, h)) > 0
+        data = np.where(valid, (data - self.mean) / self.std, 0.0).astype(np.float32)
+        tile = np.zeros((len(self.indexes), t, t), np.float32)
+        tile[:, :h, :w] = data
+        mask = np.zeros((t, t), bool)
+        mask[:h, :w] = valid
+        return tile, mask
+
+    def close(self) -> None:
+        self.ds.close()
+
+
+@dataclass
+class SceneInfo:
+    """What predict needs to know about a scene before it reads a tile."""
+
+    path: Path
+    indexes: list[int]
+    height: int
+    width: int
+
+
+def inspect_scene(
+    source: Path,
+    model_bands: Sequence[str],
+    given: Sequence[str] | None,
+    *,
+    input_range: dict | None = None,
+    strict: bool = False,
+) -> SceneInfo:
+    """Open a scene, match its bands, and compare its values with the training data."""
+    import rasterio
+
+    try:
+        with rasterio.open(source) as ds:
+            descriptions, count, crs = ds.descriptions, ds.count, ds.crs
+            height, width, dtypes = ds.height, ds.width, ds.dtypes
+            indexes = match_bands(source, descriptions, count, model_bands, given)
+            sample = read_sample(ds, indexes)
+    except EofmError:
+        raise
+    except Exception as exc:
+        raise EofmError(
+            f"Cannot read raster {source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+    if crs is None:
+        log.warning("%s has no CRS: the prediction is written without georeferencing.", source)
+    if input_range:
+        check_input_range(
+            source,
+            [dtypes[i - 1] for i in indexes],
+            sample,
+            model_bands,
+            input_range,
+            strict=strict,
+        )
+    return SceneInfo(Path(source), indexes, height, width)
+
+
+def read_sample(ds: Any, indexes: list[int]) -> np.ma.MaskedArray:
+    """``(C, N)`` values of a grid of small windows spread over the whole scene."""
+    from rasterio.windows import Window
+
+    size = min(SAMPLE_WINDOW, ds.height, ds.width)
+    rows = np.unique(np.linspace(0, ds.height - size, SAMPLE_GRID).astype(int))
+    cols = np.unique(np.linspace(0, ds.width - size, SAMPLE_GRID).astype(int))
+    parts = [
+        ds.read(indexes, window=Window(int(c), int(r), size, size), masked=True).reshape(
+            len(indexes), -1
+        )
+        for r in rows
+        for c in cols
+    ]
+    return np.ma.concatenate(parts, axis=1)
+
+
+def check_input_range(
+    source: Path,
+    dtypes: Sequence[str],
+    sample: Any,
+    bands: Sequence[str],
+    expected: dict,
+    *,
+    strict: bool,
+) -> None:
+    """Warn loudly (or, ``strict``, refuse) when a scene is unlike the training data.
+
+    ``expected`` is the ``input_range`` of ``model.json``: the training data's dtype and
+    per-band 1st/99th percentiles. A scene differs when its dtype kind (integer vs float)
+    differs, or when a band's median lies far outside the training range: the usual
+    signs of other units (dB vs linear, scaled integers) or another product level.
+    """
+    problems = []
+    trained_kind = np.dtype(expected["dtype"]).kind
+    kinds = {np.dtype(d).kind for d in dtypes}
+    if any((k in "iu") != (trained_kind in "iu") for k in kinds):
+        problems.append(f"its data type is {dtypes[0]}, the training data was {expected['dtype']}")
+    values = np.ma.filled(sample.astype(np.float64), np.nan).reshape(len(bands), -1)
+    for band, row, lo, hi in zip(bands, values, expected["p01"], expected["p99"], strict=True):
+        finite = row[np.isfinite(row)]
+        if not finite.size or not (math.isfinite(lo) and math.isfinite(hi)):
+            continue
+        median = float(np.median(finite))
+        span = max(hi - lo, 1e-6)
+        if median < lo - RANGE_TOLERANCE * span or median > hi + RANGE_TOLERANCE * span:
+            problems.append(
+                f"band {band} has median {median:.4g}, the training data spanned "
+                f"{lo:.4g}..{hi:.4g} (1st..99th percentile)"
+            )
+    if not problems:
+        return
+    message = (
+        f"{source} does not look like the data the model was trained on: "
+        + "; ".join(problems)
+        + ". Check its units and scaling (e.g. dB vs linear, reflectance x10000)."
+    )
+    if strict:
+        raise EofmError(message + " (--strict refuses it.)")
+    log.warning("!" * 78)
+    log.warning("!! %s", message)
+    log.warning("!! Predictions on it are unlikely to be meaningful; --strict refuses such scenes.")
+    log.warning("!" * 78)

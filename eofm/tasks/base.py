@@ -1,0 +1,128 @@
+"""One stage loop for every task family's LightningModule.
+
+After torchgeo's ``BaseTask``: one ``_step`` serves train, validation and test; each
+stage has its own clone of the family's metrics; the epoch end logs what they computed;
+the optimizer is AdamW on the trainable parameters with a warm-up and cosine schedule.
+A family's task says only what differs: its loss, its metrics, and how they report.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+STAGES = ("train", "val", "test")
+
+
+class StageTask(L.LightningModule):
+    """Train, validate and test a :class:`~eofm.models.base.LatentModel`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        scheduler: str = "cosine",
+        warmup_steps: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr, self.weight_decay = lr, weight_decay
+        self.scheduler, self.warmup_steps = scheduler, warmup_steps
+
+    # --- what a family defines ------------------------------------------------------
+    def make_metrics(self) -> nn.ModuleDict:
+        """The metrics of one stage, by name (made once per stage)."""
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update_metrics(self, metrics: nn.ModuleDict, outputs: torch.Tensor, batch: dict) -> None:
+        raise NotImplementedError
+
+    def epoch_scores(self, metrics: nn.ModuleDict, stage: str) -> dict[str, torch.Tensor]:
+        """``{"<stage>/<name>": value}``; empty when the stage saw nothing to score."""
+        raise NotImplementedError
+
+    def batch_size(self, batch: dict) -> int:
+        raise NotImplementedError
+
+    # --- the shared loop ------------------------------------------------------------
+    def setup_metrics(self) -> None:
+        """Call at the end of ``__init__``: one metric set per stage."""
+        for stage in STAGES:  # attributes, not a ModuleDict: "train" is a Module method
+            setattr(self, f"{stage}_metrics", self.make_metrics())
+
+    def metrics_of(self, stage: str) -> nn.ModuleDict:
+        return getattr(self, f"{stage}_metrics")
+
+    def forward(self, *args: Any) -> torch.Tensor:
+        return self.model(*args)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        outputs = self.model.predict_batch(batch)
+        loss = self.loss(outputs, batch)
+        self.update_metrics(self.metrics_of(stage), outputs.detach(), batch)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=self.batch_size(batch),
+        )
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = self.metrics_of(stage)
+        scores = self.epoch_scores(metrics, stage)
+        if scores:
+            self.log_dict(scores)
+        for metric in metrics.values():
+            metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> Any:
+        """AdamW on the trainable parameters, with optional warmup + cosine decay per step
+        (Loshchilov & Hutter, ICLR 2017 and 2019)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler == "none":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(self.warmup_steps, total - 1)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

@@ -1,0 +1,39 @@
+"""The Lightning ``Trainer`` of a recipe, and the checks before it resumes a run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from eofm.errors import EofmError
+from eofm.recipe import Recipe
+
+
+def build_trainer(
+    recipe: Recipe, run_dir: Path | None, *, callbacks: list | None = None, loggers: Any = False
+) -> Any:
+    """``lightning.Trainer`` with the recipe's ``trainer`` keys and atomic checkpoints."""
+    import lightning as L
+
+    from eofm.train.checkpointing import AtomicCheckpointIO
+
+    kwargs = {k: v for k, v in asdict(recipe.trainer).items() if v is not None}
+    return L.Trainer(
+        **kwargs,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(run_dir) if run_dir else None,
+        callbacks=callbacks or [],
+        logger=loggers,
+        enable_model_summary=False,
+    )
+
+
+def check_resumable(checkpoint: Path) -> None:
+    """Refuse a damaged or foreign checkpoint before the trainer tries to resume from it."""
+    from eofm.train.rundir import load_task_state
+
+    try:
+        load_task_state(checkpoint)
+    except EofmError as exc:
+        raise EofmError(f"Cannot resume: {exc} Move it away to train from the start.") from None

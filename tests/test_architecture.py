@@ -1,0 +1,265 @@
+"""The task-family seam, typed per-dataset configs, the registry and the import layers."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from eofm.errors import RecipeError
+from eofm.families.base import family_of
+from eofm.recipe import load_recipe
+from eofm.registry import REGISTRY, Entry
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "eofm"
+
+
+def python_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_import_contracts_hold() -> None:
+    """Layers, no cycles, nothing heavy on the recipe path (.importlinter)."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    proc = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 broken" in proc.stdout
+
+
+def test_no_task_type_branches_outside_the_families() -> None:
+    pattern = re.compile(r"task\.type\s*(==|!=)")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in python_files()
+        if "families" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert offenders == []
+
+
+def test_library_code_does_not_print() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in python_files()
+        if path.name != "cli.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"(?<![\w.])print\(", line)
+    ]
+    assert offenders == []
+
+
+def test_no_reference_to_a_guide_outside_the_repository() -> None:
+    text = "\n".join(p.read_text() for p in python_files())
+    assert "GUIDE" not in text and "design guide" not in text
+
+
+def test_dead_code_is_gone() -> None:
+    from eofm.backbones.manifest import AuroraManifest, BackboneManifest
+    from eofm.tasks.regression import LatWeightedScores
+
+    for cls in (BackboneManifest, AuroraManifest):
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert not names & {"key_layout", "extra", "paper"}
+    assert "summary" not in {f.name for f in dataclasses.fields(Entry)}
+    metric = LatWeightedScores(1, torch.ones(3), None)
+    assert "oa" not in metric._defaults
+
+
+# --- typed per-dataset configs ----------------------------------------------------------
+
+
+def test_data_keys_are_validated_against_the_selected_dataset() -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe("demo", ["data.surf_vars=[2t]"])  # an ERA5 key in a Sen1Floods11 recipe
+    assert "data.surf_vars" in str(info.value)
+    with pytest.raises(RecipeError) as info:
+        load_recipe("demo", ["data.crop_sise=64"])
+    assert "data.crop_sise" in str(info.value) and "data.crop_size" in str(info.value)
+    recipe = load_recipe("era5_aurora_hydrology_decoder", ["data.root=/tmp"])
+    assert recipe.data.surf_vars and not hasattr(recipe.data, "bands")
+
+
+def test_unknown_dataset_is_a_recipe_error_with_a_suggestion() -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe("demo", ["data.name=sen1flods11"])
+    assert "data.name" in str(info.value) and "sen1floods11" in str(info.value)
+
+
+def test_a_new_dataset_plugs_in_without_touching_the_recipe(monkeypatch) -> None:
+    """One config dataclass + one registry line: recipe.py is not involved."""
+    from eofm.data.config import DataConfig
+    from eofm.typed_config import option
+
+    @dataclasses.dataclass
+    class ToyConfig(DataConfig):
+        patch: int = option(8, "pixels per side")
+
+    module = type(sys)("toy_dataset")
+    module.ToyConfig = ToyConfig
+    monkeypatch.setitem(sys.modules, "toy_dataset", module)
+    monkeypatch.setitem(
+        REGISTRY._entries,
+        ("dataset", "toy"),
+        Entry("dataset", "toy", "toy_dataset:Toy", {"config": "toy_dataset:ToyConfig"}),
+    )
+    from eofm.recipe import dataset_config_class
+
+    assert dataset_config_class({"name": "toy"}, "x") is ToyConfig
+    with pytest.raises(RecipeError) as info:
+        load_recipe({"data": {"name": "toy"}}, ["data.pach=3"])
+    assert "data.pach" in str(info.value) and "data.patch" in str(info.value)
+    with pytest.raises(RecipeError) as info:
+        load_recipe({"data": {"name": "toy", "patch": "many"}})
+    assert "data.patch" in str(info.value) and "int" in str(info.value)
+    with pytest.raises(RecipeError) as info:  # the family still checks what it needs
+        load_recipe({"data": {"name": "toy", "patch": 3}})
+    assert "no image bands" in str(info.value)
+
+
+def test_recipes_keys_lists_a_datasets_keys_fast_without_torch() -> None:
+    code = (
+        "import sys\nfrom eofm.cli import main\nrc = main(['recipes', '--keys', 'sen1floods11'])\n"
+        "print('HEAVY:' + ','.join(m for m in ('torch', 'lightning') if m in sys.modules))\n"
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "HEAVY:\n" in out
+    row = next(line for line in out.splitlines() if line.startswith("data.crop_size "))
+    assert "int | None" in row and "224" in row and "crop" in row
+    assert "data.bands" in out and "data.root" in out
+    proc = subprocess.run(
+        [sys.executable, "-m", "eofm", "recipes", "--keys", "era5"], capture_output=True, text=True
+    )
+    assert "data.lead_hours" in proc.stdout and "data.bands" not in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "eofm", "recipes", "--keys", "nope"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "sen1floods11" in proc.stderr
+
+
+# --- the family seam and the defects found in review -----------------------------------
+
+
+def tiny_overrides(**extra: str) -> list[str]:
+    values = {"backbone.pretrained": "false", "decoder.channels": "8", **extra}
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def test_latent_decoder_in_a_segmentation_recipe_is_a_recipe_error() -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe("demo", ["decoder.name=mlp_latent"])
+    message = str(info.value)
+    assert "decoder.name" in message and "mlp_latent" in message and "progressive" in message
+
+
+def test_upernet_with_two_tapped_layers_is_a_recipe_error() -> None:
+    from eofm.models.segmentation import build_segmentation_model
+
+    recipe = load_recipe(
+        "demo", tiny_overrides(**{"decoder.name": "upernet", "backbone.tap_layers": "[0,1]"})
+    )
+    with pytest.raises(RecipeError) as info:
+        build_segmentation_model(recipe, num_classes=2, data_bands=["VV", "VH"], pretrained=False)
+    assert "backbone.tap_layers" in str(info.value) and "upernet" in str(info.value)
+
+
+def test_cli_reports_the_upernet_tap_error_and_leaves_no_run_dir(tmp_path: Path, capsys) -> None:
+    from eofm.cli import main
+
+    run = tmp_path / "run"
+    args = [
+        "fit",
+        "demo",
+        *tiny_overrides(**{"decoder.name": "upernet", "backbone.tap_layers": "[0,1]"}),
+    ]
+    assert main([*args, "--run-dir", str(run), "--allow-random-init"]) == 2
+    assert "backbone.tap_layers" in capsys.readouterr().err
+    assert not run.exists()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "monitor", "mode"),
+    [
+        ("demo", "val/mIoU", "max"),
+        ("demo", "val/IoU_water", "max"),
+        ("demo", "val/loss", "min"),
+        ("era5_aurora_hydrology_decoder", "val/rmse_tp", "min"),
+        ("era5_aurora_hydrology_decoder", "val/rmse_normalised", "min"),
+        ("era5_aurora_hydrology_decoder", "val/acc_tp", "max"),
+        ("era5_aurora_hydrology_decoder", "val/mae_e", "min"),
+    ],
+)
+def test_each_metric_declares_its_direction(recipe: str, monitor: str, mode: str) -> None:
+    loaded = load_recipe(recipe, [f"task.monitor={monitor}", "data.root=/tmp"])
+    assert family_of(loaded).monitor_mode(loaded.task.monitor) == mode
+
+
+def test_a_metric_without_a_direction_cannot_be_monitored() -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe("era5_aurora_hydrology_decoder", ["task.monitor=val/bias_tp"])
+    assert "task.monitor" in str(info.value) and "val/bias_tp" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name", [e.name for e in REGISTRY.entries("decoder") if e.meta["input"] == "maps"]
+)
+def test_every_registered_map_decoder_builds_and_predicts(name: str) -> None:
+    """One constructor shape for all map decoders; each gives full-resolution logits."""
+    from eofm.families.segmentation import SegmentationFamily
+
+    taps = "[0,1,2,3]" if name == "upernet" else "[0,1]"
+    recipe = load_recipe(
+        "demo", tiny_overrides(**{"decoder.name": name, "backbone.tap_layers": taps})
+    )
+    torch.manual_seed(0)
+    model = SegmentationFamily().build_model(recipe, bands=["VV", "VH"], pretrained=False)
+    with torch.no_grad():
+        logits = model.eval()(torch.randn(1, 2, 32, 32))
+    assert logits.shape == (1, 2, 32, 32)
+
+
+def test_every_registered_component_resolves() -> None:
+    for kind in ("decoder", "family", "dataset"):
+        for entry in REGISTRY.entries(kind):
+            assert entry.load() is not None
+            if kind == "dataset":
+                assert dataclasses.is_dataclass(entry.load_meta("config"))
+
+
+def test_model_card_names_the_branch_it_was_published_to() -> None:
+    from eofm.publishing.card import render_segmentation_card
+
+    recipe = load_recipe("demo")
+    config = {
+        "backbone": {
+            "name": "b",
+            "repo": "o/b",
+            "revision": "abc",
+            "pretrained_loaded": True,
+            "patch_size": [1, 16, 16],
+            "num_frames": 1,
+            "band_mapping": {},
+        },
+        "task": {"type": "segmentation", "class_names": ["a", "b"]},
+        "bands": ["VV"],
+        "mean": [0.0],
+        "std": [1.0],
+        "eofm_version": "0",
+        "adapter": {"mode": "full", "rank": 8, "alpha": 16.0, "dora": False},
+        "decoder": {"name": "progressive", "channels": 8},
+        "weights": "model.safetensors",
+        "adapter_only": False,
+    }
+    card = render_segmentation_card(
+        config, recipe, None, repo_id="me/m", license_id="mit", quicklook=False, revision="v2"
+    )
+    assert "hf://me/m@v2" in card and "@main" not in card
