@@ -106,6 +106,37 @@ class TaskFamily:
         """What ``model.json`` (and a published ``config.json``) records."""
         raise NotImplementedError
 
+    def common_manifest(
+        self, recipe: Recipe, encoder: Any, datamodule: Any, norm_source: str, *, task: dict
+    ) -> dict[str, Any]:
+        """The ``model.json`` fields every family records; families add their own.
+
+        ``encoder`` is the backbone itself (under any adapter wrapper).
+        """
+        from dataclasses import asdict
+
+        from eofm._version import __version__
+
+        manifest = encoder.manifest
+        source = encoder.source or {}
+        return {
+            "eofm_version": __version__,
+            "task": task,
+            "bands": [],
+            "mean": [float(v) for v in datamodule.mean],
+            "std": [float(v) for v in datamodule.std],
+            "normalisation_source": norm_source,
+            "backbone": {
+                "name": recipe.backbone.name,
+                "repo": manifest.hub_repo,
+                "revision": source.get("revision", manifest.revision),
+                "file": manifest.hub_file,
+                "pretrained_loaded": bool(source),
+            },
+            "adapter": asdict(recipe.adapter),
+            "decoder": asdict(recipe.decoder),
+        }
+
     def cache_key(self, recipe: Recipe) -> dict[str, Any]:
         """Family-specific parts of the latent-cache key."""
         return {"latent": None}

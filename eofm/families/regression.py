@@ -13,7 +13,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from eofm import __version__
 from eofm.errors import EofmError, RecipeError
 from eofm.families.base import FitSetup, TaskFamily
 from eofm.recipe import Recipe
@@ -160,34 +159,26 @@ class RegressionFamily(TaskFamily):
         from eofm.adapters import base_encoder
 
         encoder = base_encoder(model.backbone)
-        manifest = encoder.manifest
-        source = encoder.source or {}
-        return {
-            "eofm_version": __version__,
-            "task": {"type": "regression", "targets": list(recipe.task.targets)},
-            "bands": list(recipe.task.targets),
-            "mean": [float(v) for v in datamodule.mean],
-            "std": [float(v) for v in datamodule.std],
-            "normalisation_source": norm_source,
-            "inputs": {
-                "surf_vars": datamodule.source.surf_names(),
-                "atmos_vars": datamodule.source.atmos_names(),
-                "static_vars": list(datamodule.statics),
-                "filled_statics": datamodule.source.filled_statics,
-                "levels_hpa": list(datamodule.source.levels),
-            },
-            "backbone": {
-                "name": recipe.backbone.name,
-                "repo": manifest.hub_repo,
-                "revision": source.get("revision", manifest.revision),
-                "file": manifest.hub_file,
-                "pretrained_loaded": bool(source),
-                "latent": recipe.backbone.latent,
-                "patch_size": [manifest.patch_size],
-            },
-            "adapter": asdict(recipe.adapter),
-            "decoder": asdict(recipe.decoder),
+        out = self.common_manifest(
+            recipe,
+            encoder,
+            datamodule,
+            norm_source,
+            task={"type": "regression", "targets": list(recipe.task.targets)},
+        )
+        out["bands"] = list(recipe.task.targets)
+        out["inputs"] = {
+            "surf_vars": datamodule.source.surf_names(),
+            "atmos_vars": datamodule.source.atmos_names(),
+            "static_vars": list(datamodule.statics),
+            "filled_statics": datamodule.source.filled_statics,
+            "levels_hpa": list(datamodule.source.levels),
         }
+        out["backbone"].update(
+            latent=recipe.backbone.latent,
+            patch_size=[encoder.manifest.patch_size],
+        )
+        return out
 
     def cache_key(self, recipe: Recipe) -> dict[str, Any]:
         return {"latent": recipe.backbone.latent}

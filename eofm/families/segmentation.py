@@ -12,7 +12,6 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from eofm import __version__
 from eofm.errors import EofmError, RecipeError
 from eofm.families.base import FitSetup, TaskFamily
 from eofm.recipe import Recipe
@@ -157,34 +156,23 @@ class SegmentationFamily(TaskFamily):
         from eofm.adapters import base_encoder
 
         encoder = base_encoder(model.backbone)
-        manifest = encoder.manifest
-        source = encoder.source or {}
-        return {
-            "eofm_version": __version__,
-            "task": {"type": recipe.task.type, "class_names": recipe.task.class_names},
-            "bands": list(recipe.data.bands),
-            "mean": [float(v) for v in datamodule.mean],
-            "std": [float(v) for v in datamodule.std],
-            "normalisation_source": norm_source,
-            "backbone": {
-                "name": recipe.backbone.name,
-                "repo": manifest.hub_repo,
-                "revision": source.get("revision", manifest.revision),
-                "file": manifest.hub_file,
-                "pretrained_loaded": bool(source),
-                "band_mapping": encoder.band_mapping,
-                "patch_size": list(manifest.config.patch_size),
-                "num_frames": manifest.config.num_frames,
-                "gsd_m": manifest.gsd_m,
-            },
-            "adapter": asdict(recipe.adapter),
-            "decoder": asdict(recipe.decoder),
-            **(
-                {"input_range": datamodule.input_range()}
-                if hasattr(datamodule, "input_range")
-                else {}
-            ),
-        }
+        out = self.common_manifest(
+            recipe,
+            encoder,
+            datamodule,
+            norm_source,
+            task={"type": recipe.task.type, "class_names": recipe.task.class_names},
+        )
+        out["bands"] = list(recipe.data.bands)
+        out["backbone"].update(
+            band_mapping=encoder.band_mapping,
+            patch_size=list(encoder.manifest.config.patch_size),
+            num_frames=encoder.manifest.config.num_frames,
+            gsd_m=encoder.manifest.gsd_m,
+        )
+        if hasattr(datamodule, "input_range"):
+            out["input_range"] = datamodule.input_range()
+        return out
 
     def check_predictable(self, model_spec: str) -> None:
         return None
