@@ -120,6 +120,18 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--shard", help="i/n: process every n-th input from the i-th (default: launcher rank)"
     )
+    predict.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA when present), cpu, cuda, cuda:N or mps; under torchrun/SLURM "
+        "'cuda' is the rank's local GPU",
+    )
+    predict.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="auto: bf16 on GPUs that support it, fp32 on CPU",
+    )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -267,6 +279,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         bands=[b.strip() for b in args.bands.split(",")] if args.bands else None,
         strict=args.strict,
+        device=args.device,
+        precision=args.precision,
     )
     return run_predict(
         args.model,

@@ -1,11 +1,19 @@
 """Streaming sliding-window inference over GeoTIFF scenes of any size.
 
-Memory is bounded by one strip of tiles, never by the scene: tiles are read with rasterio
-window by window (a reader thread keeps the next batches ready), predicted in batches
-under ``torch.inference_mode``, blended with a separable sine-squared (Hann) window whose
-weights are normalised where tiles overlap, and written strip by strip into a tiled
-GeoTIFF that is finally converted to a Cloud-Optimized GeoTIFF. Every output is written
-under a temporary name and renamed when complete.
+Memory is bounded by one strip of tiles, never by the scene. Three stages run at once,
+each in its own thread, joined by bounded queues:
+
+1. read: one rasterio read per strip of tiles (not per tile), validity and normalisation
+   on the whole strip, tiles cut from it into batches;
+2. model: batches predicted under ``torch.inference_mode`` on the chosen device (pinned
+   host memory and non-blocking copies on CUDA, autocast in the chosen precision),
+   softmax, and the blending weights applied there;
+3. blend and write: weighted probabilities added into the strip accumulators, finished
+   rows turned into classes (or probabilities) and written into a tiled GeoTIFF, which is
+   finally converted to a Cloud-Optimized GeoTIFF with every core compressing.
+
+Each stage keeps the order of the serial algorithm, so the output is byte for byte the
+same. Every output is written under a temporary name and renamed when complete.
 
 Blending overlapping tile predictions with smooth weights follows the common practice of
 window-weighted stitching (e.g. Huang et al., "Large-scale semantic classification:
@@ -17,6 +25,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +35,7 @@ import torch
 
 from eofm.errors import EofmError
 from eofm.models.trained import TrainedModel
+from eofm.predict.device import autocast_context, resolve_device, resolve_precision
 from eofm.predict.options import PredictOptions
 from eofm.predict.outputs import atomic_output
 from eofm.predict.plan import ScenePlan, plan_scene
@@ -116,6 +126,63 @@ def _prefetch(produce: Callable[[], Iterator], depth: int = 3) -> Iterator:
         thread.join(timeout=5)
 
 
+class StageTimes:
+    """Seconds each pipeline stage was busy (each stage adds only to its own key)."""
+
+    STAGES = ("read", "model", "blend", "write", "cog")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+
+    def add(self, stage: str, started: float) -> None:
+        self.seconds[stage] += time.perf_counter() - started
+
+
+def _in_thread(consume: Callable[[object], None], depth: int = 4):
+    """A context that runs ``consume`` on every item put into it, in one thread, in order.
+
+    ``put(item)`` blocks when ``depth`` items wait; an error in ``consume`` is raised in
+    the caller at the next ``put`` or at exit.
+    """
+    import contextlib
+
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if failure:
+                continue  # drain after an error
+            try:
+                consume(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the producer
+                failure.append(exc)
+
+    @contextlib.contextmanager
+    def running():
+        thread = threading.Thread(target=worker, daemon=True)
+        thread.start()
+
+        def put(item: object) -> None:
+            if failure:
+                raise failure[0]
+            items.put(item)
+
+        try:
+            yield put
+        finally:
+            items.put(done)
+            thread.join()
+        if failure:
+            raise failure[0]
+
+    return running()
+
+
 class Predictor:
     """Applies a trained model to scenes; one instance serves many scenes."""
 
@@ -123,17 +190,45 @@ class Predictor:
         self.trained = trained
         self.options = options
         options.validate(trained.patch_size)
+        self.device = resolve_device(options.device)
+        self.precision = resolve_precision(options.precision, self.device)
+        if self.device.type != "cpu":
+            trained.model.to(self.device)
         self.weights = blend_weights(options.tile)
+        self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
+        self.timings = StageTimes()
+
+    def _device_probabilities(self, batch: np.ndarray) -> torch.Tensor:
+        """Class probabilities of a batch of tiles, on the model's device, in float32."""
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            x = x.to(self.device)
+        model = self.trained.model
+        try:
+            with autocast_context(self.device, self.precision):
+                probs = model(x).float().softmax(dim=1)
+                if self.options.tta_flip:
+                    flipped = model(torch.flip(x, dims=[-1])).float().softmax(dim=1)
+                    probs = (probs + torch.flip(flipped, dims=[-1])) / 2
+        except torch.OutOfMemoryError:
+            raise EofmError(
+                f"The {self.device} ran out of memory on a batch of {len(batch)} tiles of "
+                f"{self.options.tile} px; lower --batch-size (or --tile)."
+            ) from None
+        return probs
 
     @torch.inference_mode()
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch)
-        probs = self.trained.model(x).softmax(dim=1)
-        if self.options.tta_flip:
-            flipped = self.trained.model(torch.flip(x, dims=[-1])).softmax(dim=1)
-            probs = (probs + torch.flip(flipped, dims=[-1])) / 2
-        return probs.numpy()
+        """Class probabilities of a batch of tiles, on the host."""
+        return self._device_probabilities(batch).cpu().numpy()
+
+    @torch.inference_mode()
+    def _weighted_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities times the blending window (what the accumulators add)."""
+        return (self._device_probabilities(batch) * self._weights_on_device).cpu().numpy()
 
     def plan(self, source: Path, out_dir: Path, inputs: Sequence[Path] = ()) -> ScenePlan:
         """What predicting ``source`` into ``out_dir`` writes (raises if it would harm a file)."""
@@ -180,7 +275,7 @@ class Predictor:
         from rasterio.errors import RasterioIOError
 
         source, raster_path = plan.source, plan.raster
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
+        with rasterio.Env(GDAL_CACHEMAX=self._gdal_cache_bytes(source)):
             if plan.write_raster:
                 reader = self.open_scene(source)
                 try:
@@ -207,6 +302,18 @@ class Predictor:
                 with atomic_output(plan.vector) as tmp:
                     write_polygons(raster_path, tmp, self.trained.class_names, self.options.vector)
                 result.outputs.append(plan.vector)
+
+    def _gdal_cache_bytes(self, source: Path) -> int:
+        """GDAL's block cache: enough for two rows of the input's blocks across one column
+        band, so that each block is read once (bounded by the column band, not the scene)."""
+        import rasterio
+
+        with rasterio.open(source) as ds:
+            block_height = ds.block_shapes[0][0] if ds.block_shapes else 1
+            itemsize = max(np.dtype(d).itemsize for d in ds.dtypes)
+            width = min(ds.width, COLUMN_BAND + self.options.tile)
+            row_bytes = width * min(block_height, ds.height) * ds.count * itemsize
+        return max(GDAL_CACHE_MB << 20, 2 * row_bytes + (16 << 20))
 
     def open_scene(self, source: Path) -> SceneReader:
         """Open a scene, checking it is readable and has the model's bands (clear errors)."""
@@ -247,6 +354,7 @@ class Predictor:
             with rasterio.open(staging, "w", **profile) as out:
                 for span, band_cols in column_bands(width, t, stride):
                     any_valid |= self._stream_band(reader, out, rows, band_cols, span, on_tiles)
+            started = time.perf_counter()
             raster_copy(
                 staging,
                 target,
@@ -254,7 +362,9 @@ class Predictor:
                 compress="DEFLATE",
                 blocksize=256,
                 overview_resampling="nearest" if not probabilities else "average",
+                num_threads="ALL_CPUS",  # blocks are compressed independently: same bytes
             )
+            self.timings.add("cog", started)
         finally:
             staging.unlink(missing_ok=True)
         return not any_valid
@@ -275,74 +385,114 @@ class Predictor:
         """
         from rasterio.windows import Window
 
-        t, height = self.options.tile, reader.ds.height
-        left, right = cols[0], min(reader.ds.width, cols[-1] + t)
+        t, height, width = self.options.tile, reader.ds.height, reader.ds.width
+        left, right = cols[0], min(width, cols[-1] + t)
         x0, x1 = span
         k, band_height, band_width = self.num_classes, min(t, height), right - left
         acc = np.zeros((k, band_height, band_width), np.float32)
         wsum = np.zeros((band_height, band_width), np.float32)
         valid = np.zeros((band_height, band_width), bool)
-        any_valid = False
-        top = 0  # first scene row held in the buffers
+        state = {"top": 0, "any_valid": False}  # first scene row held in the buffers
         pending = list(rows)
-        for row, positions, probs_batch, masks in self._by_strip(
-            _prefetch(lambda: self._batches(reader, rows, cols))
-        ):
-            for (r, c), probs, mask in zip(positions, probs_batch, masks, strict=True):
-                h, w = min(t, height - r), min(t, reader.ds.width - c)
+        timings = self.timings
+
+        def blend_and_write(item) -> None:
+            row, positions, weighted, masks = item
+            started = time.perf_counter()
+            top = state["top"]
+            for (r, c), probs, mask in zip(positions, weighted, masks, strict=True):
+                h, w = min(t, height - r), min(t, width - c)
                 y, x = r - top, c - left
-                acc[:, y : y + h, x : x + w] += probs[:, :h, :w] * self.weights[:h, :w]
+                acc[:, y : y + h, x : x + w] += probs[:, :h, :w]
                 wsum[y : y + h, x : x + w] += self.weights[:h, :w]
                 valid[y : y + h, x : x + w] |= mask[:h, :w]
             if on_tiles:
                 on_tiles(len(positions))
             if row is None:
-                continue
+                timings.add("blend", started)
+                return
             pending.remove(row)  # strip `row` is complete: rows before the next strip are final
             done_until = pending[0] if pending else height
             n = done_until - top
             if n <= 0:
-                continue
+                timings.add("blend", started)
+                return
             inner = slice(x0 - left, x1 - left)
-            any_valid |= bool(valid[:n, inner].any())
+            state["any_valid"] |= bool(valid[:n, inner].any())
             block = self._finalise(acc[:, :n, inner], wsum[:n, inner], valid[:n, inner])
+            timings.add("blend", started)
+            started = time.perf_counter()
             out.write(block, window=Window(x0, top, x1 - x0, n))
+            timings.add("write", started)
             keep = band_height - n
             acc[:, :keep], wsum[:keep], valid[:keep] = acc[:, n:], wsum[n:], valid[n:]
             acc[:, keep:], wsum[keep:], valid[keep:] = 0, 0, False
-            top = done_until
-        return any_valid
+            state["top"] = done_until
+
+        with _in_thread(blend_and_write) as blend:
+            for item in self._predicted(_prefetch(lambda: self._batches(reader, rows, cols))):
+                blend(item)
+        return state["any_valid"]
 
     def _finalise(self, acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray) -> np.ndarray:
         probs = acc / np.maximum(wsum, 1e-12)
         if self.options.probabilities:
             return np.where(valid, probs, np.nan).astype(np.float32)
-        classes = probs.argmax(axis=0).astype(np.uint8)
+        classes = first_argmax(probs)
         return np.where(valid, classes, CLASS_NODATA)[None].astype(np.uint8)
 
     def _batches(self, reader: SceneReader, rows: list[int], cols: list[int]) -> Iterator:
-        """Yield (strip row or None, positions, tiles, masks); the row marks a strip's end."""
-        size = self.options.batch_size
+        """Yield (strip row or None, positions, tiles, masks); the row marks a strip's end.
+
+        Each strip is read once; its tiles are cut from it.
+        """
+        size, t, left = self.options.batch_size, self.options.tile, cols[0]
+        right = cols[-1] + t
         for row in rows:
+            started = time.perf_counter()
+            strip, strip_mask = reader.read_strip(row, left, right)
             positions, tiles, masks = [], [], []
             for col in cols:
-                tile, mask = reader.read(row, col)
+                x = col - left
                 positions.append((row, col))
-                tiles.append(tile)
-                masks.append(mask)
+                tiles.append(strip[:, :, x : x + t])
+                masks.append(strip_mask[:, x : x + t])
                 if len(positions) == size:
-                    yield None, positions, np.stack(tiles), masks
+                    batch = np.stack(tiles)
+                    self.timings.add("read", started)
+                    yield None, positions, batch, masks
+                    started = time.perf_counter()
                     positions, tiles, masks = [], [], []
-            yield row, positions, np.stack(tiles) if tiles else None, masks
+            batch = np.stack(tiles) if tiles else None
+            self.timings.add("read", started)
+            yield row, positions, batch, masks
 
-    def _by_strip(self, batches: Iterator) -> Iterator:
+    def _predicted(self, batches: Iterator) -> Iterator:
         """Predict each batch; tiles without a single valid pixel skip the model."""
         for row, positions, tiles, masks in batches:
             if tiles is None:
                 yield row, positions, [], masks
                 continue
-            probs = np.zeros((len(positions), self.num_classes, *tiles.shape[-2:]), np.float32)
+            started = time.perf_counter()
             useful = [i for i, mask in enumerate(masks) if mask.any()]
-            if useful:
-                probs[useful] = self._probabilities(tiles[useful])
-            yield row, positions, probs, masks
+            if len(useful) == len(positions):
+                weighted = self._weighted_probabilities(tiles)
+            else:
+                shape = (len(positions), self.num_classes, *tiles.shape[-2:])
+                weighted = np.zeros(shape, np.float32)
+                if useful:
+                    weighted[useful] = self._weighted_probabilities(tiles[useful])
+            self.timings.add("model", started)
+            yield row, positions, weighted, masks
+
+
+def first_argmax(values: np.ndarray) -> np.ndarray:
+    """``values.argmax(axis=0)`` as uint8 (the first index on ties), by comparisons: a few
+    passes over contiguous planes instead of numpy's strided reduction over classes."""
+    best = values[0]
+    index = np.zeros(best.shape, np.uint8)
+    for c in range(1, values.shape[0]):
+        better = values[c] > best
+        index[better] = c
+        best = np.where(better, values[c], best)
+    return index

@@ -22,6 +22,8 @@ class PredictOptions:
     overwrite: bool = False
     bands: list[str] | None = None
     strict: bool = False  # refuse scenes unlike the training data instead of warning
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
 
     def validate(self, patch_size: int | None = None) -> None:
         """One error naming the option, exit code 2 like any argument error."""
@@ -37,6 +39,12 @@ class PredictOptions:
             raise bad(f"--overlap must be in [0, {self.tile}), got {self.overlap}.")
         if self.vector not in (None, *VECTOR_FORMATS):
             raise bad(f"--vector must be geoparquet or geojson, got {self.vector!r}.")
+        from eofm.predict.device import check_device_spec, check_precision_spec
+
+        check_device_spec(self.device)
+        check_precision_spec(self.precision)
+        if self.precision == "fp16" and self.device == "cpu":
+            raise bad("--precision fp16 is not supported on the CPU; use fp32 or bf16.")
         if patch_size and self.tile % patch_size:
             raise bad(
                 f"--tile {self.tile} must be a multiple of the model's patch size {patch_size}."

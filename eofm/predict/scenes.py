@@ -97,32 +97,48 @@ class SceneReader:
         self.std = np.asarray(std, np.float32)[:, None, None]
         self.tile = tile
         self.nodata = self.ds.nodata
+        self.float32 = all(self.ds.dtypes[i - 1] == "float32" for i in indexes)
         # an alpha band or an internal/external mask also marks pixels outside the data
         flags = {flag.name for flag in self.ds.mask_flag_enums[0]} if self.ds.count else set()
         self.has_mask = bool(flags & {"per_dataset", "alpha"}) and "nodata" not in flags
 
-    def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-        """A ``tile x tile`` window (zero-padded past the edges) and its validity mask."""
+    def read_strip(self, row: int, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``row .. row + tile`` of columns ``left .. right``, normalised, in one read.
+
+        Zero-padded past the scene's edges to ``tile`` rows and at least ``tile`` columns;
+        returns the data ``(C, tile, W)`` and its validity mask ``(tile, W)``.
+        """
         from rasterio.windows import Window
 
         t = self.tile
-        h, w = min(t, self.ds.height - row), min(t, self.ds.width - col)
+        h, w = min(t, self.ds.height - row), min(right, self.ds.width) - left
+        window = Window(left, row, w, h)
+        strip = np.zeros((len(self.indexes), t, max(w, t)), np.float32)
+        view = strip[:, :h, :w]
         try:
-            raw = self.ds.read(self.indexes, window=Window(col, row, w, h))
+            if self.float32:  # read straight into the strip: no conversion, no copy
+                self.ds.read(self.indexes, window=window, out=view)
+                raw = view
+            else:
+                raw = self.ds.read(self.indexes, window=window)
+                view[...] = raw
         except Exception as exc:
-            raise EofmError(f"Cannot read {self.path} at row {row}, col {col}: {exc}") from None
-        data = raw.astype(np.float32)
-        valid = np.isfinite(data).all(axis=0)
+            raise EofmError(f"Cannot read {self.path} at row {row}, col {left}: {exc}") from None
+        valid = np.isfinite(view).all(axis=0)
         if self.nodata is not None and not math.isnan(self.nodata):
             valid &= (raw != self.nodata).all(axis=0)
         if self.has_mask:
-            valid &= self.ds.read_masks(self.indexes[0], window=Window(col, row, w, h)) > 0
-        data = np.where(valid, (data - self.mean) / self.std, 0.0).astype(np.float32)
-        tile = np.zeros((len(self.indexes), t, t), np.float32)
-        tile[:, :h, :w] = data
-        mask = np.zeros((t, t), bool)
+            valid &= self.ds.read_masks(self.indexes[0], window=window) > 0
+        view -= self.mean  # in place, the same float32 operations as (x - mean) / std
+        view /= self.std
+        view[:, ~valid] = 0.0
+        mask = np.zeros((t, strip.shape[-1]), bool)
         mask[:h, :w] = valid
-        return tile, mask
+        return strip, mask
+
+    def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """A ``tile x tile`` window (zero-padded past the edges) and its validity mask."""
+        return self.read_strip(row, col, col + self.tile)
 
     def close(self) -> None:
         self.ds.close()

@@ -1,0 +1,171 @@
+"""Throughput of the streaming predict pipeline itself, with a zero-cost model.
+
+The model returns preallocated zeros, so what is timed is everything around it: reading
+strips, normalising, cutting and batching tiles, softmax and blending weights, blending,
+finishing classes, writing strips and the final COG. On a GPU the model is fast and this
+pipeline sets the speed (issue 10). The scene is a generated 2-band float32 GeoTIFF
+(VV, VH; tiled 512 px, uncompressed) of ``--size`` pixels per side.
+
+    python benchmarks/predict_pipeline.py [--size 8192] [--repeats 5]
+        [--baseline PATH]   # also time an older eofm checkout (e.g. a git worktree) side by side
+
+Each measurement runs in its own process, pinned to 1 or 2 cores (``--cores``), with one
+torch thread (a GPU run needs none on the host). Printed: median MP/s, the median busy
+seconds of each stage (stages overlap, so they add up to more than the wall time), and
+the peak RSS; then peak RSS against scene size (it must stay flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path("/tmp/eofm-bench")
+
+CHILD = r"""
+import json, os, resource, sys, time
+from pathlib import Path
+os.sched_setaffinity(0, set(range(int(sys.argv[3]))))
+import torch
+torch.set_num_threads(1)
+from torch import nn
+try:  # this release
+    from eofm.models.trained import TrainedModel
+    from eofm.predict.engine import Predictor
+    from eofm.predict.options import PredictOptions
+    extra = {"manifest": {}}
+except ImportError:  # releases before the package was laid out by concept
+    from eofm.trained import TrainedModel
+    from eofm.inference import Predictor, PredictOptions
+    extra = {}
+
+class ZeroCost(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.out = torch.zeros(64, 2, 224, 224)
+    def forward(self, x):
+        return self.out[: x.shape[0], :, : x.shape[-2], : x.shape[-1]]
+
+trained = TrainedModel(ZeroCost(), None, ["VV", "VH"], [-12.0, -18.0], [4.0, 5.0],
+                       ["not_water", "water"], 16, "zero-cost", **extra)
+options = PredictOptions(tile=224, overlap=32, batch_size=16, overwrite=True, quicklook=False)
+predictor = Predictor(trained, options)
+scene, out = Path(sys.argv[1]), Path(sys.argv[2])
+started = time.perf_counter()
+predictor.predict(scene, out)
+seconds = time.perf_counter() - started
+stages = getattr(predictor, "timings", None)
+print(json.dumps({
+    "seconds": seconds,
+    "stages": stages.seconds if stages else {},
+    "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def make_scene(size: int) -> Path:
+    """A ``size`` x ``size`` 2-band float32 scene (dB-like values), written block by block."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+    from rasterio.windows import Window
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"pipeline_{size}.tif"
+    if path.exists():
+        return path
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=2,
+        dtype="float32",
+        crs="EPSG:32631",
+        transform=from_origin(500000, 5000000, 10, 10),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        nodata=float("nan"),
+    )
+    rng = np.random.default_rng(0)
+    tmp = path.with_suffix(".partial.tif")
+    with rasterio.open(tmp, "w", **profile) as ds:
+        for row in range(0, size, 512):
+            h = min(512, size - row)
+            ds.write(
+                rng.normal(-12, 4, (2, h, size)).astype("float32"), window=Window(0, row, size, h)
+            )
+        ds.descriptions = ("VV", "VH")
+    tmp.rename(path)
+    return path
+
+
+def run(pythonpath: Path, scene: Path, cores: int) -> dict:
+    out = CACHE / f"out-{os.getpid()}"
+    env = dict(os.environ, PYTHONPATH=str(pythonpath), HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(scene), str(out), str(cores)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=CACHE,
+    )
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summarise(results: list[dict], pixels: int) -> tuple[float, dict, float]:
+    mps = statistics.median(pixels / 1e6 / r["seconds"] for r in results)
+    stages = {
+        k: statistics.median(r["stages"].get(k, 0.0) for r in results) for k in results[0]["stages"]
+    }
+    return mps, stages, max(r["rss_mb"] for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, help="an older eofm checkout to time side by side")
+    parser.add_argument(
+        "--rss-sizes", default="2048,4096,8192", help="scene sizes for the RSS check"
+    )
+    args = parser.parse_args()
+    scene = make_scene(args.size)
+    pixels = args.size * args.size
+    available = len(os.sched_getaffinity(0))
+    print(
+        f"zero-cost model, {args.size}x{args.size} 2-band float32 scene, tile 224, overlap 32, "
+        f"batch 16; medians of {args.repeats} runs, interleaved"
+    )
+    variants = [("eofm", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+    rows = []
+    for cores in sorted({1, min(2, available), available}):
+        runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
+        for _ in range(args.repeats):  # interleaved, so noise hits every variant alike
+            for name, path in variants:
+                runs[name].append(run(path, scene, cores))
+        for name, _ in variants:
+            rows.append((name, cores, *summarise(runs[name], pixels)))
+    print(f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'peak RSS':>9}  busy seconds per stage")
+    for name, cores, mps, stages, rss in rows:
+        split = ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) or "(not recorded)"
+        print(f"{name:<9} {cores:>5} {mps:>7.1f} {rss:>7.0f} MB  {split}")
+    print("\npeak RSS against scene size (eofm, all cores):")
+    for size in (int(s) for s in args.rss_sizes.split(",")):
+        result = run(ROOT, make_scene(size), available)
+        print(
+            f"  {size:>6} px: {result['rss_mb']:.0f} MB, {size * size / 1e6 / result['seconds']:.1f} MP/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
