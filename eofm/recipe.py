@@ -123,7 +123,12 @@ class TrainerConfig:
     max_steps: int = option(-1, "steps to train (-1: no limit)")
     accelerator: str = option("auto", "cpu, gpu, auto, ...")
     devices: Union[int, str, list[int]] = option("auto", "device count or ids")  # noqa: UP007
-    precision: Union[int, str] = option("32-true", "e.g. 32-true, bf16-mixed")  # noqa: UP007
+    precision: Union[int, str] = option(  # noqa: UP007
+        "auto", "auto: bf16-mixed on GPUs that support it, else 32-true; or any Lightning value"
+    )
+    compile: Union[bool, str] = option(  # noqa: UP007
+        False, "torch.compile the model's parts in place (true, or a backend name)"
+    )
     log_every_n_steps: int = option(10, "logging interval")
     check_val_every_n_epoch: int = option(1, "validation interval in epochs")
     val_check_interval: float | None = option(None, "validation interval within an epoch")

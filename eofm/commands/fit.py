@@ -75,7 +75,7 @@ def _fit(
     from eofm.adapters import is_lora, save_adapter
     from eofm.models.base import count_parameters
     from eofm.train.logs import ResumableCSVLogger
-    from eofm.train.trainer import build_trainer, check_resumable
+    from eofm.train.trainer import build_trainer, check_resumable, compile_model
 
     family = family_of(recipe)
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
@@ -101,6 +101,7 @@ def _fit(
     write_json(run_dir / MODEL_FILE, manifest)
 
     task = family.build_task(recipe, model, datamodule)
+    compile_model(model, recipe.trainer.compile)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
         filename="best",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from eofm.errors import RecipeError
 from eofm.typed_config import check_positive, option
@@ -24,12 +25,15 @@ class DataConfig:
         factory=lambda: [0.6, 0.2, 0.2],
     )
     batch_size: int = option(4, "samples per batch")
-    num_workers: int = option(0, "DataLoader worker processes")
+    num_workers: int | Literal["auto"] = option(
+        "auto", "DataLoader worker processes; auto: cores - 1 (0 on <= 2 cores), at most 8"
+    )
 
     def validate(self, where: str) -> None:
         """Checks that need no data access; datasets extend them."""
         check_positive(self, where, "data.batch_size")
-        check_positive(self, where, "data.num_workers", allow_zero=True)
+        if self.num_workers != "auto":
+            check_positive(self, where, "data.num_workers", allow_zero=True)
         fractions = self.split_fractions
         if len(fractions) != 3 or not math.isclose(sum(fractions), 1.0) or min(fractions) < 0:
             raise RecipeError(

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from eofm.data.loading import loader_options
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -539,10 +540,9 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
             self.dataset(split),
             batch_size=self.batch_size,
             shuffle=train,
-            num_workers=self.num_workers,
             generator=torch.Generator().manual_seed(self.seed),
             collate_fn=self.collate,
-            persistent_workers=self.num_workers > 0,
+            **loader_options(self.num_workers),  # Aurora batches are not pinned
         )
 
 

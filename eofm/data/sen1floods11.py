@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -27,6 +28,7 @@ from torchgeo.datasets import NonGeoDataset
 
 from eofm.bands import SENTINEL1_BANDS, SENTINEL2_L1C_BANDS, band_indices, check_band_names
 from eofm.data.geotiff import read_label, read_raster
+from eofm.data.loading import loader_options
 from eofm.data.splits import SPLITS, SplitLoaders, read_split_csv, split_by_event
 from eofm.errors import EofmError
 
@@ -159,6 +161,7 @@ class Sen1Floods11(NonGeoDataset):
         self.random_crop = random_crop
         self.hflip = hflip
         self.pad_multiple = max(1, pad_multiple)
+        self._sizes: dict[Path, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.chips) * self.repeats
@@ -166,11 +169,13 @@ class Sen1Floods11(NonGeoDataset):
     def __getitem__(self, index: int) -> dict:
         chip = self.chips[index % len(self.chips)]
         image_path, label_path = chip_paths(self.root, self.folder, chip)
-        image = read_raster(image_path, bands=self.indexes)
-        label = read_label(label_path)
+        window = self._crop_window(image_path)
+        image = read_raster(image_path, bands=self.indexes, window=window)
+        label = read_label(label_path, window=window)
         mask = np.where(image.valid, label, IGNORE)
         data = np.where(image.valid, (image.data - self.mean) / self.std, 0.0).astype(np.float32)
-        data, mask = self._crop(data, mask)
+        if window is None:
+            data, mask = self._pad_or_crop(data, mask)
         if self.hflip and torch.rand(()) < 0.5:
             data, mask = data[:, :, ::-1], mask[:, ::-1]
         return {
@@ -179,18 +184,39 @@ class Sen1Floods11(NonGeoDataset):
             "chip": chip,
         }
 
-    def _crop(self, data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _crop_window(self, image_path: Path) -> Any:
+        """The crop as a rasterio window, so that only it is read; ``None`` when the chip
+        is read whole (no crop, or a chip smaller than the crop, which is padded)."""
+        if not self.crop_size:
+            return None
+        from rasterio.windows import Window
+
+        from eofm.data.geotiff import raster_size
+
+        if image_path not in self._sizes:  # one header read per chip and process
+            self._sizes[image_path] = raster_size(image_path)
+        h, w = self._sizes[image_path]
+        size = self.crop_size
+        if h < size or w < size:
+            return None
+        top, left = self._crop_origin(h, w)
+        return Window(left, top, size, size)
+
+    def _crop_origin(self, h: int, w: int) -> tuple[int, int]:
+        size = self.crop_size
+        if self.random_crop:
+            # torch's RNG: seeded per worker by Lightning's seed_everything(workers=True)
+            top = int(torch.randint(0, h - size + 1, ()))
+            left = int(torch.randint(0, w - size + 1, ()))
+            return top, left
+        return (h - size) // 2, (w - size) // 2
+
+    def _pad_or_crop(self, data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = mask.shape
-        if self.crop_size:
+        if self.crop_size:  # a chip smaller than the crop: pad, then crop
             size = self.crop_size
             data, mask = _pad(data, mask, max(size, h), max(size, w))
-            h, w = mask.shape
-            if self.random_crop:
-                # torch's RNG: seeded per worker by Lightning's seed_everything(workers=True)
-                top = int(torch.randint(0, h - size + 1, ()))
-                left = int(torch.randint(0, w - size + 1, ()))
-            else:
-                top, left = (h - size) // 2, (w - size) // 2
+            top, left = self._crop_origin(*mask.shape)
             return data[:, top : top + size, left : left + size], mask[
                 top : top + size, left : left + size
             ]
@@ -232,8 +258,10 @@ class Sen1Floods11DataModule(SplitLoaders, L.LightningDataModule):
         seed: int = 0,
         pad_multiple: int = 16,
         train_repeats: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
+        self.pin_memory = pin_memory
         self.root = find_sen1floods11_root(Path(root))
         self.bands = check_band_names(bands, where="data.bands")
         self.folder, self.indexes = source_for_bands(self.bands)
@@ -327,10 +355,9 @@ class Sen1Floods11DataModule(SplitLoaders, L.LightningDataModule):
             shuffle=train,
             # a last batch of one breaks BatchNorm in training; drop it when there are others
             drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
             generator=generator,
             collate_fn=_collate_chips,
-            persistent_workers=self.num_workers > 0,
+            **loader_options(self.num_workers, pin_memory=self.pin_memory),
         )
 
     @staticmethod

@@ -50,6 +50,7 @@ class RegressionFamily(TaskFamily):
         """The ERA5 datamodule of a regression recipe (validates every input file)."""
         from eofm.backbones.loading import resolve_manifest
         from eofm.data.era5 import WeatherSpec
+        from eofm.data.loading import resolve_workers
         from eofm.registry import REGISTRY
 
         data = recipe.data
@@ -85,7 +86,7 @@ class RegressionFamily(TaskFamily):
             target_mean=target_mean,
             target_std=target_std,
             batch_size=data.batch_size,
-            num_workers=data.num_workers,
+            num_workers=resolve_workers(data.num_workers),
             seed=recipe.seed,
         )
 

@@ -69,6 +69,7 @@ class SegmentationFamily(TaskFamily):
         *,
         pad_multiple: int,
     ) -> Any:
+        from eofm.data.loading import pin_memory_for, resolve_workers
         from eofm.registry import REGISTRY
 
         data = recipe.data
@@ -87,7 +88,8 @@ class SegmentationFamily(TaskFamily):
             crop_size=data.crop_size,
             eval_crop_size=data.eval_crop_size,
             batch_size=data.batch_size,
-            num_workers=data.num_workers,
+            num_workers=resolve_workers(data.num_workers),
+            pin_memory=pin_memory_for(recipe.trainer.accelerator),
             hflip=data.hflip,
             seed=recipe.seed,
             train_repeats=data.train_repeats,

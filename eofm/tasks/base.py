@@ -109,7 +109,10 @@ class StageTask(L.LightningModule):
         """AdamW on the trainable parameters, with optional warmup + cosine decay per step
         (Loshchilov & Hutter, ICLR 2017 and 2019)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        fused = bool(params) and all(p.is_cuda for p in params)  # one kernel for all params
+        optimizer = torch.optim.AdamW(
+            params, lr=self.lr, weight_decay=self.weight_decay, **({"fused": True} if fused else {})
+        )
         if self.scheduler == "none":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -19,6 +19,8 @@ def build_trainer(
     from eofm.train.checkpointing import AtomicCheckpointIO
 
     kwargs = {k: v for k, v in asdict(recipe.trainer).items() if v is not None}
+    kwargs.pop("compile")
+    kwargs["precision"] = resolve_trainer_precision(kwargs["precision"], kwargs["accelerator"])
     return L.Trainer(
         **kwargs,
         plugins=[AtomicCheckpointIO()],
@@ -27,6 +29,33 @@ def build_trainer(
         logger=loggers,
         enable_model_summary=False,
     )
+
+
+def resolve_trainer_precision(precision: int | str, accelerator: str) -> int | str:
+    """``auto``: bf16 mixed precision on a CUDA GPU that supports it, else full fp32."""
+    if precision != "auto":
+        return precision
+    if accelerator == "cpu":
+        return "32-true"
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def compile_model(model: Any, setting: bool | str) -> None:
+    """``torch.compile`` each part of ``model`` in place (``trainer.compile``).
+
+    ``nn.Module.compile`` keeps the module tree as it is, so state dicts, checkpoints and
+    published weights carry no ``_orig_mod.`` prefix. ``setting`` is ``True`` (the default
+    backend, inductor) or a backend name.
+    """
+    if setting is False:
+        return
+    options = {} if setting is True else {"backend": str(setting)}
+    for part in model.children():
+        part.compile(**options)
 
 
 def check_resumable(checkpoint: Path) -> None:
