@@ -200,7 +200,13 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
     rows = [("name", "hub repo@revision", "bands", "params")]
     for entry in REGISTRY.entries("backbone"):
         m = entry.meta["manifest"]
-        params = m.params_millions if m.family == "aurora" else m.config.num_params() / 1e6
+        if m.family == "aurora":
+            params = m.params_millions
+        else:
+            params = m.config.num_params() / 1e6
+            if m.family == "scalemae":  # plus the stored (unused) positional table
+                grid = m.config.img_size // m.config.patch_size[-1]
+                params += (1 + grid * grid) * m.config.embed_dim / 1e6
         rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:

@@ -64,6 +64,11 @@ class BackboneConfig:
     num_frames: int | None = option(None, "frames per sample (default: the manifest's)")
     img_size: int | None = option(None, "image size the position embedding is built for")
     tap_layers: list[int] | None = option(None, "encoder layers the decoder reads")
+    gsd: float = option(
+        1.0,
+        "Scale-MAE: the input's ground sample distance relative to the pre-training "
+        "data's (the paper's res; 1.0 = native scale)",
+    )
     latent: Literal["backbone", "encoder"] = option(
         "backbone", "weather backbones: take the latent after the backbone or the encoder"
     )

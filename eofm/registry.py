@@ -81,6 +81,10 @@ def _build() -> Registry:
         reg.add(
             "backbone", manifest.name, "eofm.backbones.prithvi:PrithviEncoder", manifest=manifest
         )
+    for manifest in load_target("eofm.backbones.manifest:SCALEMAE_MANIFESTS"):
+        reg.add(
+            "backbone", manifest.name, "eofm.backbones.scalemae:ScaleMAEEncoder", manifest=manifest
+        )
     for manifest in load_target("eofm.backbones.manifest:AURORA_MANIFESTS"):
         reg.add(
             "backbone",

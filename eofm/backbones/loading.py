@@ -90,14 +90,19 @@ def load_backbone(
     The returned module has ``.manifest``, ``.input_bands``, ``.band_mapping`` and
     ``.source`` (repo, resolved commit and file, or ``None`` when randomly initialised).
     """
-    from eofm.backbones.prithvi import PrithviEncoder
-
     manifest = resolve_manifest(spec)
     if isinstance(manifest, AuroraManifest):
         raise EofmError(
             f"{spec} is an Aurora weather model; it takes weather variables, not image bands "
             "(use a recipe with data.name: era5)."
         )
+    if manifest.family == "scalemae" and bands is not None:
+        rgb = {"RED", "GREEN", "BLUE"}
+        if set(bands) != rgb or len(bands) != 3:
+            raise EofmError(
+                f"{spec} (Scale-MAE) takes exactly the bands RED, GREEN and BLUE (in any "
+                f"order), got {list(bands)}; set data.bands: [RED, GREEN, BLUE]."
+            )
     config = manifest.config
     if num_frames is not None:
         config = replace(config, num_frames=num_frames)
@@ -109,7 +114,7 @@ def load_backbone(
         state, source = fetch_or_random_init(
             manifest.name, lambda: _read_pretrained(manifest), allow_random_init
         )
-    model = PrithviEncoder(config, manifest)
+    model = encoder_class(manifest)(config, manifest)
     model.source = None
     if state is not None:
         from eofm.backbones._weights import load_strict
@@ -119,6 +124,17 @@ def load_backbone(
         model.source = source
     _map_bands(model, manifest, bands)
     return model
+
+
+def encoder_class(manifest: BackboneManifest) -> type:
+    """The encoder module of a manifest's architecture family."""
+    if manifest.family == "scalemae":
+        from eofm.backbones.scalemae import ScaleMAEEncoder
+
+        return ScaleMAEEncoder
+    from eofm.backbones.prithvi import PrithviEncoder
+
+    return PrithviEncoder
 
 
 def fetch_or_random_init(name: str, fetch: Callable[[], T], allow_random_init: bool) -> T | tuple:
@@ -150,7 +166,9 @@ def _read_pretrained(manifest: BackboneManifest) -> tuple[dict[str, torch.Tensor
         "revision": commit or manifest.revision,
         "file": manifest.hub_file,
     }
-    state = prithvi_encoder_state(read_state_dict(path), source=_describe(source))
+    state = read_state_dict(path)
+    if manifest.family == "prithvi":  # MAE checkpoints carry the decoder too
+        state = prithvi_encoder_state(state, source=_describe(source))
     return state, source
 
 
@@ -166,7 +184,7 @@ def _map_bands(
     if data_bands == model_bands:
         return
     old = model.patch_embed.proj
-    new = torch.nn.Conv3d(
+    new = type(old)(  # Conv3d (Prithvi) or Conv2d (Scale-MAE)
         len(data_bands), old.out_channels, kernel_size=old.kernel_size, stride=old.stride
     )
     fresh = new.weight.detach().clone()

@@ -176,6 +176,30 @@ PRITHVI_MANIFESTS: tuple[BackboneManifest, ...] = (
 )
 
 
+# Scale-MAE ViT-L/16 (Reed et al., ICCV 2023): the file torchgeo 0.8's
+# ScaleMAELarge16_Weights.FMOW_RGB downloads; RGB in 0..255, normalised by /255 and then
+# the ImageNet mean and std, i.e. by mean 255*m and std 255*s in 0..255 units.
+SCALEMAE_MEAN = (123.675, 116.28, 103.53)
+SCALEMAE_STD = (58.395, 57.12, 57.375)
+SCALEMAE_BANDS = ("RED", "GREEN", "BLUE")
+
+SCALEMAE_MANIFESTS: tuple[BackboneManifest, ...] = (
+    BackboneManifest(
+        name="scalemae_large_patch16",
+        family="scalemae",
+        hub_repo="isaaccorley/vit_large_patch16_224_fmow_rgb_scalemae",
+        hub_file="vit_large_patch16_224_fmow_rgb_scalemae-98ed9821.pth",
+        revision="9dc7f569424baeb780698352cf6e87638c882123",
+        config=ViTConfig(in_chans=3, embed_dim=1024, depth=24, num_heads=16),
+        bands=SCALEMAE_BANDS,
+        mean=SCALEMAE_MEAN,
+        std=SCALEMAE_STD,
+        gsd_m=0.3,  # fMoW RGB: about 0.3 m and coarser
+        tap_layers=(5, 11, 17, 23),
+    ),
+)
+
+
 def manifest_from_pretrained_cfg(
     name: str, repo: str, revision: str, file: str, cfg: dict[str, Any]
 ) -> BackboneManifest:
@@ -204,9 +228,16 @@ def manifest_from_pretrained_cfg(
         coords_encoding=coords,
         coords_scale_learn=bool(cfg.get("coords_scale_learn", False)) and bool(coords),
     )
-    bands = tuple(_hls_band_name(b) for b in cfg.get("bands", HLS_PRITHVI_BANDS))
-    mean = tuple(float(v) for v in cfg.get("mean", PRITHVI_V2_MEAN))
-    std = tuple(float(v) for v in cfg.get("std", PRITHVI_V2_STD))
+    family = str(cfg.get("architecture", "prithvi"))
+    if family not in ("prithvi", "scalemae"):
+        raise EofmError(f"{where}: architecture {family!r} is not prithvi or scalemae.")
+    scalemae = family == "scalemae"
+    bands = tuple(
+        _hls_band_name(b)
+        for b in cfg.get("bands", SCALEMAE_BANDS if scalemae else HLS_PRITHVI_BANDS)
+    )
+    mean = tuple(float(v) for v in cfg.get("mean", SCALEMAE_MEAN if scalemae else PRITHVI_V2_MEAN))
+    std = tuple(float(v) for v in cfg.get("std", SCALEMAE_STD if scalemae else PRITHVI_V2_STD))
     if not (len(bands) == len(mean) == len(std) == config.in_chans):
         raise EofmError(
             f"{where}: bands ({len(bands)}), mean ({len(mean)}), std ({len(std)}) and "
@@ -216,7 +247,7 @@ def manifest_from_pretrained_cfg(
     taps = tuple(sorted({max(0, depth * k // 4 - 1) for k in (1, 2, 3, 4)}))
     return BackboneManifest(
         name=f"hf://{repo}",
-        family="prithvi",
+        family=family,
         hub_repo=repo,
         hub_file=file,
         revision=revision,

@@ -92,6 +92,8 @@ def build_segmentation_model(
         pretrained=cfg.pretrained if pretrained is None else pretrained,
         allow_random_init=allow_random_init,
     )
+    if hasattr(backbone, "gsd"):  # Scale-MAE's resolution-aware positions
+        backbone.gsd = cfg.gsd
     if cfg.tap_layers:
         depth = backbone.config.depth
         bad = [i for i in cfg.tap_layers if not 0 <= i < depth]

@@ -1,0 +1,144 @@
+"""Scale-MAE: the released layout, GSD-aware positions, equivalence with torchgeo's model."""
+
+from __future__ import annotations
+
+import io
+import json
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from eofm.backbones.loading import load_backbone
+from eofm.errors import EofmError
+
+TINY = {
+    "architecture": "scalemae",
+    "img_size": 64,
+    "patch_size": 16,
+    "in_chans": 3,
+    "embed_dim": 64,
+    "depth": 4,
+    "num_heads": 4,
+    "bands": ["RED", "GREEN", "BLUE"],
+}
+
+
+def torchgeo_scalemae(**kwargs) -> nn.Module:
+    from torchgeo.models.scale_mae import ScaleMAE
+
+    return ScaleMAE(
+        qkv_bias=True, mlp_ratio=4, norm_layer=partial(nn.LayerNorm, eps=1e-6), **kwargs
+    )
+
+
+def release_bytes(model: nn.Module) -> bytes:
+    """The state dict in the release layout (no classification head), as a .pth file."""
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(hub) -> tuple[nn.Module, str]:
+    torch.manual_seed(0)
+    reference = torchgeo_scalemae(img_size=64, patch_size=16, embed_dim=64, depth=4, num_heads=4)
+    for p in reference.parameters():  # visible weights, not the near-zero init
+        p.data.normal_(0, 0.05)
+    repo = "tester/scalemae-tiny"
+    hub.add_commit(
+        repo,
+        {
+            "scalemae-tiny.pth": release_bytes(reference),
+            "config.json": json.dumps({"pretrained_cfg": TINY}).encode(),
+        },
+    )
+    return reference.eval(), f"hf://{repo}"
+
+
+def reference_layers(model: nn.Module, x: torch.Tensor, res: float) -> list[torch.Tensor]:
+    """Every block's output of torchgeo's ScaleMAE at ``res`` (the last one normed)."""
+    outputs = []
+    hooks = [b.register_forward_hook(lambda m, i, o: outputs.append(o)) for b in model.blocks]
+    model.res = res
+    with torch.no_grad():
+        final = model.forward_features(x)
+    for h in hooks:
+        h.remove()
+    return outputs[:-1] + [final]
+
+
+@pytest.mark.parametrize("gsd", [1.0, 2.5])
+def test_every_tapped_layer_equals_torchgeo(served, gsd: float) -> None:
+    reference, spec = served
+    encoder = load_backbone(spec).eval()
+    assert encoder.source and encoder.source["file"] == "scalemae-tiny.pth"
+    x = torch.randn(2, 3, 64, 64)
+    expected = reference_layers(reference, x, gsd)
+    with torch.no_grad():
+        ours, grid = encoder(x, tap_layers=(0, 1, 2, 3), gsd=gsd)
+    assert grid == (1, 4, 4)
+    for layer, (a, b) in enumerate(zip(ours, expected, strict=True)):
+        assert (a - b).abs().max().item() < 1e-5, layer
+
+
+def test_the_gsd_changes_the_output_and_may_differ_per_sample(served) -> None:
+    _, spec = served
+    encoder = load_backbone(spec).eval()
+    x = torch.randn(1, 3, 64, 64).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        native, _ = encoder(x, gsd=1.0)
+        coarse, _ = encoder(x, gsd=4.0)
+        mixed, _ = encoder(x, gsd=torch.tensor([1.0, 4.0]))
+    assert (native[-1] - coarse[-1]).abs().max() > 1e-3
+    assert torch.allclose(mixed[-1][0], native[-1][0], atol=1e-6)
+    assert torch.allclose(mixed[-1][1], coarse[-1][1], atol=1e-6)
+
+
+def test_registered_large_model_matches_the_release_layout() -> None:
+    """scalemae_large_patch16 has exactly the keys and shapes of torchgeo's ViT-L/16
+    (built on the meta device: no memory, no download)."""
+    from eofm.backbones.loading import encoder_class
+    from eofm.registry import backbone_manifest
+
+    manifest = backbone_manifest("scalemae_large_patch16")
+    assert manifest.hub_repo == "isaaccorley/vit_large_patch16_224_fmow_rgb_scalemae"
+    assert manifest.revision == "9dc7f569424baeb780698352cf6e87638c882123"
+    assert manifest.bands == ("RED", "GREEN", "BLUE")
+    with torch.device("meta"):
+        ours = encoder_class(manifest)(manifest.config, manifest)
+        theirs = torchgeo_scalemae(patch_size=16, embed_dim=1024, depth=24, num_heads=16)
+    expected = {
+        k: tuple(v.shape) for k, v in theirs.state_dict().items() if not k.startswith("head.")
+    }
+    assert {k: tuple(v.shape) for k, v in ours.state_dict().items()} == expected
+    assert expected["pos_embed"] == (1, 197, 1024)
+
+
+def test_scalemae_trains_through_a_segmentation_recipe(served) -> None:
+    from eofm.families.segmentation import SegmentationFamily
+    from eofm.recipe import load_recipe
+
+    _, spec = served
+    recipe = load_recipe(
+        "sen1floods11_s2_scalemae_rgb_lora",
+        [
+            f"backbone.name={spec}",
+            "backbone.tap_layers=[0,1,2,3]",
+            "decoder.channels=16",
+            "backbone.gsd=2.0",
+        ],
+    )
+    model = SegmentationFamily().build_model(recipe, bands=recipe.data.bands, pretrained=True)
+    assert model.backbone.base_model.model.gsd == 2.0
+    logits = model(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 2, 64, 64)
+    logits.mean().backward()
+
+
+def test_scalemae_needs_rgb(served) -> None:
+    _, spec = served
+    with pytest.raises(EofmError, match="RED, GREEN and BLUE"):
+        load_backbone(spec, bands=["VV", "VH"])
