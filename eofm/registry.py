@@ -96,6 +96,7 @@ def _build() -> Registry:
     reg.add("decoder", "progressive", "eofm.decoders.progressive:ProgressiveDecoder", input="maps")
     reg.add("decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", input="maps")
     reg.add("decoder", "linear", "eofm.decoders.linear:LinearDecoder", input="maps")
+    reg.add("decoder", "unet", "eofm.decoders.unet:UNetDecoder", input="maps")
     reg.add("decoder", "mlp_latent", "eofm.decoders.mlp_latent:LatentMLPDecoder", input="latent")
     # Task families: what is predicted, from which model, scored how, written where.
     reg.add("family", "segmentation", "eofm.families.segmentation:SegmentationFamily")

@@ -123,7 +123,7 @@ def load_aurora_backbone(
     allow_random_init: bool = False,
 ) -> AuroraLatentBackbone:
     """Download (pinned revision, same Hub loader and failure rules as Prithvi) and load."""
-    from eofm.backbones.loading import fetch_or_random_init
+    from eofm.backbones.fetch import fetch_or_random_init
     from eofm.publishing import hub
 
     def fetch() -> tuple[str, dict[str, str]]:

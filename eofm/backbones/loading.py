@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TypeVar
 
 import torch
 
 from eofm.backbones._weights import WEIGHT_SUFFIXES
+from eofm.backbones.fetch import fetch_or_random_init
 from eofm.backbones.manifest import (
     AuroraManifest,
     BackboneManifest,
@@ -23,12 +24,6 @@ from eofm.publishing import hub
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RANDOM_INIT_WARNING = (
-    "\n" + "!" * 78 + "\n!! eofm: PRETRAINED WEIGHTS WERE NOT LOADED for {name}: {reason}\n"
-    "!! --allow-random-init was given, so the backbone is RANDOMLY INITIALISED.\n"
-    "!! Results will not reflect the pretrained model.\n" + "!" * 78
-)
-
 
 def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
     """The manifest for a registry name or an ``hf://`` id.
@@ -37,8 +32,11 @@ def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
     unknown repo is described by its ``config.json`` (``pretrained_cfg``) and its single
     weights file, or the one named with ``#FILE``.
     """
+    from eofm.backbones.timm_backbone import is_timm_spec, timm_manifest
     from eofm.registry import backbone_manifest, manifest_for_repo
 
+    if is_timm_spec(spec):
+        return timm_manifest(spec)
     if not hub.is_hub_uri(spec):
         return backbone_manifest(spec)
     ref = hub.parse_hub_uri(spec)
@@ -96,6 +94,12 @@ def load_backbone(
             f"{spec} is an Aurora weather model; it takes weather variables, not image bands "
             "(use a recipe with data.name: era5)."
         )
+    if manifest.family == "timm":
+        from eofm.backbones.timm_backbone import build_timm_backbone
+
+        return build_timm_backbone(
+            manifest, bands, pretrained=pretrained, allow_random_init=allow_random_init
+        )
     if manifest.family == "scalemae" and bands is not None:
         rgb = {"RED", "GREEN", "BLUE"}
         if set(bands) != rgb or len(bands) != 3:
@@ -135,21 +139,6 @@ def encoder_class(manifest: BackboneManifest) -> type:
     from eofm.backbones.prithvi import PrithviEncoder
 
     return PrithviEncoder
-
-
-def fetch_or_random_init(name: str, fetch: Callable[[], T], allow_random_init: bool) -> T | tuple:
-    """``fetch()``; on failure raise, or with ``allow_random_init`` warn loudly and
-    return ``(None, None)``: the one rule against silent random weights."""
-    try:
-        return fetch()
-    except EofmError as exc:
-        if not allow_random_init:
-            raise EofmError(
-                f"{exc} Pass backbone.pretrained=false or --allow-random-init to train "
-                "from random weights instead."
-            ) from None
-        log.warning(RANDOM_INIT_WARNING.format(name=name, reason=exc))
-        return None, None
 
 
 def _describe(source: dict[str, str]) -> str:

@@ -55,3 +55,14 @@ class ViTNeck(nn.Module):
         if self.pyramid:
             maps = [scale(m) for scale, m in zip(self.scales, maps, strict=True)]
         return maps
+
+
+class MapNeck(nn.Module):
+    """A CNN's feature levels pass straight through (channels-last, like the ViT neck)."""
+
+    def __init__(self, channels: list[int]) -> None:
+        super().__init__()
+        self.out_channels = list(channels)
+
+    def forward(self, maps: list[torch.Tensor], grid: object = None) -> list[torch.Tensor]:
+        return [m.contiguous(memory_format=torch.channels_last) for m in maps]

@@ -21,6 +21,7 @@ class ProgressiveDecoder(nn.Module):
     """Fuse the tapped maps with a 1x1 conv, then upsample x2 per stage to the patch size."""
 
     needs_pyramid = False
+    needs_tokens = True  # fuses maps of one resolution: ViT tokens, not a CNN's levels
 
     def __init__(
         self, in_channels: list[int], channels: int = 64, *, patch_size: int = 16, **_: object

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eofm.decoders.neck import ViTNeck
+from eofm.decoders.neck import MapNeck, ViTNeck
 from eofm.errors import RecipeError
 from eofm.models.base import LatentModel
 from eofm.recipe import Recipe
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class SegmentationModel(LatentModel):
-    """Dense prediction at the input's resolution from a ViT encoder."""
+    """Dense prediction at the input's resolution from a ViT encoder or a CNN's feature levels."""
 
     def __init__(
         self, backbone: nn.Module, neck: nn.Module, decoder: nn.Module, head: nn.Module
@@ -36,16 +36,28 @@ class SegmentationModel(LatentModel):
         x: torch.Tensor,
         temporal_coords: torch.Tensor | None = None,
         location_coords: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        """Tokens of the tapped layers stacked ``(B, taps, N, D)``, and the patch grid."""
+    ) -> tuple[torch.Tensor | list[torch.Tensor], tuple[int, int, int] | None]:
+        """Tokens of the tapped layers stacked ``(B, taps, N, D)`` and the patch grid; or a
+        CNN's feature maps (a list of several resolutions) and ``None``."""
         with self.backbone_grad():
             tokens, grid = self.backbone(x, temporal_coords, location_coords)
+        if grid is None:
+            return list(tokens), None
         return torch.stack(list(tokens), dim=1), tuple(grid)
 
+    @property
+    def cacheable(self) -> bool:
+        """Latents of one shape per sample (ViT tokens) can go to the latent cache."""
+        return not getattr(self.backbone, "is_cnn", False)
+
     def decode(
-        self, latent: torch.Tensor, grid: tuple[int, int, int], size: tuple[int, int]
+        self,
+        latent: torch.Tensor | list[torch.Tensor],
+        grid: tuple[int, int, int] | None,
+        size: tuple[int, int],
     ) -> torch.Tensor:
-        features = self.decoder(self.neck(list(latent.unbind(1)), grid))
+        maps = latent if isinstance(latent, list) else list(latent.unbind(1))
+        features = self.decoder(self.neck(maps, grid))
         logits = self.head(features)
         if tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
@@ -59,6 +71,11 @@ class SegmentationModel(LatentModel):
     def decode_batch(self, batch: dict) -> torch.Tensor:
         grid = tuple(int(v) for v in batch["grid"][0])
         return self.decode(batch["latent"], grid, tuple(batch["mask"].shape[-2:]))
+
+    def predict_batch(self, batch: dict) -> torch.Tensor:
+        if "latent" in batch:
+            return self.decode_batch(batch)
+        return self(batch["image"])
 
     def forward(
         self,
@@ -94,28 +111,11 @@ def build_segmentation_model(
     )
     if hasattr(backbone, "gsd"):  # Scale-MAE's resolution-aware positions
         backbone.gsd = cfg.gsd
-    if cfg.tap_layers:
-        depth = backbone.config.depth
-        bad = [i for i in cfg.tap_layers if not 0 <= i < depth]
-        if bad:
-            raise RecipeError(
-                f"backbone.tap_layers {bad} are outside 0..{depth - 1} for {cfg.name}."
-            )
-        backbone.tap_layers = tuple(cfg.tap_layers)
     from eofm.registry import REGISTRY
 
-    entry = REGISTRY.get("decoder", recipe.decoder.name)
-    decoder_cls = entry.load()
-    if decoder_cls.needs_pyramid and len(backbone.tap_layers) != 4:
-        raise RecipeError(
-            f"decoder.name {recipe.decoder.name} builds a 4-level pyramid and needs 4 tapped "
-            f"layers; backbone.tap_layers has {len(backbone.tap_layers)} "
-            f"({list(backbone.tap_layers)}). Tap 4 layers, or use decoder.name: progressive."
-        )
-    frames = backbone.config.num_frames // backbone.config.patch_size[0]
-    neck = ViTNeck(
-        backbone.embed_dim * frames, len(backbone.tap_layers), pyramid=decoder_cls.needs_pyramid
-    )
+    decoder_cls = REGISTRY.get("decoder", recipe.decoder.name).load()
+    make_neck = _cnn_neck if getattr(backbone, "is_cnn", False) else _vit_neck
+    neck = make_neck(recipe, backbone, decoder_cls)
     decoder = decoder_cls(
         neck.out_channels,
         recipe.decoder.channels,
@@ -128,3 +128,45 @@ def build_segmentation_model(
     model = SegmentationModel(backbone, neck, decoder, head)
     apply_adapter(model, recipe.adapter)
     return model
+
+
+def _vit_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type) -> ViTNeck:
+    cfg = recipe.backbone
+    if cfg.tap_layers:
+        depth = backbone.config.depth
+        bad = [i for i in cfg.tap_layers if not 0 <= i < depth]
+        if bad:
+            raise RecipeError(
+                f"backbone.tap_layers {bad} are outside 0..{depth - 1} for {cfg.name}."
+            )
+        backbone.tap_layers = tuple(cfg.tap_layers)
+    if decoder_cls.needs_pyramid and len(backbone.tap_layers) != 4:
+        raise RecipeError(
+            f"decoder.name {recipe.decoder.name} builds a 4-level pyramid and needs 4 tapped "
+            f"layers; backbone.tap_layers has {len(backbone.tap_layers)} "
+            f"({list(backbone.tap_layers)}). Tap 4 layers, or use decoder.name: progressive."
+        )
+    frames = backbone.config.num_frames // backbone.config.patch_size[0]
+    return ViTNeck(
+        backbone.embed_dim * frames, len(backbone.tap_layers), pyramid=decoder_cls.needs_pyramid
+    )
+
+
+def _cnn_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type) -> MapNeck:
+    if getattr(decoder_cls, "needs_tokens", False):
+        raise RecipeError(
+            f"decoder.name {recipe.decoder.name} fuses ViT tokens of one resolution; a timm "
+            f"backbone ({recipe.backbone.name}) gives feature levels, so use unet, upernet "
+            "or linear."
+        )
+    if recipe.adapter.mode == "lora":
+        raise RecipeError(
+            f"adapter.mode lora adapts ViT attention; {recipe.backbone.name} is a CNN, so use "
+            "adapter.mode full or frozen."
+        )
+    if recipe.backbone.tap_layers:
+        raise RecipeError(
+            f"backbone.tap_layers is for ViT backbones; {recipe.backbone.name} gives its "
+            "deepest 4 feature levels."
+        )
+    return MapNeck(backbone.feature_channels)

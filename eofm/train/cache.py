@@ -214,6 +214,8 @@ def cache_refusal(recipe: Any, datamodule: Any, model: torch.nn.Module) -> str |
         )
     if not hasattr(model, "encode_batch"):
         return "the model cannot encode a batch on its own"
+    if not getattr(model, "cacheable", True):
+        return "the backbone gives feature maps of several resolutions, which are not cached"
     return None
 
 
