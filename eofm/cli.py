@@ -121,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
         "--shard", help="i/n: process every n-th input from the i-th (default: launcher rank)"
     )
     predict.add_argument(
+        "--date",
+        metavar="YYYY-MM-DD",
+        help="acquisition date for time-location (TL) models, when the scene's tags lack one",
+    )
+    predict.add_argument(
         "--device",
         default="auto",
         help="auto (CUDA when present), cpu, cuda, cuda:N or mps; under torchrun/SLURM "
@@ -285,6 +290,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         bands=[b.strip() for b in args.bands.split(",")] if args.bands else None,
         strict=args.strict,
+        date=args.date,
         device=args.device,
         precision=args.precision,
     )

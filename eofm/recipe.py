@@ -64,6 +64,7 @@ class BackboneConfig:
     num_frames: int | None = option(None, "frames per sample (default: the manifest's)")
     img_size: int | None = option(None, "image size the position embedding is built for")
     tap_layers: list[int] | None = option(None, "encoder layers the decoder reads")
+    coords: bool = option(True, "feed TL backbones the data's time and location coordinates")
     gsd: float = option(
         1.0,
         "Scale-MAE: the input's ground sample distance relative to the pre-training "

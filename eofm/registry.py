@@ -110,6 +110,12 @@ def _build() -> Registry:
     )
     reg.add(
         "dataset",
+        "hls_burn_scars",
+        "eofm.data.hls_burn_scars:HLSBurnScarsDataModule",
+        config="eofm.data.hls_burn_scars_config:HLSBurnScarsConfig",
+    )
+    reg.add(
+        "dataset",
         "era5",
         "eofm.data.era5:ERA5DataModule",
         config="eofm.data.era5_config:ERA5Config",

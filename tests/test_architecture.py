@@ -216,7 +216,7 @@ def test_every_registered_map_decoder_builds_and_predicts(name: str) -> None:
     """One constructor shape for all map decoders; each gives full-resolution logits."""
     from eofm.families.segmentation import SegmentationFamily
 
-    taps = "[0,1,2,3]" if name == "upernet" else "[0,1]"
+    taps = "[0,1,2,3]" if name in ("upernet", "unet") else "[0,1]"
     recipe = load_recipe(
         "demo", tiny_overrides(**{"decoder.name": name, "backbone.tap_layers": taps})
     )

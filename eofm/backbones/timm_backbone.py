@@ -142,7 +142,9 @@ def build_timm_backbone(
                 kwargs = {} if by_name else {"in_chans": len(data_bands)}
                 model = _create(spec, pretrained=True, **kwargs)
             except EofmError as exc:
-                raise EofmError(f"Pretrained weights of {spec} could not be loaded: {exc}") from None
+                raise EofmError(
+                    f"Pretrained weights of {spec} could not be loaded: {exc}"
+                ) from None
             return model, {"repo": manifest.hub_repo, "revision": "main", "file": "timm"}
 
         model, source = fetch_or_random_init(spec, download, allow_random_init)

@@ -68,7 +68,9 @@ class SegmentationFamily(TaskFamily):
         std: list[float] | None,
         *,
         pad_multiple: int,
+        coords: dict[str, bool] | None = None,
     ) -> Any:
+        """The datamodule of ``recipe``; ``coords`` says which TL coordinates to supply."""
         from eofm.data.loading import pin_memory_for, resolve_workers
         from eofm.registry import REGISTRY
 
@@ -78,22 +80,23 @@ class SegmentationFamily(TaskFamily):
                 "data.root is empty: set it in the recipe or with data.root=/path/to/data."
             )
         cls = REGISTRY.get("dataset", data.name).load()
+        options = {  # the dataset's own data.* keys, then what the family decides
+            k: v
+            for k, v in asdict(data).items()
+            if k not in ("name", "root", "mean", "std", "num_workers")
+        }
+        options["split_fractions"] = tuple(data.split_fractions)
         datamodule = cls(
             data.root,
-            data.bands,
+            **options,
             mean=mean,
             std=std,
-            split_csv=data.split_csv,
-            split_fractions=tuple(data.split_fractions),
-            crop_size=data.crop_size,
-            eval_crop_size=data.eval_crop_size,
-            batch_size=data.batch_size,
             num_workers=resolve_workers(data.num_workers),
             pin_memory=pin_memory_for(recipe.trainer.accelerator),
-            hflip=data.hflip,
             seed=recipe.seed,
-            train_repeats=data.train_repeats,
             pad_multiple=pad_multiple,
+            temporal_coords=bool(coords and coords.get("time")),
+            location_coords=bool(coords and coords.get("location")),
         )
         expected = getattr(datamodule, "num_classes", None)
         if expected is not None and expected != len(recipe.task.class_names):
@@ -108,7 +111,9 @@ class SegmentationFamily(TaskFamily):
 
         manifest = resolve_manifest(recipe.backbone.name)
         mean, std, norm_source = self.normalisation(recipe)
-        datamodule = self.build_datamodule(recipe, mean, std, pad_multiple=manifest.patch_size[-1])
+        datamodule = self.build_datamodule(
+            recipe, mean, std, pad_multiple=manifest.patch_size[-1], coords=wanted_coords(recipe)
+        )
         model = self.build_model(
             recipe,
             bands=recipe.data.bands,
@@ -137,7 +142,11 @@ class SegmentationFamily(TaskFamily):
 
     def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
         return self.build_datamodule(
-            recipe, trained.mean, trained.std, pad_multiple=trained.patch_size
+            recipe,
+            trained.mean,
+            trained.std,
+            pad_multiple=trained.patch_size,
+            coords=trained.manifest["backbone"].get("coords"),
         )
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
@@ -172,6 +181,9 @@ class SegmentationFamily(TaskFamily):
             num_frames=encoder.manifest.config.num_frames,
             gsd_m=encoder.manifest.gsd_m,
         )
+        out["backbone"]["coords"] = getattr(
+            datamodule, "uses_coords", {"time": False, "location": False}
+        )
         if hasattr(datamodule, "input_range"):
             out["input_range"] = datamodule.input_range()
         return out
@@ -191,3 +203,14 @@ class SegmentationFamily(TaskFamily):
         from eofm.publishing.card import render_segmentation_card
 
         return render_segmentation_card(config, recipe, metrics, **card)
+
+
+def wanted_coords(recipe: Recipe) -> dict[str, bool]:
+    """The TL coordinates the backbone takes (``time``, ``location``), unless
+    ``backbone.coords: false``."""
+    if not recipe.backbone.coords:
+        return {"time": False, "location": False}
+    from eofm.backbones.loading import resolve_manifest
+
+    encoding = getattr(resolve_manifest(recipe.backbone.name).config, "coords_encoding", ())
+    return {"time": "time" in encoding, "location": "location" in encoding}

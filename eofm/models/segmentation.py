@@ -29,8 +29,6 @@ class SegmentationModel(LatentModel):
         for part in (self.neck, self.decoder, self.head):
             part.to(memory_format=torch.channels_last)
 
-    INPUT_KEYS = ("image",)
-
     def encode(
         self,
         x: torch.Tensor,
@@ -63,8 +61,12 @@ class SegmentationModel(LatentModel):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits.contiguous()
 
+    INPUT_KEYS = ("image", "temporal_coords", "location_coords")
+
     def encode_batch(self, batch: dict) -> dict[str, torch.Tensor]:
-        latent, grid = self.encode(batch["image"])
+        latent, grid = self.encode(
+            batch["image"], batch.get("temporal_coords"), batch.get("location_coords")
+        )
         b = latent.shape[0]
         return {"latent": latent, "grid": torch.tensor(grid).expand(b, 3)}
 
@@ -75,7 +77,7 @@ class SegmentationModel(LatentModel):
     def predict_batch(self, batch: dict) -> torch.Tensor:
         if "latent" in batch:
             return self.decode_batch(batch)
-        return self(batch["image"])
+        return self(batch["image"], batch.get("temporal_coords"), batch.get("location_coords"))
 
     def forward(
         self,

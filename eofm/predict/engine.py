@@ -198,20 +198,29 @@ class Predictor:
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
         self.timings = StageTimes()
+        self.coords = dict((trained.manifest.get("backbone") or {}).get("coords") or {})
+        self._warned_undated = False
 
-    def _device_probabilities(self, batch: np.ndarray) -> torch.Tensor:
-        """Class probabilities of a batch of tiles, on the model's device, in float32."""
+    def _device_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> torch.Tensor:
+        """Class probabilities of a batch of tiles, on the model's device, in float32.
+
+        ``coords`` holds the TL model's ``temporal``/``location`` arrays for the batch."""
         x = torch.from_numpy(batch)
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         elif self.device.type != "cpu":
             x = x.to(self.device)
+        extra = [
+            None if (coords or {}).get(k) is None else torch.from_numpy(coords[k]).to(self.device)
+            for k in ("temporal", "location")
+        ]
+        extra = extra if any(e is not None for e in extra) else []
         model = self.trained.model
         try:
             with autocast_context(self.device, self.precision):
-                probs = model(x).float().softmax(dim=1)
+                probs = model(x, *extra).float().softmax(dim=1)
                 if self.options.tta_flip:
-                    flipped = model(torch.flip(x, dims=[-1])).float().softmax(dim=1)
+                    flipped = model(torch.flip(x, dims=[-1]), *extra).float().softmax(dim=1)
                     probs = (probs + torch.flip(flipped, dims=[-1])) / 2
         except torch.OutOfMemoryError:
             raise EofmError(
@@ -226,9 +235,47 @@ class Predictor:
         return self._device_probabilities(batch).cpu().numpy()
 
     @torch.inference_mode()
-    def _weighted_probabilities(self, batch: np.ndarray) -> np.ndarray:
+    def _weighted_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> np.ndarray:
         """Probabilities times the blending window (what the accumulators add)."""
-        return (self._device_probabilities(batch) * self._weights_on_device).cpu().numpy()
+        probs = self._device_probabilities(batch, coords)
+        return (probs * self._weights_on_device).cpu().numpy()
+
+    def _scene_date(self, reader: SceneReader) -> tuple[int, int] | None:
+        """The acquisition date a TL model gets: ``--date``, else the scene's tags."""
+        if not self.coords.get("time"):
+            return None
+        from eofm.data.coords import acquisition_date, parse_date
+
+        if self.options.date:
+            return parse_date(self.options.date)
+        date = acquisition_date(reader.ds.tags())
+        if date is None and not self._warned_undated:
+            log.warning(
+                "The model was trained with acquisition dates, but %s records none: predicting "
+                "without temporal coordinates (give --date YYYY-MM-DD).",
+                reader.path,
+            )
+            self._warned_undated = True
+        return date
+
+    def _tile_coords(
+        self, reader: SceneReader, positions: list, date: tuple[int, int] | None
+    ) -> dict[str, np.ndarray]:
+        """TL coordinates of tiles: the date, and each tile's centre as (lat, lon)."""
+        coords: dict[str, np.ndarray] = {}
+        if date is not None:
+            coords["temporal"] = np.tile(np.float32(date), (len(positions), 1, 1))
+        if self.coords.get("location") and positions:
+            from eofm.data.coords import to_latlon
+
+            t, ds = self.options.tile, reader.ds
+            centres = [
+                ds.xy(r + (min(t, ds.height - r) - 1) / 2, c + (min(t, ds.width - c) - 1) / 2)
+                for r, c in positions
+            ]
+            latlon = to_latlon(ds.crs, [x for x, _ in centres], [y for _, y in centres])
+            coords["location"] = np.asarray(latlon, np.float32)
+        return coords
 
     def plan(self, source: Path, out_dir: Path, inputs: Sequence[Path] = ()) -> ScenePlan:
         """What predicting ``source`` into ``out_dir`` writes (raises if it would harm a file)."""
@@ -448,6 +495,7 @@ class Predictor:
         """
         size, t, left = self.options.batch_size, self.options.tile, cols[0]
         right = cols[-1] + t
+        date = self._scene_date(reader)
         for row in rows:
             started = time.perf_counter()
             strip, strip_mask = reader.read_strip(row, left, right)
@@ -459,29 +507,32 @@ class Predictor:
                 masks.append(strip_mask[:, x : x + t])
                 if len(positions) == size:
                     batch = np.stack(tiles)
+                    coords = self._tile_coords(reader, positions, date)
                     self.timings.add("read", started)
-                    yield None, positions, batch, masks
+                    yield None, positions, batch, masks, coords
                     started = time.perf_counter()
                     positions, tiles, masks = [], [], []
             batch = np.stack(tiles) if tiles else None
+            coords = self._tile_coords(reader, positions, date)
             self.timings.add("read", started)
-            yield row, positions, batch, masks
+            yield row, positions, batch, masks, coords
 
     def _predicted(self, batches: Iterator) -> Iterator:
         """Predict each batch; tiles without a single valid pixel skip the model."""
-        for row, positions, tiles, masks in batches:
+        for row, positions, tiles, masks, coords in batches:
             if tiles is None:
                 yield row, positions, [], masks
                 continue
             started = time.perf_counter()
             useful = [i for i, mask in enumerate(masks) if mask.any()]
             if len(useful) == len(positions):
-                weighted = self._weighted_probabilities(tiles)
+                weighted = self._weighted_probabilities(tiles, coords)
             else:
                 shape = (len(positions), self.num_classes, *tiles.shape[-2:])
                 weighted = np.zeros(shape, np.float32)
                 if useful:
-                    weighted[useful] = self._weighted_probabilities(tiles[useful])
+                    subset = {k: v[useful] for k, v in coords.items()}
+                    weighted[useful] = self._weighted_probabilities(tiles[useful], subset)
             self.timings.add("model", started)
             yield row, positions, weighted, masks
 

@@ -22,6 +22,7 @@ class PredictOptions:
     overwrite: bool = False
     bands: list[str] | None = None
     strict: bool = False  # refuse scenes unlike the training data instead of warning
+    date: str | None = None  # YYYY-MM-DD: acquisition date for TL models (else the tags)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
 
@@ -40,6 +41,14 @@ class PredictOptions:
         if self.vector not in (None, *VECTOR_FORMATS):
             raise bad(f"--vector must be geoparquet or geojson, got {self.vector!r}.")
         from eofm.predict.device import check_device_spec, check_precision_spec
+
+        if self.date is not None:
+            from eofm.data.coords import parse_date
+
+            try:
+                parse_date(self.date)
+            except EofmError as exc:
+                raise bad(f"--date: {exc}") from None
 
         check_device_spec(self.device)
         check_precision_spec(self.precision)

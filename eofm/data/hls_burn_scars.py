@@ -1,0 +1,156 @@
+"""HLS Burn Scars: Harmonized Landsat Sentinel-2 scenes with hand-made burn-scar masks.
+
+Phillips et al., "HLS Foundation Burnscars dataset" (NASA/IBM, 2023), released with
+Prithvi-EO (Jakubik et al., arXiv:2310.18660). Layout, per scene::
+
+    training/subsetted_512x512_HLS.S30.T10SEH.2018190.v1.4_merged.tif   6 bands: BLUE, GREEN,
+        RED, NIR_NARROW, SWIR_1, SWIR_2 (HLS B02, B03, B04, B8A/B05, B11/B06, B12/B07),
+        float32 reflectance
+    training/subsetted_512x512_HLS.S30.T10SEH.2018190.v1.4.mask.tif     int16: -1 no data,
+        0 not burned, 1 burn scar (``_mask.tif`` is accepted too)
+    validation/...                                                       the same
+
+``training/`` is the train split. ``validation/`` is divided into val and test by MGRS
+tile (``T10SEH``), in the ratio of ``data.split_fractions``' last two numbers, so that a
+tile never serves both model selection and the final score. The acquisition date is the
+``YYYYDDD`` in the name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eofm.bands import HLS_PRITHVI_BANDS, band_indices, check_band_names
+from eofm.data.chips import ChipDataModule
+from eofm.errors import EofmError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIX = "_merged.tif"
+MASK_SUFFIXES = (".mask.tif", "_mask.tif")
+FOLDERS = ("training", "validation")
+_NAME = re.compile(r"HLS\.[SL]30\.(?P<tile>T\w{5})\.(?P<date>\d{7})")
+
+
+def scene_pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """scene id -> (image, mask) of one folder; a scene without its mask is an error."""
+    pairs = {}
+    for image in sorted(folder.glob(f"*{IMAGE_SUFFIX}")):
+        scene = image.name[: -len(IMAGE_SUFFIX)]
+        masks = [folder / f"{scene}{s}" for s in MASK_SUFFIXES]
+        mask = next((m for m in masks if m.is_file()), None)
+        if mask is None:
+            raise EofmError(f"HLS scene {image} has no mask ({masks[0].name} is missing).")
+        pairs[scene] = (image, mask)
+    if not pairs:
+        raise EofmError(f"{folder} holds no *{IMAGE_SUFFIX} scenes.")
+    return pairs
+
+
+def scene_tile(scene: str) -> str:
+    match = _NAME.search(scene)
+    return match.group("tile") if match else scene
+
+
+def scene_date(scene: str) -> tuple[int, int] | None:
+    """(year, day of year) from ``YYYYDDD`` in the scene name, or None."""
+    match = _NAME.search(scene)
+    if not match:
+        return None
+    date = match.group("date")
+    return int(date[:4]), int(date[4:])
+
+
+def split_by_tile(scenes: Sequence[str], val_share: float) -> tuple[list[str], list[str]]:
+    """Whole MGRS tiles to val, then test, in the order of their hash (deterministic).
+
+    Val takes tiles until it holds ``val_share`` of the scenes; with two tiles or more,
+    test keeps at least one.
+    """
+    tiles: dict[str, list[str]] = {}
+    for scene in scenes:
+        tiles.setdefault(scene_tile(scene), []).append(scene)
+    order = sorted(tiles, key=lambda t: hashlib.sha1(t.encode()).hexdigest())
+    val: list[str] = []
+    for i, tile in enumerate(order):
+        if len(val) >= val_share * len(scenes) or (i == len(order) - 1 and i > 0):
+            test = [s for t in order[i:] for s in tiles[t]]
+            return sorted(val), sorted(test)
+        val.extend(tiles[tile])
+    return sorted(val), []
+
+
+class HLSBurnScarsDataModule(ChipDataModule):
+    """Splits, normalisation and loaders for HLS Burn Scars; all files checked up front."""
+
+    name = "hls_burn_scars"
+
+    def __init__(
+        self,
+        root: str | Path,
+        bands: Sequence[str] = HLS_PRITHVI_BANDS,
+        *,
+        mean: Sequence[float] | None,
+        std: Sequence[float] | None,
+        reflectance_scale: float = 10000.0,
+        split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
+        crop_size: int | None = 224,
+        eval_crop_size: int | None = None,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        hflip: bool = True,
+        seed: int = 0,
+        pad_multiple: int = 16,
+        train_repeats: int = 1,
+        pin_memory: bool = False,
+        temporal_coords: bool = False,
+        location_coords: bool = False,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        root = Path(root)
+        missing = [f for f in FOLDERS if not (root / f).is_dir()]
+        if missing:
+            raise EofmError(
+                f"Data root {root} is not an HLS Burn Scars folder: {missing[0]}/ is missing "
+                "(data.root holds training/ and validation/)."
+            )
+        names = check_band_names(bands, where="data.bands")
+        indexes = [i + 1 for i in band_indices(names, HLS_PRITHVI_BANDS, where="HLS scenes")]
+        train = scene_pairs(root / "training")
+        held_out = scene_pairs(root / "validation")
+        f_val, f_test = split_fractions[1], split_fractions[2]
+        val, test = split_by_tile(list(held_out), f_val / max(f_val + f_test, 1e-12))
+        if mean is not None and std is not None:  # statistics are in reflectance x scale
+            mean = [m / reflectance_scale for m in mean]
+            std = [s / reflectance_scale for s in std]
+        self.reflectance_scale = reflectance_scale
+        self.prepare(
+            root=root,
+            bands=names,
+            indexes=indexes,
+            pairs={**train, **held_out},
+            splits={"train": list(train), "val": val, "test": test},
+            mean=mean,
+            std=std,
+            crop_size=crop_size,
+            eval_crop_size=eval_crop_size,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            hflip=hflip,
+            seed=seed,
+            pad_multiple=pad_multiple,
+            train_repeats=train_repeats,
+            pin_memory=pin_memory,
+            dates={scene: scene_date(scene) for scene in {**train, **held_out}},
+            temporal_coords=temporal_coords,
+            location_coords=location_coords,
+        )
+        log.info(
+            "HLS Burn Scars: %s", ", ".join(f"{s} {len(c)} scenes" for s, c in self.splits.items())
+        )

@@ -1,0 +1,49 @@
+"""The ``data`` keys of HLS Burn Scars (``data.name: hls_burn_scars``); see ``hls_burn_scars.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eofm.bands import HLS_PRITHVI_BANDS
+from eofm.data.config import DataConfig
+from eofm.errors import EofmError, RecipeError
+from eofm.typed_config import check_positive, option
+
+
+@dataclass
+class HLSBurnScarsConfig(DataConfig):
+    """HLS Burn Scars scenes: 6-band merged images with burn-scar masks, by folder."""
+
+    bands: list[str] = option(
+        help="bands by name, of BLUE, GREEN, RED, NIR_NARROW, SWIR_1, SWIR_2",
+        factory=lambda: list(HLS_PRITHVI_BANDS),
+    )
+    reflectance_scale: float = option(
+        10000.0,
+        "the files hold reflectance in 0..1; statistics (data.mean/std, the backbone's) "
+        "are in reflectance x this (HLS's own x10000 scaling)",
+    )
+    crop_size: int | None = option(224, "random training crop in px (null: whole scenes)")
+    eval_crop_size: int | None = option(None, "centre crop for val/test (null: whole scenes)")
+    train_repeats: int = option(1, "random crops drawn per training scene per epoch")
+    hflip: bool = option(True, "random horizontal flips in training")
+    mean: list[float] | None = option(None, "per-band mean, reflectance x reflectance_scale")
+    std: list[float] | None = option(None, "per-band std, reflectance x reflectance_scale")
+
+    def validate(self, where: str) -> None:
+        from eofm.bands import check_band_names
+
+        super().validate(where)
+        try:
+            self.bands = check_band_names(self.bands, where=f"data.bands of {where}")
+        except EofmError as exc:
+            raise RecipeError(str(exc)) from None
+        extra = [b for b in self.bands if b not in HLS_PRITHVI_BANDS]
+        if extra:
+            raise RecipeError(
+                f"data.bands {extra} in {where} are not HLS Burn Scars bands {list(HLS_PRITHVI_BANDS)}."
+            )
+        check_positive(self, where, "data.crop_size", "data.eval_crop_size", "data.train_repeats")
+        check_positive(self, where, "data.reflectance_scale")
+        if (self.mean is None) != (self.std is None):
+            raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
