@@ -65,10 +65,15 @@ class BackboneConfig:
     img_size: int | None = option(None, "image size the position embedding is built for")
     tap_layers: list[int] | None = option(None, "encoder layers the decoder reads")
     coords: bool = option(True, "feed TL backbones the data's time and location coordinates")
-    gsd: float = option(
-        1.0,
-        "Scale-MAE: the input's ground sample distance relative to the pre-training "
-        "data's (the paper's res; 1.0 = native scale)",
+    gsd: float | None = option(
+        None,
+        "Scale-MAE: the input's GSD relative to gsd_reference_m (the paper's res); "
+        "null: from each raster's resolution",
+    )
+    gsd_reference_m: float | None = option(
+        None,
+        "Scale-MAE: metres per pixel that gsd 1.0 stands for (default: the backbone's "
+        "pre-training GSD, the paper's convention of res 1.0 at native scale)",
     )
     latent: Literal["backbone", "encoder"] = option(
         "backbone", "weather backbones: take the latent after the backbone or the encoder"

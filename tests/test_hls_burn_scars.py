@@ -110,3 +110,15 @@ def test_prithvi_300_tl_lora_recipe_builds_on_hls(hls_root: Path) -> None:
     total = sum(p.numel() for p in model.parameters())
     assert 0 < trainable < total * 0.1
     assert model.backbone.base_model.model.band_mapping["copied"] == recipe.data.bands
+
+
+def test_prithvi_tl_lora_recipe_fits_at_test_scale(hls_root: Path, tmp_path: Path) -> None:
+    """The full-size recipe end to end on CPU, with its backbone cut to the tiny TL model."""
+    run = tmp_path / "run"
+    args = tiny(
+        hls_root,
+        **{"backbone.name": "prithvi_eo_v2_tiny_tl", "data.batch_size": 2, "decoder.channels": 32},
+    )
+    assert main(["fit", "hls_burn_scars_prithvi_v2_300_tl_lora", *args, "--run-dir", str(run)]) == 0
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    assert main(["test", str(run)]) == 0

@@ -142,3 +142,59 @@ def test_scalemae_needs_rgb(served) -> None:
     _, spec = served
     with pytest.raises(EofmError, match="RED, GREEN and BLUE"):
         load_backbone(spec, bands=["VV", "VH"])
+
+
+def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(served, tmp_path, capsys) -> None:
+    """The S2 RGB recipe end to end at test scale: S2Hand chips in the released format,
+    res from each chip's resolution (about 10 m over the backbone's reference)."""
+    from pathlib import Path
+
+    from eofm.cli import main
+    from tests.realdata import make_s2hand_chips
+
+    _, spec = served
+    root = make_s2hand_chips(tmp_path / "HandLabeled")
+    run = tmp_path / "run"
+    args = [
+        f"data.root={root}",
+        f"backbone.name={spec}",
+        "backbone.tap_layers=[0,1,2,3]",
+        "backbone.gsd_reference_m=10.0",
+        "decoder.channels=16",
+        "data.crop_size=64",
+        "data.batch_size=2",
+        "data.split_csv=null",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+    ]
+    assert main(["fit", "sen1floods11_s2_scalemae_rgb_lora", *args, "--run-dir", str(run)]) == 0
+    model = json.loads((Path(run) / "model.json").read_text())
+    assert model["backbone"]["coords"]["gsd"] is True
+    assert model["backbone"]["gsd"] == {"value": None, "reference_m": 10.0}
+    assert main(["test", str(run)]) == 0
+
+
+def test_scalemae_chips_get_their_metres_per_pixel(tmp_path) -> None:
+    from eofm.data.sen1floods11 import Sen1Floods11DataModule
+    from tests.realdata import make_s2hand_chips
+
+    root = make_s2hand_chips(tmp_path / "HandLabeled")
+    dm = Sen1Floods11DataModule(
+        root, ["RED", "GREEN", "BLUE"], mean=None, std=None, crop_size=32, gsd_from_data=True
+    )
+    sample = dm.dataset("train")[0]
+    assert 9.0 < float(sample["gsd_m"]) < 11.0  # Sen1Floods11: about 10 m in EPSG:4326
+
+
+def test_a_raster_without_crs_has_no_metric_resolution(tmp_path) -> None:
+    import numpy as np
+    import rasterio
+
+    from eofm.data.coords import metres_per_pixel
+
+    path = tmp_path / "nocrs.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as ds:
+        ds.write(np.zeros((1, 8, 8), np.uint8))
+    with pytest.raises(EofmError, match="no CRS.*backbone.gsd"):
+        metres_per_pixel(path)

@@ -36,7 +36,7 @@ def test_sen1floods11_samples_carry_event_date_and_chip_centre(flood_root: Path)
         temporal_coords=True,
         location_coords=True,
     )
-    assert dm.uses_coords == {"time": True, "location": True}
+    assert dm.uses_coords == {"time": True, "location": True, "gsd": False}
     batch = next(iter(dm.val_dataloader()))
     chip = batch["chip"][0]
     expected = event_dates(root, "S1Hand", [chip])[chip]
@@ -55,7 +55,7 @@ def test_missing_dates_are_named_and_time_is_dropped(flood_root: Path, caplog) -
         temporal_coords=True,
         location_coords=True,
     )
-    assert dm.uses_coords == {"time": False, "location": True}  # no metadata file there
+    assert dm.uses_coords == {"time": False, "location": True, "gsd": False}  # no metadata
     assert "acquisition date" in caplog.text
     sample = dm.dataset("train")[0]
     assert "temporal_coords" not in sample and sample["location_coords"].shape == (2,)
@@ -92,7 +92,7 @@ def test_tl_run_records_and_uses_coordinates_end_to_end(tmp_path: Path, caplog) 
     ]
     assert main(["fit", "hls_burn_scars_tiny", *args, "--run-dir", str(run)]) == 0
     coords = json.loads((run / "model.json").read_text())["backbone"]["coords"]
-    assert coords == {"time": True, "location": True}  # dates from the HLS file names
+    assert coords == {"time": True, "location": True, "gsd": False}  # dates from HLS names
     scene = next((root / "validation").glob("*_merged.tif"))
     out = tmp_path / "out"
     assert (
@@ -151,7 +151,7 @@ def test_tl_run_records_and_uses_coordinates_end_to_end(tmp_path: Path, caplog) 
         == 0
     )
     off = json.loads((tmp_path / "off" / "model.json").read_text())["backbone"]["coords"]
-    assert off == {"time": False, "location": False}
+    assert off == {"time": False, "location": False, "gsd": False}
 
 
 def test_bad_date_is_an_argument_error(tmp_path: Path, capsys) -> None:

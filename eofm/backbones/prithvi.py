@@ -15,15 +15,12 @@ image size that the patch size divides work with the same weights.
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
-from timm.layers import trunc_normal_
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from eofm.backbones.manifest import BackboneManifest, ViTConfig
 from eofm.backbones.positional import sincos_1d, sincos_3d
+from eofm.backbones.vit import init_linear_weights, tapped_tokens, transformer_blocks
 
 
 class PatchEmbed3d(nn.Module):
@@ -102,16 +99,7 @@ class PrithviEncoder(nn.Module):
         d = config.embed_dim
         self.patch_embed = PatchEmbed3d(config.in_chans, d, config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
-        self.blocks = nn.ModuleList(
-            Block(
-                d,
-                config.num_heads,
-                mlp_ratio=config.mlp_ratio,
-                qkv_bias=True,
-                norm_layer=partial(nn.LayerNorm, eps=config.norm_eps),
-            )
-            for _ in range(config.depth)
-        )
+        self.blocks = transformer_blocks(config)
         self.norm = nn.LayerNorm(d, eps=config.norm_eps)
         if "time" in config.coords_encoding:
             self.temporal_embed_enc = TemporalEncoder(d, config.coords_scale_learn)
@@ -129,10 +117,7 @@ class PrithviEncoder(nn.Module):
         weight = self.patch_embed.proj.weight
         nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02)
-        for module in self.blocks.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+        init_linear_weights(self.blocks)
 
     def pos_embed(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
         """The fixed 3D sin-cos table for a token grid (cached per grid)."""
@@ -164,12 +149,4 @@ class PrithviEncoder(nn.Module):
         cls = (self.cls_token + pos[:, :1]).expand(tokens.shape[0], -1, -1)
         tokens = torch.cat([cls, tokens], dim=1)
         taps = tuple(tap_layers or self.tap_layers)
-        last = len(self.blocks) - 1
-        out = []
-        for i, block in enumerate(self.blocks):
-            tokens = block(tokens)
-            if i in taps:
-                out.append(self.norm(tokens) if i == last else tokens)
-            if i >= max(taps):
-                break
-        return out, grid
+        return tapped_tokens(self.blocks, self.norm, tokens, taps), grid

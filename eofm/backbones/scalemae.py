@@ -15,14 +15,11 @@ that the same ground extent gets the same encoding at any resolution. The stored
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
-from timm.layers import trunc_normal_
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from eofm.backbones.manifest import BackboneManifest, ViTConfig
+from eofm.backbones.vit import init_linear_weights, tapped_tokens, transformer_blocks
 
 
 class PatchEmbed2d(nn.Module):
@@ -88,24 +85,13 @@ class ScaleMAEEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
         # the release's fixed table: loaded (strict) and never used
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, d), requires_grad=False)
-        self.blocks = nn.ModuleList(
-            Block(
-                d,
-                config.num_heads,
-                mlp_ratio=config.mlp_ratio,
-                qkv_bias=True,
-                norm_layer=partial(nn.LayerNorm, eps=config.norm_eps),
-            )
-            for _ in range(config.depth)
-        )
+        self.blocks = transformer_blocks(config)
         self.norm = nn.LayerNorm(d, eps=config.norm_eps)
         self.tap_layers: tuple[int, ...] = manifest.tap_layers if manifest else (config.depth - 1,)
-        self.gsd = 1.0
+        self.gsd: float | None = None  # a fixed res; None: from gsd_m, else 1.0
+        self.gsd_reference_m = manifest.gsd_m if manifest else 1.0
         nn.init.normal_(self.cls_token, std=0.02)
-        for module in self.blocks.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+        init_linear_weights(self.blocks)
 
     @property
     def embed_dim(self) -> int:
@@ -119,23 +105,25 @@ class ScaleMAEEncoder(nn.Module):
         tap_layers: tuple[int, ...] | None = None,
         *,
         gsd: float | torch.Tensor | None = None,
+        gsd_m: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], tuple[int, int, int]]:
-        """Return the tokens ``(B, 1 + H'W', D)`` of each tapped layer, and the grid."""
+        """Return the tokens ``(B, 1 + H'W', D)`` of each tapped layer, and the grid.
+
+        ``gsd`` is Scale-MAE's res; without it, a fixed :attr:`gsd`, else the inputs'
+        metres per pixel ``gsd_m`` over :attr:`gsd_reference_m`, else 1.0."""
+        if gsd is None:
+            gsd = self.gsd
+        if gsd is None and gsd_m is not None:
+            gsd = gsd_m.float() / self.gsd_reference_m
+        if gsd is None:
+            gsd = 1.0
         if x.ndim == 5:
             x = x.squeeze(2)
         tokens, grid = self.patch_embed(x)
         b = tokens.shape[0]
-        scale = torch.as_tensor(self.gsd if gsd is None else gsd, dtype=tokens.dtype)
+        scale = torch.as_tensor(gsd, dtype=tokens.dtype)
         scale = scale.to(tokens.device).reshape(-1).expand(b) if scale.numel() == 1 else scale
         pos = gsd_sincos_2d(self.embed_dim, grid[1], grid[2], scale.to(tokens.device))
         tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1) + pos
         taps = tuple(tap_layers or self.tap_layers)
-        last = len(self.blocks) - 1
-        out = []
-        for i, block in enumerate(self.blocks):
-            tokens = block(tokens)
-            if i in taps:
-                out.append(self.norm(tokens) if i == last else tokens)
-            if i >= max(taps):
-                break
-        return out, grid
+        return tapped_tokens(self.blocks, self.norm, tokens, taps), grid

@@ -134,6 +134,8 @@ class LabelledChips(NonGeoDataset):
             sample["temporal_coords"] = torch.tensor([coords["temporal"]], dtype=torch.float32)
         if coords.get("location") is not None:  # (2,): [lat, lon]
             sample["location_coords"] = torch.tensor(coords["location"], dtype=torch.float32)
+        if coords.get("gsd_m") is not None:  # metres per pixel (Scale-MAE)
+            sample["gsd_m"] = torch.tensor(coords["gsd_m"], dtype=torch.float32)
         return sample
 
     def _crop_window(self, image_path: Path) -> Any:
@@ -193,7 +195,7 @@ def collate_chips(samples: list[dict]) -> dict:
         "mask": torch.stack([s["mask"] for s in samples]),
         "chip": [s["chip"] for s in samples],
     }
-    for key in ("temporal_coords", "location_coords"):
+    for key in ("temporal_coords", "location_coords", "gsd_m"):
         if key in samples[0]:
             batch[key] = torch.stack([s[key] for s in samples])
     return batch
@@ -232,9 +234,11 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         dates: Mapping[str, tuple[int, int] | None] | None = None,
         temporal_coords: bool = False,
         location_coords: bool = False,
+        gsd_from_data: bool = False,
     ) -> None:
         """``dates`` are the chips' acquisition dates (year, day of year) where known;
-        ``temporal_coords`` / ``location_coords`` ask for TL coordinates in the samples."""
+        ``temporal_coords`` / ``location_coords`` ask for TL coordinates in the samples,
+        ``gsd_from_data`` for each chip's metres per pixel (Scale-MAE)."""
         self.root, self.bands, self.indexes = root, list(bands), list(indexes)
         self.pairs, self.splits = dict(pairs), splits
         self.excluded: dict[str, str] = {}
@@ -264,6 +268,12 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         self.hflip, self.seed, self.pad_multiple = hflip, seed, pad_multiple
         self.train_repeats = train_repeats
         self.coords = self._coords(dates or {}, temporal_coords, location_coords)
+        if gsd_from_data:
+            from eofm.data.coords import metres_per_pixel
+
+            for chip, coords in self.coords.items():
+                coords["gsd_m"] = metres_per_pixel(self.pairs[chip][0])
+        self.uses_coords["gsd"] = gsd_from_data
 
     def _coords(
         self, dates: Mapping[str, tuple[int, int] | None], temporal: bool, location: bool

@@ -39,3 +39,28 @@ class DataConfig:
             raise RecipeError(
                 f"data.split_fractions in {where} must be 3 numbers >= 0 summing to 1, got {fractions}."
             )
+
+
+@dataclass
+class ChipDataConfig(DataConfig):
+    """Keys of every labelled-chip dataset (``eofm.data.chips``): crops, flips, statistics."""
+
+    crop_size: int | None = option(224, "random training crop in px (null: whole chips)")
+    eval_crop_size: int | None = option(None, "centre crop for val/test (null: whole chips)")
+    train_repeats: int = option(1, "random crops drawn per training chip per epoch")
+    hflip: bool = option(True, "random horizontal flips in training")
+    mean: list[float] | None = option(None, "per-band mean (default: the backbone's)")
+    std: list[float] | None = option(None, "per-band std (default: the backbone's)")
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        check_positive(self, where, "data.crop_size", "data.eval_crop_size", "data.train_repeats")
+        if (self.mean is None) != (self.std is None):
+            raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
+        bands = getattr(self, "bands", None) or []
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if values is not None and bands and len(values) != len(bands):
+                raise RecipeError(
+                    f"data.{key} in {where} has {len(values)} values for {len(bands)} bands."
+                )

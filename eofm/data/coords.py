@@ -1,4 +1,4 @@
-"""Time and location coordinates for Prithvi's TL variants, read from the data.
+"""Time and location coordinates (Prithvi TL) and ground sample distance (Scale-MAE) of rasters.
 
 Szwarcman et al., "Prithvi-EO-2.0", arXiv:2412.02732: TL models add a sin-cos encoding of
 ``temporal_coords (B, T, 2)`` = [year, day of year] and ``location_coords (B, 2)`` =
@@ -60,3 +60,29 @@ def acquisition_date(tags: dict[str, str]) -> tuple[int, int] | None:
             except EofmError:
                 continue
     return None
+
+
+#: Metres per degree of latitude, and of longitude at the equator (WGS 84, mean values).
+M_PER_DEG_LAT = 110_574.0
+M_PER_DEG_LON = 111_320.0
+
+
+def metres_per_pixel(path: Path) -> float:
+    """The ground sample distance of a raster in metres: the mean of its pixel width and
+    height, converted from degrees at the raster's centre for a geographic CRS."""
+    import math
+
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        crs, (xres, yres) = ds.crs, ds.res
+        if crs is None:
+            raise EofmError(
+                f"{path} has no CRS, so its ground sample distance in metres is unknown; "
+                "set backbone.gsd to give it."
+            )
+        if crs.is_geographic:
+            lat = to_latlon(crs, *([v] for v in ds.xy(ds.height / 2, ds.width / 2)))[0][0]
+            return (xres * M_PER_DEG_LON * math.cos(math.radians(lat)) + yres * M_PER_DEG_LAT) / 2
+        factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
+        return (xres + yres) / 2 * factor

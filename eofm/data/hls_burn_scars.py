@@ -110,6 +110,7 @@ class HLSBurnScarsDataModule(ChipDataModule):
         pin_memory: bool = False,
         temporal_coords: bool = False,
         location_coords: bool = False,
+        gsd_from_data: bool = False,
         **_: Any,
     ) -> None:
         super().__init__()
@@ -150,6 +151,7 @@ class HLSBurnScarsDataModule(ChipDataModule):
             dates={scene: scene_date(scene) for scene in {**train, **held_out}},
             temporal_coords=temporal_coords,
             location_coords=location_coords,
+            gsd_from_data=gsd_from_data,
         )
         log.info(
             "HLS Burn Scars: %s", ", ".join(f"{s} {len(c)} scenes" for s, c in self.splits.items())

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eofm.bands import HLS_PRITHVI_BANDS
-from eofm.data.config import DataConfig
+from eofm.data.config import ChipDataConfig
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import check_positive, option
 
 
 @dataclass
-class HLSBurnScarsConfig(DataConfig):
-    """HLS Burn Scars scenes: 6-band merged images with burn-scar masks, by folder."""
+class HLSBurnScarsConfig(ChipDataConfig):
+    """HLS Burn Scars scenes: 6-band merged images with burn-scar masks, by folder.
+
+    ``mean`` and ``std`` are in reflectance x ``reflectance_scale`` (HLS's own units)."""
 
     bands: list[str] = option(
         help="bands by name, of BLUE, GREEN, RED, NIR_NARROW, SWIR_1, SWIR_2",
@@ -23,17 +25,10 @@ class HLSBurnScarsConfig(DataConfig):
         "the files hold reflectance in 0..1; statistics (data.mean/std, the backbone's) "
         "are in reflectance x this (HLS's own x10000 scaling)",
     )
-    crop_size: int | None = option(224, "random training crop in px (null: whole scenes)")
-    eval_crop_size: int | None = option(None, "centre crop for val/test (null: whole scenes)")
-    train_repeats: int = option(1, "random crops drawn per training scene per epoch")
-    hflip: bool = option(True, "random horizontal flips in training")
-    mean: list[float] | None = option(None, "per-band mean, reflectance x reflectance_scale")
-    std: list[float] | None = option(None, "per-band std, reflectance x reflectance_scale")
 
     def validate(self, where: str) -> None:
         from eofm.bands import check_band_names
 
-        super().validate(where)
         try:
             self.bands = check_band_names(self.bands, where=f"data.bands of {where}")
         except EofmError as exc:
@@ -43,7 +38,5 @@ class HLSBurnScarsConfig(DataConfig):
             raise RecipeError(
                 f"data.bands {extra} in {where} are not HLS Burn Scars bands {list(HLS_PRITHVI_BANDS)}."
             )
-        check_positive(self, where, "data.crop_size", "data.eval_crop_size", "data.train_repeats")
         check_positive(self, where, "data.reflectance_scale")
-        if (self.mean is None) != (self.std is None):
-            raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
+        super().validate(where)

@@ -159,6 +159,7 @@ class Sen1Floods11DataModule(ChipDataModule):
         pin_memory: bool = False,
         temporal_coords: bool = False,
         location_coords: bool = False,
+        gsd_from_data: bool = False,
     ) -> None:
         super().__init__()
         self.root = find_sen1floods11_root(Path(root))
@@ -189,6 +190,7 @@ class Sen1Floods11DataModule(ChipDataModule):
             dates=event_dates(self.root, self.folder, chips) if temporal_coords else None,
             temporal_coords=temporal_coords,
             location_coords=location_coords,
+            gsd_from_data=gsd_from_data,
         )
         log.info(
             "Sen1Floods11 %s: %s",

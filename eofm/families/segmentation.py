@@ -97,6 +97,7 @@ class SegmentationFamily(TaskFamily):
             pad_multiple=pad_multiple,
             temporal_coords=bool(coords and coords.get("time")),
             location_coords=bool(coords and coords.get("location")),
+            gsd_from_data=bool(coords and coords.get("gsd")),
         )
         expected = getattr(datamodule, "num_classes", None)
         if expected is not None and expected != len(recipe.task.class_names):
@@ -182,8 +183,10 @@ class SegmentationFamily(TaskFamily):
             gsd_m=encoder.manifest.gsd_m,
         )
         out["backbone"]["coords"] = getattr(
-            datamodule, "uses_coords", {"time": False, "location": False}
+            datamodule, "uses_coords", {"time": False, "location": False, "gsd": False}
         )
+        if hasattr(encoder, "gsd_reference_m"):  # Scale-MAE: how res was set
+            out["backbone"]["gsd"] = {"value": encoder.gsd, "reference_m": encoder.gsd_reference_m}
         if hasattr(datamodule, "input_range"):
             out["input_range"] = datamodule.input_range()
         return out
@@ -206,11 +209,13 @@ class SegmentationFamily(TaskFamily):
 
 
 def wanted_coords(recipe: Recipe) -> dict[str, bool]:
-    """The TL coordinates the backbone takes (``time``, ``location``), unless
-    ``backbone.coords: false``."""
-    if not recipe.backbone.coords:
-        return {"time": False, "location": False}
+    """What the backbone takes from the data: TL ``time`` and ``location`` (unless
+    ``backbone.coords: false``), and Scale-MAE's ``gsd`` (unless ``backbone.gsd`` fixes it)."""
     from eofm.backbones.loading import resolve_manifest
 
-    encoding = getattr(resolve_manifest(recipe.backbone.name).config, "coords_encoding", ())
-    return {"time": "time" in encoding, "location": "location" in encoding}
+    manifest = resolve_manifest(recipe.backbone.name)
+    gsd = manifest.family == "scalemae" and recipe.backbone.gsd is None
+    if not recipe.backbone.coords:
+        return {"time": False, "location": False, "gsd": gsd}
+    encoding = getattr(manifest.config, "coords_encoding", ())
+    return {"time": "time" in encoding, "location": "location" in encoding, "gsd": gsd}

@@ -34,11 +34,13 @@ class SegmentationModel(LatentModel):
         x: torch.Tensor,
         temporal_coords: torch.Tensor | None = None,
         location_coords: torch.Tensor | None = None,
+        gsd_m: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor | list[torch.Tensor], tuple[int, int, int] | None]:
         """Tokens of the tapped layers stacked ``(B, taps, N, D)`` and the patch grid; or a
         CNN's feature maps (a list of several resolutions) and ``None``."""
+        extra = {"gsd_m": gsd_m} if gsd_m is not None else {}  # Scale-MAE: metres per pixel
         with self.backbone_grad():
-            tokens, grid = self.backbone(x, temporal_coords, location_coords)
+            tokens, grid = self.backbone(x, temporal_coords, location_coords, **extra)
         if grid is None:
             return list(tokens), None
         return torch.stack(list(tokens), dim=1), tuple(grid)
@@ -61,11 +63,14 @@ class SegmentationModel(LatentModel):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits.contiguous()
 
-    INPUT_KEYS = ("image", "temporal_coords", "location_coords")
+    INPUT_KEYS = ("image", "temporal_coords", "location_coords", "gsd_m")
 
     def encode_batch(self, batch: dict) -> dict[str, torch.Tensor]:
         latent, grid = self.encode(
-            batch["image"], batch.get("temporal_coords"), batch.get("location_coords")
+            batch["image"],
+            batch.get("temporal_coords"),
+            batch.get("location_coords"),
+            batch.get("gsd_m"),
         )
         b = latent.shape[0]
         return {"latent": latent, "grid": torch.tensor(grid).expand(b, 3)}
@@ -77,15 +82,21 @@ class SegmentationModel(LatentModel):
     def predict_batch(self, batch: dict) -> torch.Tensor:
         if "latent" in batch:
             return self.decode_batch(batch)
-        return self(batch["image"], batch.get("temporal_coords"), batch.get("location_coords"))
+        return self(
+            batch["image"],
+            batch.get("temporal_coords"),
+            batch.get("location_coords"),
+            batch.get("gsd_m"),
+        )
 
     def forward(
         self,
         x: torch.Tensor,
         temporal_coords: torch.Tensor | None = None,
         location_coords: torch.Tensor | None = None,
+        gsd_m: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        latent, grid = self.encode(x, temporal_coords, location_coords)
+        latent, grid = self.encode(x, temporal_coords, location_coords, gsd_m)
         return self.decode(latent, grid, tuple(x.shape[-2:]))
 
 
@@ -113,6 +124,7 @@ def build_segmentation_model(
     )
     if hasattr(backbone, "gsd"):  # Scale-MAE's resolution-aware positions
         backbone.gsd = cfg.gsd
+        backbone.gsd_reference_m = cfg.gsd_reference_m or backbone.gsd_reference_m
     from eofm.registry import REGISTRY
 
     decoder_cls = REGISTRY.get("decoder", recipe.decoder.name).load()

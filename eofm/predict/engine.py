@@ -210,17 +210,21 @@ class Predictor:
             x = x.pin_memory().to(self.device, non_blocking=True)
         elif self.device.type != "cpu":
             x = x.to(self.device)
-        extra = [
-            None if (coords or {}).get(k) is None else torch.from_numpy(coords[k]).to(self.device)
-            for k in ("temporal", "location")
-        ]
+        given = {
+            k: torch.from_numpy(v).to(self.device)
+            for k, v in (coords or {}).items()
+            if v is not None
+        }
+        extra = [given.get("temporal"), given.get("location")]
         extra = extra if any(e is not None for e in extra) else []
+        kwargs = {"gsd_m": given["gsd_m"]} if "gsd_m" in given else {}
         model = self.trained.model
         try:
             with autocast_context(self.device, self.precision):
-                probs = model(x, *extra).float().softmax(dim=1)
+                probs = model(x, *extra, **kwargs).float().softmax(dim=1)
                 if self.options.tta_flip:
-                    flipped = model(torch.flip(x, dims=[-1]), *extra).float().softmax(dim=1)
+                    flipped = model(torch.flip(x, dims=[-1]), *extra, **kwargs)
+                    flipped = flipped.float().softmax(dim=1)
                     probs = (probs + torch.flip(flipped, dims=[-1])) / 2
         except torch.OutOfMemoryError:
             raise EofmError(
@@ -263,6 +267,12 @@ class Predictor:
     ) -> dict[str, np.ndarray]:
         """TL coordinates of tiles: the date, and each tile's centre as (lat, lon)."""
         coords: dict[str, np.ndarray] = {}
+        if self.coords.get("gsd") and positions:
+            from eofm.data.coords import metres_per_pixel
+
+            if self._gsd_m is None:
+                self._gsd_m = metres_per_pixel(reader.path)
+            coords["gsd_m"] = np.full(len(positions), self._gsd_m, np.float32)
         if date is not None:
             coords["temporal"] = np.tile(np.float32(date), (len(positions), 1, 1))
         if self.coords.get("location") and positions:
@@ -496,6 +506,7 @@ class Predictor:
         size, t, left = self.options.batch_size, self.options.tile, cols[0]
         right = cols[-1] + t
         date = self._scene_date(reader)
+        self._gsd_m = None
         for row in rows:
             started = time.perf_counter()
             strip, strip_mask = reader.read_strip(row, left, right)
