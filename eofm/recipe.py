@@ -50,7 +50,9 @@ class TaskConfig:
         None, "regression: NetCDF/zarr of the targets on the grid; enables ACC"
     )
     ignore_index: int = option(-1, "segmentation: label value that is never scored")
-    loss: Literal["ce", "dice", "ce+dice"] = option("ce", "segmentation: the loss")
+    loss: Literal["ce", "dice", "ce+dice", "focal", "bce"] = option(
+        "ce", "segmentation: ce, dice, ce+dice; classification: focal or (weighted) bce"
+    )
     class_weights: list[float] | None = option(None, "segmentation: cross-entropy class weights")
     monitor: str = option("val/mIoU", "metric that picks best.ckpt (its direction is declared)")
 

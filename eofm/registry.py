@@ -98,9 +98,12 @@ def _build() -> Registry:
     reg.add("decoder", "linear", "eofm.decoders.linear:LinearDecoder", input="maps")
     reg.add("decoder", "unet", "eofm.decoders.unet:UNetDecoder", input="maps")
     reg.add("decoder", "mlp_latent", "eofm.decoders.mlp_latent:LatentMLPDecoder", input="latent")
+    reg.add("decoder", "gru", "eofm.models.fire_danger:TemporalGRU", input="datacube")
+    reg.add("decoder", "loan", "eofm.models.fire_danger:LOAN", input="datacube")
     # Task families: what is predicted, from which model, scored how, written where.
     reg.add("family", "segmentation", "eofm.families.segmentation:SegmentationFamily")
     reg.add("family", "regression", "eofm.families.regression:RegressionFamily")
+    reg.add("family", "classification", "eofm.families.classification:ClassificationFamily")
     # Datasets: the datamodule and the config dataclass of its ``data`` keys.
     reg.add(
         "dataset",
@@ -113,6 +116,12 @@ def _build() -> Registry:
         "hls_burn_scars",
         "eofm.data.hls_burn_scars:HLSBurnScarsDataModule",
         config="eofm.data.hls_burn_scars_config:HLSBurnScarsConfig",
+    )
+    reg.add(
+        "dataset",
+        "firecube",
+        "eofm.data.firecube:FireCubeDataModule",
+        config="eofm.data.firecube_config:FireCubeConfig",
     )
     reg.add(
         "dataset",

@@ -20,7 +20,9 @@ def test_shipped_recipes_validate_and_cover_the_issue() -> None:
     for path in shipped_recipes():
         recipe = load_recipe(path)
         assert isinstance(recipe, Recipe)
-        if recipe.task.definition == "burn_scars":  # from tasks/burn_scars.yaml
+        if recipe.task.definition == "fire_danger":  # from tasks/fire_danger.yaml
+            assert recipe.task.type == "classification" and recipe.task.monitor == "val/AUPRC"
+        elif recipe.task.definition == "burn_scars":  # from tasks/burn_scars.yaml
             assert recipe.task.class_names == ["not_burned", "burn_scar"]
         elif recipe.task.type == "segmentation":  # from tasks/flood_mapping.yaml
             assert recipe.task.class_names == ["not_water", "water"]

@@ -153,7 +153,7 @@ def _fit(
         else {"hits": cached.hits, "build_seconds": cached.build_seconds},
     }
     write_json(run_dir / METRICS_FILE, summary)
-    if is_lora(model.backbone):
+    if hasattr(model, "backbone") and is_lora(model.backbone):
         save_adapter(model, run_dir / "adapter", manifest["backbone"])
     return run_dir
 

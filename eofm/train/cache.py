@@ -196,6 +196,8 @@ def encoded_samples(model: torch.nn.Module, loader: DataLoader) -> Iterable[dict
 
 def cache_refusal(recipe: Any, datamodule: Any, model: torch.nn.Module) -> str | None:
     """Why latents of this set-up cannot be cached, or ``None`` when they can."""
+    if not getattr(model, "cacheable", True):
+        return "this model's latents cannot be cached (no ViT backbone encodes its inputs)"
     if recipe.adapter.mode != "frozen" or getattr(model, "backbone_needs_grad", True):
         return (
             f"the backbone is not frozen (adapter.mode={recipe.adapter.mode}"
@@ -214,8 +216,7 @@ def cache_refusal(recipe: Any, datamodule: Any, model: torch.nn.Module) -> str |
         )
     if not hasattr(model, "encode_batch"):
         return "the model cannot encode a batch on its own"
-    if not getattr(model, "cacheable", True):
-        return "the backbone gives feature maps of several resolutions, which are not cached"
+
     return None
 
 

@@ -1,0 +1,60 @@
+"""The ``data`` keys of a fire-danger datacube (``data.name: firecube``); see ``firecube.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from eofm.data.config import DataConfig
+from eofm.errors import RecipeError
+from eofm.typed_config import check_positive, option
+
+#: Mesogeos' daily dynamic and static variables (Kondylatos et al., NeurIPS 2023 D&B).
+MESOGEOS_DYNAMIC = [
+    "d2m", "lai", "lst_day", "lst_night", "ndvi", "rh", "smi", "sp", "ssrd", "t2m", "tp",
+    "wind_speed",
+]  # fmt: skip
+MESOGEOS_STATIC = [
+    "dem", "slope", "aspect", "curvature", "roads_distance", "population",
+    "lc_agriculture", "lc_forest", "lc_grassland", "lc_settlement", "lc_shrubland",
+    "lc_sparse_vegetation", "lc_water_bodies", "lc_wetland",
+]  # fmt: skip
+
+
+@dataclass
+class FireCubeConfig(DataConfig):
+    """A zarr datacube with dims (time, y, x): daily dynamic layers, static layers, and
+    ``ignition_points`` / ``burned_areas`` targets."""
+
+    dynamic_vars: list[str] = option(
+        help="daily input variables", factory=lambda: list(MESOGEOS_DYNAMIC)
+    )
+    static_vars: list[str] = option(
+        help="static input variables", factory=lambda: list(MESOGEOS_STATIC)
+    )
+    target: Literal["ignition_points", "burned_areas"] = option(
+        "ignition_points", "the label at t+1: an ignition, or a burned pixel"
+    )
+    min_burned_ha: float = option(
+        0.0, "ignition_points: burned hectares above which a day counts (Mesogeos track A: 30)"
+    )
+    lag_days: int = option(10, "days of dynamic variables per sample (t-L+1 .. t)")
+    patch: int = option(1, "pixels per side of a sample (odd; 1 = the pixel itself)")
+    negative_ratio: float = option(2.0, "negatives drawn per positive")
+    negative_strategy: Literal["random", "buffer"] = option(
+        "buffer", "random, or only outside a space-time buffer around every positive"
+    )
+    buffer_pixels: int = option(2, "buffer strategy: half-width of the spatial buffer")
+    buffer_days: int = option(3, "buffer strategy: half-width of the temporal buffer")
+    split_years: dict[str, list[int]] | None = option(
+        None, "train/val/test -> years of the label day (default: last year test, one before val)"
+    )
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        check_positive(self, where, "data.lag_days", "data.patch", "data.negative_ratio")
+        check_positive(self, where, "data.buffer_pixels", "data.buffer_days", allow_zero=True)
+        if self.patch % 2 == 0:
+            raise RecipeError(f"data.patch in {where} must be odd, got {self.patch}.")
+        if self.split_years is not None and set(self.split_years) != {"train", "val", "test"}:
+            raise RecipeError(f"data.split_years in {where} needs exactly train, val and test.")

@@ -1,0 +1,130 @@
+"""Classification of datacube samples: next-day wildfire danger (Mesogeos / FireCube).
+
+Model: a lightweight temporal head on the sample's days of dynamic variables and its
+static variables (``gru`` or ``loan``, :mod:`eofm.models.fire_danger`); task: focal or
+weighted BCE with AUPRC, AUROC, calibration error and F1 at the validation-best threshold
+(:mod:`eofm.tasks.classification`); data: :mod:`eofm.data.firecube`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from eofm.errors import RecipeError
+from eofm.families.base import FitSetup, TaskFamily
+from eofm.recipe import Recipe
+
+
+class ClassificationFamily(TaskFamily):
+    name = "classification"
+    decoder_input = "datacube"
+    metric_directions = {
+        "loss": "min",
+        "AUPRC": "max",
+        "AUROC": "max",
+        "F1": "max",
+        "precision": "max",
+        "recall": "max",
+        "ECE": "min",
+    }
+
+    def check_recipe(self, recipe: Recipe, where: str) -> None:
+        super().check_recipe(recipe, where)
+        if not hasattr(recipe.data, "dynamic_vars"):
+            raise RecipeError(
+                f"A classification recipe ({where}) needs datacube samples (data.name: "
+                f"firecube), not data.name: {recipe.data.name}."
+            )
+        if recipe.task.loss not in ("focal", "bce"):
+            raise RecipeError(f"task.loss in {where} must be focal or bce for {self.name}.")
+
+    def build_datamodule(self, recipe: Recipe) -> Any:
+        from eofm.data.loading import pin_memory_for, resolve_workers
+        from eofm.errors import EofmError
+        from eofm.registry import REGISTRY
+
+        data = recipe.data
+        if not data.root:
+            raise EofmError(
+                "data.root is empty: set it in the recipe or with data.root=/path/to/cube."
+            )
+        options = {
+            k: v for k, v in asdict(data).items() if k not in ("name", "root", "num_workers")
+        }
+        return REGISTRY.get("dataset", data.name).load()(
+            data.root,
+            **options,
+            num_workers=resolve_workers(data.num_workers),
+            pin_memory=pin_memory_for(recipe.trainer.accelerator),
+            seed=recipe.seed,
+        )
+
+    def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
+        datamodule = self.build_datamodule(recipe)
+        model = self.build_model(recipe, bands=None, pretrained=False)
+        return FitSetup(datamodule, model, "training samples")
+
+    def build_model(
+        self,
+        recipe: Recipe,
+        *,
+        bands: list[str] | None,
+        pretrained: bool | None,
+        allow_random_init: bool = False,
+    ) -> Any:
+        from eofm.registry import REGISTRY
+
+        data = recipe.data
+        cls = REGISTRY.get("decoder", recipe.decoder.name).load()
+        return cls(
+            len(data.dynamic_vars),
+            len(data.static_vars),
+            data.patch,
+            hidden=recipe.decoder.channels,
+            dropout=recipe.decoder.dropout,
+        )
+
+    def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
+        return self.build_datamodule(recipe)
+
+    def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
+        from eofm.tasks.classification import ClassificationTask
+
+        labels = datamodule.tensors["train"]["label"]
+        positives = float(labels.sum())
+        pos_weight = (len(labels) - positives) / max(positives, 1.0)
+        return ClassificationTask(
+            model, loss=recipe.task.loss, pos_weight=pos_weight, **asdict(recipe.optimizer)
+        )
+
+    def model_manifest(
+        self, recipe: Recipe, model: Any, datamodule: Any, norm_source: str
+    ) -> dict[str, Any]:
+        from eofm._version import __version__
+
+        data = recipe.data
+        return {
+            "eofm_version": __version__,
+            "task": {
+                "type": self.name,
+                "target": data.target,
+                "class_names": recipe.task.class_names,
+            },
+            "bands": [*data.dynamic_vars, *data.static_vars],
+            "mean": [float(v) for v in datamodule.mean],
+            "std": [float(v) for v in datamodule.std],
+            "normalisation_source": norm_source,
+            "inputs": {"lag_days": data.lag_days, "patch": data.patch},
+            "backbone": {"name": "none", "patch_size": [1, 1, 1]},
+            "adapter": asdict(recipe.adapter),
+            "decoder": asdict(recipe.decoder),
+        }
+
+    def test_record(self, datamodule: Any) -> dict[str, Any]:
+        test = datamodule.tensors["test"]["label"]
+        return {
+            "test_days": datamodule.label_days("test"),
+            "test_samples": len(test),
+            "test_positive_rate": float(test.mean()),
+        }

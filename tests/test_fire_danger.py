@@ -1,0 +1,119 @@
+"""Next-day fire danger on a Mesogeos-layout cube: splits, models, scores, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eofm.cli import main
+from eofm.data.firecube import FireCubeDataModule
+from eofm.data.firecube_config import MESOGEOS_DYNAMIC, MESOGEOS_STATIC
+from eofm.errors import EofmError
+from tests.firecube import make_cube
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory) -> Path:
+    return make_cube(tmp_path_factory.mktemp("cube") / "mesogeos_cube.zarr")
+
+
+def module(root: Path, **kw) -> FireCubeDataModule:
+    options = dict(dynamic_vars=MESOGEOS_DYNAMIC, static_vars=MESOGEOS_STATIC, lag_days=5)
+    return FireCubeDataModule(root, **{**options, **kw})
+
+
+def fit_args(root: Path, run: Path, **extra: object) -> list[str]:
+    values = {
+        "data.root": str(root),
+        "data.lag_days": 5,
+        "data.min_burned_ha": 0.0,
+        "data.batch_size": 32,
+        "decoder.channels": 32,
+        "trainer.max_epochs": 25,
+        "trainer.accelerator": "cpu",
+        "trainer.enable_progress_bar": "false",
+        "optimizer.lr": 0.005,
+        **extra,
+    }
+    return [*(f"{k}={v}" for k, v in values.items()), "--run-dir", str(run)]
+
+
+def test_year_splits_never_share_a_day(cube: Path) -> None:
+    dm = module(cube)
+    days = {s: set(dm.label_days(s)) for s in ("train", "val", "test")}
+    assert not days["train"] & days["val"] and not days["train"] & days["test"]
+    assert not days["val"] & days["test"]
+    assert {d[:4] for d in days["test"]} == {"2021"} and {d[:4] for d in days["val"]} == {"2020"}
+    sample = dm.dataset("train")[0]
+    assert sample[0].shape == (5, len(MESOGEOS_DYNAMIC), 1, 1)
+    labels = dm.tensors["train"]["label"]
+    assert 0.2 < float(labels.mean()) < 0.45  # one positive for two negatives
+
+
+def test_buffer_keeps_negatives_away_from_every_positive(cube: Path) -> None:
+    dm = module(cube, buffer_pixels=1, buffer_days=2)
+    rows = np.concatenate(list(dm.splits.values()))
+    import xarray as xr
+
+    fire = xr.open_zarr(cube)["ignition_points"].values > 0
+    for day, y, x in rows:
+        if not fire[day, y, x]:
+            box = fire[max(0, day - 2) : day + 3, max(0, y - 1) : y + 2, max(0, x - 1) : x + 2]
+            assert not box.any()
+
+
+@pytest.mark.parametrize("recipe", ["mesogeos_fire_danger_loan", "mesogeos_fire_danger_gru"])
+def test_recipes_learn_the_planted_signal_and_shuffled_labels_do_not(
+    cube: Path, tmp_path: Path, recipe: str, monkeypatch
+) -> None:
+    run = tmp_path / "run"
+    assert main(["fit", recipe, *fit_args(cube, run)]) == 0
+    assert main(["test", str(run)]) == 0
+    record = json.loads((run / "test_metrics.json").read_text())
+    rate = record["test_positive_rate"]
+    auprc = record["metrics"]["test/AUPRC"]
+    assert auprc > rate + 0.3, (auprc, rate)
+    assert {"test/AUROC", "test/F1", "test/ECE", "test/precision", "test/recall"} <= set(
+        record["metrics"]
+    )
+
+    original = FireCubeDataModule._materialise
+
+    def shuffled(self, dynamic, static, labels, rows):
+        out = original(self, dynamic, static, labels, rows)
+        out["label"] = out["label"][np.random.default_rng(1).permutation(len(out["label"]))]
+        return out
+
+    monkeypatch.setattr(FireCubeDataModule, "_materialise", shuffled)
+    noise = tmp_path / "noise"
+    assert main(["fit", recipe, *fit_args(cube, noise)]) == 0
+    assert main(["test", str(noise)]) == 0
+    shuffled_auprc = json.loads((noise / "test_metrics.json").read_text())["metrics"]["test/AUPRC"]
+    assert shuffled_auprc < rate + 0.15, (shuffled_auprc, rate)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"drop": ("ignition_points",)}, "no target layer 'ignition_points'"),
+        ({"drop": ("ndvi",)}, "no dynamic variable 'ndvi'"),
+        ({"static_size": 10}, "not on the dynamic variables' grid"),
+    ],
+)
+def test_bad_cubes_are_clear_errors_and_leave_no_run_dir(
+    tmp_path: Path, kwargs: dict, needle: str, capsys
+) -> None:
+    cube = make_cube(tmp_path / "bad.zarr", days_per_year=10, **kwargs)
+    with pytest.raises(EofmError, match=needle):
+        module(cube)
+    run = tmp_path / "run"
+    assert main(["fit", "mesogeos_fire_danger_gru", *fit_args(cube, run)]) == 1
+    assert needle in capsys.readouterr().err and not run.exists()
+
+
+def test_a_lag_longer_than_the_record_is_refused(cube: Path) -> None:
+    with pytest.raises(EofmError, match="data.lag_days 500"):
+        module(cube, lag_days=500)
