@@ -21,8 +21,10 @@ fi
 "$eofm" fit recipes/demo.yaml --run-dir "$run_dir" "${flags[@]}"
 "$eofm" test "$run_dir"
 # stream the fresh model over a bundled real GeoTIFF (the test-split chip), with polygons
+# (--date: the Nigeria flood's Sentinel-1 date, from the samples' Sen1Floods11_Metadata.geojson,
+#  which the time-location backbone was trained with)
 "$eofm" predict --model "$run_dir" samples/sen1floods11/S1Hand/Nigeria_812045_S1Hand.tif \
-  --out "$run_dir/predictions" --vector geojson --no-progress
+  --out "$run_dir/predictions" --vector geojson --no-progress --date 2018-09-21
 
 echo
 echo "demo: outputs"

@@ -117,3 +117,30 @@ def test_bad_cubes_are_clear_errors_and_leave_no_run_dir(
 def test_a_lag_longer_than_the_record_is_refused(cube: Path) -> None:
     with pytest.raises(EofmError, match="data.lag_days 500"):
         module(cube, lag_days=500)
+
+
+def test_danger_map_over_the_cube_grid(cube: Path, tmp_path: Path, capsys) -> None:
+    import rasterio
+    import xarray as xr
+
+    run = tmp_path / "run"
+    assert (
+        main(["fit", "mesogeos_fire_danger_gru", *fit_args(cube, run, **{"trainer.max_epochs": 3})])
+        == 0
+    )
+    out = tmp_path / "maps"
+    args = ["predict", "--model", str(run), str(cube), "--out", str(out), "--no-progress"]
+    assert main(args) == 2  # a danger map needs its day
+    assert "--date" in capsys.readouterr().err
+    assert main([*args, "--date", "2021-07-20"]) == 0
+    ds = xr.open_zarr(cube)
+    with rasterio.open(out / "danger_2021-07-20.tif") as tif:
+        probs = tif.read(1)
+        assert (tif.width, tif.height) == (ds.sizes["x"], ds.sizes["y"])
+        assert tif.crs.to_epsg() == 4326
+        x0, y0 = tif.xy(0, 0)  # the first cell's centre is the cube's first coordinate
+        assert abs(x0 - float(ds.x[0])) < 1e-6 and abs(y0 - float(ds.y[0])) < 1e-6
+    assert np.isfinite(probs).all() and 0 <= probs.min() and probs.max() <= 1
+    assert main([*args, "--date", "2021-07-20"]) == 1  # never overwritten silently
+    assert main([*args, "--date", "2030-01-01"]) == 1
+    assert "not in the cube" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def test_noon_inputs_from_the_real_era5_sample() -> None:
     noon = {"time": "2020-01-01T12:00"}
     d2m, u10, v10 = (field(n, n).sel(noon) for n in ("d2m", "u10", "v10"))
     t2m = (d2m + 4.0).assign_attrs(units="K")
-    out = noon_inputs_from_era5(t2m, d2m, u10, v10, field("tp", "tp"))
+    out = noon_inputs_from_era5(t2m, d2m, u10, v10, field("tp", "tp").sum("time"))
     assert out["hurs"].attrs["units"] == "%" and 70 < float(out["hurs"].mean()) < 80
     speed = np.hypot(u10.values, v10.values) * 3.6
     assert np.allclose(out["sfcwind"].values, speed, rtol=1e-5)

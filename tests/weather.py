@@ -152,3 +152,32 @@ def nan_in(path: Path, var: str, step: int) -> None:
         return ds
 
     rewrite(path, change)
+
+
+def fire_season_era5(dst: Path, days: int = 10) -> Path:
+    """ERA5 of ``days`` warm days, 6-hourly, in the sample's own NetCDF layout.
+
+    Each day is the real sample's 00/06/12/18 UTC steps (its u, v, q on levels, d2m, tp,
+    u10, v10, sp, tcw, e), shifted by whole days, with a little noise so days differ. The
+    sample has no 2 m temperature; ``t2m`` is generated 25 K above the dew point (a warm,
+    dry spell, so that a fire season starts and the indices are defined).
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for src in ERA5.glob("*.nc"):
+        with xr.open_dataset(src) as ds:
+            ds = ds.load()
+        six = ds.isel(time=[0, 6, 12, 18])
+        parts = []
+        for d in range(days):
+            part = six.assign_coords(time=six["time"] + np.timedelta64(d, "D"))
+            for name in part.data_vars:
+                values = part[name].values
+                part[name].values = values * (1 + 0.05 * rng.standard_normal(values.shape))
+            parts.append(part)
+        xr.concat(parts, "time").to_netcdf(dst / src.name)
+    with xr.open_dataset(dst / "ERA5_2020-01-01_d2m.nc") as ds:
+        t2m = (ds["d2m"] + 25.0).rename("t2m").load()
+    t2m.attrs = {"units": "K", "long_name": "2 metre temperature"}
+    xr.Dataset({"t2m": t2m}).to_netcdf(dst / "ERA5_2020-01-01_t2m.nc")
+    return dst

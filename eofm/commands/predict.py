@@ -28,8 +28,7 @@ def describe_model(spec: str) -> tuple[Any, dict]:
         from eofm.commands.published import published_manifest
 
         return published_manifest(spec)
-    from eofm.commands.loading import locate_run
-    from eofm.train.rundir import MODEL_FILE, load_run_recipe, read_json
+    from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run, read_json
 
     run_dir, _ = locate_run(spec)
     return load_run_recipe(run_dir), read_json(run_dir / MODEL_FILE)
@@ -53,12 +52,21 @@ def run_predict(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EofmError(f"Output folder {out_dir} exists and is not a folder.")
-    scenes = expand_inputs(inputs)
-    index, count = parse_shard(shard)
-    mine = scenes[index::count]
     recipe, manifest = describe_model(model_spec)
     family = family_of(recipe)
     family.check_predictable(model_spec)
+
+    def load() -> Any:  # torch is imported only once inputs and options are checked
+        from eofm.commands.loading import load_trained
+
+        return load_trained(model_spec)
+
+    handled = family.predict_own_inputs(load, list(inputs), out_dir, options, echo)
+    if handled is not None:
+        return handled
+    scenes = expand_inputs(inputs)
+    index, count = parse_shard(shard)
+    mine = scenes[index::count]
     options.validate(int(manifest["backbone"]["patch_size"][-1]))
     infos, plans = {}, {}
     for scene in mine:  # every scene and every output, before anything is written
@@ -78,10 +86,9 @@ def run_predict(
             inputs=scenes,
         )
 
-    from eofm.commands.loading import load_trained
     from eofm.predict.engine import count_tiles
 
-    trained = load_trained(model_spec)
+    trained = load()
     predictor = family.predictor(trained, options)
     todo = [s for s in mine if plans[s].write_raster]
     tiles = {

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from eofm.data.fire_weather import FIRE_TARGETS, era5_fire_targets
 from eofm.data.loading import loader_options
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
@@ -256,6 +257,11 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
             f"Input variable(s) {', '.join(disallowed)} are missing from {root} (it holds "
             f"{', '.join(held)}). List them in data.allow_missing to train without them."
         )
+    derived = [t for t in spec.targets if ("surf", t) not in fields]
+    if derived and all(t in FIRE_TARGETS for t in derived):  # computed from the weather
+        surface = {n: f.array for (k, n), f in fields.items() if k == "surf"}
+        for name, array in era5_fire_targets(surface, derived, root).items():
+            fields[("surf", name)] = _Field(name, "surf", array, Path(f"{root} (fire weather)"))
     for target in spec.targets:
         if ("surf", target) not in fields:
             raise EofmError(

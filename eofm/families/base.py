@@ -153,6 +153,13 @@ class TaskFamily:
             "segmentation models so far (use 'eofm test' for weather models)."
         )
 
+    def predict_own_inputs(
+        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
+    ) -> int | None:
+        """A family whose inputs are not GeoTIFF scenes predicts them here (returns the exit
+        code; ``load()`` gives the trained model); ``None`` means the GeoTIFF scene path."""
+        return None
+
     def predictor(self, trained: Any, options: Any) -> Any:
         """The object that streams ``trained`` over scenes (``eofm predict``)."""
         raise NotImplementedError

@@ -115,11 +115,41 @@ class ClassificationFamily(TaskFamily):
             "mean": [float(v) for v in datamodule.mean],
             "std": [float(v) for v in datamodule.std],
             "normalisation_source": norm_source,
-            "inputs": {"lag_days": data.lag_days, "patch": data.patch},
+            "inputs": {
+                "dynamic_vars": list(data.dynamic_vars),
+                "static_vars": list(data.static_vars),
+                "lag_days": data.lag_days,
+                "patch": data.patch,
+            },
             "backbone": {"name": "none", "patch_size": [1, 1, 1]},
             "adapter": asdict(recipe.adapter),
             "decoder": asdict(recipe.decoder),
         }
+
+    def check_predictable(self, model_spec: str) -> None:
+        return None
+
+    def predict_own_inputs(
+        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
+    ) -> int | None:
+        """``eofm predict --model RUN CUBE --date D``: a danger map of fires starting on D."""
+        from eofm.errors import EofmError
+
+        if not options.date:
+            raise EofmError(
+                "--date YYYY-MM-DD is needed: the day whose fire danger to map.", exit_code=2
+            )
+        if len(inputs) != 1:
+            raise EofmError(f"Give one datacube to map, got {len(inputs)} inputs.", exit_code=2)
+        from eofm.predict.danger_map import write_danger_map
+
+        trained = load()
+        target = write_danger_map(
+            trained.model, trained.manifest, inputs[0], out_dir, options.date,
+            overwrite=options.overwrite,
+        )  # fmt: skip
+        echo(f"  {target}")
+        return 0
 
     def test_record(self, datamodule: Any) -> dict[str, Any]:
         test = datamodule.tensors["test"]["label"]

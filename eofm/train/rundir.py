@@ -153,3 +153,32 @@ def load_task_state(checkpoint: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise EofmError(f"Checkpoint {checkpoint} holds no 'state_dict'.")
     return payload["state_dict"]
+
+
+#: The one rule for which checkpoint of a run dir is used: the first that exists.
+CHECKPOINT_ORDER = ("best", "last")
+
+
+def locate_run(spec: str, checkpoint: str | None = None) -> tuple[Path, Path]:
+    """``RUN_DIR`` (its best checkpoint, else last, or the one named) or a ``.ckpt`` file."""
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".ckpt":
+        run_dir = path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+        chosen = path
+    elif path.is_dir():
+        run_dir = path
+        names = (checkpoint,) if checkpoint else CHECKPOINT_ORDER
+        candidates = [path / CHECKPOINT_DIR / f"{name}.ckpt" for name in names]
+        chosen = next((c for c in candidates if c.is_file()), candidates[0])
+        if checkpoint and not chosen.is_file():
+            raise EofmError(f"Checkpoint {chosen} does not exist; did 'eofm fit' finish an epoch?")
+    else:
+        raise EofmError(f"Model {spec} is neither a run dir nor a .ckpt file.")
+    checkpoint_path = chosen
+    if not (run_dir / MODEL_FILE).is_file():
+        raise EofmError(
+            f"{run_dir} is not a run dir written by 'eofm fit' ({MODEL_FILE} is missing)."
+        )
+    if not checkpoint_path.is_file():
+        raise EofmError(f"Run dir {run_dir} has no checkpoint in {run_dir / CHECKPOINT_DIR}.")
+    return run_dir, checkpoint_path

@@ -1,0 +1,124 @@
+"""Next-day danger maps from a datacube: one GeoTIFF of fire probability over the cube's grid.
+
+For a label day D (``--date``), every pixel whose window fits in the grid gets the
+model's probability of a fire starting on D, from the ``lag_days`` days before D and the
+static layers, normalised exactly as in training (``model.json``). The map is float32
+with NaN where no prediction was made, written atomically, georeferenced from the cube's
+``x``/``y`` coordinates (cell centres) and its ``crs`` attribute (default EPSG:4326).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eofm.errors import EofmError
+
+log = logging.getLogger(__name__)
+
+
+def cube_transform(x: np.ndarray, y: np.ndarray) -> tuple[Any, bool]:
+    """The affine transform of a grid of cell centres, and whether rows must be flipped
+    (latitudes increasing) to write north-up."""
+    from rasterio.transform import from_origin
+
+    if len(x) < 2 or len(y) < 2:
+        raise EofmError("The cube's grid needs at least 2 x 2 cells to be georeferenced.")
+    dx, dy = float(x[1] - x[0]), float(y[1] - y[0])
+    flip = dy > 0
+    top = float(y.max()) + abs(dy) / 2
+    return from_origin(float(x[0]) - dx / 2, top, dx, abs(dy)), flip
+
+
+def danger_map(
+    model: Any, manifest: dict, cube: Any, date: str, batch_size: int = 4096
+) -> np.ndarray:
+    """``(H, W)`` probabilities of a fire starting on ``date`` (NaN outside the windows)."""
+    import torch
+
+    from eofm.data.coords import parse_date
+
+    inputs = manifest["inputs"]
+    dynamic_vars, static_vars = inputs["dynamic_vars"], inputs["static_vars"]
+    lag, patch = int(inputs["lag_days"]), int(inputs["patch"])
+    times = cube["time"].values.astype("datetime64[D]")
+    year, doy = parse_date(date)
+    day = np.datetime64(f"{year}-01-01") + np.timedelta64(doy - 1, "D")
+    matches = np.nonzero(times == day)[0]
+    if not len(matches):
+        raise EofmError(f"--date {date} is not in the cube (it covers {times[0]} .. {times[-1]}).")
+    j = int(matches[0])
+    if j < lag:
+        raise EofmError(f"--date {date} leaves fewer than {lag} days of history in the cube.")
+    for name in [*dynamic_vars, *static_vars]:
+        if name not in cube:
+            raise EofmError(f"The cube has no variable '{name}', which the model was trained on.")
+    mean = np.asarray(manifest["mean"], np.float32)
+    std = np.asarray(manifest["std"], np.float32)
+    cd = len(dynamic_vars)
+    dyn = np.stack(
+        [cube[v].isel(time=slice(j - lag, j)).values.astype(np.float32) for v in dynamic_vars], 1
+    )  # (L, Cd, H, W)
+    dyn = np.nan_to_num((dyn - mean[:cd, None, None]) / std[:cd, None, None])
+    sta = np.stack([cube[v].values.astype(np.float32) for v in static_vars])  # (Cs, H, W)
+    sta = np.nan_to_num((sta - mean[cd:, None, None]) / std[cd:, None, None])
+    h, w = sta.shape[1:]
+    r = patch // 2
+    ys, xs = np.mgrid[r : h - r, r : w - r]
+    ys, xs = ys.ravel(), xs.ravel()
+    out = np.full((h, w), np.nan, np.float32)
+    offsets = np.arange(patch) - r
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(ys), batch_size):
+            yy, xx = ys[start : start + batch_size], xs[start : start + batch_size]
+            wy, wx = yy[:, None] + offsets, xx[:, None] + offsets
+            d = dyn[:, :, wy[:, :, None], wx[:, None, :]].transpose(2, 0, 1, 3, 4)
+            s = sta[:, wy[:, :, None], wx[:, None, :]].transpose(1, 0, 2, 3)
+            logits = model(
+                torch.from_numpy(np.ascontiguousarray(d)),
+                torch.from_numpy(np.ascontiguousarray(s)),
+                torch.full((len(yy),), float(doy)),
+            )
+            out[yy, xx] = logits.sigmoid().numpy()
+    return out
+
+
+def write_danger_map(
+    model: Any, manifest: dict, cube_path: Path, out_dir: Path, date: str, *, overwrite: bool
+) -> Path:
+    """``out_dir/danger_<date>.tif`` for the cube at ``cube_path``; refuses to overwrite."""
+    import rasterio
+
+    from eofm.data.firecube import open_cube
+    from eofm.predict.outputs import atomic_output, check_output_dir
+
+    target = Path(out_dir) / f"danger_{date}.tif"
+    if target.exists() and not overwrite:
+        raise EofmError(f"{target} exists; use --overwrite to replace it.")
+    cube = open_cube(Path(cube_path))
+    probabilities = danger_map(model, manifest, cube, date)
+    transform, flip = cube_transform(cube["x"].values, cube["y"].values)
+    if flip:
+        probabilities = probabilities[::-1]
+    check_output_dir(target.parent)
+    profile = {
+        "driver": "GTiff",
+        "width": probabilities.shape[1],
+        "height": probabilities.shape[0],
+        "count": 1,
+        "dtype": "float32",
+        "nodata": float("nan"),
+        "crs": cube.attrs.get("crs", "EPSG:4326"),
+        "transform": transform,
+        "compress": "deflate",
+    }
+    with atomic_output(target) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(probabilities, 1)
+            dst.set_band_description(1, f"probability of a fire starting on {date}")
+            dst.update_tags(ACQUISITION_DATE=date)
+    return target
