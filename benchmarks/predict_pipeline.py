@@ -6,13 +6,14 @@ finishing classes, writing strips and the final COG. On a GPU the model is fast 
 pipeline sets the speed (issue 10). The scene is a generated 2-band float32 GeoTIFF
 (VV, VH; tiled 512 px, uncompressed) of ``--size`` pixels per side.
 
-    python benchmarks/predict_pipeline.py [--size 8192] [--repeats 5]
+    python benchmarks/predict_pipeline.py [--size 8192] [--repeats 5] [--workers 1,2]
         [--baseline PATH]   # also time an older eofm checkout (e.g. a git worktree) side by side
 
-Each measurement runs in its own process, pinned to 1 or 2 cores (``--cores``), with one
-torch thread (a GPU run needs none on the host). Printed: median MP/s, the median busy
-seconds of each stage (stages overlap, so they add up to more than the wall time), and
-the peak RSS; then peak RSS against scene size (it must stay flat).
+Each measurement runs in its own process, pinned to 1, 2 or all cores, with one torch
+thread (a GPU run needs none on the host), for each count of reading threads
+(``--workers``; older checkouts have one). Printed: median MP/s, the median CPU seconds
+of each stage's threads (the final COG copy, on GDAL's threads, in wall seconds) and the
+peak RSS; then peak RSS against scene size (it must stay flat).
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ class ZeroCost(nn.Module):
 
 trained = TrainedModel(ZeroCost(), None, ["VV", "VH"], [-12.0, -18.0], [4.0, 5.0],
                        ["not_water", "water"], 16, "zero-cost", **extra)
-options = PredictOptions(tile=224, overlap=32, batch_size=16, overwrite=True, quicklook=False)
+settings = dict(tile=224, overlap=32, batch_size=16, overwrite=True, quicklook=False)
+try:
+    options = PredictOptions(**settings, workers=int(sys.argv[4]))
+except TypeError:  # releases without reading threads
+    options = PredictOptions(**settings)
 predictor = Predictor(trained, options)
 scene, out = Path(sys.argv[1]), Path(sys.argv[2])
 started = time.perf_counter()
@@ -106,11 +111,11 @@ def make_scene(size: int) -> Path:
     return path
 
 
-def run(pythonpath: Path, scene: Path, cores: int) -> dict:
+def run(pythonpath: Path, scene: Path, cores: int, workers: int = 1) -> dict:
     out = CACHE / f"out-{os.getpid()}"
     env = dict(os.environ, PYTHONPATH=str(pythonpath), HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(scene), str(out), str(cores)],
+        [sys.executable, "-c", CHILD, str(scene), str(out), str(cores), str(workers)],
         capture_output=True,
         text=True,
         env=env,
@@ -135,6 +140,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--baseline", type=Path, help="an older eofm checkout to time side by side")
+    parser.add_argument("--workers", default="1,2", help="reading-thread counts to time")
     parser.add_argument(
         "--rss-sizes", default="2048,4096,8192", help="scene sizes for the RSS check"
     )
@@ -146,16 +152,18 @@ def main() -> None:
         f"zero-cost model, {args.size}x{args.size} 2-band float32 scene, tile 224, overlap 32, "
         f"batch 16; medians of {args.repeats} runs, interleaved"
     )
-    variants = [("eofm", ROOT)] + ([("baseline", args.baseline)] if args.baseline else [])
+    counts = [int(w) for w in args.workers.split(",")]
+    variants = [(f"eofm w{w}", ROOT, w) for w in counts]
+    variants += [("baseline", args.baseline, 1)] if args.baseline else []
     rows = []
     for cores in sorted({1, min(2, available), available}):
-        runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
+        runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
         for _ in range(args.repeats):  # interleaved, so noise hits every variant alike
-            for name, path in variants:
-                runs[name].append(run(path, scene, cores))
-        for name, _ in variants:
+            for name, path, workers in variants:
+                runs[name].append(run(path, scene, cores, workers))
+        for name, _, _ in variants:
             rows.append((name, cores, *summarise(runs[name], pixels)))
-    print(f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'peak RSS':>9}  busy seconds per stage")
+    print(f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'peak RSS':>9}  CPU seconds per stage")
     for name, cores, mps, stages, rss in rows:
         split = ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) or "(not recorded)"
         print(f"{name:<9} {cores:>5} {mps:>7.1f} {rss:>7.0f} MB  {split}")

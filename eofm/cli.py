@@ -137,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "bf16", "fp16", "fp32"),
         help="auto: bf16 on GPUs that support it, fp32 on CPU",
     )
+    predict.add_argument(
+        "--workers",
+        default="auto",
+        help="threads that read, normalise and cut tiles beside the model (default auto: "
+        "1 on up to 4 cores, then about a quarter of the cores, at most 8)",
+    )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -293,6 +299,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         date=args.date,
         device=args.device,
         precision=args.precision,
+        workers=args.workers,
     )
     return run_predict(
         args.model,

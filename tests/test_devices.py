@@ -48,6 +48,7 @@ def test_local_rank_comes_from_the_launcher(monkeypatch) -> None:
         ),
         (["--device", "gpu0"], "--device"),
         (["--device", "cpu", "--precision", "fp16"], "fp16"),
+        (["--workers", "0"], "--workers"),
     ],
 )
 def test_impossible_device_or_precision_exits_2_before_anything(

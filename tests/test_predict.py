@@ -16,7 +16,8 @@ from rasterio.windows import Window
 from eofm.cli import main
 from eofm.commands.loading import load_trained
 from eofm.errors import EofmError
-from eofm.predict.engine import Predictor, blend_weights, tile_starts
+from eofm.predict.engine import Predictor
+from eofm.predict.grid import blend_weights, tile_starts
 from eofm.predict.options import PredictOptions
 from eofm.predict.outputs import atomic_output
 from eofm.predict.plan import parse_shard
@@ -136,7 +137,7 @@ def naive_prediction(predictor: Predictor, path: Path, tile: int, overlap: int) 
 def test_streaming_equals_whole_scene_reference(
     rgb_run: Path, tmp_path: Path, monkeypatch, width, height, tile, overlap, band
 ) -> None:
-    monkeypatch.setattr("eofm.predict.engine.COLUMN_BAND", band)  # 80: several column bands
+    monkeypatch.setattr("eofm.predict.grid.COLUMN_BAND", band)  # 80: several column bands
     scene = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, width, height)
     trained = load_trained(str(rgb_run))
     options = PredictOptions(tile=tile, overlap=overlap, batch_size=3, quicklook=False)

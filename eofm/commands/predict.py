@@ -86,7 +86,7 @@ def run_predict(
             inputs=scenes,
         )
 
-    from eofm.predict.engine import count_tiles
+    from eofm.predict.grid import count_tiles
 
     trained = load()
     predictor = family.predictor(trained, options)

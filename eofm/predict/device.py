@@ -48,6 +48,28 @@ def check_precision_spec(spec: str) -> None:
         raise _bad(f"--precision must be one of {list(PRECISIONS)}, got {spec!r}.")
 
 
+def check_workers_spec(spec: int | str) -> None:
+    """``--workers``: ``auto`` or a whole number >= 1."""
+    if str(spec) == "auto":
+        return
+    try:
+        ok = int(spec) >= 1 and str(int(spec)) == str(spec).strip()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise _bad(f"--workers must be auto or a whole number >= 1, got {spec!r}.")
+
+
+def resolve_workers(spec: int | str = "auto") -> int:
+    """Reading threads: given, or ``auto`` = 1 on up to 4 cores (the model, blending and
+    writing need the rest), then a quarter of the cores, at most 8."""
+    check_workers_spec(spec)
+    if str(spec) != "auto":
+        return int(spec)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 1) // 4))
+
+
 def nvidia_driver_present() -> bool:
     return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
 

@@ -1,52 +1,57 @@
 """Streaming sliding-window inference over GeoTIFF scenes of any size.
 
 Memory is bounded by one strip of tiles, never by the scene. Three stages run at once,
-each in its own thread, joined by bounded queues:
+each in its own thread, joined by bounded queues (``stages``):
 
 1. read: one rasterio read per strip of tiles (not per tile), validity and normalisation
    on the whole strip, tiles cut from it into batches;
 2. model: batches predicted under ``torch.inference_mode`` on the chosen device (pinned
    host memory and non-blocking copies on CUDA, autocast in the chosen precision),
    softmax, and the blending weights applied there;
-3. blend and write: weighted probabilities added into the strip accumulators, finished
-   rows turned into classes (or probabilities) and written into a tiled GeoTIFF, which is
-   finally converted to a Cloud-Optimized GeoTIFF with every core compressing.
+3. blend and write: weighted probabilities blended into finished rows (``blending``),
+   written into a tiled GeoTIFF with the COG's overview pixels taken on the way
+   (``overviews``), and finally laid out as a Cloud-Optimized GeoTIFF with every core
+   compressing.
 
 Each stage keeps the order of the serial algorithm, so the output is byte for byte the
 same. Every output is written under a temporary name and renamed when complete.
-
-Blending overlapping tile predictions with smooth weights follows the common practice of
-window-weighted stitching (e.g. Huang et al., "Large-scale semantic classification:
-outcome of the first year of Inria aerial image labeling benchmark", IGARSS 2018).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from eofm.errors import EofmError
 from eofm.models.trained import TrainedModel
-from eofm.predict.device import autocast_context, resolve_device, resolve_precision
+from eofm.predict import grid
+from eofm.predict.blending import CLASS_NODATA, BandBlender
+from eofm.predict.device import (
+    autocast_context,
+    resolve_device,
+    resolve_precision,
+    resolve_workers,
+)
 from eofm.predict.options import PredictOptions
 from eofm.predict.outputs import atomic_output
 from eofm.predict.plan import ScenePlan, plan_scene
 from eofm.predict.scenes import SceneReader, inspect_scene
+from eofm.predict.stages import StageTimes, clock, consumer_thread, ordered_map
 
 log = logging.getLogger(__name__)
 
-CLASS_NODATA = 255
 GDAL_CACHE_MB = 32  # bounded: GDAL's block cache would otherwise grow with the scene
-#: Scenes are processed in column bands this wide, so memory depends on neither dimension.
-COLUMN_BAND = 8192
+COG_BLOCK = 256
 
 
 @dataclass
@@ -55,132 +60,6 @@ class SceneResult:
     outputs: list[Path] = field(default_factory=list)
     skipped: bool = False
     all_nodata: bool = False
-
-
-def tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    """Window offsets covering ``length``; the last window is flush with the edge."""
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, stride))
-    starts.append(length - tile)
-    return starts
-
-
-def column_bands(width: int, tile: int, stride: int) -> list[tuple[tuple[int, int], list[int]]]:
-    """``((x0, x1), tile columns)`` per column band: the global tiles that touch it."""
-    cols = tile_starts(width, tile, stride)
-    bands = []
-    for x0 in range(0, width, COLUMN_BAND):
-        x1 = min(width, x0 + COLUMN_BAND)
-        bands.append(((x0, x1), [c for c in cols if c < x1 and c + tile > x0]))
-    return bands
-
-
-def count_tiles(height: int, width: int, tile: int, overlap: int) -> int:
-    """Tiles predicted for a scene (those straddling column bands count twice)."""
-    stride = tile - overlap
-    rows = len(tile_starts(height, tile, stride))
-    return rows * sum(len(cols) for _, cols in column_bands(width, tile, stride))
-
-
-def blend_weights(tile: int) -> np.ndarray:
-    """A separable sine-squared window, strictly positive so every pixel gets weight."""
-    ramp = np.sin(np.pi * (np.arange(tile) + 0.5) / tile) ** 2
-    ramp = np.maximum(ramp, 1e-3)
-    return np.outer(ramp, ramp).astype(np.float32)
-
-
-def _prefetch(produce: Callable[[], Iterator], depth: int = 3) -> Iterator:
-    """Run a generator in a thread, ``depth`` items ahead; errors re-raise in the caller."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def worker() -> None:
-        try:
-            for item in produce():
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            items.put(exc)
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-
-
-class StageTimes:
-    """Seconds each pipeline stage was busy (each stage adds only to its own key)."""
-
-    STAGES = ("read", "model", "blend", "write", "cog")
-
-    def __init__(self) -> None:
-        self.seconds = dict.fromkeys(self.STAGES, 0.0)
-
-    def add(self, stage: str, started: float) -> None:
-        self.seconds[stage] += time.perf_counter() - started
-
-
-def _in_thread(consume: Callable[[object], None], depth: int = 4):
-    """A context that runs ``consume`` on every item put into it, in one thread, in order.
-
-    ``put(item)`` blocks when ``depth`` items wait; an error in ``consume`` is raised in
-    the caller at the next ``put`` or at exit.
-    """
-    import contextlib
-
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    failure: list[BaseException] = []
-
-    def worker() -> None:
-        while True:
-            item = items.get()
-            if item is done:
-                return
-            if failure:
-                continue  # drain after an error
-            try:
-                consume(item)
-            except BaseException as exc:  # noqa: BLE001 - handed to the producer
-                failure.append(exc)
-
-    @contextlib.contextmanager
-    def running():
-        thread = threading.Thread(target=worker, daemon=True)
-        thread.start()
-
-        def put(item: object) -> None:
-            if failure:
-                raise failure[0]
-            items.put(item)
-
-        try:
-            yield put
-        finally:
-            items.put(done)
-            thread.join()
-        if failure:
-            raise failure[0]
-
-    return running()
 
 
 class Predictor:
@@ -194,10 +73,11 @@ class Predictor:
         self.precision = resolve_precision(options.precision, self.device)
         if self.device.type != "cpu":
             trained.model.to(self.device)
-        self.weights = blend_weights(options.tile)
+        self.weights = grid.blend_weights(options.tile)
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
         self.timings = StageTimes()
+        self.workers = resolve_workers(options.workers)
         self.coords = dict((trained.manifest.get("backbone") or {}).get("coords") or {})
         self._warned_undated = False
 
@@ -206,8 +86,8 @@ class Predictor:
 
         ``coords`` holds the TL model's ``temporal``/``location`` arrays for the batch."""
         x = torch.from_numpy(batch)
-        if self.device.type == "cuda":
-            x = x.pin_memory().to(self.device, non_blocking=True)
+        if self.device.type == "cuda":  # batches are staged in pinned memory already
+            x = (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
         elif self.device.type != "cpu":
             x = x.to(self.device)
         given = {
@@ -239,10 +119,26 @@ class Predictor:
         return self._device_probabilities(batch).cpu().numpy()
 
     @torch.inference_mode()
-    def _weighted_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> np.ndarray:
-        """Probabilities times the blending window (what the accumulators add)."""
-        probs = self._device_probabilities(batch, coords)
-        return (probs * self._weights_on_device).cpu().numpy()
+    def _weighted_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> Any:
+        """Probabilities times the blending window (what the accumulators add): an array,
+        or on CUDA a pending copy into pinned host memory (``_collect`` waits for it), so
+        that the next batch is queued on the GPU while this one is still computing."""
+        probs = self._device_probabilities(batch, coords).mul_(self._weights_on_device)
+        if self.device.type != "cuda":
+            return probs.cpu().numpy()
+        host = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
+        host.copy_(probs, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    @staticmethod
+    def _collect(result: Any) -> np.ndarray:
+        if isinstance(result, tuple):
+            host, done = result
+            done.synchronize()
+            return host.numpy()
+        return result
 
     def _scene_date(self, reader: SceneReader) -> tuple[int, int] | None:
         """The acquisition date a TL model gets: ``--date``, else the scene's tags."""
@@ -368,7 +264,7 @@ class Predictor:
         with rasterio.open(source) as ds:
             block_height = ds.block_shapes[0][0] if ds.block_shapes else 1
             itemsize = max(np.dtype(d).itemsize for d in ds.dtypes)
-            width = min(ds.width, COLUMN_BAND + self.options.tile)
+            width = min(ds.width, grid.COLUMN_BAND + self.options.tile)
             row_bytes = width * min(block_height, ds.height) * ds.count * itemsize
         return max(GDAL_CACHE_MB << 20, 2 * row_bytes + (16 << 20))
 
@@ -386,175 +282,199 @@ class Predictor:
         import rasterio
         from rasterio.shutil import copy as raster_copy
 
+        from eofm.predict.overviews import OverviewPyramid
+
         ds, t = reader.ds, self.options.tile
-        height, width = ds.height, ds.width
         stride = t - self.options.overlap
-        rows = tile_starts(height, t, stride)
-        k = self.num_classes
+        rows = grid.tile_starts(ds.height, t, stride)
         probabilities = self.options.probabilities
         profile = {
             "driver": "GTiff",
-            "width": width,
-            "height": height,
-            "count": k if probabilities else 1,
+            "width": ds.width,
+            "height": ds.height,
+            "count": self.num_classes if probabilities else 1,
             "dtype": "float32" if probabilities else "uint8",
             "nodata": float("nan") if probabilities else CLASS_NODATA,
             "crs": ds.crs,
             "transform": ds.transform,
             "tiled": True,
-            "blockxsize": 256,
-            "blockysize": 256,  # staging stays uncompressed: the COG copy compresses once
+            "blockxsize": COG_BLOCK,
+            "blockysize": COG_BLOCK,  # staging stays uncompressed: the COG copy compresses once
         }
         staging = target.with_name(target.name + ".gtiff")
+        # class maps take their (nearest) overviews on the way; probabilities are averaged
+        # by GDAL from the finished map
+        pyramid = None if probabilities else OverviewPyramid(staging, profile, COG_BLOCK)
+        vrt = staging.with_name(staging.name + ".vrt")
         any_valid = False
         try:
-            with rasterio.open(staging, "w", **profile) as out:
-                for span, band_cols in column_bands(width, t, stride):
-                    any_valid |= self._stream_band(reader, out, rows, band_cols, span, on_tiles)
-            started = time.perf_counter()
+            with (
+                rasterio.open(staging, "w", **profile) as out,
+                pyramid or contextlib.nullcontext(),
+            ):
+                for span, band_cols in grid.column_bands(ds.width, t, stride):
+                    blender = BandBlender(
+                        rows=rows,
+                        cols=band_cols,
+                        span=span,
+                        tile=t,
+                        height=ds.height,
+                        width=ds.width,
+                        num_classes=self.num_classes,
+                        weights=self.weights,
+                        probabilities=probabilities,
+                    )
+                    self._stream_band(reader, blender, out, pyramid, on_tiles)
+                    any_valid |= blender.any_valid
+            started = time.perf_counter()  # a tail on GDAL's threads: wall seconds
+            source = pyramid.write_vrt(staging, vrt) if pyramid else staging
             raster_copy(
-                staging,
+                source,
                 target,
                 driver="COG",
                 compress="DEFLATE",
-                blocksize=256,
+                blocksize=COG_BLOCK,
                 overview_resampling="nearest" if not probabilities else "average",
                 num_threads="ALL_CPUS",  # blocks are compressed independently: same bytes
             )
-            self.timings.add("cog", started)
+            self.timings.add_seconds("cog", time.perf_counter() - started)
         finally:
             staging.unlink(missing_ok=True)
+            vrt.unlink(missing_ok=True)
+            if pyramid:
+                pyramid.remove()
         return not any_valid
 
     def _stream_band(
         self,
         reader: SceneReader,
+        blender: BandBlender,
         out,
-        rows: list[int],
-        cols: list[int],
-        span: tuple[int, int],
+        pyramid,
         on_tiles: Callable[[int], None] | None,
-    ) -> bool:
-        """Predict the columns ``span`` of the scene, strip by strip; True if any valid.
+    ) -> None:
+        """Predict one column band of the scene, strip by strip, into ``out``.
 
         Tiles come from the scene's global grid, so a tile that straddles two column
         bands is computed in both and every pixel is blended exactly as in one pass.
         """
         from rasterio.windows import Window
 
-        t, height, width = self.options.tile, reader.ds.height, reader.ds.width
-        left, right = cols[0], min(width, cols[-1] + t)
-        x0, x1 = span
-        k, band_height, band_width = self.num_classes, min(t, height), right - left
-        acc = np.zeros((k, band_height, band_width), np.float32)
-        wsum = np.zeros((band_height, band_width), np.float32)
-        valid = np.zeros((band_height, band_width), bool)
-        state = {"top": 0, "any_valid": False}  # first scene row held in the buffers
-        pending = list(rows)
-        timings = self.timings
+        timings, x0 = self.timings, blender.left + blender.inner.start
 
         def blend_and_write(item) -> None:
             row, positions, weighted, masks = item
-            started = time.perf_counter()
-            top = state["top"]
-            for (r, c), probs, mask in zip(positions, weighted, masks, strict=True):
-                h, w = min(t, height - r), min(t, width - c)
-                y, x = r - top, c - left
-                acc[:, y : y + h, x : x + w] += probs[:, :h, :w]
-                wsum[y : y + h, x : x + w] += self.weights[:h, :w]
-                valid[y : y + h, x : x + w] |= mask[:h, :w]
+            started = clock()
+            for position, probs, mask in zip(positions, weighted, masks, strict=True):
+                blender.add(position, probs, mask)
             if on_tiles:
                 on_tiles(len(positions))
-            if row is None:
-                timings.add("blend", started)
-                return
-            pending.remove(row)  # strip `row` is complete: rows before the next strip are final
-            done_until = pending[0] if pending else height
-            n = done_until - top
-            if n <= 0:
-                timings.add("blend", started)
-                return
-            inner = slice(x0 - left, x1 - left)
-            state["any_valid"] |= bool(valid[:n, inner].any())
-            block = self._finalise(acc[:, :n, inner], wsum[:n, inner], valid[:n, inner])
+            finished = blender.end_strip(row) if row is not None else None
             timings.add("blend", started)
-            started = time.perf_counter()
-            out.write(block, window=Window(x0, top, x1 - x0, n))
+            if finished is None:
+                return
+            started = clock()
+            top, block = finished
+            out.write(block, window=Window(x0, top, block.shape[-1], block.shape[-2]))
+            if pyramid:
+                pyramid.add(block, top, x0)
             timings.add("write", started)
-            keep = band_height - n
-            acc[:, :keep], wsum[:keep], valid[:keep] = acc[:, n:], wsum[n:], valid[n:]
-            acc[:, keep:], wsum[keep:], valid[keep:] = 0, 0, False
-            state["top"] = done_until
 
-        with _in_thread(blend_and_write) as blend:
-            for item in self._predicted(_prefetch(lambda: self._batches(reader, rows, cols))):
+        with consumer_thread(blend_and_write) as blend:
+            for item in self._predicted(self._batches(reader, blender.rows, blender.cols)):
                 blend(item)
-        return state["any_valid"]
-
-    def _finalise(self, acc: np.ndarray, wsum: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        probs = acc / np.maximum(wsum, 1e-12)
-        if self.options.probabilities:
-            return np.where(valid, probs, np.nan).astype(np.float32)
-        classes = first_argmax(probs)
-        return np.where(valid, classes, CLASS_NODATA)[None].astype(np.uint8)
 
     def _batches(self, reader: SceneReader, rows: list[int], cols: list[int]) -> Iterator:
-        """Yield (strip row or None, positions, tiles, masks); the row marks a strip's end.
+        """Yield ``(row or None, positions, tiles, masks, coords)`` per batch, in scene
+        order; ``row`` marks the last batch of a strip.
 
-        Each strip is read once; its tiles are cut from it.
+        Strips are read by ``--workers`` threads, each with its own dataset handle and
+        reused strip buffers, a few strips ahead of the model.
         """
-        size, t, left = self.options.batch_size, self.options.tile, cols[0]
-        right = cols[-1] + t
+        t, left = self.options.tile, cols[0]
         date = self._scene_date(reader)
         self._gsd_m = None
-        for row in rows:
-            started = time.perf_counter()
-            strip, strip_mask = reader.read_strip(row, left, right)
-            positions, tiles, masks = [], [], []
-            for col in cols:
-                x = col - left
-                positions.append((row, col))
-                tiles.append(strip[:, :, x : x + t])
-                masks.append(strip_mask[:, x : x + t])
-                if len(positions) == size:
-                    batch = np.stack(tiles)
-                    coords = self._tile_coords(reader, positions, date)
-                    self.timings.add("read", started)
-                    yield None, positions, batch, masks, coords
-                    started = time.perf_counter()
-                    positions, tiles, masks = [], [], []
-            batch = np.stack(tiles) if tiles else None
-            coords = self._tile_coords(reader, positions, date)
+        local = threading.local()
+        opened: list[SceneReader] = []
+        lock = threading.Lock()
+
+        def read(row: int) -> list[tuple]:
+            started = clock()
+            if not hasattr(local, "reader"):
+                local.reader = reader.reopen()
+                local.buffers = local.reader.strip_buffers(left, cols[-1] + t)
+                with lock:
+                    opened.append(local.reader)
+            items = self._strip_batches(local.reader, row, cols, local.buffers, date)
             self.timings.add("read", started)
-            yield row, positions, batch, masks, coords
+            return items
+
+        workers = self.workers
+        try:
+            for items in ordered_map(read, rows, workers=workers, ahead=workers + 2):
+                yield from items
+        finally:
+            for each in opened:
+                each.close()
+
+    def _strip_batches(
+        self,
+        reader: SceneReader,
+        row: int,
+        cols: list[int],
+        buffers: tuple[np.ndarray, np.ndarray],
+        date: tuple[int, int] | None,
+    ) -> list[tuple]:
+        """The batches of strip ``row``: tiles copied out of one read (into pinned host
+        memory when the model runs on CUDA)."""
+        size, t, left = self.options.batch_size, self.options.tile, cols[0]
+        strip, strip_mask = reader.read_strip(row, left, cols[-1] + t, out=buffers)
+        items = []
+        for first in range(0, len(cols), size):
+            chunk = cols[first : first + size]
+            positions = [(row, col) for col in chunk]
+            shape = (len(chunk), strip.shape[0], t, t)
+            batch = (
+                torch.empty(shape, pin_memory=True).numpy()
+                if self.device.type == "cuda"
+                else np.empty(shape, np.float32)
+            )
+            np.stack([strip[:, :, col - left : col - left + t] for col in chunk], out=batch)
+            masks = np.stack([strip_mask[:, col - left : col - left + t] for col in chunk])
+            coords = self._tile_coords(reader, positions, date)
+            last = first + size >= len(cols)
+            items.append((row if last else None, positions, batch, masks, coords))
+        return items
 
     def _predicted(self, batches: Iterator) -> Iterator:
-        """Predict each batch; tiles without a single valid pixel skip the model."""
+        """Predict each batch; tiles without a single valid pixel skip the model. On CUDA
+        one batch is queued on the GPU while the previous one is collected."""
+        in_flight: deque = deque()
+        depth = 1 if self.device.type == "cuda" else 0
         for row, positions, tiles, masks, coords in batches:
-            if tiles is None:
-                yield row, positions, [], masks
-                continue
-            started = time.perf_counter()
-            useful = [i for i, mask in enumerate(masks) if mask.any()]
+            started = clock()
+            useful = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
             if len(useful) == len(positions):
-                weighted = self._weighted_probabilities(tiles, coords)
+                pending = self._weighted_probabilities(tiles, coords)
+            elif len(useful):
+                subset = {k: v[useful] for k, v in coords.items()}
+                pending = self._weighted_probabilities(tiles[useful], subset)
             else:
-                shape = (len(positions), self.num_classes, *tiles.shape[-2:])
-                weighted = np.zeros(shape, np.float32)
-                if useful:
-                    subset = {k: v[useful] for k, v in coords.items()}
-                    weighted[useful] = self._weighted_probabilities(tiles[useful], subset)
+                pending = None
+            in_flight.append((row, positions, masks, useful, pending, tiles.shape[-2:]))
             self.timings.add("model", started)
-            yield row, positions, weighted, masks
+            if len(in_flight) > depth:
+                yield self._finished_batch(*in_flight.popleft())
+        while in_flight:
+            yield self._finished_batch(*in_flight.popleft())
 
-
-def first_argmax(values: np.ndarray) -> np.ndarray:
-    """``values.argmax(axis=0)`` as uint8 (the first index on ties), by comparisons: a few
-    passes over contiguous planes instead of numpy's strided reduction over classes."""
-    best = values[0]
-    index = np.zeros(best.shape, np.uint8)
-    for c in range(1, values.shape[0]):
-        better = values[c] > best
-        index[better] = c
-        best = np.where(better, values[c], best)
-    return index
+    def _finished_batch(self, row, positions, masks, useful, pending, size) -> tuple:
+        started = clock()
+        if len(useful) == len(positions):
+            weighted = self._collect(pending)
+        else:
+            weighted = np.zeros((len(positions), self.num_classes, *size), np.float32)
+            if len(useful):
+                weighted[useful] = self._collect(pending)
+        self.timings.add("model", started)
+        return row, positions, weighted, masks

@@ -25,6 +25,7 @@ class PredictOptions:
     date: str | None = None  # YYYY-MM-DD: acquisition date for TL models (else the tags)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    workers: int | str = "auto"  # reading threads: auto | N >= 1
 
     def validate(self, patch_size: int | None = None) -> None:
         """One error naming the option, exit code 2 like any argument error."""
@@ -40,7 +41,11 @@ class PredictOptions:
             raise bad(f"--overlap must be in [0, {self.tile}), got {self.overlap}.")
         if self.vector not in (None, *VECTOR_FORMATS):
             raise bad(f"--vector must be geoparquet or geojson, got {self.vector!r}.")
-        from eofm.predict.device import check_device_spec, check_precision_spec
+        from eofm.predict.device import (
+            check_device_spec,
+            check_precision_spec,
+            check_workers_spec,
+        )
 
         if self.date is not None:
             from eofm.data.coords import parse_date
@@ -50,6 +55,7 @@ class PredictOptions:
             except EofmError as exc:
                 raise bad(f"--date: {exc}") from None
 
+        check_workers_spec(self.workers)
         check_device_spec(self.device)
         check_precision_spec(self.precision)
         if self.precision == "fp16" and self.device == "cpu":

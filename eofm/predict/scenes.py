@@ -93,6 +93,7 @@ class SceneReader:
         self.path = path
         self.ds = rasterio.open(path)
         self.indexes = indexes
+        self.mean_values, self.std_values = list(mean), list(std)
         self.mean = np.asarray(mean, np.float32)[:, None, None]
         self.std = np.asarray(std, np.float32)[:, None, None]
         self.tile = tile
@@ -102,18 +103,39 @@ class SceneReader:
         flags = {flag.name for flag in self.ds.mask_flag_enums[0]} if self.ds.count else set()
         self.has_mask = bool(flags & {"per_dataset", "alpha"}) and "nodata" not in flags
 
-    def read_strip(self, row: int, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
+    def reopen(self) -> SceneReader:
+        """Another reader of the same scene with its own dataset handle (one per thread)."""
+        return SceneReader(self.path, self.indexes, self.mean_values, self.std_values, self.tile)
+
+    def strip_buffers(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zeroed ``(C, tile, W)`` data and ``(tile, W)`` mask buffers for ``read_strip``."""
+        width = max(min(right, self.ds.width) - left, self.tile)
+        strip = np.zeros((len(self.indexes), self.tile, width), np.float32)
+        return strip, np.zeros((self.tile, width), bool)
+
+    def read_strip(
+        self,
+        row: int,
+        left: int,
+        right: int,
+        out: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``row .. row + tile`` of columns ``left .. right``, normalised, in one read.
 
         Zero-padded past the scene's edges to ``tile`` rows and at least ``tile`` columns;
-        returns the data ``(C, tile, W)`` and its validity mask ``(tile, W)``.
+        returns the data ``(C, tile, W)`` and its validity mask ``(tile, W)``, in ``out``
+        (from ``strip_buffers``, reused strip after strip) when given.
         """
         from rasterio.windows import Window
 
         t = self.tile
         h, w = min(t, self.ds.height - row), min(right, self.ds.width) - left
         window = Window(left, row, w, h)
-        strip = np.zeros((len(self.indexes), t, max(w, t)), np.float32)
+        if out is None:
+            strip, mask = self.strip_buffers(left, right)
+        else:
+            strip, mask = out
+            strip[:, h:], strip[:, :, w:], mask[h:], mask[:, w:] = 0.0, 0.0, False, False
         view = strip[:, :h, :w]
         try:
             if self.float32:  # read straight into the strip: no conversion, no copy
@@ -124,16 +146,20 @@ class SceneReader:
                 view[...] = raw
         except Exception as exc:
             raise EofmError(f"Cannot read {self.path} at row {row}, col {left}: {exc}") from None
-        valid = np.isfinite(view).all(axis=0)
+        valid = mask[:h, :w]  # computed in place, band by band (contiguous planes)
+        np.isfinite(view[0], out=valid)
+        for band in view[1:]:
+            valid &= np.isfinite(band)
         if self.nodata is not None and not math.isnan(self.nodata):
-            valid &= (raw != self.nodata).all(axis=0)
+            for band in raw:
+                valid &= band != self.nodata
         if self.has_mask:
             valid &= self.ds.read_masks(self.indexes[0], window=window) > 0
         view -= self.mean  # in place, the same float32 operations as (x - mean) / std
         view /= self.std
-        view[:, ~valid] = 0.0
-        mask = np.zeros((t, strip.shape[-1]), bool)
-        mask[:h, :w] = valid
+        invalid = ~valid
+        if invalid.any():
+            np.copyto(view, np.float32(0.0), where=invalid)
         return strip, mask
 
     def read(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:

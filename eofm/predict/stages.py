@@ -1,0 +1,97 @@
+"""Pipeline stages joined by bounded queues: work mapped over threads in order, a consumer
+run behind in a thread, and the busy seconds of each stage."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+
+def clock() -> float:
+    """CPU seconds of the calling thread: a stage's own work, not the time it spent
+    waiting for a core, the GIL or another stage."""
+    return time.thread_time()
+
+
+class StageTimes:
+    """CPU seconds each pipeline stage used (``started`` comes from :func:`clock`); the
+    final COG copy, which runs on GDAL's own threads, is counted in wall seconds."""
+
+    STAGES = ("read", "model", "blend", "write", "cog")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.STAGES, 0.0)
+        self._lock = threading.Lock()  # several reading threads add to "read"
+
+    def add(self, stage: str, started: float) -> None:
+        self.add_seconds(stage, clock() - started)
+
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[stage] += seconds
+
+
+def ordered_map(
+    work: Callable[[Any], Any], items: Iterable[Any], *, workers: int, ahead: int
+) -> Iterator[Any]:
+    """``map(work, items)`` on ``workers`` threads, at most ``ahead`` results in flight,
+    yielded in the order of ``items``; an error re-raises in the caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eofm-read") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(work, item))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+@contextlib.contextmanager
+def consumer_thread(consume: Callable[[object], None], depth: int = 4) -> Iterator:
+    """A context that runs ``consume`` on every item put into it, in one thread, in order.
+
+    ``put(item)`` blocks when ``depth`` items wait; an error in ``consume`` is raised in
+    the caller at the next ``put`` or at exit.
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        while True:
+            item = items.get()
+            if item is done:
+                return
+            if failure:
+                continue  # drain after an error
+            try:
+                consume(item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the producer
+                failure.append(exc)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+
+    def put(item: object) -> None:
+        if failure:
+            raise failure[0]
+        items.put(item)
+
+    try:
+        yield put
+    finally:
+        items.put(done)
+        thread.join()
+    if failure:
+        raise failure[0]
