@@ -74,3 +74,60 @@ def test_fire_weather_decoder_recipe_end_to_end(warm, tmp_path, tiny_repo) -> No
     metrics = json.loads((run / "test_metrics.json").read_text())["metrics"]
     assert {"test/rmse_fwi", "test/rmse_ffmc", "test/mae_dc"} <= set(metrics)
     assert all(np.isfinite(v) for k, v in metrics.items() if k.startswith("test/rmse"))
+
+
+def test_local_noon_is_the_step_nearest_12_minus_lon_over_15() -> None:
+    from eofm.data.fire_weather import local_noon_steps
+
+    times = np.arange(
+        np.datetime64("2020-01-01T00:00"), np.datetime64("2020-01-04T00:00"), np.timedelta64(1, "h")
+    ).astype("datetime64[ns]")
+    lon = np.array([0.0, 10.0, 90.0, 170.0, 190.0, 350.0])  # 190 = 170 W, 350 = 10 W
+    days, steps = local_noon_steps(times, lon)
+    hours = (times[steps] - times[steps].astype("datetime64[D]")) / np.timedelta64(1, "h")
+    assert np.array_equal(hours[0], [12, 11, 6, 1, 23, 13])  # round(12 - lon / 15) mod 24
+    # 170 W's local noon falls late on the UTC day; 170 E's early: each is its own local day
+    local = times[steps].astype("datetime64[D]")
+    assert np.array_equal(local[:, 4], days) and np.array_equal(local[:, 3], days)
+    # only days whose noon is in the record at every longitude: the 3 UTC days
+    assert [str(d) for d in days] == ["2020-01-01", "2020-01-02", "2020-01-03"]
+
+
+def test_fire_targets_use_local_noon_and_snow(tmp_path) -> None:
+    """On the real sample's hourly grid (0-10 E), noon is 12 UTC at 0 E and 11 UTC at 10 E;
+    snow on the ground (ERA5 ``sd``) keeps the season from starting."""
+    import xarray as xr
+
+    from eofm.data.fire_weather import era5_fire_targets
+
+    era5 = _sample_era5()
+    fields = {}
+    for name, var in (("2t", "d2m"), ("d2m", "d2m"), ("10u", "u10"), ("10v", "v10"), ("tp", "tp")):
+        with xr.open_dataset(era5 / f"ERA5_2020-01-01_{var}.nc") as ds:
+            fields[name] = ds[var].load().rename({"latitude": "latitude"})
+    fields["2t"] = fields["2t"] + 25.0  # warm and dry: a season can start
+    days = 8
+    fields = {  # the real day repeated: 8 days of hourly steps
+        k: xr.concat(
+            [v.assign_coords(time=v["time"] + np.timedelta64(d, "D")) for d in range(days)], "time"
+        )
+        for k, v in fields.items()
+    }
+    plain = era5_fire_targets(fields, ["ffmc"], "sample")["ffmc"]
+    assert plain.dims == fields["2t"].dims and plain.shape == fields["2t"].shape
+    # the value of a step is the local day's: constant over each local day at a longitude
+    lon = plain["longitude"].values
+    east_edge = plain.sel(longitude=lon[-1]).values  # 10 E: local day = UTC + 40 min
+    west_edge = plain.sel(longitude=lon[0]).values
+    assert np.isfinite(west_edge[-24:]).any()
+    assert np.array_equal(west_edge[-24], west_edge[-1], equal_nan=True)
+    assert np.array_equal(east_edge[-24], east_edge[-2], equal_nan=True)
+    snowy = dict(fields, sd=xr.full_like(fields["tp"], 0.05))  # 5 cm water: ~17 cm of snow
+    covered = era5_fire_targets(snowy, ["ffmc"], "sample")["ffmc"]
+    assert np.isfinite(plain.values).any() and not np.isfinite(covered.values).any()
+
+
+def _sample_era5():
+    from tests.realdata import SHARED
+
+    return SHARED.parent / "era5"

@@ -54,6 +54,8 @@ ERA5_NAMES = {
     "surface_pressure": "sp",
     "total_column_water": "tcw",
     "2m_dewpoint_temperature": "d2m",
+    "snow_depth": "sd",
+    "snow_density": "rsn",
 }
 _LAT = ("latitude", "lat")
 _LON = ("longitude", "lon")

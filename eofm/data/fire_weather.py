@@ -88,18 +88,49 @@ def noon_inputs_from_era5(t2m: Any, d2m: Any, u10: Any, v10: Any, tp_24h: Any) -
 FIRE_TARGETS = {name.lower(): name for name in INDICES}
 #: ERA5 surface variables (Aurora names) the indices are computed from.
 FIRE_INPUTS = ("2t", "d2m", "10u", "10v", "tp")
+#: Snow density assumed when ERA5's snow depth ``sd`` (metres of water equivalent) comes
+#: without its ``rsn``: a typical settled-snow density, so that ``sd`` becomes a depth.
+DEFAULT_SNOW_DENSITY = 300.0  # kg m-3
+
+
+def local_noon_steps(times: Any, lon: Any) -> tuple[Any, Any]:
+    """Local solar noon of each day and longitude, as steps of the record.
+
+    Local noon is 12:00 UTC minus ``lon / 15`` hours; each day takes the record's step
+    nearest to it (within half a step). Returns the local days ``(D,)`` (datetime64[D])
+    on which every longitude has its noon in the record, and the step index of each
+    ``(D, W)``.
+    """
+    import numpy as np
+
+    times = np.asarray(times).astype("datetime64[m]")
+    east = (np.asarray(lon, np.float64) + 180.0) % 360.0 - 180.0  # degrees, (-180, 180]
+    offset = np.rint(-east / 15.0 * 60.0).astype(np.int64)  # minutes after 12:00 UTC
+    step = (times[1] - times[0]).astype(np.int64) if len(times) > 1 else 60
+    dates = np.unique(times.astype("datetime64[D]"))
+    candidates = np.arange(dates[0] - 1, dates[-1] + 2)  # local dates may fall a day away
+    noon = candidates.astype("datetime64[m]")[:, None] + (12 * 60 + offset)[None, :]
+    index = np.rint((noon - times[0]).astype(np.int64) / step).astype(np.int64)
+    inside = (index >= 0) & (index < len(times))
+    nearest = times[np.clip(index, 0, len(times) - 1)]
+    close = np.abs((nearest - noon).astype(np.int64)) * 2 <= step
+    complete = (inside & close).all(axis=1)
+    return candidates[complete], index[complete]
 
 
 def era5_fire_targets(fields: dict[str, Any], names: list[str], where: Any) -> dict[str, Any]:
     """Fire-weather targets on the ERA5 time axis, from the surface fields (by Aurora name).
 
-    Each UTC day's indices come from its 12:00 UTC fields (noon at the prime meridian; an
-    approximation of local noon east and west of it) and the precipitation of the 24 h
-    that end then (``tp`` accumulates over each time step, so the steps in (noon - 24 h,
-    noon] are summed; the first day sums what the record holds). Every time step of a day
-    gets that day's value. Days before a fire season has started are NaN, which the loss
-    and the scores leave out. Snow depth is taken as zero (GFWED's season rule also looks
-    at snow; ERA5's ``sd`` is not read yet).
+    Each local day's indices come from the fields at local solar noon
+    (:func:`local_noon_steps`, per longitude) and the precipitation of the 24 h that end
+    then (``tp`` accumulates over each time step, so the steps in (noon - 24 h, noon] are
+    summed; the first day sums what the record holds). Every time step gets the value of
+    its local day at its longitude. Days before a fire season has started are NaN, which
+    the loss and the scores leave out.
+
+    Snow depth feeds GFWED's season rule (3 snow-free days): ERA5's ``sd`` (metres of
+    water equivalent) times 1000 over the snow density ``rsn`` (or
+    :data:`DEFAULT_SNOW_DENSITY`); without ``sd`` the ground is taken as snow-free.
     """
     import numpy as np
     import xarray as xr
@@ -112,39 +143,88 @@ def era5_fire_targets(fields: dict[str, Any], names: list[str], where: Any) -> d
             f"Fire-weather targets {names} need the ERA5 surface variables {list(FIRE_INPUTS)}; "
             f"{where} lacks {missing}."
         )
-    units = {"2t": "K", "d2m": "K", "10u": "m/s", "10v": "m/s", "tp": "m"}
-    arrays = {n: fields[n].assign_attrs(units=units[n]) for n in FIRE_INPUTS}
-    times = arrays["2t"]["time"].values
-    noon = times[(times.astype("datetime64[h]") - times.astype("datetime64[D]")).astype(int) == 12]
-    if len(noon) < 1:
-        raise EofmError(f"{where} has no 12:00 UTC time step to compute fire weather from.")
-    day = np.timedelta64(24, "h")
-    rain = xr.concat(
-        [arrays["tp"].sel(time=(times > n - day) & (times <= n)).sum("time") for n in noon], "time"
-    ).assign_coords(time=noon)
+    template = fields["2t"].transpose("time", "latitude", "longitude")
+    times, lat, lon = (template[c].values for c in ("time", "latitude", "longitude"))
+    days, steps = local_noon_steps(times, lon)
+    if not len(days):
+        raise EofmError(
+            f"{where} holds no whole day with a time step near local noon at every longitude "
+            "(needed for fire weather)."
+        )
+
+    def values(name: str) -> np.ndarray:
+        return fields[name].transpose("time", "latitude", "longitude").values.astype(np.float64)
+
+    def at_noon(array: np.ndarray) -> np.ndarray:  # (T, H, W) -> (D, H, W), per longitude
+        return np.take_along_axis(array, steps[:, None, :].repeat(len(lat), axis=1), axis=0)
+
+    per_day = _steps_per_day(times)
+    rain = np.concatenate([np.zeros((1, len(lat), len(lon))), np.cumsum(values("tp"), axis=0)])
+    rain_24h = at_noon(rain[1:]) - np.take_along_axis(
+        rain, np.maximum(steps - per_day + 1, 0)[:, None, :].repeat(len(lat), axis=1), axis=0
+    )
+
+    def daily(array: np.ndarray, units: str) -> xr.DataArray:
+        return xr.DataArray(
+            array.transpose(1, 2, 0),  # time last, as xclim iterates
+            dims=("latitude", "longitude", "time"),
+            coords={"latitude": lat, "longitude": lon, "time": days.astype("datetime64[ns]")},
+            attrs={"units": units},
+        )
+
     inputs = noon_inputs_from_era5(
-        *(arrays[n].sel(time=noon) for n in ("2t", "d2m", "10u", "10v")),
-        rain.assign_attrs(units="m"),
+        daily(at_noon(values("2t")), "K"),
+        daily(at_noon(values("d2m")), "K"),
+        daily(at_noon(values("10u")), "m/s"),
+        daily(at_noon(values("10v")), "m/s"),
+        daily(rain_24h, "m"),
     )
-    order = [d for d in inputs["tas"].dims if d != "time"] + ["time"]  # time last, lat broadcast
-    inputs = {k: v.transpose(*order) for k, v in inputs.items()}
-    lat = inputs["tas"]["latitude"].broadcast_like(inputs["tas"].isel(time=0, drop=True))
-    snow = xr.zeros_like(inputs["tas"]).assign_attrs(units="m")  # ERA5 inputs: snow-free
+    snow = np.zeros_like(rain_24h)
+    if "sd" in fields:
+        density = values("rsn") if "rsn" in fields else DEFAULT_SNOW_DENSITY
+        snow = at_noon(values("sd") * 1000.0 / density)
+    latitude = (
+        inputs["tas"]["latitude"]
+        .broadcast_like(inputs["tas"].isel(time=0, drop=True))
+        .assign_attrs(units="degrees_north")
+    )
     indices = fire_weather_indices(
-        inputs["tas"], inputs["pr"], inputs["sfcwind"], inputs["hurs"], lat, snd=snow
+        inputs["tas"],
+        inputs["pr"],
+        inputs["sfcwind"],
+        inputs["hurs"],
+        latitude,
+        snd=daily(snow, "m"),
     )
-    days = times.astype("datetime64[D]")
-    noon_days = noon.astype("datetime64[D]")
+    # each step at each longitude takes the value of its local day
+    east = (lon + 180.0) % 360.0 - 180.0
+    local = (
+        times.astype("datetime64[m]")[:, None]
+        + np.rint(east / 15.0 * 60.0).astype(np.int64)[None, :]
+    ).astype("datetime64[D]")  # (T, W)
+    day_index = np.searchsorted(days, local)
+    known = (day_index < len(days)) & (days[np.minimum(day_index, len(days) - 1)] == local)
     out = {}
     for name in names:
-        daily = indices[FIRE_TARGETS[name]].transpose("time", ...).values
-        per_step = np.full((len(times), *daily.shape[1:]), np.nan, np.float32)
-        for i, d in enumerate(noon_days):
-            per_step[days == d] = daily[i]
-        out[name] = xr.DataArray(
-            per_step,
-            dims=arrays["2t"].dims,
-            coords={k: arrays["2t"][k] for k in arrays["2t"].dims},
-            name=name,
+        series = indices[FIRE_TARGETS[name]].transpose("time", "latitude", "longitude").values
+        gathered = np.take_along_axis(
+            series, np.minimum(day_index, len(days) - 1)[:, None, :].repeat(len(lat), 1), axis=0
         )
+        gathered[~np.broadcast_to(known[:, None, :], gathered.shape)] = np.nan
+        out[name] = xr.DataArray(
+            gathered.astype(np.float32),
+            dims=("time", "latitude", "longitude"),
+            coords={"time": times, "latitude": lat, "longitude": lon},
+            name=name,
+        ).transpose(*fields["2t"].dims)
     return out
+
+
+def _steps_per_day(times: Any) -> int:
+    """Time steps in 24 h (the record's step must divide a day)."""
+    import numpy as np
+
+    if len(times) < 2:
+        return 1
+    minutes = int((times[1] - times[0]) / np.timedelta64(1, "m"))
+    return max(1, (24 * 60) // minutes)
