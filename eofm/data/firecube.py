@@ -16,8 +16,10 @@ box around every positive, as Mesogeos' track A does. Splits are by the year of 
 day, so no day serves two splits. Variables are standardised on the training samples;
 missing values become 0 afterwards.
 
-The cube's layers are read into memory once (fine for regional cubes; a continental cube
-needs a chunked reader, not written yet).
+The cube is never read whole (:mod:`eofm.data.cube_reader`): events are scanned a block
+of days at a time, negatives are drawn by rejection against the events, and each
+sample's window is gathered from reads bounded in space and time, so a continental cube
+takes the memory of its samples, not of its grid.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from eofm.data.cube_reader import CubeReader
 from eofm.data.loading import loader_options
 from eofm.data.splits import SPLITS, SplitLoaders
 from eofm.errors import EofmError
@@ -51,6 +54,53 @@ def open_cube(root: Path) -> Any:
         return xr.open_dataset(root)
     except Exception as exc:
         raise EofmError(f"Cannot open the datacube {root}: {exc}") from None
+
+
+def standardise_windows(
+    dynamic: np.ndarray, static: np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Windows standardised with the training statistics; missing values become 0 (in
+    place: the raw windows are not needed afterwards)."""
+    cd = dynamic.shape[2]
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    dynamic -= mean[:cd, None, None]
+    dynamic /= std[:cd, None, None]
+    static -= mean[cd:, None, None]
+    static /= std[cd:, None, None]
+    return np.nan_to_num(dynamic, copy=False), np.nan_to_num(static, copy=False)
+
+
+def draw_negatives(
+    events: np.ndarray,
+    count: int,
+    *,
+    low: tuple[int, int, int],
+    high: tuple[int, int, int],
+    box: tuple[int, int, int],
+    seed: int,
+    rounds: int = 50,
+) -> np.ndarray:
+    """``count`` distinct ``(day, y, x)`` drawn uniformly in ``[low, high)`` with no event
+    within ``box`` (half-widths in days, rows, columns; a Chebyshev neighbourhood)."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    scale = 1.0 / (np.asarray(box, np.float64) + 0.5)  # |d| <= b  <=>  |d| * scale < 1
+    tree = cKDTree(events * scale) if len(events) else None
+    low_, high_ = np.asarray(low), np.asarray(high)
+    space = int(np.prod(np.maximum(high_ - low_, 0)))
+    kept = np.zeros((0, 3), np.int64)
+    for _ in range(rounds):
+        if len(kept) >= count or space == 0:
+            break
+        draws = rng.integers(low_, high_, size=(max(2 * (count - len(kept)), 64), 3))
+        if tree is not None:
+            distance, _ = tree.query(draws * scale, k=1, p=np.inf, distance_upper_bound=1.0)
+            draws = draws[~np.isfinite(distance)]
+        kept = np.unique(np.concatenate([kept, draws]), axis=0)
+    if len(kept) > count:
+        kept = kept[rng.permutation(len(kept))[:count]]
+    return kept[np.lexsort(kept.T[::-1])]
 
 
 def check_cube(
@@ -118,56 +168,71 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
         self.lag, self.patch = lag_days, patch
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory = pin_memory
-        labels = np.nan_to_num(cube[target].values.astype(np.float32)) > (
-            min_burned_ha if target == "ignition_points" else 0.0
-        )
+        self.reader = CubeReader(cube, self.dynamic_vars, self.static_vars)
+        threshold = min_burned_ha if target == "ignition_points" else 0.0
+        events = self.reader.events(target, threshold)
         years = times.astype("datetime64[Y]").astype(int) + 1970
         self.year_of_day = years
         self.doy = (times.astype("datetime64[D]") - times.astype("datetime64[Y]")).astype(int) + 1
-        index = self._sample_index(
-            labels, negative_ratio, negative_strategy, buffer_pixels, buffer_days
+        index, labels = self._sample_index(
+            events, negative_ratio, negative_strategy, buffer_pixels, buffer_days
         )
-        self.splits = self._split(index, years, split_years)
-        dynamic = np.stack([cube[v].values.astype(np.float32) for v in self.dynamic_vars], axis=1)
-        static = np.stack([cube[v].values.astype(np.float32) for v in self.static_vars], axis=0)
-        train = self.splits["train"]
-        self.mean, self.std = self._statistics(dynamic, static, train)
+        self.splits, split_labels = self._split(index, labels, years, split_years)
+        dynamic, static = {}, {}
+        for split, rows in self.splits.items():
+            dynamic[split], static[split] = self.reader.windows(rows, self.lag, self.patch)
+        self.mean, self.std = self._statistics(dynamic["train"], static["train"])
         self.tensors = {
-            split: self._materialise(dynamic, static, labels, rows)
+            split: self._materialise(dynamic[split], static[split], split_labels[split], rows)
             for split, rows in self.splits.items()
-        }
-        counts = {
-            s: (len(r), int(labels[r[:, 0], r[:, 1], r[:, 2]].sum()))
-            for s, r in self.splits.items()
         }
         log.info(
             "Fire cube %s: %s",
             self.root,
-            ", ".join(f"{s} {n} samples ({p} positive)" for s, (n, p) in counts.items()),
+            ", ".join(
+                f"{s} {len(r)} samples ({int(split_labels[s].sum())} positive)"
+                for s, r in self.splits.items()
+            ),
         )
 
-    def _sample_index(self, labels, ratio, strategy, bp, bd) -> np.ndarray:
-        """(label day, y, x) of every positive and of the drawn negatives."""
-        t, h, w = labels.shape
+    def _sample_index(self, events, ratio, strategy, bp, bd) -> tuple[np.ndarray, np.ndarray]:
+        """``(label day, y, x)`` of every positive and of the drawn negatives, and labels.
+
+        Negatives are drawn uniformly among the allowed positions by rejection: random
+        positions are kept unless an event lies within the space-time box (``buffer``) or
+        at the position itself (``random``), until ``ratio`` per positive are found.
+        """
+        t, h, w = self.reader.days, self.reader.height, self.reader.width
         r = self.patch // 2
-        inside = np.zeros_like(labels)
-        inside[self.lag :, r : h - r, r : w - r] = True
-        positives = np.argwhere(labels & inside)
+        inside = (events[:, 0] >= self.lag) & (events[:, 1] >= r) & (events[:, 1] < h - r)
+        inside &= (events[:, 2] >= r) & (events[:, 2] < w - r)
+        positives = events[inside]
         if not len(positives):
             raise EofmError(f"The cube {self.root} has no positive (target event) to learn from.")
-        excluded = labels
-        if strategy == "buffer":
-            from scipy.ndimage import binary_dilation
+        box = (bd, bp, bp) if strategy == "buffer" else (0, 0, 0)
+        needed = int(round(ratio * len(positives)))
+        negatives = draw_negatives(
+            events,
+            needed,
+            low=(self.lag, r, r),
+            high=(t, h - r, w - r),
+            box=box,
+            seed=self.seed,
+        )
+        if len(negatives) < needed:
+            log.warning(
+                "The cube %s has room for %d of the %d negatives asked for.",
+                self.root,
+                len(negatives),
+                needed,
+            )
+        index = np.concatenate([positives, negatives])
+        labels = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
+        return index, labels.astype(np.float32)
 
-            box = np.ones((2 * bd + 1, 2 * bp + 1, 2 * bp + 1), bool)
-            excluded = binary_dilation(labels, structure=box)
-        candidates = np.argwhere(~excluded & inside)
-        rng = np.random.default_rng(self.seed)
-        count = min(len(candidates), int(round(ratio * len(positives))))
-        negatives = candidates[rng.choice(len(candidates), count, replace=False)]
-        return np.concatenate([positives, negatives])
-
-    def _split(self, index: np.ndarray, years: np.ndarray, split_years) -> dict[str, np.ndarray]:
+    def _split(
+        self, index: np.ndarray, labels: np.ndarray, years: np.ndarray, split_years
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         label_years = years[index[:, 0]]
         if split_years is None:
             present = sorted(set(label_years.tolist()))
@@ -177,48 +242,32 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
                     "needs 3 (or set data.split_years)."
                 )
             split_years = {"train": present[:-2], "val": [present[-2]], "test": [present[-1]]}
-        splits = {}
+        splits, split_labels = {}, {}
         for split in SPLITS:
-            rows = index[np.isin(label_years, split_years[split])]
-            if not len(rows):
+            chosen = np.isin(label_years, split_years[split])
+            if not chosen.any():
                 raise EofmError(
                     f"data.split_years leaves the {split} split empty ({split_years[split]})."
                 )
-            splits[split] = rows
-        return splits
+            splits[split], split_labels[split] = index[chosen], labels[chosen]
+        return splits, split_labels
 
-    def _window(self, array: np.ndarray, rows: np.ndarray, lag: bool) -> np.ndarray:
-        r, p = self.patch // 2, self.patch
-        dy = np.arange(p) - r
-        ys = rows[:, 1, None] + dy  # (N, p)
-        xs = rows[:, 2, None] + dy
-        if not lag:  # static: (C, H, W) -> (N, C, p, p)
-            return array[:, ys[:, :, None], xs[:, None, :]].transpose(1, 0, 2, 3)
-        days = rows[:, 0, None] - 1 - np.arange(self.lag)[::-1]  # t-L+1 .. t, t = label day - 1
-        # (T, C, H, W) -> (N, L, C, p, p)
-        out = array[days[:, :, None, None], :, ys[:, None, :, None], xs[:, None, None, :]]
-        return out.transpose(0, 1, 4, 2, 3)
-
-    def _statistics(self, dynamic, static, rows) -> tuple[list[float], list[float]]:
-        d = self._window(dynamic, rows, True)
-        s = self._window(static, rows, False)
-        values = [d[:, :, c] for c in range(d.shape[2])] + [s[:, c] for c in range(s.shape[1])]
+    @staticmethod
+    def _statistics(dynamic: np.ndarray, static: np.ndarray) -> tuple[list[float], list[float]]:
+        """Per-variable mean and std of the training windows (NaN left out)."""
+        values = [dynamic[:, :, c] for c in range(dynamic.shape[2])]
+        values += [static[:, c] for c in range(static.shape[1])]
         mean = [float(np.nanmean(v)) for v in values]
         std = [float(np.nanstd(v)) or 1.0 for v in values]
         return mean, std
 
     def _materialise(self, dynamic, static, labels, rows) -> dict[str, torch.Tensor]:
-        cd = len(self.dynamic_vars)
-        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
-        d = (self._window(dynamic, rows, True) - mean[:cd, None, None]) / std[:cd, None, None]
-        s = (self._window(static, rows, False) - mean[cd:, None, None]) / std[cd:, None, None]
+        d, s = standardise_windows(dynamic, static, self.mean, self.std)
         return {
-            "dynamic": torch.from_numpy(np.nan_to_num(d).astype(np.float32)),
-            "static": torch.from_numpy(np.nan_to_num(s).astype(np.float32)),
+            "dynamic": torch.from_numpy(d),
+            "static": torch.from_numpy(s),
             "doy": torch.from_numpy(self.doy[rows[:, 0]].astype(np.float32)),
-            "label": torch.from_numpy(
-                labels[rows[:, 0], rows[:, 1], rows[:, 2]].astype(np.float32)
-            ),
+            "label": torch.from_numpy(labels.astype(np.float32)),
         }
 
     def dataset(self, split: str) -> TensorDataset:

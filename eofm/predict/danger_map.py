@@ -5,6 +5,7 @@ model's probability of a fire starting on D, from the ``lag_days`` days before D
 static layers, normalised exactly as in training (``model.json``). The map is float32
 with NaN where no prediction was made, written atomically, georeferenced from the cube's
 ``x``/``y`` coordinates (cell centres) and its ``crs`` attribute (default EPSG:4326).
+The cube is read a block of grid rows at a time (:mod:`eofm.data.cube_reader`).
 """
 
 from __future__ import annotations
@@ -56,34 +57,28 @@ def danger_map(
     for name in [*dynamic_vars, *static_vars]:
         if name not in cube:
             raise EofmError(f"The cube has no variable '{name}', which the model was trained on.")
-    mean = np.asarray(manifest["mean"], np.float32)
-    std = np.asarray(manifest["std"], np.float32)
-    cd = len(dynamic_vars)
-    dyn = np.stack(
-        [cube[v].isel(time=slice(j - lag, j)).values.astype(np.float32) for v in dynamic_vars], 1
-    )  # (L, Cd, H, W)
-    dyn = np.nan_to_num((dyn - mean[:cd, None, None]) / std[:cd, None, None])
-    sta = np.stack([cube[v].values.astype(np.float32) for v in static_vars])  # (Cs, H, W)
-    sta = np.nan_to_num((sta - mean[cd:, None, None]) / std[cd:, None, None])
-    h, w = sta.shape[1:]
+    from eofm.data.cube_reader import CubeReader
+    from eofm.data.firecube import standardise_windows
+
+    reader = CubeReader(cube, dynamic_vars, static_vars)
+    h, w = reader.height, reader.width
     r = patch // 2
-    ys, xs = np.mgrid[r : h - r, r : w - r]
-    ys, xs = ys.ravel(), xs.ravel()
     out = np.full((h, w), np.nan, np.float32)
-    offsets = np.arange(patch) - r
+    per_block = max(1, batch_size // max(1, w - 2 * r))  # grid rows predicted together
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(ys), batch_size):
-            yy, xx = ys[start : start + batch_size], xs[start : start + batch_size]
-            wy, wx = yy[:, None] + offsets, xx[:, None] + offsets
-            d = dyn[:, :, wy[:, :, None], wx[:, None, :]].transpose(2, 0, 1, 3, 4)
-            s = sta[:, wy[:, :, None], wx[:, None, :]].transpose(1, 0, 2, 3)
-            logits = model(
-                torch.from_numpy(np.ascontiguousarray(d)),
-                torch.from_numpy(np.ascontiguousarray(s)),
-                torch.full((len(yy),), float(doy)),
+        for top in range(r, h - r, per_block):
+            ys, xs = np.mgrid[top : min(top + per_block, h - r), r : w - r]
+            rows = np.stack([np.full(ys.size, j), ys.ravel(), xs.ravel()], axis=1)
+            dynamic, static = standardise_windows(
+                *reader.windows(rows, lag, patch), manifest["mean"], manifest["std"]
             )
-            out[yy, xx] = logits.sigmoid().numpy()
+            logits = model(
+                torch.from_numpy(dynamic),
+                torch.from_numpy(static),
+                torch.full((len(rows),), float(doy)),
+            )
+            out[rows[:, 1], rows[:, 2]] = logits.sigmoid().numpy()
     return out
 
 
