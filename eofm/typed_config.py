@@ -11,6 +11,7 @@ prints.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import types
 import typing
@@ -216,6 +217,8 @@ def coerce(value: Any, hint: Any, key: str, where: str) -> Any:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
+        if isinstance(value, datetime.date):  # YAML reads 2020-01-04 as a date
+            return value.isoformat()
         raise fail()
     raise fail()
 

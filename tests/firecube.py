@@ -28,20 +28,21 @@ def make_cube(
     seed: int = 0,
     drop: tuple[str, ...] = (),
     static_size: int | None = None,
+    start: str | None = None,
+    origin: tuple[float, float] = (38.0, 22.0),
 ) -> Path:
+    """A cube of ``days_per_year`` days in each of ``years`` from 1 July (or, with
+    ``start``, that many consecutive days from it), its north-west cell at ``origin``."""
     import xarray as xr
 
     rng = np.random.default_rng(seed)
+    firsts = [pd.Timestamp(start)] if start else [pd.Timestamp(f"{y}-07-01") for y in years]
     times = pd.DatetimeIndex(
-        [
-            pd.Timestamp(f"{y}-07-01") + pd.Timedelta(days=d)
-            for y in years
-            for d in range(days_per_year)
-        ]
+        [first + pd.Timedelta(days=d) for first in firsts for d in range(days_per_year)]
     )
     t = len(times)
-    y = np.round(38.0 - np.arange(size) * 0.009, 4)
-    x = np.round(22.0 + np.arange(size) * 0.009, 4)
+    y = np.round(origin[0] - np.arange(size) * 0.009, 4)
+    x = np.round(origin[1] + np.arange(size) * 0.009, 4)
     dyn = {v: rng.normal(0, 1, (t, size, size)).astype(np.float32) for v in MESOGEOS_DYNAMIC}
     dyn["t2m"] = (300 + 5 * rng.normal(0, 1, (t, size, size))).astype(np.float32)
     dyn["rh"] = np.clip(50 + 15 * rng.normal(0, 1, (t, size, size)), 1, 100).astype(np.float32)

@@ -66,9 +66,7 @@ def test_events_are_found_block_by_block(cube) -> None:
 def test_negatives_are_distinct_and_outside_every_event_box() -> None:
     rng = np.random.default_rng(1)
     events = rng.integers([0, 0, 0], [60, 30, 30], size=(40, 3))
-    negatives = draw_negatives(
-        events, 500, low=(5, 1, 1), high=(60, 29, 29), box=(3, 2, 2), seed=0
-    )
+    negatives = draw_negatives(events, 500, low=(5, 1, 1), high=(60, 29, 29), box=(3, 2, 2), seed=0)
     assert len(negatives) == 500 and len(np.unique(negatives, axis=0)) == 500
     assert (negatives >= [5, 1, 1]).all() and (negatives < [60, 29, 29]).all()
     gap = np.abs(negatives[:, None, :] - events[None, :, :])  # (N, E, 3)

@@ -144,3 +144,33 @@ def test_danger_map_over_the_cube_grid(cube: Path, tmp_path: Path, capsys) -> No
     assert main([*args, "--date", "2021-07-20"]) == 1  # never overwritten silently
     assert main([*args, "--date", "2030-01-01"]) == 1
     assert "not in the cube" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("dates", "needle"),
+    [
+        ("{train: [2019-07-01, 2020-07-05], val: [2020-07-05, 2020-07-20], test: [2021-07-01, 2021-08-01]}", "share days"),
+        ("{train: [2019-07-01, 2019-08-01], val: [2020-07-01, 2020-08-01]}", "exactly train, val and test"),
+        ("{train: [2019-08-01, 2019-07-01], val: [2020-07-01, 2020-08-01], test: [2021-07-01, 2021-08-01]}", "ends before"),
+    ],
+)  # fmt: skip
+def test_split_dates_are_checked_before_anything(
+    cube: Path, tmp_path: Path, dates: str, needle: str, capsys
+) -> None:
+    run = tmp_path / "run"
+    args = fit_args(cube, run, **{"data.split_dates": dates})
+    assert main(["fit", "mesogeos_fire_danger_gru", *args]) == 2
+    assert needle in capsys.readouterr().err and not run.exists()
+
+
+def test_split_dates_choose_the_label_days(cube: Path) -> None:
+    ranges = {
+        "train": ["2019-07-01", "2019-08-09"],
+        "val": ["2020-07-01", "2020-07-20"],
+        "test": ["2020-07-21", "2021-08-09"],
+    }
+    dm = module(cube, split_dates=ranges)
+    days = {s: dm.label_days(s) for s in ("train", "val", "test")}
+    assert all(d[:4] == "2019" for d in days["train"])
+    assert all("2020-07-01" <= d <= "2020-07-20" for d in days["val"])
+    assert min(days["test"]) >= "2020-07-21"

@@ -14,8 +14,8 @@ import rasterio
 from rasterio.windows import Window
 
 from eofm.cli import main
-from eofm.commands.loading import load_trained
 from eofm.errors import EofmError
+from eofm.families.trained import load_trained
 from eofm.predict.engine import Predictor
 from eofm.predict.grid import blend_weights, tile_starts
 from eofm.predict.options import PredictOptions

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from eofm.commands.loading import load_trained
 from eofm.families.base import family_of
+from eofm.families.trained import load_trained
 from eofm.publishing.hub import is_hub_uri
 from eofm.train.rundir import TEST_METRICS_FILE, relative_to, scalar, write_json
 

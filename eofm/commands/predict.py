@@ -25,7 +25,7 @@ def describe_model(spec: str) -> tuple[Any, dict]:
     from eofm.publishing.hub import is_hub_uri
 
     if is_hub_uri(spec):
-        from eofm.commands.published import published_manifest
+        from eofm.families.published import published_manifest
 
         return published_manifest(spec)
     from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run, read_json
@@ -57,7 +57,7 @@ def run_predict(
     family.check_predictable(model_spec)
 
     def load() -> Any:  # torch is imported only once inputs and options are checked
-        from eofm.commands.loading import load_trained
+        from eofm.families.trained import load_trained
 
         return load_trained(model_spec)
 

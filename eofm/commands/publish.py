@@ -47,7 +47,7 @@ def build_bundle(
     from safetensors.torch import save_file
 
     from eofm.adapters import is_lora
-    from eofm.commands.loading import load_trained, locate_run
+    from eofm.families.trained import load_trained, locate_run
 
     run_dir, checkpoint = locate_run(str(run_dir))
     family = family_of(load_run_recipe(run_dir))

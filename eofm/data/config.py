@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from eofm.errors import RecipeError
 from eofm.typed_config import check_positive, option
@@ -28,6 +28,8 @@ class DataConfig:
     num_workers: int | Literal["auto"] = option(
         "auto", "DataLoader worker processes; auto: cores - 1 (0 on <= 2 cores), at most 8"
     )
+    #: Keys holding local paths, made absolute when a run dir records the recipe.
+    path_keys: ClassVar[tuple[str, ...]] = ("root",)
 
     def validate(self, where: str) -> None:
         """Checks that need no data access; datasets extend them."""

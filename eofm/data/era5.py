@@ -339,8 +339,11 @@ class ERA5Dataset(Dataset):
         target_mean: Sequence[float],
         target_std: Sequence[float],
         land: np.ndarray | None,
+        *,
+        with_targets: bool = True,
     ) -> None:
         self.source = source
+        self.with_targets = with_targets
         self.now = list(now)
         self.mean = np.asarray(target_mean, dtype=np.float32)[:, None, None]
         self.std = np.asarray(target_std, dtype=np.float32)[:, None, None]
@@ -366,6 +369,8 @@ class ERA5Dataset(Dataset):
         atmos = {
             n: torch.from_numpy(src.read("atmos", n, hist)[..., :r, :]) for n in src.atmos_names()
         }
+        if not self.with_targets:
+            return {"surf": surf, "atmos": atmos, "time": _to_datetime(src.times[i])}
         target = np.stack([src.read("surf", n, i + self.lead)[:r] for n in src.spec.targets])
         valid = np.isfinite(target)
         if self.land is not None:
@@ -396,6 +401,61 @@ def _steps(times: np.ndarray, hours: int, where: Path) -> int:
     return int(hours // dt)
 
 
+class AuroraBatches:
+    """Aurora batches from samples of one source: its statics, grid and levels; and the
+    check that the inputs at given time steps are finite (Aurora takes no missing values)."""
+
+    def __init__(self, source: ERA5Source) -> None:
+        self.source = source
+        rows = len(source.lat) - len(source.lat) % source.spec.patch_size
+        self.lat = torch.from_numpy(source.lat[:rows].astype(np.float32))
+        self.lon = torch.from_numpy(source.lon.astype(np.float32))
+        self.statics: dict[str, torch.Tensor] = {}
+        for name in source.spec.static_vars:
+            if ("static", name) in source.fields:
+                self.statics[name] = torch.from_numpy(source.read("static", name, None)[:rows])
+            else:
+                self.statics[name] = torch.full(
+                    (rows, len(source.lon)), source.filled_statics[name]
+                )
+
+    def check_finite(self, steps: Sequence[int]) -> None:
+        src = self.source
+        for kind, names in (("surf", src.surf_names()), ("atmos", src.atmos_names())):
+            for name in names:
+                for t in steps:
+                    if not np.isfinite(src.read(kind, name, t)).all():
+                        f = src.fields[(kind, name)]
+                        raise EofmError(
+                            f"Input variable {name} in {f.path} has NaN/inf values at "
+                            f"{np.datetime_as_string(src.times[t], unit='h')}; Aurora cannot "
+                            "take missing values."
+                        )
+        for name, values in self.statics.items():
+            if not torch.isfinite(values).all():
+                raise EofmError(
+                    f"Static variable {name} in {src.fields[('static', name)].path} has NaN."
+                )
+
+    def collate(self, samples: list[dict]) -> Any:
+        """An ``aurora.Batch`` of samples (``surf``, ``atmos`` and ``time`` of each)."""
+        from aurora import Batch, Metadata
+
+        return Batch(
+            surf_vars={k: torch.stack([s["surf"][k] for s in samples]) for k in samples[0]["surf"]},
+            static_vars=dict(self.statics),
+            atmos_vars={
+                k: torch.stack([s["atmos"][k] for s in samples]) for k in samples[0]["atmos"]
+            },
+            metadata=Metadata(
+                lat=self.lat,
+                lon=self.lon,
+                time=tuple(s["time"] for s in samples),
+                atmos_levels=tuple(self.source.levels),
+            ),
+        )
+
+
 class ERA5DataModule(SplitLoaders, L.LightningDataModule):
     """Chronological splits, target statistics and Aurora-batch loaders for ERA5."""
 
@@ -417,7 +477,8 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
         self.source = open_source(root, spec, layout=layout)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         src = self.source
-        self.statics = self._statics()
+        self.batches = AuroraBatches(src)
+        self.statics = self.batches.statics
         land = None
         if spec.land_only:
             if "lsm" not in self.statics or "lsm" in src.filled_statics:
@@ -440,8 +501,7 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
             target_mean, target_std = self._target_statistics(probe)
         self.mean, self.std = [float(v) for v in target_mean], [float(v) for v in target_std]
         self.land = land
-        self.lat = torch.from_numpy(src.lat[: probe.rows].astype(np.float32))
-        self.lon = torch.from_numpy(src.lon.astype(np.float32))
+        self.lat, self.lon = self.batches.lat, self.batches.lon
         log.info(
             "ERA5 %s: %d levels, %s; inputs %s + %s, targets %s",
             root,
@@ -452,37 +512,9 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
             list(spec.targets),
         )
 
-    def _statics(self) -> dict[str, torch.Tensor]:
-        src = self.source
-        rows = len(src.lat) - len(src.lat) % src.spec.patch_size
-        out = {}
-        for name in src.spec.static_vars:
-            if ("static", name) in src.fields:
-                out[name] = torch.from_numpy(src.read("static", name, None)[:rows])
-            else:
-                out[name] = torch.full((rows, len(src.lon)), src.filled_statics[name])
-        return out
-
     def _check_finite(self, probe: ERA5Dataset) -> None:
-        src = self.source
-        needed = sorted(
-            {t for split in self.splits.values() for i in split for t in probe.history(i)}
-        )
-        for kind, names in (("surf", src.surf_names()), ("atmos", src.atmos_names())):
-            for name in names:
-                for t in needed:
-                    if not np.isfinite(src.read(kind, name, t)).all():
-                        f = src.fields[(kind, name)]
-                        raise EofmError(
-                            f"Input variable {name} in {f.path} has NaN/inf values at "
-                            f"{np.datetime_as_string(src.times[t], unit='h')}; Aurora cannot "
-                            "take missing values."
-                        )
-        for name, values in self.statics.items():
-            if not torch.isfinite(values).all():
-                raise EofmError(
-                    f"Static variable {name} in {src.fields[('static', name)].path} has NaN."
-                )
+        needed = {t for split in self.splits.values() for i in split for t in probe.history(i)}
+        self.batches.check_finite(sorted(needed))
 
     def _target_statistics(self, probe: ERA5Dataset) -> tuple[list[float], list[float]]:
         src = self.source
@@ -520,23 +552,8 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
         return []  # samples are deterministic
 
     def collate(self, samples: list[dict]) -> dict:
-        from aurora import Batch, Metadata
-
-        batch = Batch(
-            surf_vars={k: torch.stack([s["surf"][k] for s in samples]) for k in samples[0]["surf"]},
-            static_vars=dict(self.statics),
-            atmos_vars={
-                k: torch.stack([s["atmos"][k] for s in samples]) for k in samples[0]["atmos"]
-            },
-            metadata=Metadata(
-                lat=self.lat,
-                lon=self.lon,
-                time=tuple(s["time"] for s in samples),
-                atmos_levels=tuple(self.source.levels),
-            ),
-        )
         return {
-            "inputs": batch,
+            "inputs": self.batches.collate(samples),
             "target": torch.stack([s["target"] for s in samples]),
             "valid": torch.stack([s["valid"] for s in samples]),
             "time": [s["time"].isoformat() for s in samples],

@@ -70,6 +70,25 @@ def standardise_windows(
     return np.nan_to_num(dynamic, copy=False), np.nan_to_num(static, copy=False)
 
 
+def weather_windows(
+    weather: Any,
+    rows: np.ndarray,
+    times: np.ndarray,
+    coords: tuple[np.ndarray, np.ndarray],
+    lag: int,
+    patch: int,
+) -> np.ndarray:
+    """``(N, L, F, p, p)`` weather features of samples ``(label day, y, x)``: the days
+    ``t-L+1 .. t`` before each label day, at each window pixel's nearest weather cell."""
+    from eofm.data.weather_features import gather
+
+    history = rows[:, 0, None] - lag + np.arange(lag)  # (N, L) cube day indices
+    needed, day_index = np.unique(history, return_inverse=True)
+    grids = weather.daily(times[needed].astype("datetime64[D]"))
+    grid_rows, grid_cols = weather.cell_index(*coords)
+    return gather(grids, day_index.reshape(history.shape), grid_rows, grid_cols, rows, patch)
+
+
 def draw_negatives(
     events: np.ndarray,
     count: int,
@@ -148,10 +167,12 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
         buffer_pixels: int = 2,
         buffer_days: int = 3,
         split_years: dict[str, list[int]] | None = None,
+        split_dates: dict[str, list[str]] | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        weather: Any = None,
         **_: Any,
     ) -> None:
         super().__init__()
@@ -177,10 +198,19 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
         index, labels = self._sample_index(
             events, negative_ratio, negative_strategy, buffer_pixels, buffer_days
         )
-        self.splits, split_labels = self._split(index, labels, years, split_years)
+        self.splits, split_labels = self._split(
+            index, labels, years, split_years, split_dates, times
+        )
         dynamic, static = {}, {}
         for split, rows in self.splits.items():
             dynamic[split], static[split] = self.reader.windows(rows, self.lag, self.patch)
+        self.weather = weather
+        if weather is not None:
+            coords = (cube["y"].values, cube["x"].values)
+            for split, rows in self.splits.items():
+                extra = weather_windows(weather, rows, times, coords, self.lag, self.patch)
+                dynamic[split] = np.concatenate([dynamic[split], extra], axis=2)
+            self.dynamic_vars += weather.names
         self.mean, self.std = self._statistics(dynamic["train"], static["train"])
         self.tensors = {
             split: self._materialise(dynamic[split], static[split], split_labels[split], rows)
@@ -231,10 +261,25 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
         return index, labels.astype(np.float32)
 
     def _split(
-        self, index: np.ndarray, labels: np.ndarray, years: np.ndarray, split_years
+        self,
+        index: np.ndarray,
+        labels: np.ndarray,
+        years: np.ndarray,
+        split_years,
+        split_dates,
+        times: np.ndarray,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         label_years = years[index[:, 0]]
-        if split_years is None:
+        if split_dates is not None:
+            days = times.astype("datetime64[D]")[index[:, 0]]
+            masks = {
+                s: (days >= np.datetime64(a)) & (days <= np.datetime64(b))
+                for s, (a, b) in split_dates.items()
+            }
+            where = "data.split_dates"
+        else:
+            masks, where = None, "data.split_years"
+        if masks is None and split_years is None:
             present = sorted(set(label_years.tolist()))
             if len(present) < 3:
                 raise EofmError(
@@ -244,11 +289,10 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
             split_years = {"train": present[:-2], "val": [present[-2]], "test": [present[-1]]}
         splits, split_labels = {}, {}
         for split in SPLITS:
-            chosen = np.isin(label_years, split_years[split])
+            chosen = masks[split] if masks else np.isin(label_years, split_years[split])
             if not chosen.any():
-                raise EofmError(
-                    f"data.split_years leaves the {split} split empty ({split_years[split]})."
-                )
+                given = (split_dates or split_years)[split]
+                raise EofmError(f"{where} leaves the {split} split empty ({given}).")
             splits[split], split_labels[split] = index[chosen], labels[chosen]
         return splits, split_labels
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from eofm.data.config import DataConfig
 from eofm.errors import RecipeError
@@ -19,6 +19,29 @@ MESOGEOS_STATIC = [
     "lc_agriculture", "lc_forest", "lc_grassland", "lc_settlement", "lc_shrubland",
     "lc_sparse_vegetation", "lc_water_bodies", "lc_wetland",
 ]  # fmt: skip
+
+
+def check_date_ranges(ranges: dict[str, list[str]], where: str) -> None:
+    """train/val/test each ``[first, last]`` ISO dates, in order, and no day in two."""
+    import datetime
+
+    if set(ranges) != {"train", "val", "test"}:
+        raise RecipeError(f"data.split_dates in {where} needs exactly train, val and test.")
+    spans = []
+    for split, span in ranges.items():
+        try:
+            first, last = (datetime.date.fromisoformat(str(d)) for d in span)
+        except (TypeError, ValueError):
+            raise RecipeError(
+                f"data.split_dates.{split} in {where} must be [YYYY-MM-DD, YYYY-MM-DD], got {span}."
+            ) from None
+        if last < first:
+            raise RecipeError(f"data.split_dates.{split} in {where} ends before it starts.")
+        spans.append((first, last, split))
+    spans.sort()
+    for (_, last, a), (first, _, b) in zip(spans, spans[1:], strict=False):
+        if first <= last:
+            raise RecipeError(f"data.split_dates {a} and {b} in {where} share days.")
 
 
 @dataclass
@@ -49,6 +72,20 @@ class FireCubeConfig(DataConfig):
     split_years: dict[str, list[int]] | None = option(
         None, "train/val/test -> years of the label day (default: last year test, one before val)"
     )
+    split_dates: dict[str, list[str]] | None = option(
+        None, "train/val/test -> [first, last] label dates (inclusive), instead of split_years"
+    )
+    weather_run: str = option(
+        "", "a weather run (run dir or hf://) whose view of each day joins the dynamic inputs"
+    )
+    weather_root: str = option(
+        "", "ERA5-layout data covering the cube's days for weather_run (default: its data.root)"
+    )
+    weather_features: Literal["outputs", "latent"] = option(
+        "outputs", "weather_run's decoded variables, or its latent's surface level"
+    )
+
+    path_keys: ClassVar[tuple[str, ...]] = ("root", "weather_run", "weather_root")
 
     def validate(self, where: str) -> None:
         super().validate(where)
@@ -58,3 +95,9 @@ class FireCubeConfig(DataConfig):
             raise RecipeError(f"data.patch in {where} must be odd, got {self.patch}.")
         if self.split_years is not None and set(self.split_years) != {"train", "val", "test"}:
             raise RecipeError(f"data.split_years in {where} needs exactly train, val and test.")
+        if self.split_dates is not None:
+            check_date_ranges(self.split_dates, where)
+            if self.split_years is not None:
+                raise RecipeError(
+                    f"Give data.split_years or data.split_dates in {where}, not both."
+                )

@@ -39,7 +39,35 @@ class ClassificationFamily(TaskFamily):
         if recipe.task.loss not in ("focal", "bce"):
             raise RecipeError(f"task.loss in {where} must be focal or bce for {self.name}.")
 
-    def build_datamodule(self, recipe: Recipe) -> Any:
+    def weather_features(self, recipe: Recipe, weather: dict | None = None) -> Any:
+        """The weather run's features for the cube (``data.weather_run``), or None.
+
+        ``weather`` is what a trained run's ``model.json`` recorded (run, root, features),
+        which takes the place of the recipe's keys."""
+        from eofm.data.weather_features import WeatherFeatures
+        from eofm.errors import EofmError
+        from eofm.families.base import family_of
+        from eofm.families.trained import load_trained
+
+        data = recipe.data
+        weather = weather or {
+            "run": data.weather_run,
+            "root": data.weather_root,
+            "features": data.weather_features,
+        }
+        if not weather.get("run"):
+            return None
+        trained = load_trained(weather["run"])
+        family = family_of(trained.recipe)
+        if not hasattr(family, "weather_run"):
+            raise EofmError(
+                f"data.weather_run {weather['run']} is a {family.name} run, not a weather run "
+                "(a regression run on ERA5)."
+            )
+        run = family.weather_run(trained, weather.get("root") or None)
+        return WeatherFeatures(run, weather["features"], str(run.source.root))
+
+    def build_datamodule(self, recipe: Recipe, weather: dict | None = None) -> Any:
         from eofm.data.loading import pin_memory_for, resolve_workers
         from eofm.errors import EofmError
         from eofm.registry import REGISTRY
@@ -49,20 +77,21 @@ class ClassificationFamily(TaskFamily):
             raise EofmError(
                 "data.root is empty: set it in the recipe or with data.root=/path/to/cube."
             )
-        options = {
-            k: v for k, v in asdict(data).items() if k not in ("name", "root", "num_workers")
-        }
+        own = ("name", "root", "num_workers", "weather_run", "weather_root", "weather_features")
+        options = {k: v for k, v in asdict(data).items() if k not in own}
         return REGISTRY.get("dataset", data.name).load()(
             data.root,
             **options,
             num_workers=resolve_workers(data.num_workers),
             pin_memory=pin_memory_for(recipe.trainer.accelerator),
             seed=recipe.seed,
+            weather=self.weather_features(recipe, weather),
         )
 
     def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
         datamodule = self.build_datamodule(recipe)
-        model = self.build_model(recipe, bands=None, pretrained=False)
+        bands = [*datamodule.dynamic_vars, *datamodule.static_vars]
+        model = self.build_model(recipe, bands=bands, pretrained=False)
         return FitSetup(datamodule, model, "training samples")
 
     def build_model(
@@ -77,8 +106,9 @@ class ClassificationFamily(TaskFamily):
 
         data = recipe.data
         cls = REGISTRY.get("decoder", recipe.decoder.name).load()
+        dynamic = len(bands) - len(data.static_vars) if bands else len(data.dynamic_vars)
         return cls(
-            len(data.dynamic_vars),
+            dynamic,
             len(data.static_vars),
             data.patch,
             hidden=recipe.decoder.channels,
@@ -86,7 +116,7 @@ class ClassificationFamily(TaskFamily):
         )
 
     def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
-        return self.build_datamodule(recipe)
+        return self.build_datamodule(recipe, trained.manifest["inputs"].get("weather"))
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
         from eofm.tasks.classification import ClassificationTask
@@ -111,7 +141,7 @@ class ClassificationFamily(TaskFamily):
                 "target": data.target,
                 "class_names": recipe.task.class_names,
             },
-            "bands": [*data.dynamic_vars, *data.static_vars],
+            "bands": [*datamodule.dynamic_vars, *datamodule.static_vars],
             "mean": [float(v) for v in datamodule.mean],
             "std": [float(v) for v in datamodule.std],
             "normalisation_source": norm_source,
@@ -120,6 +150,16 @@ class ClassificationFamily(TaskFamily):
                 "static_vars": list(data.static_vars),
                 "lag_days": data.lag_days,
                 "patch": data.patch,
+                "weather": (
+                    {
+                        "run": data.weather_run,
+                        "root": data.weather_root,
+                        "features": data.weather_features,
+                        "names": datamodule.weather.names,
+                    }
+                    if datamodule.weather is not None
+                    else None
+                ),
             },
             "backbone": {"name": "none", "patch_size": [1, 1, 1]},
             "adapter": asdict(recipe.adapter),
@@ -144,9 +184,10 @@ class ClassificationFamily(TaskFamily):
         from eofm.predict.danger_map import write_danger_map
 
         trained = load()
+        weather = self.weather_features(trained.recipe, trained.manifest["inputs"].get("weather"))
         target = write_danger_map(
             trained.model, trained.manifest, inputs[0], out_dir, options.date,
-            overwrite=options.overwrite,
+            overwrite=options.overwrite, weather=weather,
         )  # fmt: skip
         echo(f"  {target}")
         return 0

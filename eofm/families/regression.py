@@ -48,8 +48,6 @@ class RegressionFamily(TaskFamily):
         target_std: list[float] | None = None,
     ) -> Any:
         """The ERA5 datamodule of a regression recipe (validates every input file)."""
-        from eofm.backbones.loading import resolve_manifest
-        from eofm.data.era5 import WeatherSpec
         from eofm.data.loading import resolve_workers
         from eofm.registry import REGISTRY
 
@@ -58,23 +56,7 @@ class RegressionFamily(TaskFamily):
             raise EofmError(
                 "data.root is empty: set it in the recipe or with data.root=/path/to/era5."
             )
-        manifest = resolve_manifest(recipe.backbone.name)
-        spec = WeatherSpec(
-            surf_vars=data.surf_vars,
-            atmos_vars=data.atmos_vars,
-            static_vars=data.static_vars,
-            targets=recipe.task.targets,
-            levels=data.levels,
-            allow_missing=data.allow_missing,
-            history_steps=data.history_steps,
-            step_hours=data.step_hours,
-            lead_hours=data.lead_hours,
-            lat_range=data.lat_range,
-            lon_range=data.lon_range,
-            flip_latitude=data.flip_latitude,
-            patch_size=getattr(manifest, "patch_size", 4),
-            land_only=recipe.task.land_only,
-        )
+        spec = self.weather_spec(recipe)
         cls = REGISTRY.get("dataset", data.name).load()
         if target_mean is None and data.mean is not None:
             target_mean, target_std = data.mean, data.std
@@ -89,6 +71,47 @@ class RegressionFamily(TaskFamily):
             num_workers=resolve_workers(data.num_workers),
             seed=recipe.seed,
         )
+
+    def weather_spec(self, recipe: Recipe, *, targets: list[str] | None = None) -> Any:
+        """What a sample of the recipe's weather data holds (``targets`` replaces the
+        recipe's: none when a trained run only predicts)."""
+        from eofm.backbones.loading import resolve_manifest
+        from eofm.data.era5 import WeatherSpec
+
+        data = recipe.data
+        manifest = resolve_manifest(recipe.backbone.name)
+        return WeatherSpec(
+            surf_vars=data.surf_vars,
+            atmos_vars=data.atmos_vars,
+            static_vars=data.static_vars,
+            targets=recipe.task.targets if targets is None else targets,
+            levels=data.levels,
+            allow_missing=data.allow_missing,
+            history_steps=data.history_steps,
+            step_hours=data.step_hours,
+            lead_hours=data.lead_hours,
+            lat_range=data.lat_range,
+            lon_range=data.lon_range,
+            flip_latitude=data.flip_latitude,
+            patch_size=getattr(manifest, "patch_size", 4),
+            land_only=recipe.task.land_only,
+        )
+
+    def weather_run(self, trained: Any, root: str | None = None) -> Any:
+        """The trained run over ERA5-layout data at ``root`` (default: where it trained),
+        with the run's own variables, levels, region and steps."""
+        from eofm.data.era5 import open_source
+        from eofm.predict.weather import WeatherRun
+
+        recipe = trained.recipe
+        root = root or recipe.data.root
+        if not root:
+            raise EofmError(
+                f"The weather run {trained.source} records no data.root; give the ERA5 data "
+                "to run it on."
+            )
+        source = open_source(root, self.weather_spec(recipe, targets=[]), layout=recipe.data.layout)
+        return WeatherRun(trained, source, batch_size=recipe.data.batch_size)
 
     def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
         from eofm.backbones.loading import resolve_manifest

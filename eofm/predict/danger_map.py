@@ -35,9 +35,15 @@ def cube_transform(x: np.ndarray, y: np.ndarray) -> tuple[Any, bool]:
 
 
 def danger_map(
-    model: Any, manifest: dict, cube: Any, date: str, batch_size: int = 4096
+    model: Any,
+    manifest: dict,
+    cube: Any,
+    date: str,
+    batch_size: int = 4096,
+    weather: Any = None,
 ) -> np.ndarray:
-    """``(H, W)`` probabilities of a fire starting on ``date`` (NaN outside the windows)."""
+    """``(H, W)`` probabilities of a fire starting on ``date`` (NaN outside the windows);
+    ``weather`` gives the extra dynamic inputs of a model trained with a weather run."""
     import torch
 
     from eofm.data.coords import parse_date
@@ -58,7 +64,7 @@ def danger_map(
         if name not in cube:
             raise EofmError(f"The cube has no variable '{name}', which the model was trained on.")
     from eofm.data.cube_reader import CubeReader
-    from eofm.data.firecube import standardise_windows
+    from eofm.data.firecube import standardise_windows, weather_windows
 
     reader = CubeReader(cube, dynamic_vars, static_vars)
     h, w = reader.height, reader.width
@@ -70,8 +76,13 @@ def danger_map(
         for top in range(r, h - r, per_block):
             ys, xs = np.mgrid[top : min(top + per_block, h - r), r : w - r]
             rows = np.stack([np.full(ys.size, j), ys.ravel(), xs.ravel()], axis=1)
+            dynamic, static = reader.windows(rows, lag, patch)
+            if weather is not None:
+                coords = (cube["y"].values, cube["x"].values)
+                extra = weather_windows(weather, rows, cube["time"].values, coords, lag, patch)
+                dynamic = np.concatenate([dynamic, extra], axis=2)
             dynamic, static = standardise_windows(
-                *reader.windows(rows, lag, patch), manifest["mean"], manifest["std"]
+                dynamic, static, manifest["mean"], manifest["std"]
             )
             logits = model(
                 torch.from_numpy(dynamic),
@@ -83,7 +94,14 @@ def danger_map(
 
 
 def write_danger_map(
-    model: Any, manifest: dict, cube_path: Path, out_dir: Path, date: str, *, overwrite: bool
+    model: Any,
+    manifest: dict,
+    cube_path: Path,
+    out_dir: Path,
+    date: str,
+    *,
+    overwrite: bool,
+    weather: Any = None,
 ) -> Path:
     """``out_dir/danger_<date>.tif`` for the cube at ``cube_path``; refuses to overwrite."""
     import rasterio
@@ -95,7 +113,7 @@ def write_danger_map(
     if target.exists() and not overwrite:
         raise EofmError(f"{target} exists; use --overwrite to replace it.")
     cube = open_cube(Path(cube_path))
-    probabilities = danger_map(model, manifest, cube, date)
+    probabilities = danger_map(model, manifest, cube, date, weather=weather)
     transform, flip = cube_transform(cube["x"].values, cube["y"].values)
     if flip:
         probabilities = probabilities[::-1]

@@ -107,8 +107,12 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
     """``recipe`` with its local paths made absolute, so that a run dir works from any
     folder (``eofm publish`` strips them again)."""
     data = recipe.data
-    if data.root and "://" not in data.root:
-        data = dataclasses.replace(data, root=str(Path(data.root).expanduser().resolve()))
+    local = {
+        key: str(Path(value).expanduser().resolve())
+        for key in getattr(data, "path_keys", ("root",))
+        if (value := getattr(data, key)) and "://" not in value
+    }
+    data = dataclasses.replace(data, **local)
     task = recipe.task
     if task.climatology and "://" not in task.climatology:
         task = dataclasses.replace(

@@ -23,7 +23,7 @@ def load_trained(
 ) -> TrainedModel:
     """A run dir or checkpoint (no download: every weight comes from the checkpoint), or
     ``hf://ORG/NAME[@REV]``, a model published with ``eofm publish``."""
-    from eofm.commands.published import load_published
+    from eofm.families.published import load_published
     from eofm.publishing.hub import is_hub_uri
 
     if is_hub_uri(str(spec)):
