@@ -52,7 +52,7 @@ def tiled_scene(size: int) -> Path:
     return path
 
 
-def tiny_run(name: str, *, tap_layers: tuple[int, ...]) -> Path:
+def tiny_run(name: str, *, tap_layers: tuple[int, ...], seed: int = 0) -> Path:
     """A run dir (Prithvi-tiny cut to ``tap_layers`` + progressive decoder) for RGB input."""
     sys.path.insert(0, str(ROOT))
     from tests.runs import make_run_dir
@@ -65,5 +65,6 @@ def tiny_run(name: str, *, tap_layers: tuple[int, ...]) -> Path:
             [9000.0, 8500.0, 8000.0],
             [1500.0] * 3,
             tap_layers=tap_layers,
+            seed=seed,
         )
     return run

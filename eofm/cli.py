@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from eofm import __version__
 from eofm.errors import EofmError
@@ -65,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
         help="which checkpoint of the run dir (default: best if the run has one, else last)",
     )
     test.add_argument("--output", type=Path, help="write the metrics JSON here")
+    test.add_argument(
+        "--mc-dropout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="weather runs: N dropout passes of the decoders; reports their spread-skill ratio",
+    )
 
     publish = sub.add_parser("publish", help="put a run on the Hugging Face Hub with a model card")
     publish.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
@@ -93,58 +101,106 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="GeoTIFF files, folders or globs"
     )
-    predict.add_argument("--out", required=True, type=Path, help="output folder")
-    predict.add_argument("--bands", help="names of the input's bands in file order, e.g. VV,VH")
-    predict.add_argument("--tile", type=int, default=224, help="tile size in pixels (default 224)")
+    _streaming_options(predict)
     predict.add_argument(
+        "--uncertainty",
+        metavar="entropy|mc-dropout:N|tta",
+        help="also write <stem>_entropy.tif (predictive entropy) or, from N dropout passes or "
+        "the four flips, <stem>_mutual_information.tif (float32, nats)",
+    )
+
+    ensemble = sub.add_parser(
+        "ensemble",
+        help="average several runs over GeoTIFF scenes: class map, mean probabilities and "
+        "mutual information (deep ensembles)",
+    )
+    ensemble.add_argument(
+        "models", nargs="+", metavar="RUN", help="run dirs or hf:// models (same classes, bands)"
+    )
+    ensemble.add_argument(
+        "--inputs",
+        nargs="+",
+        required=True,
+        metavar="INPUT",
+        help="GeoTIFF files, folders or globs",
+    )
+    _streaming_options(ensemble)
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="fit temperature scaling on the validation split (recorded in model.json; "
+        "predict, test and publish use it)",
+    )
+    calibrate.add_argument("run_dir", help="a run dir written by 'eofm fit'")
+    calibrate.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
+    )
+    calibrate.add_argument(
+        "--checkpoint", choices=("best", "last"), help="which checkpoint (default: best, else last)"
+    )
+
+    report = sub.add_parser(
+        "report",
+        help="write RUN/report.html: recipe, data, metrics, regions and pictures (offline, no JS)",
+    )
+    report.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
+    report.add_argument("--output", type=Path, help="where to write it (default RUN/report.html)")
+    return parser
+
+
+def _streaming_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the streaming engine, shared by predict and ensemble."""
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--bands", help="names of the input's bands in file order, e.g. VV,VH")
+    parser.add_argument("--tile", type=int, default=224, help="tile size in pixels (default 224)")
+    parser.add_argument(
         "--overlap", type=int, default=32, help="overlap between tiles (default 32)"
     )
-    predict.add_argument(
+    parser.add_argument(
         "--batch-size", type=int, default=8, help="tiles per forward pass (default 8)"
     )
-    predict.add_argument(
+    parser.add_argument(
         "--probabilities", action="store_true", help="write class probabilities (float32)"
     )
-    predict.add_argument("--vector", choices=("geoparquet", "geojson"), help="also write polygons")
-    predict.add_argument("--tta", choices=("flip",), help="test-time augmentation")
-    predict.add_argument("--no-quicklook", action="store_true", help="skip the PNG quicklook")
-    predict.add_argument(
+    parser.add_argument("--vector", choices=("geoparquet", "geojson"), help="also write polygons")
+    parser.add_argument("--tta", choices=("flip",), help="test-time augmentation")
+    parser.add_argument("--no-quicklook", action="store_true", help="skip the PNG quicklook")
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (never an input)"
     )
-    predict.add_argument(
+    parser.add_argument(
         "--strict",
         action="store_true",
         help="refuse scenes whose data type or values are far from the training data "
         "(default: warn loudly)",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--shard", help="i/n: process every n-th input from the i-th (default: launcher rank)"
     )
-    predict.add_argument(
+    parser.add_argument(
         "--date",
         metavar="YYYY-MM-DD",
         help="acquisition date for time-location (TL) models, when the scene's tags lack one",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--device",
         default="auto",
         help="auto (CUDA when present), cpu, cuda, cuda:N or mps; under torchrun/SLURM "
         "'cuda' is the rank's local GPU",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--precision",
         default="auto",
         choices=("auto", "bf16", "fp16", "fp32"),
         help="auto: bf16 on GPUs that support it, fp32 on CPU",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--workers",
         default="auto",
         help="threads that read, normalise and cut tiles beside the model (default auto: "
         "1 on up to 4 cores, then about a quarter of the cores, at most 8)",
     )
-    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _echo(text: str) -> None:
@@ -250,10 +306,60 @@ def _cmd_test(args: argparse.Namespace) -> int:
         load_run_recipe(Path(args.run_dir), args.overrides)  # validated before heavy imports
     from eofm.commands.evaluate import test, test_target
 
-    metrics = test(args.run_dir, args.overrides, checkpoint=args.checkpoint, output=args.output)
+    if args.mc_dropout and args.mc_dropout < 2:
+        raise EofmError(
+            f"--mc-dropout needs at least 2 passes, got {args.mc_dropout}.", exit_code=2
+        )
+    payload = test(
+        args.run_dir,
+        args.overrides,
+        checkpoint=args.checkpoint,
+        output=args.output,
+        mc_samples=args.mc_dropout,
+    )
     target = test_target(args.run_dir, args.output)
-    _print_table(f"test metrics ({target or args.run_dir})", metrics, prefix="test/")
+    _print_table(f"test metrics ({target or args.run_dir})", payload["metrics"], prefix="test/")
+    _print_evaluation(payload)
     return 0
+
+
+def _print_evaluation(payload: dict) -> None:
+    """Calibration and the per-region table of ``eofm test``, when it has them."""
+    calibration = payload.get("calibration")
+    if calibration:
+        print("\ncalibration (test split)")
+        for label, key in (("uncalibrated", "uncalibrated"), ("calibrated", "calibrated")):
+            if key in calibration:
+                values = calibration[key]
+                temperature = calibration["temperature"] if key == "calibrated" else 1.0
+                print(
+                    f"  {label:<13} T={temperature:<6.3g} ECE {values['ECE']:.4f}  "
+                    f"NLL {values['NLL']:.4f}  Brier {values['Brier']:.4f}"
+                )
+    spread = payload.get("spread_skill")
+    if spread:
+        print(f"\nspread-skill ({spread['members']} {spread['method']} members; 1 is calibrated)")
+        for name, values in spread.items():
+            if isinstance(values, dict):
+                print(
+                    f"  {name:<10} spread {values['spread']:.4g}  RMSE of mean "
+                    f"{values['rmse_of_mean']:.4g}  ratio {values['ratio']:.3f}"
+                )
+    regions = payload.get("regions")
+    if regions:
+        print("\nper region")
+        print(f"  {'region':<24} {'role':<16} {'chips':>5} {'pixels':>10} {'mIoU':>7} {'acc':>7}")
+        for row in regions["rows"]:
+            print(
+                f"  {row['region']:<24} {row['role']:<16} {row['chips']:>5} {row['pixels']:>10,} "
+                f"{row['mIoU']:>7.4f} {row['accuracy']:>7.4f}"
+            )
+        for role, values in regions["summary"].items():
+            print(
+                f"  {role:<41} {'':>10} {values['mIoU']:>+7.4f} {values['accuracy']:>+7.4f}"
+                if role == "gap"
+                else f"  {role + ' (all)':<41} {'':>10} {values['mIoU']:>7.4f} {values['accuracy']:>7.4f}"
+            )
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -281,11 +387,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from eofm.commands.predict import run_predict
+def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None = None) -> Any:
     from eofm.predict.options import PredictOptions
 
-    options = PredictOptions(
+    return PredictOptions(
         tile=args.tile,
         overlap=args.overlap,
         batch_size=args.batch_size,
@@ -300,16 +405,67 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         workers=args.workers,
+        uncertainty=uncertainty,
     )
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from eofm.commands.predict import run_predict
+
     return run_predict(
         args.model,
         args.inputs,
         args.out,
-        options,
+        _streaming_predict_options(args, args.uncertainty),
         shard=args.shard,
         progress=not args.no_progress,
         echo=_echo,
     )
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from eofm.commands.predict import run_predict
+
+    if len(args.models) < 2:
+        raise EofmError("eofm ensemble needs at least two runs.", exit_code=2)
+    return run_predict(
+        args.models[0],
+        args.inputs,
+        args.out,
+        _streaming_predict_options(args),
+        shard=args.shard,
+        progress=not args.no_progress,
+        echo=_echo,
+        members=args.models[1:],
+    )
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from eofm.train.rundir import load_run_recipe, locate_run
+
+    run_dir, _ = locate_run(args.run_dir, args.checkpoint)
+    load_run_recipe(run_dir, args.overrides)  # validated before heavy imports
+    from eofm.commands.calibrate import calibrate
+
+    record = calibrate(args.run_dir, args.overrides, checkpoint=args.checkpoint)
+    print(
+        f"\ntemperature {record['temperature']:.4f} (fitted on {record['fitted_on']}, "
+        f"{record['pixels']:,} labelled values), recorded in {run_dir / 'model.json'}"
+    )
+    for label in ("before", "after"):
+        values = record[label]
+        print(
+            f"  {label:<7} ECE {values['ECE']:.4f}  NLL {values['NLL']:.4f}  Brier {values['Brier']:.4f}"
+        )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from eofm.commands.report import write_report
+
+    target = write_report(args.run_dir, args.output)
+    print(f"eofm report: {target}")
+    return 0
 
 
 def _print_table(title: str, metrics: dict[str, float | None], *, prefix: str) -> None:
@@ -337,6 +493,9 @@ COMMANDS = {
     "fit": _cmd_fit,
     "test": _cmd_test,
     "predict": _cmd_predict,
+    "ensemble": _cmd_ensemble,
+    "calibrate": _cmd_calibrate,
+    "report": _cmd_report,
     "publish": _cmd_publish,
 }
 
@@ -382,7 +541,7 @@ def _quiet_third_parties() -> None:
 
 
 #: Commands whose positional ``key=value`` overrides may come after options too.
-_TAKES_OVERRIDES = ("fit", "test")
+_TAKES_OVERRIDES = ("fit", "test", "calibrate")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

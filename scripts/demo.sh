@@ -19,12 +19,16 @@ PY
 fi
 
 "$eofm" fit recipes/demo.yaml --run-dir "$run_dir" "${flags[@]}"
+# temperature scaling on the validation split, then the test split with its pictures
+"$eofm" calibrate "$run_dir"
 "$eofm" test "$run_dir"
 # stream the fresh model over a bundled real GeoTIFF (the test-split chip), with polygons
 # (--date: the Nigeria flood's Sentinel-1 date, from the samples' Sen1Floods11_Metadata.geojson,
 #  which the time-location backbone was trained with)
 "$eofm" predict --model "$run_dir" samples/sen1floods11/S1Hand/Nigeria_812045_S1Hand.tif \
-  --out "$run_dir/predictions" --vector geojson --no-progress --date 2018-09-21
+  --out "$run_dir/predictions" --vector geojson --no-progress --date 2018-09-21 \
+  --uncertainty entropy
+"$eofm" report "$run_dir"
 
 echo
 echo "demo: outputs"
@@ -36,3 +40,6 @@ echo "  validation metrics $run_dir/metrics.json"
 echo "  test metrics       $run_dir/test_metrics.json"
 echo "  logs (CSV, TB)     $run_dir/logs/"
 echo "  predictions        $run_dir/predictions/Nigeria_812045_S1Hand.{tif,png,geojson}"
+echo "  uncertainty        $run_dir/predictions/Nigeria_812045_S1Hand_entropy.tif"
+echo "  pictures           $run_dir/{curves,confusion,reliability}.png"
+echo "  report             $run_dir/report.html"

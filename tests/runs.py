@@ -22,6 +22,7 @@ def make_run_dir(
     *,
     tap_layers: tuple[int, ...] = (0, 1),
     seed: int = 0,
+    dropout: float = 0.1,
 ) -> Path:
     """A run dir whose model is Prithvi-tiny cut to ``tap_layers`` + a small decoder."""
     torch.manual_seed(seed)
@@ -34,7 +35,7 @@ def make_run_dir(
                 "pretrained": False,
                 "tap_layers": list(tap_layers),
             },
-            "decoder": {"name": "progressive", "channels": 16},
+            "decoder": {"name": "progressive", "channels": 16, "dropout": dropout},
             "data": {"bands": bands},
         }
     )

@@ -174,3 +174,39 @@ def test_split_dates_choose_the_label_days(cube: Path) -> None:
     assert all(d[:4] == "2019" for d in days["train"])
     assert all("2020-07-01" <= d <= "2020-07-20" for d in days["val"])
     assert min(days["test"]) >= "2020-07-21"
+
+
+def test_calibrated_fire_danger_keeps_its_decisions(cube: Path, tmp_path: Path) -> None:
+    """eofm calibrate on a fire-danger run: a temperature, an equivalent threshold, and
+    test pictures of the confusion at the threshold and the reliability."""
+    import rasterio
+
+    run = tmp_path / "run"
+    args = fit_args(cube, run, **{"trainer.max_epochs": 3})
+    assert main(["fit", "mesogeos_fire_danger_gru", *args]) == 0
+    assert main(["calibrate", str(run)]) == 0
+    record = json.loads((run / "model.json").read_text())["calibration"]
+    assert record["temperature"] > 0 and 0 < record["threshold_calibrated"] < 1
+    assert record["after"]["NLL"] <= record["before"]["NLL"] + 1e-9
+    assert main(["test", str(run)]) == 0
+    payload = json.loads((run / "test_metrics.json").read_text())
+    matrix = np.array(payload["confusion"]["truth_by_predicted"])
+    assert matrix.sum() == payload["test_samples"]
+    assert (run / "confusion.png").is_file() and (run / "reliability.png").is_file()
+    date = json.loads((run / "test_metrics.json").read_text())["test_days"][0]
+    out = tmp_path / "maps"
+    assert main(["predict", "--model", str(run), str(cube), "--date", date, "--out", str(out)]) == 0
+    with rasterio.open(out / f"danger_{date}.tif") as ds:
+        assert np.nanmax(ds.read(1)) <= 1.0
+
+
+def test_region_split_of_a_cube_by_latitude(cube: Path) -> None:
+    """The cube spans 37.9-38 N: bands of 0.05 degree split its pixels north and south."""
+    dm = module(cube, split={"by": "latitude_band", "width": 0.05, "test": ["37.95N-38N"]})
+    import xarray as xr
+
+    lat = xr.open_zarr(cube)["y"].values
+    for split, rows in dm.splits.items():
+        inside = (lat[rows[:, 1]] >= 37.95) & (lat[rows[:, 1]] < 38.0)
+        assert inside.all() if split == "test" else not inside.any()
+    assert len(dm.splits["val"]) and len(dm.splits["train"])

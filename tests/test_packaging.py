@@ -38,6 +38,7 @@ def test_wheel_ships_recipes_tasks_and_hub(tmp_path: Path) -> None:
         }
         assert shipped and shipped == packed, folder
     assert "eofm/cli.py" in names
+    assert "eofm/data/boundaries/ne_110m_countries.geojson" in names  # by: country splits
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "eofm = eofm.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

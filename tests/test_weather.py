@@ -306,7 +306,7 @@ def test_decoder_training_caches_latents_and_reuses_them(tmp_path, tiny_repo, ca
     # eofm test works from the run dir, scores in physical units
     from eofm.commands.evaluate import test as run_test
 
-    metrics = run_test(run)
+    metrics = run_test(run)["metrics"]
     assert {"test/rmse_tp", "test/mae_e", "test/bias_tp"} <= set(metrics)
     assert 0 < metrics["test/rmse_tp"] < 1e-2  # metres of water per hour
 
@@ -380,3 +380,27 @@ def test_prithvi_segmentation_uses_the_cache_without_augmentation(tmp_path) -> N
     )
     assert second["metrics"]["val/loss"] == pytest.approx(first["metrics"]["val/loss"], rel=1e-4)
     assert uncached["metrics"]["val/loss"] == pytest.approx(first["metrics"]["val/loss"], rel=1e-4)
+
+
+def test_mc_dropout_reports_spread_skill(tmp_path, tiny_repo, capsys) -> None:
+    """Dropout passes of the decoders on one latent: spread, RMSE of their mean, ratio."""
+    import json
+
+    from eofm.cli import main
+
+    root = copy_era5(tmp_path / "era5")
+    recipe = regression_recipe(root, decoder={"dropout": 0.3}, cache={"mode": "off"})
+    _, run = _fit(tmp_path, "mc", recipe)
+    assert main(["test", str(run), "--mc-dropout", "4"]) == 0
+    assert "spread-skill" in capsys.readouterr().out
+    spread = json.loads((run / "test_metrics.json").read_text())["spread_skill"]
+    assert spread["members"] == 4
+    for name in ("tp", "e"):
+        values = spread[name]
+        assert values["spread"] > 0 and values["rmse_of_mean"] > 0
+        assert values["ratio"] == pytest.approx(values["spread"] / values["rmse_of_mean"])
+    without = regression_recipe(root, decoder={"dropout": 0.0}, cache={"mode": "off"})
+    _, plain = _fit(tmp_path, "plain", without)
+    assert main(["test", str(plain), "--mc-dropout", "4"]) == 1
+    assert "decoder.dropout > 0" in capsys.readouterr().err
+    assert main(["test", str(plain), "--mc-dropout", "1"]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from eofm.families.base import family_of
 from eofm.families.trained import load_trained
@@ -26,7 +27,8 @@ def test(
     *,
     checkpoint: str | None = None,
     output: Path | None = None,
-) -> dict[str, float]:
+    mc_samples: int = 0,
+) -> dict[str, Any]:
     """Evaluate a run dir, or a published ``hf://`` model, on a test split.
 
     Overrides may point elsewhere (e.g. ``data.root=...``). The checkpoint follows the
@@ -48,13 +50,16 @@ def test(
     task = family.build_task(recipe, trained.model, datamodule)
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
+    target = test_target(spec, output)
     payload = {
         "checkpoint": source,
         "data_root": recipe.data.root,
         **family.test_record(datamodule),
         "metrics": metrics,
+        **family.evaluate(
+            trained, datamodule, target.parent if target else None, mc_samples=mc_samples
+        ),
     }
-    target = test_target(spec, output)
     if target is not None:
         write_json(target, payload)
-    return metrics
+    return payload

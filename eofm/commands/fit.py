@@ -98,6 +98,14 @@ def _fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
     manifest = family.model_manifest(recipe, model, datamodule, setup.norm_source)
+    earlier = read_json(run_dir / MODEL_FILE) if (run_dir / MODEL_FILE).is_file() else {}
+    if earlier.get("calibration"):
+        log.warning(
+            "The run trains further, so its calibration (T=%.3f) no longer applies: run "
+            "'eofm calibrate %s' again.",
+            earlier["calibration"]["temperature"],
+            run_dir,
+        )
     write_json(run_dir / MODEL_FILE, manifest)
 
     task = family.build_task(recipe, model, datamodule)
@@ -153,9 +161,20 @@ def _fit(
         else {"hits": cached.hits, "build_seconds": cached.build_seconds},
     }
     write_json(run_dir / METRICS_FILE, summary)
+    curves(run_dir, recipe.task.monitor)
     if hasattr(model, "backbone") and is_lora(model.backbone):
         save_adapter(model, run_dir / "adapter", manifest["backbone"])
     return run_dir
+
+
+def curves(run_dir: Path, monitor: str) -> Path | None:
+    """``curves.png`` from the run's CSV log (every session's epochs)."""
+    from eofm.evaluation.pictures import training_curves
+
+    log_csv = run_dir / "logs" / "csv" / "metrics.csv"
+    if not log_csv.is_file():
+        return None
+    return training_curves(log_csv, monitor, run_dir / "curves.png")
 
 
 def cached_datamodule(

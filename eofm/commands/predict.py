@@ -43,9 +43,14 @@ def run_predict(
     shard: str | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = log.info,
+    members: Sequence[str] = (),
 ) -> int:
+    """Predict ``inputs`` with ``model_spec`` (averaged with the ``members`` of an
+    ensemble: same classes and bands, checked before any weight is loaded)."""
     from eofm.families.base import family_of
+    from eofm.predict.options import parse_uncertainty
     from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
+    from eofm.predict.products import products_for
     from eofm.predict.scenes import inspect_scene
 
     options.validate()
@@ -55,6 +60,8 @@ def run_predict(
     recipe, manifest = describe_model(model_spec)
     family = family_of(recipe)
     family.check_predictable(model_spec)
+    for member in members:
+        check_same_outputs(model_spec, recipe, manifest, member)
 
     def load() -> Any:  # torch is imported only once inputs and options are checked
         from eofm.families.trained import load_trained
@@ -68,6 +75,9 @@ def run_predict(
     index, count = parse_shard(shard)
     mine = scenes[index::count]
     options.validate(int(manifest["backbone"]["patch_size"][-1]))
+    products = products_for(
+        options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
+    )
     infos, plans = {}, {}
     for scene in mine:  # every scene and every output, before anything is written
         infos[scene] = inspect_scene(
@@ -84,12 +94,14 @@ def run_predict(
             vector=options.vector,
             overwrite=options.overwrite,
             inputs=scenes,
+            companions=[suffix for _, suffix in products[1:]],
         )
 
+    from eofm.families.trained import load_trained
     from eofm.predict.grid import count_tiles
 
     trained = load()
-    predictor = family.predictor(trained, options)
+    predictor = family.predictor(trained, options, [load_trained(m) for m in members])
     todo = [s for s in mine if plans[s].write_raster]
     tiles = {
         s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo
@@ -123,6 +135,23 @@ def run_predict(
             f"eofm predict: {pixels / 1e6:.2f} MP in {seconds:.1f} s ({pixels / 1e6 / seconds:.2f} MP/s)"
         )
     return 0
+
+
+def check_same_outputs(first: str, recipe: Any, manifest: dict, other: str) -> None:
+    """Ensemble members must predict the same classes from the same bands."""
+    other_recipe, other_manifest = describe_model(other)
+    if list(other_recipe.task.class_names) != list(recipe.task.class_names):
+        raise EofmError(
+            f"Ensemble members predict different classes: {first} "
+            f"{list(recipe.task.class_names)} vs {other} {list(other_recipe.task.class_names)}.",
+            exit_code=2,
+        )
+    if list(other_manifest["bands"]) != list(manifest["bands"]):
+        raise EofmError(
+            f"Ensemble members read different bands: {first} {manifest['bands']} vs {other} "
+            f"{other_manifest['bands']}.",
+            exit_code=2,
+        )
 
 
 class _NoProgress:

@@ -235,20 +235,27 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         temporal_coords: bool = False,
         location_coords: bool = False,
         gsd_from_data: bool = False,
+        region_split: Mapping[str, Any] | None = None,
     ) -> None:
         """``dates`` are the chips' acquisition dates (year, day of year) where known;
         ``temporal_coords`` / ``location_coords`` ask for TL coordinates in the samples,
-        ``gsd_from_data`` for each chip's metres per pixel (Scale-MAE)."""
+        ``gsd_from_data`` for each chip's metres per pixel (Scale-MAE); ``region_split``
+        (``data.split``) replaces ``splits`` by held-out regions (:mod:`eofm.data.regions`)."""
         self.root, self.bands, self.indexes = root, list(bands), list(indexes)
-        self.pairs, self.splits = dict(pairs), splits
+        self.pairs = dict(pairs)
+        self.regions: dict[str, str | None] = {}
+        self.id_test: list[str] = []
+        listed = pairs if region_split else [c for chips in splits.values() for c in chips]
         self.excluded: dict[str, str] = {}
-        for chips in self.splits.values():
-            for chip in chips:
-                reason = chip_status(*self.pairs[chip], self.indexes, chip)
-                if reason:
-                    self.excluded[chip] = reason
+        for chip in listed:
+            reason = chip_status(*self.pairs[chip], self.indexes, chip)
+            if reason:
+                self.excluded[chip] = reason
         for chip, reason in self.excluded.items():
             log.warning("%s chip %s: %s; left out of training.", self.name, chip, reason)
+        if region_split:  # chips without supervision go to no split, so shares are of usable ones
+            splits = self._region_splits(region_split)
+        self.splits = splits
         self.splits["train"] = [c for c in self.splits["train"] if c not in self.excluded]
         if not self.splits["train"]:
             raise EofmError(
@@ -275,6 +282,25 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
                 coords["gsd_m"] = metres_per_pixel(self.pairs[chip][0])
         self.uses_coords["gsd"] = gsd_from_data
 
+    def _region_splits(self, value: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Splits by the region holding each chip's centre; keeps the regions and the
+        in-distribution test chips for ``eofm test``."""
+        from eofm.data.coords import raster_centre
+        from eofm.data.regions import assign_regions, parse_region_split, split_by_region
+
+        spec = parse_region_split(value, str(self.root))
+        centres = {chip: raster_centre(image) for chip, (image, _) in self.pairs.items()}
+        self.regions = assign_regions(centres, spec)
+        usable = {c: r for c, r in self.regions.items() if c not in self.excluded}
+        splits = split_by_region(usable, spec, f"the usable chips under {self.root}")
+        self.id_test = splits.pop("id_test")
+        log.info(
+            "%s: regions %s",
+            self.name,
+            ", ".join(f"{k}: {len(v)} chips" for k, v in splits.items()),
+        )
+        return splits
+
     def _coords(
         self, dates: Mapping[str, tuple[int, int] | None], temporal: bool, location: bool
     ) -> dict[str, dict]:
@@ -282,7 +308,7 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         otherwise the chips without one are named once and no chip gets a date."""
         from eofm.data.coords import raster_centre
 
-        chips = [c for split in self.splits.values() for c in split]
+        chips = [c for split in self.splits.values() for c in split] + self.id_test
         if temporal:
             undated = sorted(c for c in chips if not dates.get(c))
             if undated:
@@ -305,7 +331,8 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         }
 
     def split_pairs(self, split: str) -> dict[str, tuple[Path, Path]]:
-        return {chip: self.pairs[chip] for chip in self.splits[split]}
+        chips = self.id_test if split == "id_test" else self.splits[split]
+        return {chip: self.pairs[chip] for chip in chips}
 
     def dataset(self, split: str) -> LabelledChips:
         train = split == "train"
@@ -323,7 +350,7 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         )
 
     def _loader(self, split: str) -> DataLoader:
-        if not self.splits[split]:
+        if not self.split_pairs(split):
             raise EofmError(f"The {split} split is empty (data under {self.root}).")
         generator = torch.Generator().manual_seed(self.seed)
         dataset = self.dataset(split)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from eofm.errors import RecipeError
 from eofm.typed_config import check_positive, option
@@ -53,9 +53,17 @@ class ChipDataConfig(DataConfig):
     hflip: bool = option(True, "random horizontal flips in training")
     mean: list[float] | None = option(None, "per-band mean (default: the backbone's)")
     std: list[float] | None = option(None, "per-band std (default: the backbone's)")
+    split: dict[str, Any] | None = option(
+        None,
+        "hold out regions: {by: region|country|continent|latitude_band, test: [..], val: [..], "
+        "regions: FILE, column: NAME, width: 15, id_fraction: 0.2}",
+    )
 
     def validate(self, where: str) -> None:
         super().validate(where)
+        from eofm.data.regions import parse_region_split
+
+        parse_region_split(self.split, where)
         check_positive(self, where, "data.crop_size", "data.eval_crop_size", "data.train_repeats")
         if (self.mean is None) != (self.std is None):
             raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")

@@ -168,6 +168,7 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
         buffer_days: int = 3,
         split_years: dict[str, list[int]] | None = None,
         split_dates: dict[str, list[str]] | None = None,
+        split: dict[str, Any] | None = None,
         batch_size: int = 64,
         num_workers: int = 0,
         seed: int = 0,
@@ -198,9 +199,12 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
         index, labels = self._sample_index(
             events, negative_ratio, negative_strategy, buffer_pixels, buffer_days
         )
-        self.splits, split_labels = self._split(
-            index, labels, years, split_years, split_dates, times
-        )
+        if split:
+            self.splits, split_labels = self._region_split(index, labels, cube, split)
+        else:
+            self.splits, split_labels = self._split(
+                index, labels, years, split_years, split_dates, times
+            )
         dynamic, static = {}, {}
         for split, rows in self.splits.items():
             dynamic[split], static[split] = self.reader.windows(rows, self.lag, self.patch)
@@ -293,6 +297,29 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
             if not chosen.any():
                 given = (split_dates or split_years)[split]
                 raise EofmError(f"{where} leaves the {split} split empty ({given}).")
+            splits[split], split_labels[split] = index[chosen], labels[chosen]
+        return splits, split_labels
+
+    def _region_split(
+        self, index: np.ndarray, labels: np.ndarray, cube: Any, value: dict[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Samples split by the region of their pixel (its cell centre, EPSG:4326 cubes);
+        the in-distribution share of :mod:`eofm.data.regions` is not used here."""
+        from eofm.data.regions import assign_regions, parse_region_split, split_by_region
+
+        spec = parse_region_split(value, str(self.root))
+        spec.id_fraction = 0.0
+        ys, xs = cube["y"].values, cube["x"].values
+        pixels = np.unique(index[:, 1:], axis=0)
+        keys = [f"{y}:{x}" for y, x in pixels]
+        centres = {k: (float(ys[y]), float(xs[x])) for k, (y, x) in zip(keys, pixels, strict=True)}
+        self.regions = assign_regions(centres, spec)
+        by_key = split_by_region(self.regions, spec, f"the cube {self.root}")
+        role = {k: split for split, members in by_key.items() for k in members}
+        sample_keys = np.array([f"{y}:{x}" for y, x in index[:, 1:]])
+        splits, split_labels = {}, {}
+        for split in SPLITS:
+            chosen = np.array([role.get(k) == split for k in sample_keys])
             splits[split], split_labels[split] = index[chosen], labels[chosen]
         return splits, split_labels
 

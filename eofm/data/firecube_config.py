@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from eofm.data.config import DataConfig
 from eofm.errors import RecipeError
@@ -75,6 +75,11 @@ class FireCubeConfig(DataConfig):
     split_dates: dict[str, list[str]] | None = option(
         None, "train/val/test -> [first, last] label dates (inclusive), instead of split_years"
     )
+    split: dict[str, Any] | None = option(
+        None,
+        "hold out regions (instead of years): {by: region|country|continent|latitude_band, "
+        "test: [..], val: [..], regions: FILE, column: NAME}; samples go by their pixel",
+    )
     weather_run: str = option(
         "", "a weather run (run dir or hf://) whose view of each day joins the dynamic inputs"
     )
@@ -95,6 +100,14 @@ class FireCubeConfig(DataConfig):
             raise RecipeError(f"data.patch in {where} must be odd, got {self.patch}.")
         if self.split_years is not None and set(self.split_years) != {"train", "val", "test"}:
             raise RecipeError(f"data.split_years in {where} needs exactly train, val and test.")
+        from eofm.data.regions import parse_region_split
+
+        parse_region_split(self.split, where)
+        if self.split and (self.split_dates or self.split_years):
+            raise RecipeError(
+                f"Give data.split (regions) or data.split_years / split_dates in {where}, "
+                "not both."
+            )
         if self.split_dates is not None:
             check_date_ranges(self.split_dates, where)
             if self.split_years is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,7 @@ class HLSBurnScarsDataModule(ChipDataModule):
         temporal_coords: bool = False,
         location_coords: bool = False,
         gsd_from_data: bool = False,
+        split: Mapping[str, Any] | None = None,
         **_: Any,
     ) -> None:
         super().__init__()
@@ -152,6 +153,7 @@ class HLSBurnScarsDataModule(ChipDataModule):
             temporal_coords=temporal_coords,
             location_coords=location_coords,
             gsd_from_data=gsd_from_data,
+            region_split=split,
         )
         log.info(
             "HLS Burn Scars: %s", ", ".join(f"{s} {len(c)} scenes" for s, c in self.splits.items())

@@ -160,6 +160,7 @@ class Sen1Floods11DataModule(ChipDataModule):
         temporal_coords: bool = False,
         location_coords: bool = False,
         gsd_from_data: bool = False,
+        split: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.root = find_sen1floods11_root(Path(root))
@@ -175,7 +176,7 @@ class Sen1Floods11DataModule(ChipDataModule):
             bands=self.bands,
             indexes=self.indexes,
             pairs={c: chip_paths(self.root, self.folder, c) for c in chips},
-            splits=self._splits(chips, split_csv, split_fractions),
+            splits={} if split else self._splits(chips, split_csv, split_fractions),
             mean=mean,
             std=std,
             crop_size=crop_size,
@@ -191,6 +192,7 @@ class Sen1Floods11DataModule(ChipDataModule):
             temporal_coords=temporal_coords,
             location_coords=location_coords,
             gsd_from_data=gsd_from_data,
+            region_split=split,
         )
         log.info(
             "Sen1Floods11 %s: %s",

@@ -29,3 +29,5 @@ class Sen1Floods11Config(ChipDataConfig):
         except EofmError as exc:
             raise RecipeError(str(exc)) from None
         super().validate(where)
+        if self.split and self.split_csv:
+            raise RecipeError(f"Give data.split or data.split_csv in {where}, not both.")

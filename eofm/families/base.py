@@ -145,6 +145,24 @@ class TaskFamily:
         """What ``test_metrics.json`` records about the test data besides the metrics."""
         return {"test_chips": list(getattr(datamodule, "splits", {}).get("test", []))}
 
+    def evaluate(
+        self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
+    ) -> dict[str, Any]:
+        """What ``eofm test`` records beyond the Lightning metrics (per-region scores,
+        calibration, spread-skill of ``mc_samples`` dropout passes, ...), with its
+        pictures written to ``out_dir`` when given."""
+        if mc_samples:
+            raise EofmError(f"--mc-dropout is for weather (regression) runs, not {self.name}.")
+        return {}
+
+    def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
+        """``eofm calibrate``: the temperature fitted on the validation split, with the
+        validation scores before and after (what ``model.json`` records)."""
+        raise EofmError(
+            f"eofm calibrate supports classifiers (segmentation, classification), not "
+            f"{self.name} runs."
+        )
+
     # --- outputs ----------------------------------------------------------------------
     def check_predictable(self, model_spec: str) -> None:
         """Refuse, before any input is read, a model that ``eofm predict`` cannot run."""
@@ -160,8 +178,8 @@ class TaskFamily:
         code; ``load()`` gives the trained model); ``None`` means the GeoTIFF scene path."""
         return None
 
-    def predictor(self, trained: Any, options: Any) -> Any:
-        """The object that streams ``trained`` over scenes (``eofm predict``)."""
+    def predictor(self, trained: Any, options: Any, members: Any = ()) -> Any:
+        """The object that streams ``trained`` (with ensemble ``members``) over scenes."""
         raise NotImplementedError
 
     def check_publishable(self, run_dir: Any) -> None:

@@ -166,6 +166,29 @@ class ClassificationFamily(TaskFamily):
             "decoder": asdict(recipe.decoder),
         }
 
+    def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
+        import math
+
+        from eofm.evaluation.calibration import calibration_record
+        from eofm.evaluation.splits import sample_scores
+
+        logits, labels = sample_scores(trained.model, datamodule.val_dataloader())
+        record = calibration_record(logits, labels, "val")
+        threshold = float(trained.model.threshold)
+        logit = math.log(threshold / (1 - threshold)) if 0 < threshold < 1 else 0.0
+        # the same decisions: p_T >= t_T exactly where p >= t
+        record["threshold_calibrated"] = 1 / (1 + math.exp(-logit / record["temperature"]))
+        return record
+
+    def evaluate(
+        self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
+    ) -> dict[str, Any]:
+        super().evaluate(trained, datamodule, out_dir, mc_samples=mc_samples)
+        from eofm.evaluation.splits import evaluate_binary
+
+        threshold = float(trained.model.threshold)
+        return evaluate_binary(trained, datamodule, out_dir, threshold=threshold)
+
     def check_predictable(self, model_spec: str) -> None:
         return None
 
@@ -187,7 +210,7 @@ class ClassificationFamily(TaskFamily):
         weather = self.weather_features(trained.recipe, trained.manifest["inputs"].get("weather"))
         target = write_danger_map(
             trained.model, trained.manifest, inputs[0], out_dir, options.date,
-            overwrite=options.overwrite, weather=weather,
+            overwrite=options.overwrite, weather=weather, temperature=trained.temperature,
         )  # fmt: skip
         echo(f"  {target}")
         return 0

@@ -177,6 +177,22 @@ class RegressionFamily(TaskFamily):
         )
         return torch.from_numpy(maps)
 
+    def evaluate(
+        self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
+    ) -> dict[str, Any]:
+        if not mc_samples:
+            return {}
+        from eofm.evaluation.spread import spread_skill
+
+        scores = spread_skill(
+            trained.model,
+            datamodule.test_dataloader(),
+            list(trained.recipe.task.targets),
+            datamodule.std,
+            mc_samples,
+        )
+        return {"spread_skill": {"members": mc_samples, "method": "MC dropout", **scores}}
+
     def model_manifest(
         self, recipe: Recipe, model: Any, datamodule: Any, norm_source: str
     ) -> dict[str, Any]:

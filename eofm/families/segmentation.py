@@ -191,13 +191,34 @@ class SegmentationFamily(TaskFamily):
             out["input_range"] = datamodule.input_range()
         return out
 
+    def evaluate(
+        self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
+    ) -> dict[str, Any]:
+        super().evaluate(trained, datamodule, out_dir, mc_samples=mc_samples)
+        from eofm.evaluation.splits import evaluate_segmentation
+
+        ignore = trained.recipe.task.ignore_index
+        return evaluate_segmentation(trained, datamodule, out_dir, ignore_index=ignore)
+
+    def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
+        from eofm.evaluation.calibration import calibration_record
+        from eofm.evaluation.splits import sample_logits
+
+        logits, target = sample_logits(
+            trained.model,
+            datamodule.val_dataloader(),
+            len(trained.class_names),
+            trained.recipe.task.ignore_index,
+        )
+        return calibration_record(logits, target, "val")
+
     def check_predictable(self, model_spec: str) -> None:
         return None
 
-    def predictor(self, trained: Any, options: Any) -> Any:
+    def predictor(self, trained: Any, options: Any, members: Any = ()) -> Any:
         from eofm.predict.engine import Predictor
 
-        return Predictor(trained, options)
+        return Predictor(trained, options, members)
 
     def check_publishable(self, run_dir: Any) -> None:
         return None

@@ -22,6 +22,11 @@ class TrainedModel:
     source: str
     manifest: dict
 
+    @property
+    def temperature(self) -> float:
+        """The logits' divisor that ``eofm calibrate`` fitted (1: not calibrated)."""
+        return float((self.manifest.get("calibration") or {}).get("temperature", 1.0))
+
 
 def trained_from_manifest(
     model: nn.Module, recipe: Any, manifest: dict, source: str

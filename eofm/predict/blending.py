@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Class value of pixels without valid input.
-CLASS_NODATA = 255
-
 
 def first_argmax(values: np.ndarray) -> np.ndarray:
     """``values.argmax(axis=0)`` as uint8: the first index on ties, and NaN never wins.
@@ -59,11 +56,10 @@ class BandBlender:
         width: int,
         num_classes: int,
         weights: np.ndarray,
-        probabilities: bool,
     ) -> None:
         self.rows, self.cols, self.tile = rows, cols, tile
         self.height, self.width = height, width
-        self.weights, self.probabilities = weights, probabilities
+        self.weights = weights
         self.left = cols[0]
         self.inner = slice(span[0] - self.left, span[1] - self.left)
         band_width = min(width, cols[-1] + tile) - self.left
@@ -100,12 +96,10 @@ class BandBlender:
             self._fresh_until = max(self._fresh_until, x + w)
         self.valid[y : y + h, x : x + w] |= mask[:h, :w]
 
-    def end_strip(self, row: int) -> tuple[int, np.ndarray] | None:
-        """Strip ``row`` is complete: ``(scene row, block)`` of the rows now final, if any.
-
-        The block is ``(K, n, w)`` float32 probabilities (NaN where invalid) or ``(1, n, w)``
-        uint8 classes (255 where invalid), over the band's own columns.
-        """
+    def end_strip(self, row: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """Strip ``row`` is complete: ``(scene row, channels, valid)`` of the rows now
+        final, if any: the blended channels ``(C, n, w)`` float32 and the validity
+        ``(n, w)``, over the band's own columns."""
         if self.rows[self._next_strip] != row:
             raise ValueError(f"strip {row} completed out of order")
         self._next_strip += 1
@@ -118,20 +112,14 @@ class BandBlender:
         top, inner = self.top, self.inner
         valid = self.valid[:n, inner]
         self.any_valid |= bool(valid.any())
-        probs = self.acc[:, :n, inner] / self._normaliser(top, done_until)[:, inner]
-        if self.probabilities:
-            np.copyto(probs, np.nan, where=~valid)
-            block = probs
-        else:
-            classes = first_argmax(probs)
-            np.copyto(classes, CLASS_NODATA, where=~valid)
-            block = classes[None]
+        channels = self.acc[:, :n, inner] / self._normaliser(top, done_until)[:, inner]
+        valid = valid.copy()  # the buffers move on
         keep = max(0, self.touched - done_until)  # rows later strips add to
         self.acc[:, :keep] = self.acc[:, n : n + keep]
         self.valid[:keep] = self.valid[n : n + keep]
         self.valid[keep:] = False
         self.top = done_until
-        return top, block
+        return top, channels, valid
 
     def _normaliser(self, top: int, bottom: int) -> np.ndarray:
         """``max(weight sum, 1e-12)`` of rows ``top .. bottom``, summed in tile order."""

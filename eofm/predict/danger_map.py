@@ -41,6 +41,7 @@ def danger_map(
     date: str,
     batch_size: int = 4096,
     weather: Any = None,
+    temperature: float = 1.0,
 ) -> np.ndarray:
     """``(H, W)`` probabilities of a fire starting on ``date`` (NaN outside the windows);
     ``weather`` gives the extra dynamic inputs of a model trained with a weather run."""
@@ -89,7 +90,7 @@ def danger_map(
                 torch.from_numpy(static),
                 torch.full((len(rows),), float(doy)),
             )
-            out[rows[:, 1], rows[:, 2]] = logits.sigmoid().numpy()
+            out[rows[:, 1], rows[:, 2]] = (logits / temperature).sigmoid().numpy()
     return out
 
 
@@ -102,6 +103,7 @@ def write_danger_map(
     *,
     overwrite: bool,
     weather: Any = None,
+    temperature: float = 1.0,
 ) -> Path:
     """``out_dir/danger_<date>.tif`` for the cube at ``cube_path``; refuses to overwrite."""
     import rasterio
@@ -113,7 +115,9 @@ def write_danger_map(
     if target.exists() and not overwrite:
         raise EofmError(f"{target} exists; use --overwrite to replace it.")
     cube = open_cube(Path(cube_path))
-    probabilities = danger_map(model, manifest, cube, date, weather=weather)
+    probabilities = danger_map(
+        model, manifest, cube, date, weather=weather, temperature=temperature
+    )
     transform, flip = cube_transform(cube["x"].values, cube["y"].values)
     if flip:
         probabilities = probabilities[::-1]

@@ -35,7 +35,7 @@ import torch
 from eofm.errors import EofmError
 from eofm.models.trained import TrainedModel
 from eofm.predict import grid
-from eofm.predict.blending import CLASS_NODATA, BandBlender
+from eofm.predict.blending import BandBlender
 from eofm.predict.device import (
     autocast_context,
     resolve_device,
@@ -45,6 +45,7 @@ from eofm.predict.device import (
 from eofm.predict.options import PredictOptions
 from eofm.predict.outputs import atomic_output
 from eofm.predict.plan import ScenePlan, plan_scene
+from eofm.predict.products import describe, product_block, product_profile, products_for
 from eofm.predict.scenes import SceneReader, inspect_scene
 from eofm.predict.stages import StageTimes, clock, consumer_thread, ordered_map
 
@@ -65,14 +66,28 @@ class SceneResult:
 class Predictor:
     """Applies a trained model to scenes; one instance serves many scenes."""
 
-    def __init__(self, trained: TrainedModel, options: PredictOptions) -> None:
+    def __init__(
+        self,
+        trained: TrainedModel,
+        options: PredictOptions,
+        members: Sequence[TrainedModel] = (),
+    ) -> None:
+        """``members``: the other runs of an ensemble (``eofm ensemble``), averaged with
+        ``trained``; the outputs then include the mean probabilities and the mutual
+        information."""
+        from eofm.predict.members import TileModel
+        from eofm.predict.options import parse_uncertainty
+
         self.trained = trained
         self.options = options
         options.validate(trained.patch_size)
+        kind, passes = parse_uncertainty(options.uncertainty)
         self.device = resolve_device(options.device)
         self.precision = resolve_precision(options.precision, self.device)
-        if self.device.type != "cpu":
-            trained.model.to(self.device)
+        self.tile_model = TileModel(
+            [trained, *members], tta_flip=options.tta_flip, uncertainty=kind, passes=passes
+        ).to(self.device)
+        self.products = products_for(options, kind, ensemble=bool(members))
         self.weights = grid.blend_weights(options.tile)
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
@@ -82,7 +97,8 @@ class Predictor:
         self._warned_undated = False
 
     def _device_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> torch.Tensor:
-        """Class probabilities of a batch of tiles, on the model's device, in float32.
+        """Class probabilities of a batch of tiles (and the members' expected entropy, when
+        an uncertainty needs it), on the model's device, in float32.
 
         ``coords`` holds the TL model's ``temporal``/``location`` arrays for the batch."""
         x = torch.from_numpy(batch)
@@ -98,14 +114,9 @@ class Predictor:
         extra = [given.get("temporal"), given.get("location")]
         extra = extra if any(e is not None for e in extra) else []
         kwargs = {"gsd_m": given["gsd_m"]} if "gsd_m" in given else {}
-        model = self.trained.model
         try:
             with autocast_context(self.device, self.precision):
-                probs = model(x, *extra, **kwargs).float().softmax(dim=1)
-                if self.options.tta_flip:
-                    flipped = model(torch.flip(x, dims=[-1]), *extra, **kwargs)
-                    flipped = flipped.float().softmax(dim=1)
-                    probs = (probs + torch.flip(flipped, dims=[-1])) / 2
+                probs = self.tile_model(x, extra, kwargs)
         except torch.OutOfMemoryError:
             raise EofmError(
                 f"The {self.device} ran out of memory on a batch of {len(batch)} tiles of "
@@ -193,6 +204,7 @@ class Predictor:
             vector=o.vector,
             overwrite=o.overwrite,
             inputs=inputs,
+            companions=[suffix for _, suffix in self.products[1:]],
         )
 
     def predict(
@@ -231,14 +243,18 @@ class Predictor:
         with rasterio.Env(GDAL_CACHEMAX=self._gdal_cache_bytes(source)):
             if plan.write_raster:
                 reader = self.open_scene(source)
+                paths = [raster_path, *plan.companions]
                 try:
-                    with atomic_output(raster_path) as tmp_cog:
-                        result.all_nodata = self._stream(reader, tmp_cog, on_tiles)
+                    with contextlib.ExitStack() as stack:
+                        temporary = [stack.enter_context(atomic_output(p)) for p in paths]
+                        kinds = [kind for kind, _ in self.products]
+                        targets = dict(zip(kinds, temporary, strict=True))
+                        result.all_nodata = self._stream(reader, targets, on_tiles)
                 except RasterioIOError as exc:  # GDAL reports a full disk this way
                     raise OSError(str(exc).splitlines()[0]) from None
                 finally:
                     reader.close()
-                result.outputs.append(raster_path)
+                result.outputs.extend(paths)
                 if result.all_nodata:
                     log.warning("%s holds no valid pixel: its prediction is all nodata.", source)
             if plan.quicklook:
@@ -246,7 +262,12 @@ class Predictor:
 
                 with atomic_output(plan.quicklook) as tmp:
                     write_quicklook(
-                        raster_path, tmp, self.num_classes, probabilities=self.options.probabilities
+                        raster_path,
+                        tmp,
+                        self.num_classes,
+                        probabilities=self.options.probabilities,
+                        class_names=self.trained.class_names,
+                        backdrop=(source, self.backdrop_bands(source)),
                     )
                 result.outputs.append(plan.quicklook)
             if plan.vector:
@@ -268,6 +289,14 @@ class Predictor:
             row_bytes = width * min(block_height, ds.height) * ds.count * itemsize
         return max(GDAL_CACHE_MB << 20, 2 * row_bytes + (16 << 20))
 
+    def backdrop_bands(self, source: Path) -> list[int]:
+        """1-based bands of ``source`` that show it: red, green, blue when the model reads
+        them, else its first band (e.g. VV)."""
+        info = inspect_scene(source, self.trained.bands, self.options.bands)
+        by_name = dict(zip(self.trained.bands, info.indexes, strict=True))
+        rgb = [by_name.get(name) for name in ("RED", "GREEN", "BLUE")]
+        return rgb if all(rgb) else [info.indexes[0]]
+
     def open_scene(self, source: Path) -> SceneReader:
         """Open a scene, checking it is readable and has the model's bands (clear errors)."""
         info = inspect_scene(source, self.trained.bands, self.options.bands)
@@ -276,9 +305,13 @@ class Predictor:
         )
 
     def _stream(
-        self, reader: SceneReader, target: Path, on_tiles: Callable[[int], None] | None
+        self,
+        reader: SceneReader,
+        targets: dict[str, Path],
+        on_tiles: Callable[[int], None] | None,
     ) -> bool:
-        """Predict the whole scene into ``target`` (a COG); returns True if all nodata."""
+        """Predict the whole scene into ``targets`` (a COG per product, in order: the
+        primary one first); returns True if it is all nodata."""
         import rasterio
         from rasterio.shutil import copy as raster_copy
 
@@ -287,31 +320,35 @@ class Predictor:
         ds, t = reader.ds, self.options.tile
         stride = t - self.options.overlap
         rows = grid.tile_starts(ds.height, t, stride)
-        probabilities = self.options.probabilities
-        profile = {
+        base = {
             "driver": "GTiff",
             "width": ds.width,
             "height": ds.height,
-            "count": self.num_classes if probabilities else 1,
-            "dtype": "float32" if probabilities else "uint8",
-            "nodata": float("nan") if probabilities else CLASS_NODATA,
             "crs": ds.crs,
             "transform": ds.transform,
             "tiled": True,
             "blockxsize": COG_BLOCK,
             "blockysize": COG_BLOCK,  # staging stays uncompressed: the COG copy compresses once
         }
-        staging = target.with_name(target.name + ".gtiff")
-        # class maps take their (nearest) overviews on the way; probabilities are averaged
-        # by GDAL from the finished map
-        pyramid = None if probabilities else OverviewPyramid(staging, profile, COG_BLOCK)
-        vrt = staging.with_name(staging.name + ".vrt")
         any_valid = False
+        staged: list[tuple[str, Path, Any]] = []
         try:
-            with (
-                rasterio.open(staging, "w", **profile) as out,
-                pyramid or contextlib.nullcontext(),
-            ):
+            with contextlib.ExitStack() as writing:
+                sinks = {}
+                for kind, target in targets.items():
+                    profile = base | product_profile(kind, self.num_classes)
+                    staging = target.with_name(target.name + ".gtiff")
+                    # class maps take their (nearest) overviews on the way; floats are
+                    # averaged by GDAL from the finished map
+                    pyramid = (
+                        OverviewPyramid(staging, profile, COG_BLOCK) if kind == "classes" else None
+                    )
+                    staged.append((kind, staging, pyramid))
+                    out = writing.enter_context(rasterio.open(staging, "w", **profile))
+                    if pyramid:
+                        writing.enter_context(pyramid)
+                    describe(out, kind, self.trained.class_names, primary=not staged[1:])
+                    sinks[kind] = (out, pyramid)
                 for span, band_cols in grid.column_bands(ds.width, t, stride):
                     blender = BandBlender(
                         rows=rows,
@@ -320,40 +357,45 @@ class Predictor:
                         tile=t,
                         height=ds.height,
                         width=ds.width,
-                        num_classes=self.num_classes,
+                        num_classes=self.tile_model.channels,
                         weights=self.weights,
-                        probabilities=probabilities,
                     )
-                    self._stream_band(reader, blender, out, pyramid, on_tiles)
+                    self._stream_band(reader, blender, sinks, on_tiles)
                     any_valid |= blender.any_valid
             started = time.perf_counter()  # a tail on GDAL's threads: wall seconds
-            source = pyramid.write_vrt(staging, vrt) if pyramid else staging
-            raster_copy(
-                source,
-                target,
-                driver="COG",
-                compress="DEFLATE",
-                blocksize=COG_BLOCK,
-                overview_resampling="nearest" if not probabilities else "average",
-                num_threads="ALL_CPUS",  # blocks are compressed independently: same bytes
-            )
+            for kind, staging, pyramid in staged:
+                vrt = staging.with_name(staging.name + ".vrt")
+                source = pyramid.write_vrt(staging, vrt) if pyramid else staging
+                raster_copy(
+                    source,
+                    targets[kind],
+                    driver="COG",
+                    compress="DEFLATE",
+                    blocksize=COG_BLOCK,
+                    overview_resampling="nearest" if kind == "classes" else "average",
+                    num_threads="ALL_CPUS",  # blocks are compressed independently: same bytes
+                )
             self.timings.add_seconds("cog", time.perf_counter() - started)
         finally:
+            self._remove_staging(staged)
+        return not any_valid
+
+    @staticmethod
+    def _remove_staging(staged: list) -> None:
+        for _, staging, pyramid in staged:
             staging.unlink(missing_ok=True)
-            vrt.unlink(missing_ok=True)
+            staging.with_name(staging.name + ".vrt").unlink(missing_ok=True)
             if pyramid:
                 pyramid.remove()
-        return not any_valid
 
     def _stream_band(
         self,
         reader: SceneReader,
         blender: BandBlender,
-        out,
-        pyramid,
+        sinks: dict[str, tuple[Any, Any]],
         on_tiles: Callable[[int], None] | None,
     ) -> None:
-        """Predict one column band of the scene, strip by strip, into ``out``.
+        """Predict one column band of the scene, strip by strip, into every product.
 
         Tiles come from the scene's global grid, so a tile that straddles two column
         bands is computed in both and every pixel is blended exactly as in one pass.
@@ -361,6 +403,7 @@ class Predictor:
         from rasterio.windows import Window
 
         timings, x0 = self.timings, blender.left + blender.inner.start
+        classes = self.num_classes
 
         def blend_and_write(item) -> None:
             row, positions, weighted, masks = item
@@ -370,14 +413,18 @@ class Predictor:
             if on_tiles:
                 on_tiles(len(positions))
             finished = blender.end_strip(row) if row is not None else None
-            timings.add("blend", started)
             if finished is None:
+                timings.add("blend", started)
                 return
+            top, channels, valid = finished
+            blocks = {kind: product_block(kind, channels, valid, classes) for kind in sinks}
+            timings.add("blend", started)
             started = clock()
-            top, block = finished
-            out.write(block, window=Window(x0, top, block.shape[-1], block.shape[-2]))
-            if pyramid:
-                pyramid.add(block, top, x0)
+            for kind, block in blocks.items():
+                out, pyramid = sinks[kind]
+                out.write(block, window=Window(x0, top, block.shape[-1], block.shape[-2]))
+                if pyramid:
+                    pyramid.add(block, top, x0)
             timings.add("write", started)
 
         with consumer_thread(blend_and_write) as blend:
@@ -473,7 +520,7 @@ class Predictor:
         if len(useful) == len(positions):
             weighted = self._collect(pending)
         else:
-            weighted = np.zeros((len(positions), self.num_classes, *size), np.float32)
+            weighted = np.zeros((len(positions), self.tile_model.channels, *size), np.float32)
             if len(useful):
                 weighted[useful] = self._collect(pending)
         self.timings.add("model", started)

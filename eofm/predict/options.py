@@ -26,6 +26,7 @@ class PredictOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     workers: int | str = "auto"  # reading threads: auto | N >= 1
+    uncertainty: str | None = None  # entropy | mc-dropout:N | tta
 
     def validate(self, patch_size: int | None = None) -> None:
         """One error naming the option, exit code 2 like any argument error."""
@@ -56,6 +57,7 @@ class PredictOptions:
                 raise bad(f"--date: {exc}") from None
 
         check_workers_spec(self.workers)
+        parse_uncertainty(self.uncertainty)
         check_device_spec(self.device)
         check_precision_spec(self.precision)
         if self.precision == "fp16" and self.device == "cpu":
@@ -64,3 +66,25 @@ class PredictOptions:
             raise bad(
                 f"--tile {self.tile} must be a multiple of the model's patch size {patch_size}."
             )
+
+
+UNCERTAINTIES = ("entropy", "mc-dropout:N", "tta")
+
+
+def parse_uncertainty(spec: str | None) -> tuple[str | None, int]:
+    """``entropy`` / ``tta`` / ``mc-dropout:N`` -> (kind, passes); exit-2 errors otherwise."""
+    if spec is None:
+        return None, 1
+    if spec in ("entropy", "tta"):
+        return spec, 4 if spec == "tta" else 1
+    if spec.startswith("mc-dropout:"):
+        try:
+            passes = int(spec.split(":", 1)[1])
+        except ValueError:
+            passes = 0
+        if passes >= 2:
+            return "mc-dropout", passes
+    raise EofmError(
+        f"--uncertainty must be entropy, tta or mc-dropout:N with N >= 2, got {spec!r}.",
+        exit_code=2,
+    )

@@ -7,8 +7,7 @@ import errno
 import fcntl
 import os
 import secrets
-import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,6 @@ from eofm.errors import EofmError
 PARTIAL_MARK = ".partial-"
 #: Permissions of every output (a plain file under the usual umask).
 FILE_MODE = 0o644
-#: Class colours for quicklooks (class 0 dark, class 1 water blue, then distinct hues).
-PALETTE = np.array(
-    [[34, 34, 34], [30, 120, 255], [230, 80, 40], [60, 180, 75], [255, 225, 25], [145, 30, 180]],
-    np.uint8,
-)
-NODATA_COLOUR = np.array([200, 200, 200], np.uint8)
 
 
 def check_output_dir(out_dir: Path) -> Path:
@@ -92,28 +85,35 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
 
 def write_quicklook(
-    raster: Path, target: Path, num_classes: int, *, probabilities: bool, max_side: int = 1024
+    raster: Path,
+    target: Path,
+    num_classes: int,
+    *,
+    probabilities: bool,
+    class_names: Sequence[str] | None = None,
+    backdrop: tuple[Path, Sequence[int]] | None = None,
+    max_side: int = 1024,
 ) -> None:
-    """A small RGB PNG of a class map (palette) or probability map (grey), from overviews."""
+    """A PNG of the map, read from its overviews: the classes over the input's backdrop
+    (``backdrop``: the scene and the 1-based indexes of its RGB, or one grey, band) with
+    a legend, or the last class's probability."""
     import rasterio
 
+    from eofm.evaluation.pictures import downsample_shape, map_quicklook
+
+    names = list(class_names or [f"class {i}" for i in range(num_classes)])
     with rasterio.open(raster) as ds:
-        scale = max(1, int(np.ceil(max(ds.width, ds.height) / max_side)))
-        shape = (max(1, ds.height // scale), max(1, ds.width // scale))
+        shape = downsample_shape(ds.height, ds.width, max_side)
         if probabilities:
-            band = ds.read(num_classes, out_shape=shape)
-            grey = np.where(np.isfinite(band), np.clip(band, 0, 1) * 255, 0).astype(np.uint8)
-            rgb = np.stack([grey] * 3, axis=-1)
-            rgb[~np.isfinite(band)] = NODATA_COLOUR
+            layer, classes = ds.read(num_classes, out_shape=shape), None
         else:
-            classes = ds.read(1, out_shape=shape)
-            rgb = PALETTE[np.minimum(classes, len(PALETTE) - 1)]
-            rgb[classes == ds.nodata] = NODATA_COLOUR
-    with warnings.catch_warnings():  # a PNG quicklook carries no georeferencing on purpose
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(
-            target, "w", driver="PNG", width=shape[1], height=shape[0], count=3, dtype="uint8"
-        ) as png:
-            png.write(np.moveaxis(rgb, -1, 0))
-    for aux in target.parent.glob(f"{target.name}.aux.xml"):
-        aux.unlink()
+            layer, classes = None, ds.read(1, out_shape=shape)
+    image = None
+    if backdrop is not None:
+        scene, indexes = backdrop
+        with rasterio.open(scene) as ds:
+            image = ds.read(list(indexes), out_shape=(len(indexes), *shape)).astype(np.float64)
+            if ds.nodata is not None:
+                image[image == ds.nodata] = np.nan
+    title = f"{Path(raster).name}: {names[-1]} probability" if probabilities else Path(raster).name
+    map_quicklook(image, classes, names, target, probability=layer, title=title)

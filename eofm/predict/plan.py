@@ -33,13 +33,14 @@ class ScenePlan:
     quicklook: Path | None = None  # set when this run writes it
     vector: Path | None = None  # set when this run writes it
     existing: list[Path] = field(default_factory=list)
+    companions: list[Path] = field(default_factory=list)  # streamed with the raster
 
     @property
     def done(self) -> bool:
         return not (self.write_raster or self.quicklook or self.vector)
 
     def targets(self) -> list[Path]:
-        planned = [self.raster] if self.write_raster else []
+        planned = [self.raster, *self.companions] if self.write_raster else []
         return planned + [p for p in (self.quicklook, self.vector) if p is not None]
 
 
@@ -55,11 +56,16 @@ def plan_scene(
     vector: str | None,
     overwrite: bool,
     inputs: Iterable[Path] = (),
+    companions: Sequence[str] = (),
 ) -> ScenePlan:
-    """The plan for ``source``; raises before anything is written if it would harm a file."""
+    """The plan for ``source``; raises before anything is written if it would harm a file.
+
+    ``companions`` are the suffixes of rasters streamed with the class map (e.g.
+    ``_entropy``): they are written together, so a scene is finished when all exist."""
     stem = output_stem(source)
     raster = out_dir / f"{stem}.tif"
-    wanted = {"raster": raster}
+    streamed = [out_dir / f"{stem}{suffix}.tif" for suffix in companions]
+    wanted = {"raster": raster, **{f"companion{i}": p for i, p in enumerate(streamed)}}
     if quicklook:
         wanted["quicklook"] = out_dir / f"{stem}.png"
     if vector:
@@ -74,12 +80,25 @@ def plan_scene(
     existing = [p for p in wanted.values() if p.exists()]
     if overwrite:
         return ScenePlan(
-            source, raster, True, wanted.get("quicklook"), wanted.get("vector"), existing
+            source, raster, True, wanted.get("quicklook"), wanted.get("vector"), existing, streamed
         )
-    if raster.exists():  # finished earlier: complete what is missing, from the class map
+    if raster.exists() and all(p.exists() for p in streamed):
+        # finished earlier: complete what is missing, from the class map
         missing = {k: p for k, p in wanted.items() if not p.exists()}
         return ScenePlan(
-            source, raster, False, missing.get("quicklook"), missing.get("vector"), existing
+            source,
+            raster,
+            False,
+            missing.get("quicklook"),
+            missing.get("vector"),
+            existing,
+            streamed,
+        )
+    if raster.exists():
+        absent = ", ".join(str(p) for p in streamed if not p.exists())
+        raise EofmError(
+            f"{raster} exists but {absent} (written with it in one pass) does not; use "
+            "--overwrite to predict the scene again, or another --out folder."
         )
     if existing:
         names = ", ".join(str(p) for p in existing)
@@ -87,7 +106,9 @@ def plan_scene(
             f"{names} already exist(s) but {raster} does not, so eofm did not write them; "
             "use --overwrite to replace them, or another --out folder."
         )
-    return ScenePlan(source, raster, True, wanted.get("quicklook"), wanted.get("vector"))
+    return ScenePlan(
+        source, raster, True, wanted.get("quicklook"), wanted.get("vector"), companions=streamed
+    )
 
 
 def _real(path: Path) -> Path:

@@ -1,0 +1,212 @@
+"""Geographic splits: samples assigned to train/val/test by the region they lie in.
+
+A model that maps floods or fires is used in places it has not seen; a random split
+hides how much worse it does there (the geographic shift RainShift measures: Gupta et
+al., "RainShift: A Benchmark for Precipitation Downscaling Across Geographies", 2025).
+``data.split`` holds out whole regions instead::
+
+    data:
+      split: {by: region, regions: basins.geojson, column: name, test: [Rhine], val: [Po]}
+      split: {by: country, column: continent, test: [Asia], val: [Europe]}
+      split: {by: latitude_band, width: 15, test: [15N-30N]}
+
+Each sample's footprint centroid (a chip's bounds, a datacube pixel, a weather grid
+cell) falls in one region: the polygons of a GeoParquet/GeoJSON file (``by: region``),
+the bundled Natural Earth countries (``by: country``, ``column`` name, iso_a3 or
+continent; a centroid on a coast just outside the coarse polygons takes the nearest one
+within 1 degree), or a band of latitude. Samples of the ``test`` and ``val`` regions form
+those splits; the rest (or only the ``train`` regions, when listed) train, and
+``id_fraction`` of them is kept aside as an in-distribution test, so that ``eofm test``
+can report the gap between seen and unseen regions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eofm.errors import EofmError, RecipeError
+
+BOUNDARIES = Path(__file__).parent / "boundaries" / "ne_110m_countries.geojson"
+KINDS = ("region", "country", "continent", "latitude_band")
+#: Degrees within which a coastal centroid outside every country takes the nearest one.
+COAST_TOLERANCE = 1.0
+
+
+@dataclass
+class RegionSplit:
+    by: str
+    test: list[str]
+    val: list[str] = field(default_factory=list)
+    train: list[str] = field(default_factory=list)
+    regions: str = ""
+    column: str = ""
+    width: float = 15.0
+    id_fraction: float = 0.2
+
+    def names(self) -> list[str]:
+        return [*self.test, *self.val, *self.train]
+
+
+def parse_region_split(value: Mapping[str, Any] | None, where: str) -> RegionSplit | None:
+    """The ``data.split`` mapping as a :class:`RegionSplit`, checked without any data."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise RecipeError(f"data.split in {where} must be a mapping (by, test, ...).")
+    known = set(RegionSplit.__dataclass_fields__)
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise RecipeError(
+            f"data.split in {where} has unknown key(s) {unknown}; use {sorted(known)}."
+        )
+    by = value.get("by")
+    if by not in KINDS:
+        raise RecipeError(f"data.split.by in {where} must be one of {list(KINDS)}, got {by!r}.")
+    lists = {}
+    for key in ("test", "val", "train"):
+        items = value.get(key) or []
+        if isinstance(items, str):
+            items = [items]
+        lists[key] = [str(v) for v in items]
+    if not lists["test"]:
+        raise RecipeError(f"data.split.test in {where} must name at least one region.")
+    seen: dict[str, str] = {}
+    for key, items in lists.items():
+        for name in items:
+            if name in seen:
+                raise RecipeError(
+                    f"data.split in {where} lists region {name!r} in both {seen[name]} and {key}."
+                )
+            seen[name] = key
+    split = RegionSplit(by=by, **lists)
+    if by == "region":
+        split.regions = str(value.get("regions") or "")
+        split.column = str(value.get("column") or "")
+        if not split.regions or not split.column:
+            raise RecipeError(
+                f"data.split in {where}: by: region needs regions (a GeoParquet/GeoJSON "
+                "file) and column (the attribute that names a region)."
+            )
+    elif by in ("country", "continent"):
+        split.column = str(value.get("column") or ("continent" if by == "continent" else "name"))
+    split.width = float(value.get("width", split.width))
+    split.id_fraction = float(value.get("id_fraction", split.id_fraction))
+    if by == "latitude_band" and not 0 < split.width <= 90:
+        raise RecipeError(f"data.split.width in {where} must be in (0, 90] degrees.")
+    if not 0 <= split.id_fraction < 1:
+        raise RecipeError(f"data.split.id_fraction in {where} must be in [0, 1).")
+    return split
+
+
+def latitude_band(lat: float, width: float) -> str:
+    """``15N-30N``-style name of the band of ``width`` degrees holding ``lat``."""
+    import math
+
+    low = math.floor(lat / width) * width
+    high = low + width
+
+    def label(v: float) -> str:
+        text = f"{abs(v):g}"
+        return f"{text}{'N' if v > 0 else 'S' if v < 0 else ''}"
+
+    return f"{label(low)}-{label(high)}"
+
+
+def read_regions(path: Path, column: str) -> Any:
+    """Polygons with a ``column`` that names them, in EPSG:4326 (clear errors)."""
+    import geopandas as gpd
+
+    path = Path(path)
+    if not path.is_file():
+        raise EofmError(f"Regions file {path} (data.split.regions) does not exist.")
+    try:
+        regions = (
+            gpd.read_parquet(path)
+            if path.suffix in (".parquet", ".geoparquet")
+            else gpd.read_file(path)
+        )
+    except Exception as exc:
+        raise EofmError(f"Cannot read the regions file {path}: {exc}") from None
+    if column not in regions.columns:
+        available = [c for c in regions.columns if c != regions.geometry.name]
+        raise EofmError(
+            f"Regions file {path} has no column '{column}' (data.split.column); it has {available}."
+        )
+    if regions.crs is None:
+        raise EofmError(f"Regions file {path} has no CRS; save it with one (e.g. EPSG:4326).")
+    return regions[[column, regions.geometry.name]].to_crs("EPSG:4326")
+
+
+def assign_regions(
+    points: Mapping[str, tuple[float, float]], split: RegionSplit
+) -> dict[str, str | None]:
+    """The region of each sample, from its centroid ``(lat, lon)`` (None: in no region)."""
+    if split.by == "latitude_band":
+        return {k: latitude_band(lat, split.width) for k, (lat, _) in points.items()}
+    import warnings
+
+    import geopandas as gpd
+
+    path = Path(split.regions) if split.by == "region" else BOUNDARIES
+    regions = read_regions(path, split.column)
+    keys = list(points)
+    located = gpd.GeoDataFrame(
+        {"key": keys},
+        geometry=gpd.points_from_xy([points[k][1] for k in keys], [points[k][0] for k in keys]),
+        crs="EPSG:4326",
+    )
+    inside = gpd.sjoin(located, regions, how="left", predicate="within")
+    inside = inside[~inside.index.duplicated(keep="first")]
+    found = dict(zip(inside["key"], inside[split.column], strict=True))
+    if split.by != "region":  # coarse coasts: the nearest country within the tolerance
+        missing = located[[found.get(k) is None or found[k] != found[k] for k in keys]]
+        if len(missing):
+            with warnings.catch_warnings():  # distances in degrees: a coarse tolerance
+                warnings.simplefilter("ignore", UserWarning)
+                near = gpd.sjoin_nearest(missing, regions, how="left", max_distance=COAST_TOLERANCE)
+            near = near[~near.index.duplicated(keep="first")]
+            found.update(dict(zip(near["key"], near[split.column], strict=True)))
+    return {k: (str(v) if isinstance(v, str) or v == v else None) for k, v in found.items()}
+
+
+def split_by_region(
+    regions: Mapping[str, str | None], split: RegionSplit, where: str
+) -> dict[str, list[str]]:
+    """train / val / test / id_test sample keys from their regions (errors name regions)."""
+    present = sorted({r for r in regions.values() if r is not None})
+    absent = [name for name in split.names() if name not in present]
+    if absent:
+        raise EofmError(
+            f"data.split region(s) {absent} match no sample of {where} (its samples lie in "
+            f"{present or 'no region'})."
+        )
+    out: dict[str, list[str]] = {"train": [], "val": [], "test": [], "id_test": []}
+    for key in sorted(regions):
+        region = regions[key]
+        if region in split.test:
+            out["test"].append(key)
+        elif region in split.val:
+            out["val"].append(key)
+        elif not split.train or region in split.train:
+            out["train"].append(key)
+    if not split.val:  # validate in the training regions: a share of their samples
+        out["val"], out["train"] = _share(out["train"], 0.2, "val")
+    if split.id_fraction > 0:
+        out["id_test"], out["train"] = _share(out["train"], split.id_fraction, "id")
+    for name in ("train", "val", "test"):
+        if not out[name]:
+            raise EofmError(
+                f"data.split leaves the {name} split of {where} empty (regions present: {present})."
+            )
+    return out
+
+
+def _share(keys: Sequence[str], fraction: float, salt: str) -> tuple[list[str], list[str]]:
+    """A deterministic ``fraction`` of ``keys`` (by hash) and the rest; the rest keeps one."""
+    ranked = sorted(keys, key=lambda k: hashlib.sha1(f"{salt}:{k}".encode()).hexdigest())
+    count = min(int(round(fraction * len(ranked))), max(0, len(ranked) - 1))
+    return sorted(ranked[:count]), sorted(ranked[count:])

@@ -1,0 +1,1 @@
+"""Evaluation beyond one table: per-region scores, calibration, uncertainty, pictures."""
