@@ -105,8 +105,7 @@ class FireCubeConfig(DataConfig):
         parse_region_split(self.split, where)
         if self.split and (self.split_dates or self.split_years):
             raise RecipeError(
-                f"Give data.split (regions) or data.split_years / split_dates in {where}, "
-                "not both."
+                f"Give data.split (regions) or data.split_years / split_dates in {where}, not both."
             )
         if self.split_dates is not None:
             check_date_ranges(self.split_dates, where)
