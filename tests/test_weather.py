@@ -404,3 +404,35 @@ def test_mc_dropout_reports_spread_skill(tmp_path, tiny_repo, capsys) -> None:
     assert main(["test", str(plain), "--mc-dropout", "4"]) == 1
     assert "decoder.dropout > 0" in capsys.readouterr().err
     assert main(["test", str(plain), "--mc-dropout", "1"]) == 2
+
+
+def test_frozen_backbone_stays_out_of_checkpoints(tmp_path, tiny_repo) -> None:
+    """A frozen Aurora run checkpoints only its decoders and a pointer to the base commit;
+    resuming and testing rebuild the backbone from that commit."""
+    from eofm.commands.evaluate import test as run_test
+    from eofm.train.rundir import BASE_KEY, load_checkpoint
+
+    root = copy_era5(tmp_path / "era5")
+    recipe = regression_recipe(root, cache={"mode": "off"})
+    summary, run = _fit(tmp_path, "light", recipe)
+    best = run / "checkpoints" / "best.ckpt"
+    state, base = load_checkpoint(best)
+    assert base["repo"] == tiny_repo and len(base["revision"]) == 40
+    assert base["frozen_parameters"] > 0
+    assert not [k for k in state if k.startswith("model.backbone.") and "weight" in k]
+    assert any(k.startswith("model.decoder.") for k in state)
+    kept = sum(v.numel() for v in state.values())
+    assert kept < summary["total_parameters"] - summary["trainable_parameters"] // 2
+    metrics = run_test(run)["metrics"]
+    assert 0 < metrics["test/rmse_tp"] < 1e-2
+    # resume (strict restore): the backbone's weights come back from the model built from
+    # the base, so Lightning's strict load of last.ckpt succeeds
+    resumed, _ = _fit(tmp_path, "light", recipe)
+    assert resumed["global_step"] == summary["global_step"]
+    # the checkpoint pins its base: a commit the Hub does not have is an error, never
+    # random or other weights
+    payload = __import__("torch").load(best, weights_only=True)
+    payload[BASE_KEY]["revision"] = "0" * 40
+    __import__("torch").save(payload, best)
+    with pytest.raises(Exception, match="Pin the backbone|does not exist|not found|Revision"):
+        run_test(run)

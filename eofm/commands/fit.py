@@ -109,6 +109,11 @@ def _fit(
     write_json(run_dir / MODEL_FILE, manifest)
 
     task = family.build_task(recipe, model, datamodule)
+    base = manifest.get("backbone") or {}
+    if base.get("pretrained_loaded"):  # frozen pretrained weights stay out of checkpoints
+        task.keep_base_out_of_checkpoints(
+            {k: base.get(k) for k in ("name", "repo", "revision", "file")}
+        )
     compile_model(model, recipe.trainer.compile)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,

@@ -34,6 +34,42 @@ class StageTask(L.LightningModule):
         self.model = model
         self.lr, self.weight_decay = lr, weight_decay
         self.scheduler, self.warmup_steps = scheduler, warmup_steps
+        self.base_pointer: dict | None = None
+
+    # --- light checkpoints -------------------------------------------------------------
+    def keep_base_out_of_checkpoints(self, pointer: dict) -> None:
+        """Checkpoints leave out the frozen weights of the pretrained backbone and keep
+        ``pointer`` (its repo, revision and file) instead: a frozen Aurora-small run stores
+        megabytes, not 440 MB per checkpoint. Resuming puts the weights back from the model
+        in memory, which was built from that same base."""
+        self.base_pointer = dict(pointer)
+
+    def frozen_base_keys(self) -> list[str]:
+        return [
+            name
+            for name, p in self.named_parameters()
+            if name.startswith("model.backbone.") and not p.requires_grad
+        ]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        from eofm.train.rundir import BASE_KEY
+
+        frozen = self.frozen_base_keys() if self.base_pointer else []
+        if not frozen:
+            return
+        state = checkpoint["state_dict"]
+        for name in frozen:
+            state.pop(name, None)
+        checkpoint[BASE_KEY] = {**self.base_pointer, "frozen_parameters": len(frozen)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        from eofm.train.rundir import BASE_KEY
+
+        if BASE_KEY not in checkpoint:
+            return
+        state, own = checkpoint["state_dict"], self.state_dict()
+        for name in self.frozen_base_keys():
+            state.setdefault(name, own[name])
 
     # --- what a family defines ------------------------------------------------------
     def make_metrics(self) -> nn.ModuleDict:

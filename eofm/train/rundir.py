@@ -145,6 +145,12 @@ def load_task_state(checkpoint: Path) -> dict[str, Any]:
 
     torch's own message, which suggests the unsafe ``weights_only=False``, is never shown.
     """
+    return load_checkpoint(checkpoint)[0]
+
+
+def load_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``(state dict, base)`` of a checkpoint: ``base`` is the pointer to the pretrained
+    backbone (repo, revision, file) whose frozen weights a light checkpoint leaves out."""
     import torch
 
     try:
@@ -156,7 +162,11 @@ def load_task_state(checkpoint: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise EofmError(f"Checkpoint {checkpoint} holds no 'state_dict'.")
-    return payload["state_dict"]
+    return payload["state_dict"], payload.get(BASE_KEY)
+
+
+#: The checkpoint entry of a light checkpoint: the base model its frozen weights are in.
+BASE_KEY = "eofm_base"
 
 
 #: The one rule for which checkpoint of a run dir is used: the first that exists.
