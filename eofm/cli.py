@@ -102,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
         "inputs", nargs="+", metavar="INPUT", help="GeoTIFF files, folders or globs"
     )
     _streaming_options(predict)
+    predict.add_argument("--start", help="weather runs: first target time, e.g. 2020-01-01T12")
+    predict.add_argument("--end", help="weather runs: last target time")
+    predict.add_argument(
+        "--format",
+        dest="output_format",
+        default="netcdf",
+        choices=("netcdf", "zarr"),
+        help="weather runs: one NetCDF file (default) or a zarr store",
+    )
     predict.add_argument(
         "--uncertainty",
         metavar="entropy|mc-dropout:N|tta",
@@ -138,6 +147,17 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument(
         "--checkpoint", choices=("best", "last"), help="which checkpoint (default: best, else last)"
     )
+
+    climatology = sub.add_parser(
+        "climatology",
+        help="write the training-split mean of a weather recipe's targets (for ACC: "
+        "task.climatology=FILE)",
+    )
+    climatology.add_argument("recipe", help="recipe file, shipped recipe name, or a run dir")
+    climatology.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
+    )
+    climatology.add_argument("--out", type=Path, required=True, help="NetCDF file to write")
 
     report = sub.add_parser(
         "report",
@@ -410,13 +430,21 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from eofm.commands.predict import run_predict
 
+    options = dataclasses.replace(
+        _streaming_predict_options(args, args.uncertainty),
+        start=args.start,
+        end=args.end,
+        output_format=args.output_format,
+    )
     return run_predict(
         args.model,
         args.inputs,
         args.out,
-        _streaming_predict_options(args, args.uncertainty),
+        options,
         shard=args.shard,
         progress=not args.no_progress,
         echo=_echo,
@@ -460,6 +488,24 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_climatology(args: argparse.Namespace) -> int:
+    from eofm.recipe import load_recipe
+
+    if Path(args.recipe).is_dir():
+        from eofm.train.rundir import load_run_recipe
+
+        recipe = load_run_recipe(Path(args.recipe), args.overrides)
+    else:
+        recipe = load_recipe(args.recipe, args.overrides)
+    if args.out.exists():
+        raise EofmError(f"{args.out} exists; eofm climatology never replaces a file.", exit_code=2)
+    from eofm.commands.climatology import write_climatology
+
+    target = write_climatology(recipe, args.out)
+    print(f"eofm climatology: {target} (use task.climatology={target})")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from eofm.commands.report import write_report
 
@@ -495,6 +541,7 @@ COMMANDS = {
     "predict": _cmd_predict,
     "ensemble": _cmd_ensemble,
     "calibrate": _cmd_calibrate,
+    "climatology": _cmd_climatology,
     "report": _cmd_report,
     "publish": _cmd_publish,
 }
@@ -541,7 +588,7 @@ def _quiet_third_parties() -> None:
 
 
 #: Commands whose positional ``key=value`` overrides may come after options too.
-_TAKES_OVERRIDES = ("fit", "test", "calibrate")
+_TAKES_OVERRIDES = ("fit", "test", "calibrate", "climatology")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -83,9 +83,10 @@ def test_real_era5_flows_into_aurora_batches() -> None:
     with xr.open_dataset(ERA5 / "ERA5_2020-01-01_u10.nc") as ds:
         want = ds["u10"].values[[0, 6], :40, :40].astype(np.float32)
     np.testing.assert_allclose(inputs.surf_vars["10u"][0].numpy(), want)
-    # targets at 12:00, normalised with training-split statistics
+    # targets: tp accumulated over 07:00 .. 12:00 (the 6 h lead window), normalised with
+    # training-split statistics
     with xr.open_dataset(ERA5 / "ERA5_2020-01-01_tp.nc") as ds:
-        tp = ds["tp"].values[12, :40, :40]
+        tp = ds["tp"].values[7:13, :40, :40].sum(axis=0)
     got = batch["target"][0, 0].numpy() * dm.std[0] + dm.mean[0]
     np.testing.assert_allclose(got, tp, rtol=1e-4, atol=1e-9)
     # absent statics are fed as their normalisation mean (zero after Aurora normalises)
@@ -409,8 +410,9 @@ def test_mc_dropout_reports_spread_skill(tmp_path, tiny_repo, capsys) -> None:
 def test_frozen_backbone_stays_out_of_checkpoints(tmp_path, tiny_repo) -> None:
     """A frozen Aurora run checkpoints only its decoders and a pointer to the base commit;
     resuming and testing rebuild the backbone from that commit."""
+    from eofm.checkpoint_format import BASE_KEY
     from eofm.commands.evaluate import test as run_test
-    from eofm.train.rundir import BASE_KEY, load_checkpoint
+    from eofm.train.rundir import load_checkpoint
 
     root = copy_era5(tmp_path / "era5")
     recipe = regression_recipe(root, cache={"mode": "off"})
@@ -436,3 +438,28 @@ def test_frozen_backbone_stays_out_of_checkpoints(tmp_path, tiny_repo) -> None:
     __import__("torch").save(payload, best)
     with pytest.raises(Exception, match="Pin the backbone|does not exist|not found|Revision"):
         run_test(run)
+
+
+def test_accumulated_targets_sum_the_lead_window() -> None:
+    """On the real hourly sample, a 6 h lead: tp and e are the sums of the 6 hourly
+    accumulations after 'now'; sp (not accumulated) is the value at now + 6 h."""
+    from eofm.data.era5 import ERA5DataModule
+
+    base = spec()
+    base.targets = ["tp", "e", "sp"]
+    dm = ERA5DataModule(ERA5, base)
+    dataset = dm.dataset("train")
+    now = dataset.now[0]
+    src = dm.source
+    rows = len(dm.lat)
+    for name in ("tp", "e"):
+        hourly = np.stack([src.read("surf", name, now + h)[:rows] for h in range(1, 7)])
+        assert np.allclose(dataset.target_field(name, now)[:rows], hourly.sum(axis=0))
+    assert np.array_equal(dataset.target_field("sp", now), src.read("surf", "sp", now + 6))
+    sample = dataset[0]
+    total = sample["target"][0].numpy() * dm.std[0] + dm.mean[0]
+    expected = np.stack([src.read("surf", "tp", now + h)[:rows] for h in range(1, 7)]).sum(0)
+    assert np.allclose(total, expected, atol=1e-6)
+    # more variables can be declared accumulated
+    base.accumulated = ["sp"]
+    assert ERA5DataModule(ERA5, base).dataset("train").target_field("sp", now).mean() > 5e5

@@ -60,6 +60,7 @@ def build_bundle(
         raise EofmError(
             f"--adapter-only needs a LoRA run; {run_dir} used adapter.mode={trained.recipe.adapter.mode}."
         )
+    adapter_only = adapter_only or family.publishes_trained_only(trained)
     if adapter_only and not model_json["backbone"].get("pretrained_loaded"):
         raise EofmError(
             f"--adapter-only needs a run whose backbone was loaded from the Hub; {run_dir} started "

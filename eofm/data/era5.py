@@ -63,6 +63,11 @@ _LEVEL = ("level", "pressure_level", "isobaricInhPa", "plev")
 _TIME = ("time", "valid_time")
 
 
+#: ERA5 targets that accumulate over each time step (metres of water per step), summed
+#: over the lead window as targets.
+ACCUMULATED = ("tp", "e")
+
+
 @dataclass
 class WeatherSpec:
     """What a sample holds. Names are Aurora's (``2t``, ``10u``, ``msl``, ``z``, ...)."""
@@ -81,6 +86,11 @@ class WeatherSpec:
     flip_latitude: bool = False
     patch_size: int = 4
     land_only: Sequence[str] = ()
+    accumulated: Sequence[str] = ()
+
+    def accumulates(self, name: str) -> bool:
+        """Whether target ``name`` is summed over the lead window (see ``ERA5Dataset``)."""
+        return name in ACCUMULATED or name in self.accumulated
 
 
 @dataclass
@@ -330,7 +340,13 @@ def _check_grid(source: ERA5Source) -> None:
 
 
 class ERA5Dataset(Dataset):
-    """Samples at the given 'now' time indices: history inputs and normalised targets."""
+    """Samples at the given 'now' time indices: history inputs and normalised targets.
+
+    A target is the field at ``now + lead``, except accumulated variables (``tp``, ``e``
+    and ``data.accumulated``): ERA5 stores what fell during each time step (hourly data:
+    the hour ending at the step), so their target is the sum over the steps of the lead
+    window ``(now, now + lead]``, e.g. metres of water in the 6 h after ``now``.
+    """
 
     def __init__(
         self,
@@ -356,6 +372,15 @@ class ERA5Dataset(Dataset):
     def __len__(self) -> int:
         return len(self.now)
 
+    def target_field(self, name: str, now: int) -> np.ndarray:
+        """Target ``name`` of the sample at ``now``: the value at the lead time, or the sum
+        over the lead window for accumulated variables."""
+        src = self.source
+        if src.spec.accumulates(name):
+            steps = list(range(now + 1, now + self.lead + 1))
+            return src.read("surf", name, steps).sum(axis=0)
+        return src.read("surf", name, now + self.lead)
+
     def history(self, i: int) -> list[int]:
         n = self.source.spec.history_steps
         return [i - (n - 1 - k) * self.step for k in range(n)]
@@ -371,7 +396,7 @@ class ERA5Dataset(Dataset):
         }
         if not self.with_targets:
             return {"surf": surf, "atmos": atmos, "time": _to_datetime(src.times[i])}
-        target = np.stack([src.read("surf", n, i + self.lead)[:r] for n in src.spec.targets])
+        target = np.stack([self.target_field(n, i)[:r] for n in src.spec.targets])
         valid = np.isfinite(target)
         if self.land is not None:
             for k, name in enumerate(src.spec.targets):
@@ -520,9 +545,7 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
         src = self.source
         means, stds = [], []
         for name in src.spec.targets:
-            values = np.stack(
-                [src.read("surf", name, i + probe.lead) for i in self.splits["train"]]
-            )
+            values = np.stack([probe.target_field(name, i) for i in self.splits["train"]])
             finite = values[np.isfinite(values)]
             if finite.size == 0:
                 raise EofmError(f"Target {name} has no finite value in the training split.")
@@ -545,6 +568,9 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
             "inputs": [self.source.surf_names(), self.source.atmos_names(), list(self.statics)],
             "filled_statics": self.source.filled_statics,
             "history": [spec.history_steps, spec.step_hours],
+            "targets": [[t, spec.accumulates(t)] for t in spec.targets],
+            "lead_hours": spec.lead_hours,
+            "target_statistics": [self.mean, self.std],
             "grid": [self.lat.tolist()[:1], self.lat.tolist()[-1:], len(self.lon)],
         }
 

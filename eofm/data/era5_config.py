@@ -34,6 +34,9 @@ class ERA5Config(DataConfig):
     lat_range: list[float] | None = option(None, "[south, north] crop in degrees")
     lon_range: list[float] | None = option(None, "[west, east] crop in degrees")
     flip_latitude: bool = option(False, "the store's latitudes ascend (WeatherBench2 zarr)")
+    accumulated: list[str] = option(
+        help="more targets summed over the lead window (tp and e always are)", factory=list
+    )
     mean: list[float] | None = option(None, "per-target mean (default: training split)")
     std: list[float] | None = option(None, "per-target std (default: training split)")
 

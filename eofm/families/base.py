@@ -168,7 +168,7 @@ class TaskFamily:
         """Refuse, before any input is read, a model that ``eofm predict`` cannot run."""
         raise EofmError(
             f"{model_spec} is a {self.name} model; eofm predict (GeoTIFF scenes) supports "
-            "segmentation models so far (use 'eofm test' for weather models)."
+            "segmentation, weather and fire-danger models."
         )
 
     def predict_own_inputs(
@@ -186,8 +186,13 @@ class TaskFamily:
         """Refuse, before anything is written, what ``eofm publish`` cannot upload."""
         raise EofmError(
             f"{run_dir} is a {self.name} model; eofm publish supports segmentation models "
-            "so far (use 'eofm test' for weather models)."
+            "and weather runs so far."
         )
+
+    def publishes_trained_only(self, trained: Any) -> bool:
+        """Whether ``eofm publish`` uploads only the trained weights (with a pointer to the
+        pretrained backbone) even without ``--adapter-only``."""
+        return False
 
     def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
         """The README.md that ``eofm publish`` uploads."""

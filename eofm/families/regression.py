@@ -95,7 +95,63 @@ class RegressionFamily(TaskFamily):
             flip_latitude=data.flip_latitude,
             patch_size=getattr(manifest, "patch_size", 4),
             land_only=recipe.task.land_only,
+            accumulated=data.accumulated,
         )
+
+    def check_predictable(self, model_spec: str) -> None:
+        return None
+
+    def predict_own_inputs(
+        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
+    ) -> int | None:
+        """``eofm predict --model RUN ERA5 --out DIR``: one NetCDF (or zarr) of the run's
+        variables at every target time of the data (or ``--start`` .. ``--end``)."""
+        from pathlib import Path
+
+        from eofm.predict.weather_files import (
+            SUFFIXES,
+            check_grid,
+            forecast_steps,
+            write_forecasts,
+        )
+
+        if len(inputs) != 1:
+            raise EofmError(
+                f"Give one ERA5 folder or zarr store to predict from, got {len(inputs)} inputs.",
+                exit_code=2,
+            )
+        if options.output_format not in SUFFIXES:
+            raise EofmError(
+                f"--format must be netcdf or zarr, got {options.output_format!r}.", exit_code=2
+            )
+        trained = load()
+        run = self.weather_run(trained, inputs[0])
+        check_grid(run, trained.manifest, inputs[0])
+        steps = forecast_steps(run, options.start, options.end)
+        first, last = (str(run.target_time(i))[:13].replace("-", "") for i in (steps[0], steps[-1]))
+        name = f"{trained.recipe.name}_{first}_{last}{SUFFIXES[options.output_format]}"
+        target = Path(out_dir) / name
+        if target.exists() and not options.overwrite:
+            echo(f"  {target}: exists, skipped (use --overwrite to replace it)")
+            return 0
+        echo(f"eofm predict: {len(steps)} time steps of {', '.join(run.names)} to {target}")
+        write_forecasts(trained, run, steps, target, options.output_format)
+        echo(f"  {target}")
+        return 0
+
+    def check_publishable(self, run_dir: Any) -> None:
+        return None
+
+    def publishes_trained_only(self, trained: Any) -> bool:
+        """A weather run publishes its decoders (and LoRA weights) only, with a pointer to
+        its pretrained backbone, unless it fine-tuned the whole backbone."""
+        backbone = trained.manifest.get("backbone") or {}
+        return bool(backbone.get("pretrained_loaded")) and trained.recipe.adapter.mode != "full"
+
+    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
+        from eofm.publishing.card import render_weather_card
+
+        return render_weather_card(config, recipe, metrics, **card)
 
     def weather_run(self, trained: Any, root: str | None = None) -> Any:
         """The trained run over ERA5-layout data at ``root`` (default: where it trained),
@@ -214,6 +270,15 @@ class RegressionFamily(TaskFamily):
             "filled_statics": datamodule.source.filled_statics,
             "levels_hpa": list(datamodule.source.levels),
         }
+        out["targets"] = target_descriptions(recipe, datamodule.source)
+        lat, lon = datamodule.lat.tolist(), datamodule.lon.tolist()
+        out["grid"] = {"lat": lat, "lon": lon}
+        data = recipe.data
+        out["timing"] = {
+            "history_steps": data.history_steps,
+            "step_hours": data.step_hours,
+            "lead_hours": data.lead_hours,
+        }
         out["backbone"].update(
             latent=recipe.backbone.latent,
             patch_size=[encoder.manifest.patch_size],
@@ -222,3 +287,18 @@ class RegressionFamily(TaskFamily):
 
     def cache_key(self, recipe: Recipe) -> dict[str, Any]:
         return {"latent": recipe.backbone.latent}
+
+
+def target_descriptions(recipe: Recipe, source: Any) -> dict[str, dict[str, Any]]:
+    """Units, names and accumulation window of each target (``model.json``)."""
+    from eofm.data.variables import describe_variable
+
+    out = {}
+    for name in recipe.task.targets:
+        field = source.fields.get(("surf", name))
+        attrs = dict(getattr(field.array, "attrs", {}) or {}) if field is not None else {}
+        described = describe_variable(name, attrs)
+        if source.spec.accumulates(name):
+            described["accumulated_hours"] = recipe.data.lead_hours
+        out[name] = described
+    return out

@@ -1,4 +1,5 @@
-"""The model card a published segmentation model gets: Hub metadata and ``hub/model_card.md``."""
+"""The model cards of published models: Hub metadata and a template of ``hub/``
+(``model_card.md`` for segmentation, ``weather_model_card.md`` for weather runs)."""
 
 from __future__ import annotations
 
@@ -123,4 +124,129 @@ def render_segmentation_card(
             f"Mapping {', '.join(task['class_names'][1:])} per pixel in {dataset}-like imagery, "
             "for research and for screening that a person reviews."
         ),
+    )
+
+
+def _evaluation_table(metrics: dict | None, repo_id: str, what: str) -> tuple[str, list]:
+    """The card's evaluation text and the model-index metrics (test split)."""
+    if not (metrics and metrics.get("metrics")):
+        return (
+            "**This model was not evaluated**: its run has no test metrics. Run "
+            f"`eofm test hf://{repo_id} data.root=...` on {what} before use.",
+            [],
+        )
+    values = {k: v for k, v in sorted(metrics["metrics"].items()) if v is not None}
+    rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in values.items())
+    entries = [
+        {"type": k.split("/", 1)[1], "value": round(float(v), 6), "name": k}
+        for k, v in values.items()
+        if k.startswith("test/")
+    ]
+    text = (
+        f"On the test split, with checkpoint `{metrics.get('checkpoint')}` (physical units):"
+        f"\n\n| metric | value |\n|---|---|\n{rows}"
+    )
+    return text, entries
+
+
+def render_weather_card(
+    config: dict,
+    recipe: Any,
+    metrics: dict | None,
+    *,
+    repo_id: str,
+    license_id: str,
+    revision: str | None = None,
+    **_: Any,
+) -> str:
+    """The card of a weather run: variables with units, grid, lead time, test scores."""
+    import yaml
+
+    from eofm.resources import resource_dir
+
+    backbone, name = config["backbone"], repo_id.split("/")[-1]
+    targets = config.get("targets") or {v: {} for v in config["bands"]}
+    evaluation, entries = _evaluation_table(metrics, repo_id, "ERA5-layout data")
+    meta: dict[str, Any] = {
+        "library_name": "eofm",
+        "license": license_id,
+        "tags": ["weather", "climate", "eofm", "regression", *targets],
+        "datasets": ["era5"],
+    }
+    if backbone.get("pretrained_loaded"):
+        meta["base_model"] = backbone["repo"]
+    if entries:
+        meta["model-index"] = [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "regression", "name": "Gridded regression"},
+                        "dataset": {"type": "era5", "name": "ERA5", "split": "test"},
+                        "metrics": entries,
+                    }
+                ],
+            }
+        ]
+    rows = []
+    for variable, info in targets.items():
+        window = info.get("accumulated_hours")
+        kind = (
+            f"accumulated over the {window} h before the target time"
+            if window
+            else "at the target time"
+        )
+        rows.append(
+            f"| {variable} | {info.get('long_name', variable)} | {info.get('units', '1')} | {kind} |"
+        )
+    grid = config.get("grid") or {}
+    lat, lon = grid.get("lat") or [float("nan")], grid.get("lon") or [float("nan")]
+    step = abs(lat[1] - lat[0]) if len(lat) > 1 else float("nan")
+    grid_text = (
+        f"{len(lat)} x {len(lon)} cells of {step:g} degrees, latitudes {lat[0]:g} .. {lat[-1]:g} "
+        f"(north to south), longitudes {lon[0]:g} .. {lon[-1]:g}"
+    )
+    timing = config.get("timing") or {}
+    inputs = config.get("inputs") or {}
+    adapter = config["adapter"]
+    adapter_text = {
+        "frozen": "backbone frozen (lightweight decoders on its latent)",
+        "full": "full fine-tuning",
+        "lora": f"LoRA rank {adapter['rank']}, alpha {adapter['alpha']}",
+    }[adapter["mode"]]
+    template = Template((resource_dir("hub") / "weather_model_card.md").read_text("utf-8"))
+    fractions = recipe.data.split_fractions
+    return template.substitute(
+        front_matter="---\n" + yaml.safe_dump(meta, sort_keys=False) + "---",
+        title=name,
+        summary=recipe.description or f"{', '.join(targets)} from a weather model's latent.",
+        eofm_version=config["eofm_version"],
+        variable_list=", ".join(targets),
+        backbone_text=(
+            f"`{backbone['name']}` from [`{backbone['repo']}`](https://huggingface.co/{backbone['repo']}) "
+            f"at revision `{backbone['revision']}`"
+        ),
+        adapter_text=adapter_text,
+        decoder_text=f"{config['decoder']['name']}, one per variable ({config['decoder']['channels']} hidden)",
+        weights_text=(
+            f"the trained decoders (and LoRA weights) only, `{config['weights']}`; the "
+            "backbone is fetched from its pinned revision"
+            if config["adapter_only"]
+            else f"the complete model (`{config['weights']}`)"
+        ),
+        variable_rows="\n".join(rows),
+        grid_text=grid_text,
+        history_steps=timing.get("history_steps", "?"),
+        step_hours=timing.get("step_hours", "?"),
+        lead_hours=timing.get("lead_hours", "?"),
+        surf_vars=", ".join(inputs.get("surf_vars", [])) or "none",
+        atmos_vars=", ".join(inputs.get("atmos_vars", [])) or "none",
+        levels=", ".join(f"{v:g}" for v in inputs.get("levels_hpa", [])) or "-",
+        static_vars=", ".join(inputs.get("static_vars", [])) or "none",
+        data_root=public_path(recipe.data.root),
+        split_fractions=list(fractions),
+        evaluation_text=evaluation,
+        repo_id=repo_id,
+        revision_hint=revision or "main",
+        train_period=f"the first {fractions[0]:.0%} of the record",
     )

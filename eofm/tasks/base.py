@@ -15,6 +15,8 @@ import lightning as L
 import torch
 from torch import nn
 
+from eofm.checkpoint_format import BASE_KEY
+
 STAGES = ("train", "val", "test")
 
 
@@ -52,8 +54,6 @@ class StageTask(L.LightningModule):
         ]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        from eofm.train.rundir import BASE_KEY
-
         frozen = self.frozen_base_keys() if self.base_pointer else []
         if not frozen:
             return
@@ -63,8 +63,6 @@ class StageTask(L.LightningModule):
         checkpoint[BASE_KEY] = {**self.base_pointer, "frozen_parameters": len(frozen)}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        from eofm.train.rundir import BASE_KEY
-
         if BASE_KEY not in checkpoint:
             return
         state, own = checkpoint["state_dict"], self.state_dict()

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from eofm.checkpoint_format import BASE_KEY
 from eofm.errors import EofmError
 from eofm.recipe import Recipe, load_recipe
 
@@ -163,10 +164,6 @@ def load_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any] | 
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise EofmError(f"Checkpoint {checkpoint} holds no 'state_dict'.")
     return payload["state_dict"], payload.get(BASE_KEY)
-
-
-#: The checkpoint entry of a light checkpoint: the base model its frozen weights are in.
-BASE_KEY = "eofm_base"
 
 
 #: The one rule for which checkpoint of a run dir is used: the first that exists.
