@@ -49,6 +49,13 @@ class TaskConfig:
     climatology: str | None = option(
         None, "regression: NetCDF/zarr of the targets on the grid; enables ACC"
     )
+    constraints: dict[str, str] = option(
+        help="downscaling: target -> additive | multiplicative | softmax hard constraint",
+        factory=dict,
+    )
+    thresholds: dict[str, list[float]] = option(
+        help="downscaling: target -> thresholds (physical units) for CSI", factory=dict
+    )
     ignore_index: int = option(-1, "segmentation: label value that is never scored")
     loss: Literal["ce", "dice", "ce+dice", "focal", "bce"] = option(
         "ce", "segmentation: ce, dice, ce+dice; classification: focal or (weighted) bce"
@@ -227,17 +234,6 @@ def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge; ``update`` wins."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; errors name the file."""
     try:
@@ -298,7 +294,9 @@ def load_recipe(
     if isinstance(task, Mapping) and task.get("definition"):
         definition = find_task_definition(str(task["definition"]))
         defaults = read_yaml_mapping(definition, what="task definition")
-        tree["task"] = deep_merge(defaults, task)
+        # the task's keys are options, some of them mappings (task.constraints): a key the
+        # recipe gives replaces the definition's whole value, it is not merged into it
+        tree["task"] = {**defaults, **task}
     if saved:
         _drop_legacy_data_keys(tree)
     for key in from_overrides:

@@ -98,12 +98,19 @@ def _build() -> Registry:
     reg.add("decoder", "linear", "eofm.decoders.linear:LinearDecoder", input="maps")
     reg.add("decoder", "unet", "eofm.decoders.unet:UNetDecoder", input="maps")
     reg.add("decoder", "mlp_latent", "eofm.decoders.mlp_latent:LatentMLPDecoder", input="latent")
+    reg.add(
+        "decoder",
+        "pixel_shuffle",
+        "eofm.decoders.pixel_shuffle:PixelShuffleDecoder",
+        input="coarse",
+    )
     reg.add("decoder", "gru", "eofm.models.fire_danger:TemporalGRU", input="datacube")
     reg.add("decoder", "loan", "eofm.models.fire_danger:LOAN", input="datacube")
     # Task families: what is predicted, from which model, scored how, written where.
     reg.add("family", "segmentation", "eofm.families.segmentation:SegmentationFamily")
     reg.add("family", "regression", "eofm.families.regression:RegressionFamily")
     reg.add("family", "classification", "eofm.families.classification:ClassificationFamily")
+    reg.add("family", "downscaling", "eofm.families.downscaling:DownscalingFamily")
     # Datasets: the datamodule and the config dataclass of its ``data`` keys.
     reg.add(
         "dataset",
@@ -129,6 +136,12 @@ def _build() -> Registry:
         "eofm.data.era5:ERA5DataModule",
         config="eofm.data.era5_config:ERA5Config",
     )
+    reg.add(
+        "dataset",
+        "era5_downscaling",
+        "eofm.data.era5_downscaling:ERA5DownscalingDataModule",
+        config="eofm.data.era5_downscaling_config:ERA5DownscalingConfig",
+    )
     return reg
 
 
@@ -140,9 +153,13 @@ def backbone_manifest(name: str) -> Any:
     return REGISTRY.get("backbone", name).meta["manifest"]
 
 
-def manifest_for_repo(repo_id: str) -> Any | None:
-    """The registered manifest whose Hub repo is ``repo_id`` (case-sensitive), if any."""
-    for entry in REGISTRY.entries("backbone"):
-        if entry.meta["manifest"].hub_repo == repo_id:
-            return entry.meta["manifest"]
-    return None
+def manifest_for_repo(repo_id: str, filename: str | None = None) -> Any | None:
+    """The registered manifest whose Hub repo is ``repo_id`` (case-sensitive), if any;
+    with ``filename``, the one of that file (a repo may hold several models)."""
+    found = [
+        e.meta["manifest"]
+        for e in REGISTRY.entries("backbone")
+        if e.meta["manifest"].hub_repo == repo_id
+    ]
+    exact = [m for m in found if filename and m.hub_file == filename]
+    return (exact or found or [None])[0]

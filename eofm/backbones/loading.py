@@ -40,7 +40,7 @@ def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
     if not hub.is_hub_uri(spec):
         return backbone_manifest(spec)
     ref = hub.parse_hub_uri(spec)
-    known = manifest_for_repo(ref.repo_id)
+    known = manifest_for_repo(ref.repo_id, ref.filename)
     if known is not None:
         return replace(
             known, revision=ref.revision or known.revision, hub_file=ref.filename or known.hub_file

@@ -159,7 +159,8 @@ def assign_regions(
         geometry=gpd.points_from_xy([points[k][1] for k in keys], [points[k][0] for k in keys]),
         crs="EPSG:4326",
     )
-    inside = gpd.sjoin(located, regions, how="left", predicate="within")
+    # a centroid on a border belongs to the first region that touches it
+    inside = gpd.sjoin(located, regions, how="left", predicate="intersects")
     inside = inside[~inside.index.duplicated(keep="first")]
     found = dict(zip(inside["key"], inside[split.column], strict=True))
     if split.by != "region":  # coarse coasts: the nearest country within the tolerance

@@ -64,9 +64,9 @@ def load_published(spec: str, overrides: list[str] | None = None) -> TrainedMode
     family = family_of(recipe)
     base = config["backbone"]
     if config["adapter_only"]:
-        if "://" in recipe.backbone.name:  # registry names keep their own pinned revision
-            file = f"#{base['file']}" if base.get("file") else ""
-            recipe.backbone.name = f"hf://{base['repo']}@{base['revision']}{file}"
+        from eofm.families.trained import pin_backbone
+
+        pin_backbone(recipe, base)
         model = family.build_model(recipe, bands=config["bands"], pretrained=True)
         encoder = base_encoder(model.backbone)
         if (encoder.source or {}).get("revision") != base["revision"]:

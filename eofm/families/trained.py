@@ -52,12 +52,12 @@ def load_trained(
 
 
 def pin_backbone(recipe: Any, base: dict) -> None:
-    """Point ``recipe.backbone.name`` at the exact commit a light checkpoint's frozen
-    weights came from (an ``hf://`` name without a revision gets ``@<commit>``)."""
-    name = recipe.backbone.name
-    if name.startswith("hf://") and "@" not in name.split("#", 1)[0] and base.get("revision"):
-        repo, _, file = name.partition("#")
-        recipe.backbone.name = f"{repo}@{base['revision']}" + (f"#{file}" if file else "")
+    """Point ``recipe.backbone.name`` at the exact commit (and file) that the frozen
+    weights of a light checkpoint or an adapter-only upload came from, whatever the
+    branch the name follows now."""
+    if base.get("repo") and base.get("revision"):
+        file = f"#{base['file']}" if base.get("file") else ""
+        recipe.backbone.name = f"hf://{base['repo']}@{base['revision']}{file}"
 
 
 def check_same_base(model: Any, base: dict, checkpoint: Any) -> None:

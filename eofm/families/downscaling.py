@@ -1,0 +1,179 @@
+"""Downscaling: fine-grid fields from coarse-grid ones, optionally under hard constraints.
+
+Model: a super-resolution decoder on the coarse fields (:mod:`eofm.decoders.pixel_shuffle`)
+with constraint layers that make every coarse cell's fine prediction average to its
+coarse value (:mod:`eofm.models.constraints`; Harder et al., JMLR 2023); task: masked MSE
+with RMSE, bias, Pearson r, CSI, the power-spectrum ratio and the mass violation
+(:mod:`eofm.tasks.downscaling`); data: ERA5 coarsened from itself
+(:mod:`eofm.data.era5_downscaling`), with geographic splits for the shift of RainShift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from eofm.errors import EofmError, RecipeError
+from eofm.families.base import FitSetup, TaskFamily
+from eofm.recipe import Recipe
+
+
+class DownscalingFamily(TaskFamily):
+    name = "downscaling"
+    decoder_input = "coarse"
+    metric_directions = {
+        "loss": "min",
+        "rmse": "min",
+        "mae": "min",
+        "pearson": "max",
+        "csi": "max",
+        "mass_violation": "min",
+    }
+
+    def check_recipe(self, recipe: Recipe, where: str) -> None:
+        from eofm.models.constraints import KINDS
+
+        super().check_recipe(recipe, where)
+        data, task = recipe.data, recipe.task
+        if not hasattr(data, "factor"):
+            raise RecipeError(
+                f"A downscaling recipe ({where}) needs coarse and fine fields (data.name: "
+                f"era5_downscaling), not data.name: {data.name}."
+            )
+        if not task.targets:
+            raise RecipeError(f"task.targets in {where} must name at least one variable.")
+        for name, kind in task.constraints.items():
+            if kind not in KINDS:
+                raise RecipeError(
+                    f"task.constraints.{name} in {where} must be one of {list(KINDS)}, got {kind!r}."
+                )
+            if name not in task.targets:
+                raise RecipeError(f"task.constraints.{name} in {where}: {name} is not a target.")
+            if name not in data.inputs:
+                raise RecipeError(
+                    f"task.constraints.{name} in {where}: {name} has no coarse counterpart "
+                    f"(data.inputs {data.inputs}), so there is nothing to conserve."
+                )
+        strays = [k for k in task.thresholds if k not in task.targets]
+        if strays:
+            raise RecipeError(f"task.thresholds {strays} in {where} are not task.targets.")
+
+    def build_datamodule(self, recipe: Recipe, manifest: dict | None = None) -> Any:
+        from eofm.data.loading import resolve_workers
+        from eofm.registry import REGISTRY
+
+        data = recipe.data
+        if not data.root:
+            raise EofmError("data.root is empty: set it in the recipe or with data.root=...")
+        stats = {}
+        if manifest is not None:  # a trained run normalises exactly as in training
+            stats = {
+                "target_mean": manifest["mean"],
+                "target_std": manifest["std"],
+                "input_mean": manifest["inputs"]["mean"],
+                "input_std": manifest["inputs"]["std"],
+            }
+        return REGISTRY.get("dataset", data.name).load()(
+            data.root,
+            inputs=data.inputs,
+            targets=recipe.task.targets,
+            factor=data.factor,
+            layout=data.layout,
+            lat_range=data.lat_range,
+            lon_range=data.lon_range,
+            flip_latitude=data.flip_latitude,
+            split=data.split,
+            split_fractions=data.split_fractions,
+            batch_size=data.batch_size,
+            num_workers=resolve_workers(data.num_workers),
+            seed=recipe.seed,
+            **stats,
+        )
+
+    def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
+        import torch
+
+        datamodule = self.build_datamodule(recipe)
+        model = self.build_model(recipe, bands=None, pretrained=None)
+        with torch.no_grad():
+            model.mean.copy_(torch.tensor(datamodule.mean).view_as(model.mean))
+            model.std.copy_(torch.tensor(datamodule.std).view_as(model.std))
+        return FitSetup(datamodule, model, "training-split statistics")
+
+    def build_model(
+        self,
+        recipe: Recipe,
+        *,
+        bands: list[str] | None,
+        pretrained: bool | None,
+        allow_random_init: bool = False,
+    ) -> Any:
+        from eofm.models.downscaling import DownscalingModel
+        from eofm.registry import REGISTRY
+
+        data, task = recipe.data, recipe.task
+        decoder = REGISTRY.get("decoder", recipe.decoder.name).load()(
+            len(data.inputs),
+            recipe.decoder.channels,
+            len(task.targets),
+            data.factor,
+            dropout=recipe.decoder.dropout,
+        )
+        ones = [1.0] * len(task.targets)
+        return DownscalingModel(
+            decoder, task.targets, [0.0] * len(ones), ones, task.constraints, data.factor
+        )
+
+    def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
+        return self.build_datamodule(recipe, trained.manifest)
+
+    def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
+        from eofm.tasks.downscaling import DownscalingTask
+
+        return DownscalingTask(
+            model,
+            targets=recipe.task.targets,
+            target_mean=datamodule.mean,
+            target_std=datamodule.std,
+            lat=datamodule.lat,
+            factor=recipe.data.factor,
+            thresholds=recipe.task.thresholds,
+            **asdict(recipe.optimizer),
+        )
+
+    def model_manifest(
+        self, recipe: Recipe, model: Any, datamodule: Any, norm_source: str
+    ) -> dict[str, Any]:
+        from eofm._version import __version__
+
+        data, task = recipe.data, recipe.task
+        return {
+            "eofm_version": __version__,
+            "task": {
+                "type": self.name,
+                "targets": list(task.targets),
+                "constraints": dict(task.constraints),
+                "class_names": [],
+            },
+            "bands": list(task.targets),
+            "mean": list(datamodule.mean),
+            "std": list(datamodule.std),
+            "normalisation_source": norm_source,
+            "inputs": {
+                "variables": list(data.inputs),
+                "mean": datamodule.input_stats[0],
+                "std": datamodule.input_stats[1],
+            },
+            "factor": data.factor,
+            "grid": {"lat": datamodule.lat.tolist(), "lon": datamodule.lon.tolist()},
+            "backbone": {"name": "none", "patch_size": [1, 1, 1]},
+            "adapter": asdict(recipe.adapter),
+            "decoder": asdict(recipe.decoder),
+        }
+
+    def test_record(self, datamodule: Any) -> dict[str, Any]:
+        record: dict[str, Any] = {"test_times": len(datamodule.splits["test"])}
+        if datamodule.regions:
+            test = datamodule.masks["test"]
+            record["test_cells"] = int(test.sum()) if test is not None else None
+        return record
