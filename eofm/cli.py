@@ -287,7 +287,7 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
     rows = [("name", "hub repo@revision", "bands", "params")]
     for entry in REGISTRY.entries("backbone"):
         m = entry.meta["manifest"]
-        if m.family == "aurora":
+        if m.family in ("aurora", "prithvi_wxc"):
             params = m.params_millions
         else:
             params = m.config.num_params() / 1e6

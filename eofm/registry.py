@@ -92,6 +92,13 @@ def _build() -> Registry:
             "eofm.backbones.aurora:AuroraLatentBackbone",
             manifest=manifest,
         )
+    for manifest in load_target("eofm.backbones.manifest:WXC_MANIFESTS"):
+        reg.add(
+            "backbone",
+            manifest.name,
+            "eofm.backbones.prithvi_wxc:WxCLatentBackbone",
+            manifest=manifest,
+        )
     # Decoders: every class takes (in_channels, channels, *, patch_size, **options).
     reg.add("decoder", "progressive", "eofm.decoders.progressive:ProgressiveDecoder", input="maps")
     reg.add("decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", input="maps")
@@ -135,6 +142,12 @@ def _build() -> Registry:
         "era5",
         "eofm.data.era5:ERA5DataModule",
         config="eofm.data.era5_config:ERA5Config",
+    )
+    reg.add(
+        "dataset",
+        "merra2_downscaling",
+        "eofm.data.merra2_downscaling:MERRA2DownscalingDataModule",
+        config="eofm.data.merra2_downscaling_config:MERRA2DownscalingConfig",
     )
     reg.add(
         "dataset",

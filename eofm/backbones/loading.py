@@ -47,6 +47,11 @@ def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
         )
     revision = ref.revision or "main"
     files = hub.list_files(ref.repo_id, revision)
+    if "config.json" not in files and "config.yaml" in files:  # a Prithvi WxC release
+        from eofm.backbones.manifest import WxCManifest
+
+        weights = pick_weights_file(files, ref)
+        return WxCManifest(name=spec, hub_repo=ref.repo_id, revision=revision, hub_file=weights)
     if "config.json" not in files:
         raise EofmError(
             f"{ref} is not a registered backbone and has no config.json to build it from."

@@ -376,3 +376,53 @@ def aurora_manifest_from_config(
         static_vars=tuple(kwargs.get("static_vars", ("lsm", "z", "slt"))),
         atmos_vars=tuple(kwargs.get("atmos_vars", ("z", "u", "v", "t", "q"))),
     )
+
+
+#: Files of a Prithvi WxC release beside its weights: the input statistics (mean and
+#: standard deviation per variable and level) and the anomaly variances that scale the
+#: outputs, all read by the ``prithviwxc`` package's own readers.
+WXC_SCALER_FILES = {
+    "musigma_surface": "climatology/musigma_surface.nc",
+    "musigma_vertical": "climatology/musigma_vertical.nc",
+    "anomaly_variance_surface": "climatology/anomaly_variance_surface.nc",
+    "anomaly_variance_vertical": "climatology/anomaly_variance_vertical.nc",
+}
+
+
+@dataclass(frozen=True)
+class WxCManifest:
+    """A pretrained Prithvi WxC (Schmude et al., "Prithvi WxC: Foundation Model for Weather
+    and Climate", 2024): its Hub repo, ``config.yaml`` (the ``params`` of the model), the
+    weights and the scaler files. The architecture is read from ``config.yaml`` when the
+    model is built; nothing downstream needs torch to know the repo's layout."""
+
+    name: str
+    hub_repo: str
+    revision: str
+    hub_file: str
+    config_file: str = "config.yaml"
+    scaler_files: tuple[tuple[str, str], ...] = tuple(WXC_SCALER_FILES.items())
+    params_millions: float = 0.0
+    family: str = "prithvi_wxc"
+    patch_size: int = 2
+
+    @property
+    def hub_ref(self) -> str:
+        return f"{self.hub_repo}@{self.revision}"
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        return ("MERRA-2 surface and vertical variables (config.yaml)",)
+
+
+WXC_MANIFESTS: tuple[WxCManifest, ...] = (
+    WxCManifest(
+        name="prithvi_wxc_2300m",
+        hub_repo="ibm-nasa-geospatial/Prithvi-WxC-1.0-2300M",
+        # The release's commit could not be looked up from this machine (no Hub): the
+        # branch is followed and model.json records the commit actually downloaded.
+        revision="main",
+        hub_file="prithvi.wxc.2300m.v1.pt",
+        params_millions=2300.0,
+    ),
+)

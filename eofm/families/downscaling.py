@@ -49,7 +49,7 @@ class DownscalingFamily(TaskFamily):
                 )
             if name not in task.targets:
                 raise RecipeError(f"task.constraints.{name} in {where}: {name} is not a target.")
-            if name not in data.inputs:
+            if hasattr(data, "inputs") and name not in data.inputs:
                 raise RecipeError(
                     f"task.constraints.{name} in {where}: {name} has no coarse counterpart "
                     f"(data.inputs {data.inputs}), so there is nothing to conserve."
@@ -58,7 +58,10 @@ class DownscalingFamily(TaskFamily):
         if strays:
             raise RecipeError(f"task.thresholds {strays} in {where} are not task.targets.")
 
-    def build_datamodule(self, recipe: Recipe, manifest: dict | None = None) -> Any:
+    def build_datamodule(
+        self, recipe: Recipe, manifest: dict | None = None, backbone: Any = None
+    ) -> Any:
+        """The dataset of ``recipe`` (with a backbone, on that backbone's variables)."""
         from eofm.data.loading import resolve_workers
         from eofm.registry import REGISTRY
 
@@ -67,24 +70,21 @@ class DownscalingFamily(TaskFamily):
             raise EofmError("data.root is empty: set it in the recipe or with data.root=...")
         stats = {}
         if manifest is not None:  # a trained run normalises exactly as in training
-            stats = {
-                "target_mean": manifest["mean"],
-                "target_std": manifest["std"],
-                "input_mean": manifest["inputs"]["mean"],
-                "input_std": manifest["inputs"]["std"],
-            }
+            stats = {"target_mean": manifest["mean"], "target_std": manifest["std"]}
+            if "mean" in manifest["inputs"]:
+                stats |= {
+                    "input_mean": manifest["inputs"]["mean"],
+                    "input_std": manifest["inputs"]["std"],
+                }
+        options = {
+            k: v for k, v in asdict(data).items() if k not in ("name", "root", "num_workers")
+        }
+        if backbone is not None:
+            options["variables"] = backbone.config
         return REGISTRY.get("dataset", data.name).load()(
             data.root,
-            inputs=data.inputs,
+            **options,
             targets=recipe.task.targets,
-            factor=data.factor,
-            layout=data.layout,
-            lat_range=data.lat_range,
-            lon_range=data.lon_range,
-            flip_latitude=data.flip_latitude,
-            split=data.split,
-            split_fractions=data.split_fractions,
-            batch_size=data.batch_size,
             num_workers=resolve_workers(data.num_workers),
             seed=recipe.seed,
             **stats,
@@ -93,8 +93,10 @@ class DownscalingFamily(TaskFamily):
     def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
         import torch
 
-        datamodule = self.build_datamodule(recipe)
-        model = self.build_model(recipe, bands=None, pretrained=None)
+        model = self.build_model(
+            recipe, bands=None, pretrained=None, allow_random_init=allow_random_init
+        )
+        datamodule = self.build_datamodule(recipe, backbone=model.backbone)
         with torch.no_grad():
             model.mean.copy_(torch.tensor(datamodule.mean).view_as(model.mean))
             model.std.copy_(torch.tensor(datamodule.std).view_as(model.std))
@@ -112,20 +114,55 @@ class DownscalingFamily(TaskFamily):
         from eofm.registry import REGISTRY
 
         data, task = recipe.data, recipe.task
+        backbone = self.build_backbone(recipe, pretrained, allow_random_init)
+        inputs = backbone.latent_dim if backbone is not None else len(data.inputs)
+        factor = backbone.patch if backbone is not None else data.factor
         decoder = REGISTRY.get("decoder", recipe.decoder.name).load()(
-            len(data.inputs),
+            inputs,
             recipe.decoder.channels,
             len(task.targets),
-            data.factor,
+            factor,
             dropout=recipe.decoder.dropout,
         )
         ones = [1.0] * len(task.targets)
         return DownscalingModel(
-            decoder, task.targets, [0.0] * len(ones), ones, task.constraints, data.factor
+            decoder,
+            task.targets,
+            [0.0] * len(ones),
+            ones,
+            task.constraints,
+            data.factor,
+            backbone=backbone,
         )
 
+    @staticmethod
+    def build_backbone(recipe: Recipe, pretrained: bool | None, allow_random_init: bool) -> Any:
+        """Prithvi WxC for MERRA-2 downscaling (frozen unless adapter.mode is full)."""
+        if recipe.data.name != "merra2_downscaling":
+            return None
+        from eofm.backbones.loading import resolve_manifest
+        from eofm.backbones.manifest import WxCManifest
+        from eofm.backbones.prithvi_wxc import load_wxc_backbone
+
+        manifest = resolve_manifest(recipe.backbone.name)
+        if not isinstance(manifest, WxCManifest):
+            raise EofmError(
+                f"MERRA-2 downscaling needs a Prithvi WxC backbone, not {recipe.backbone.name}."
+            )
+        if recipe.adapter.mode == "lora":
+            raise EofmError(
+                "adapter.mode lora is not supported for Prithvi WxC; use frozen or full."
+            )
+        wanted = recipe.backbone.pretrained if pretrained is None else pretrained
+        backbone = load_wxc_backbone(
+            manifest, pretrained=wanted, allow_random_init=allow_random_init
+        )
+        for parameter in backbone.parameters():
+            parameter.requires_grad = recipe.adapter.mode == "full"
+        return backbone
+
     def build_eval_datamodule(self, recipe: Recipe, trained: Any) -> Any:
-        return self.build_datamodule(recipe, trained.manifest)
+        return self.build_datamodule(recipe, trained.manifest, trained.model.backbone)
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
         from eofm.tasks.downscaling import DownscalingTask
@@ -147,6 +184,19 @@ class DownscalingFamily(TaskFamily):
         from eofm._version import __version__
 
         data, task = recipe.data, recipe.task
+        backbone: dict[str, Any] = {"name": "none", "patch_size": [1, 1, 1]}
+        if model.backbone is not None:
+            source = model.backbone.source or {}
+            manifest = model.backbone.manifest
+            backbone = {
+                "name": recipe.backbone.name,
+                "repo": manifest.hub_repo,
+                "revision": source.get("revision", manifest.revision),
+                "file": manifest.hub_file,
+                "pretrained_loaded": bool(source),
+                "patch_size": [1, model.backbone.patch, model.backbone.patch],
+            }
+        inputs = getattr(datamodule, "input_stats", None)
         return {
             "eofm_version": __version__,
             "task": {
@@ -159,14 +209,14 @@ class DownscalingFamily(TaskFamily):
             "mean": list(datamodule.mean),
             "std": list(datamodule.std),
             "normalisation_source": norm_source,
-            "inputs": {
-                "variables": list(data.inputs),
-                "mean": datamodule.input_stats[0],
-                "std": datamodule.input_stats[1],
-            },
+            "inputs": (
+                {"variables": list(data.inputs), "mean": inputs[0], "std": inputs[1]}
+                if inputs
+                else {"variables": list(model.backbone.config["surface_vars"])}
+            ),
             "factor": data.factor,
             "grid": {"lat": datamodule.lat.tolist(), "lon": datamodule.lon.tolist()},
-            "backbone": {"name": "none", "patch_size": [1, 1, 1]},
+            "backbone": backbone,
             "adapter": asdict(recipe.adapter),
             "decoder": asdict(recipe.decoder),
         }

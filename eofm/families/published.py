@@ -64,8 +64,6 @@ def load_published(spec: str, overrides: list[str] | None = None) -> TrainedMode
     family = family_of(recipe)
     base = config["backbone"]
     if config["adapter_only"]:
-        from eofm.families.trained import pin_backbone
-
         pin_backbone(recipe, base)
         model = family.build_model(recipe, bands=config["bands"], pretrained=True)
         encoder = base_encoder(model.backbone)
@@ -89,3 +87,12 @@ def load_published(spec: str, overrides: list[str] | None = None) -> TrainedMode
             f"missing {sorted(set(missing) - expected_missing)[:3]}."
         )
     return trained_from_manifest(model, recipe, config, f"hf://{ref.repo_id}@{pinned}")
+
+
+def pin_backbone(recipe: Any, base: dict) -> None:
+    """Point ``recipe.backbone.name`` at the exact commit (and file) that the frozen
+    weights of a light checkpoint or an adapter-only upload came from, whatever the
+    branch the name follows now."""
+    if base.get("repo") and base.get("revision"):
+        file = f"#{base['file']}" if base.get("file") else ""
+        recipe.backbone.name = f"hf://{base['repo']}@{base['revision']}{file}"

@@ -34,6 +34,8 @@ def load_trained(
     manifest = read_json(run_dir / MODEL_FILE)
     state, base = load_checkpoint(checkpoint_path)
     if base:  # a light checkpoint: the frozen backbone comes from its pinned base model
+        from eofm.families.published import pin_backbone
+
         pin_backbone(recipe, base)
     model = family_of(recipe).build_model(recipe, bands=manifest["bands"], pretrained=bool(base))
     if base:
@@ -49,15 +51,6 @@ def load_trained(
         )
     log.info("Model from %s", checkpoint_path)
     return trained_from_manifest(model, recipe, manifest, str(checkpoint_path))
-
-
-def pin_backbone(recipe: Any, base: dict) -> None:
-    """Point ``recipe.backbone.name`` at the exact commit (and file) that the frozen
-    weights of a light checkpoint or an adapter-only upload came from, whatever the
-    branch the name follows now."""
-    if base.get("repo") and base.get("revision"):
-        file = f"#{base['file']}" if base.get("file") else ""
-        recipe.backbone.name = f"hf://{base['repo']}@{base['revision']}{file}"
 
 
 def check_same_base(model: Any, base: dict, checkpoint: Any) -> None:

@@ -1,6 +1,8 @@
-"""Coarse grid ► super-resolution decoder ► optional hard constraints ► fine grid.
+"""Coarse grid (or a weather backbone's latent of it) ► super-resolution decoder ► optional
+hard constraints ► fine grid.
 
-The decoder (:mod:`eofm.decoders.pixel_shuffle`) reads the coarse fields, normalised;
+The decoder (:mod:`eofm.decoders.pixel_shuffle`) reads the coarse fields, normalised, or
+the latent grid of a backbone (Prithvi WxC's, channels last, turned channels first);
 its outputs are mapped to physical units with the training targets' mean and std, and
 each constrained variable then goes through its :class:`HardConstraint` against its own
 coarse field (a softmax-constrained variable uses the raw outputs as logits). The model
@@ -10,6 +12,7 @@ returns physical fields ``(B, V, H, W)``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,7 +24,6 @@ class DownscalingModel(nn.Module):
     """What the downscaling task needs of a model: ``predict_batch`` -> physical fields."""
 
     cacheable = False
-    backbone_needs_grad = True
 
     def __init__(
         self,
@@ -31,8 +33,10 @@ class DownscalingModel(nn.Module):
         target_std: Sequence[float],
         constraints: Mapping[str, str],
         factor: int,
+        backbone: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        self.backbone = backbone
         self.decoder = decoder
         self.targets = list(targets)
         self.register_buffer(
@@ -43,7 +47,17 @@ class DownscalingModel(nn.Module):
             {name: HardConstraint(kind, factor) for name, kind in constraints.items()}
         )
 
-    def forward(self, coarse: torch.Tensor, coarse_targets: torch.Tensor) -> torch.Tensor:
+    @property
+    def backbone_needs_grad(self) -> bool:
+        return self.backbone is not None and any(
+            p.requires_grad for p in self.backbone.parameters()
+        )
+
+    def forward(self, coarse: Any, coarse_targets: torch.Tensor) -> torch.Tensor:
+        """``coarse``: the coarse fields ``(B, C, h, w)``, or with a backbone its batch."""
+        if self.backbone is not None:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.backbone_needs_grad):
+                coarse = self.backbone(coarse).permute(0, 3, 1, 2)
         raw = self.decoder(coarse)
         physical = raw * self.std + self.mean
         if not len(self.constraints):
@@ -59,4 +73,5 @@ class DownscalingModel(nn.Module):
         return torch.stack(fields, dim=1)
 
     def predict_batch(self, batch: dict) -> torch.Tensor:
-        return self(batch["coarse"], batch["coarse_target"])
+        inputs = batch["wxc"] if self.backbone is not None else batch["coarse"]
+        return self(inputs, batch["coarse_target"])

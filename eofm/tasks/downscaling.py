@@ -156,10 +156,12 @@ class DownscalingTask(StageTask):
             **metrics["errors"].compute(),
             **metrics["downscaling"].compute(),
         }.items():
+            # torchmetrics squeezes one-element results: shape them back per variable
+            values = values.reshape(len(self.targets), -1)
             for v, name in enumerate(self.targets):
                 if key == "csi":
                     for k, threshold in enumerate(self.thresholds.get(name, [])):
                         out[f"{stage}/csi_{name}_{threshold:g}"] = values[v, k].float()
                 else:
-                    out[f"{stage}/{key}_{name}"] = values[v].float()
+                    out[f"{stage}/{key}_{name}"] = values[v, 0].float()
         return out
