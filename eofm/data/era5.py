@@ -21,10 +21,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from eofm.data.fire_weather import FIRE_TARGETS, era5_fire_targets
-from eofm.data.loading import loader_options
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -584,17 +583,6 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
             "valid": torch.stack([s["valid"] for s in samples]),
             "time": [s["time"].isoformat() for s in samples],
         }
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size,
-            shuffle=train,
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=self.collate,
-            **loader_options(self.num_workers),  # Aurora batches are not pinned
-        )
 
 
 def read_climatology(

@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from eofm.data.era5 import (
     ERA5_NAMES,
@@ -31,7 +31,6 @@ from eofm.data.era5 import (
     _select_region,
     _standardise,
 )
-from eofm.data.loading import loader_options
 from eofm.data.splits import SPLITS, SplitLoaders
 from eofm.errors import EofmError
 
@@ -247,17 +246,6 @@ class ERA5DownscalingDataModule(SplitLoaders, L.LightningDataModule):
         }
         out["time"] = [s["time"] for s in samples]
         return out
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size,
-            shuffle=train,
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=self.collate,
-            **loader_options(self.num_workers),
-        )
 
     def augmentations(self) -> list[str]:
         return []

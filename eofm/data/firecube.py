@@ -32,10 +32,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from eofm.data.cube_reader import CubeReader
-from eofm.data.loading import loader_options
 from eofm.data.splits import SPLITS, SplitLoaders
 from eofm.errors import EofmError
 
@@ -151,6 +150,7 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
     """Samples of next-day fire danger, split by year; everything checked up front."""
 
     name = "firecube"
+    drop_last_train = True  # a last batch of one breaks BatchNorm in training
 
     def __init__(
         self,
@@ -349,18 +349,6 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
     def collate(samples: list) -> dict:
         dynamic, static, doy, label = (torch.stack(parts) for parts in zip(*samples, strict=True))
         return {"dynamic": dynamic, "static": static, "doy": doy, "label": label}
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train and len(self.dataset(split)) > self.batch_size,
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=self.collate,
-            **loader_options(self.num_workers, pin_memory=self.pin_memory),
-        )
 
     def augmentations(self) -> list[str]:
         return []

@@ -20,10 +20,9 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from eofm.data.era5 import _chronological
-from eofm.data.loading import loader_options
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -164,17 +163,6 @@ class MERRA2DownscalingDataModule(SplitLoaders, L.LightningDataModule):
             k: torch.stack([s[k] for s in samples]) for k in ("target", "coarse_target", "valid")
         }
         return {"wxc": wxc, **out}
-
-    def _loader(self, split: str) -> DataLoader:
-        train = split == "train"
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size,
-            shuffle=train,
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=self.collate,
-            **loader_options(self.num_workers),
-        )
 
     def augmentations(self) -> list[str]:
         return []

@@ -69,10 +69,34 @@ def read_split_csv(path: Path) -> list[str]:
 
 
 class SplitLoaders:
-    """``train/val/test_dataloader`` from one ``_loader(split)`` (Lightning's names)."""
+    """``train/val/test_dataloader`` from one ``_loader(split)`` (Lightning's names).
+
+    The default ``_loader`` serves a datamodule with ``dataset(split)``, ``collate``,
+    ``batch_size``, ``num_workers`` and ``seed``: the training split shuffled by a seeded
+    generator (and, with ``drop_last_train``, without a last short batch when there are
+    others), pinned memory when ``pin_memory``.
+    """
+
+    pin_memory: bool = False
+    drop_last_train: bool = False
 
     def _loader(self, split: str) -> Any:
-        raise NotImplementedError
+        import torch
+        from torch.utils.data import DataLoader
+
+        from eofm.data.loading import loader_options
+
+        dataset = self.dataset(split)  # type: ignore[attr-defined]
+        train = split == "train"
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,  # type: ignore[attr-defined]
+            shuffle=train,
+            drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,  # type: ignore[attr-defined]
+            generator=torch.Generator().manual_seed(self.seed),  # type: ignore[attr-defined]
+            collate_fn=self.collate,  # type: ignore[attr-defined]
+            **loader_options(self.num_workers, pin_memory=self.pin_memory),  # type: ignore[attr-defined]
+        )
 
     def train_dataloader(self) -> Any:
         return self._loader("train")

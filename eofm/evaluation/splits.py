@@ -5,6 +5,7 @@ binary classification."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,10 +97,7 @@ def evaluate_segmentation(
     confusion matrix, calibration before and after the run's temperature, and with a
     region split the per-region table and the in-distribution vs held-out gap; with
     ``out_dir``, ``confusion.png`` and ``reliability.png`` in it."""
-    from pathlib import Path
-
-    from eofm.evaluation import pictures
-    from eofm.evaluation.scores import calibration_metrics, reliability, segmentation_metrics
+    from eofm.evaluation.scores import segmentation_metrics
 
     names = list(trained.class_names)
     k = len(names)
@@ -110,11 +108,7 @@ def evaluate_segmentation(
     whole = sum(test.values(), PixelScores(k, temperatures))
     record: dict[str, Any] = {
         "confusion": {"classes": names, "truth_by_predicted": whole.confusion.tolist()},
-        "calibration": {
-            "temperature": temperature,
-            "uncalibrated": calibration_metrics(whole, 0),
-            **({"calibrated": calibration_metrics(whole, 1)} if len(temperatures) > 1 else {}),
-        },
+        "calibration": calibration_section(whole, temperature),
     }
     regions = getattr(datamodule, "regions", {}) or {}
     if regions:
@@ -133,13 +127,7 @@ def evaluate_segmentation(
             }
         record["regions"] = {"rows": id_rows + rows, "summary": summary}
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        pictures.confusion_matrix(whole.confusion, names, out_dir / "confusion.png")
-        curves = {"T = 1": reliability(whole, 0)}
-        if len(temperatures) > 1:
-            curves[f"T = {temperature:.2f} (calibrated)"] = reliability(whole, 1)
-        pictures.reliability_diagram(curves, out_dir / "reliability.png")
-        record["pictures"] = ["confusion.png", "reliability.png"]
+        record["pictures"] = draw_test_pictures(Path(out_dir), whole.confusion, names, whole)
     return record
 
 
@@ -161,11 +149,6 @@ def evaluate_binary(
 ) -> dict[str, Any]:
     """Confusion at the run's decision threshold and calibration of a binary classifier
     on the test split (as :func:`evaluate_segmentation` does for pixels)."""
-    from pathlib import Path
-
-    from eofm.evaluation import pictures
-    from eofm.evaluation.scores import calibration_metrics, reliability
-
     names = list(trained.class_names)
     temperature = trained.temperature
     temperatures = (1.0, temperature) if temperature != 1.0 else (1.0,)
@@ -181,18 +164,33 @@ def evaluate_binary(
             "threshold": threshold,
             "truth_by_predicted": confusion.tolist(),
         },
-        "calibration": {
-            "temperature": temperature,
-            "uncalibrated": calibration_metrics(scores, 0),
-            **({"calibrated": calibration_metrics(scores, 1)} if len(temperatures) > 1 else {}),
-        },
+        "calibration": calibration_section(scores, temperature),
     }
     if out_dir is not None:
-        out_dir = Path(out_dir)
-        pictures.confusion_matrix(confusion, names, out_dir / "confusion.png")
-        curves = {"T = 1": reliability(scores, 0)}
-        if len(temperatures) > 1:
-            curves[f"T = {temperature:.2f} (calibrated)"] = reliability(scores, 1)
-        pictures.reliability_diagram(curves, out_dir / "reliability.png")
-        record["pictures"] = ["confusion.png", "reliability.png"]
+        record["pictures"] = draw_test_pictures(Path(out_dir), confusion, names, scores)
     return record
+
+
+def calibration_section(scores: PixelScores, temperature: float) -> dict[str, Any]:
+    """ECE, NLL and Brier score uncalibrated and (when calibrated) at the temperature."""
+    from eofm.evaluation.scores import calibration_metrics
+
+    section = {"temperature": temperature, "uncalibrated": calibration_metrics(scores, 0)}
+    if len(scores.temperatures) > 1:
+        section["calibrated"] = calibration_metrics(scores, 1)
+    return section
+
+
+def draw_test_pictures(
+    out_dir: Path, confusion: np.ndarray, names: Sequence[str], scores: PixelScores
+) -> list[str]:
+    """``confusion.png`` and ``reliability.png`` (with the calibrated curve if any)."""
+    from eofm.evaluation import pictures
+    from eofm.evaluation.scores import reliability
+
+    pictures.confusion_matrix(confusion, names, out_dir / "confusion.png")
+    curves = {"T = 1": reliability(scores, 0)}
+    if len(scores.temperatures) > 1:
+        curves[f"T = {scores.temperatures[1]:.2f} (calibrated)"] = reliability(scores, 1)
+    pictures.reliability_diagram(curves, out_dir / "reliability.png")
+    return ["confusion.png", "reliability.png"]
