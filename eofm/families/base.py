@@ -117,8 +117,6 @@ class TaskFamily:
 
         from eofm._version import __version__
 
-        manifest = encoder.manifest
-        source = encoder.source or {}
         return {
             "eofm_version": __version__,
             "task": task,
@@ -126,13 +124,7 @@ class TaskFamily:
             "mean": [float(v) for v in datamodule.mean],
             "std": [float(v) for v in datamodule.std],
             "normalisation_source": norm_source,
-            "backbone": {
-                "name": recipe.backbone.name,
-                "repo": manifest.hub_repo,
-                "revision": source.get("revision", manifest.revision),
-                "file": manifest.hub_file,
-                "pretrained_loaded": bool(source),
-            },
+            "backbone": backbone_record(recipe, encoder),
             "adapter": asdict(recipe.adapter),
             "decoder": asdict(recipe.decoder),
         }
@@ -197,6 +189,19 @@ class TaskFamily:
     def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
         """The README.md that ``eofm publish`` uploads."""
         raise NotImplementedError
+
+
+def backbone_record(recipe: Recipe, encoder: Any) -> dict[str, Any]:
+    """What ``model.json`` says of a backbone: its name, the repo, commit and file its
+    weights came from, and whether pretrained weights were loaded at all."""
+    manifest, source = encoder.manifest, encoder.source or {}
+    return {
+        "name": recipe.backbone.name,
+        "repo": manifest.hub_repo,
+        "revision": source.get("revision", manifest.revision),
+        "file": manifest.hub_file,
+        "pretrained_loaded": bool(source),
+    }
 
 
 def family_of(recipe: Recipe) -> TaskFamily:

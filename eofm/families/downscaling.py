@@ -14,7 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from eofm.errors import EofmError, RecipeError
-from eofm.families.base import FitSetup, TaskFamily
+from eofm.families.base import FitSetup, TaskFamily, backbone_record
 from eofm.recipe import Recipe
 
 
@@ -186,16 +186,8 @@ class DownscalingFamily(TaskFamily):
         data, task = recipe.data, recipe.task
         backbone: dict[str, Any] = {"name": "none", "patch_size": [1, 1, 1]}
         if model.backbone is not None:
-            source = model.backbone.source or {}
-            manifest = model.backbone.manifest
-            backbone = {
-                "name": recipe.backbone.name,
-                "repo": manifest.hub_repo,
-                "revision": source.get("revision", manifest.revision),
-                "file": manifest.hub_file,
-                "pretrained_loaded": bool(source),
-                "patch_size": [1, model.backbone.patch, model.backbone.patch],
-            }
+            patch = model.backbone.patch
+            backbone = {**backbone_record(recipe, model.backbone), "patch_size": [1, patch, patch]}
         inputs = getattr(datamodule, "input_stats", None)
         return {
             "eofm_version": __version__,
