@@ -132,6 +132,14 @@ def test_weather_features_are_the_runs_outputs_at_the_pixel(cube: Path, weather_
             i = np.abs(lat - ds["y"].values[y]).argmin()
             j = np.abs(lon - ds["x"].values[x]).argmin()
             assert np.allclose(got[n, k, :, 0, 0], fields[:, i, j])
+    # a day's grid is computed once: asking again (another split, another map block) reuses it
+    calls = []
+    original = run.outputs
+    run.outputs = lambda steps: calls.append(list(steps)) or original(steps)
+    weather_windows(
+        features, rows, ds["time"].values, (ds["y"].values, ds["x"].values), lag=2, patch=1
+    )
+    assert calls == [[]]
 
 
 def test_a_cube_outside_the_weather_grid_is_named(

@@ -436,7 +436,11 @@ def test_frozen_backbone_stays_out_of_checkpoints(tmp_path, tiny_repo) -> None:
     payload = __import__("torch").load(best, weights_only=True)
     payload[BASE_KEY]["revision"] = "0" * 40
     __import__("torch").save(payload, best)
-    with pytest.raises(Exception, match="Pin the backbone|does not exist|not found|Revision"):
+    from eofm.errors import EofmError
+
+    with pytest.raises(
+        EofmError, match=f"Revision '{'0' * 40}' does not exist in Hub repo {tiny_repo}"
+    ):
         run_test(run)
 
 

@@ -218,6 +218,16 @@ def _select_region(ds: Any, spec: WeatherSpec, path: Path) -> Any:
     return ds
 
 
+def dataset_files(root: Path, layout: str = "auto") -> list[Path]:
+    """The NetCDF files or zarr store of an ERA5 dataset (errors name what is missing)."""
+    return _dataset_files(Path(root), layout)
+
+
+def open_standardised(path: Path, spec: WeatherSpec) -> Any:
+    """One file or store, coordinates standardised and checked, cropped to the region."""
+    return _select_region(_standardise(_open(path), path, spec), spec, path)
+
+
 def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") -> ERA5Source:
     """Open, standardise and validate every file; the first failure names its file."""
     from aurora.normalisation import level_to_str, locations
@@ -227,7 +237,7 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
     fields: dict[tuple[str, str], _Field] = {}
     grid = None
     for path in files:
-        ds = _select_region(_standardise(_open(path), path, spec), spec, path)
+        ds = open_standardised(path, spec)
         here = (ds["latitude"].values, ds["longitude"].values)
         if grid is None:
             grid = (here, path)
@@ -519,7 +529,7 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
                 f"{root} has {len(src.times)} time steps: too few for {spec.history_steps} "
                 f"history steps {spec.step_hours} h apart and a {spec.lead_hours} h lead."
             )
-        self.splits = _chronological(now, split_fractions, root)
+        self.splits = chronological_splits(now, split_fractions, root)
         self._check_finite(probe)
         if target_mean is None or target_std is None:
             target_mean, target_std = self._target_statistics(probe)
@@ -599,7 +609,7 @@ def read_climatology(
     spec.flip_latitude = flip_latitude
     found: dict[str, Any] = {}
     for file in _dataset_files(path, "auto"):
-        ds = _select_region(_standardise(_open(file), file, spec), spec, file)
+        ds = open_standardised(file, spec)
         for var, array in ds.data_vars.items():
             found.setdefault(ERA5_NAMES.get(str(var), str(var)), array)
     rows, cols = shape
@@ -615,7 +625,9 @@ def read_climatology(
     return np.stack(maps)
 
 
-def _chronological(now: list[int], fractions: Sequence[float], root: Path) -> dict[str, list[int]]:
+def chronological_splits(
+    now: list[int], fractions: Sequence[float], root: Path
+) -> dict[str, list[int]]:
     n = len(now)
     counts = [int(round(f * n)) for f in fractions[:2]]
     counts = [max(1, c) for c in counts]

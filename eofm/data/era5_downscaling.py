@@ -25,11 +25,9 @@ from torch.utils.data import Dataset
 from eofm.data.era5 import (
     ERA5_NAMES,
     WeatherSpec,
-    _chronological,
-    _dataset_files,
-    _open,
-    _select_region,
-    _standardise,
+    chronological_splits,
+    dataset_files,
+    open_standardised,
 )
 from eofm.data.splits import SPLITS, SplitLoaders
 from eofm.errors import EofmError
@@ -63,8 +61,8 @@ class ERA5Fields:
         spec.flip_latitude = flip_latitude
         self.root = Path(root)
         found: dict[str, Any] = {}
-        for path in _dataset_files(self.root, layout):
-            ds = _select_region(_standardise(_open(path), path, spec), spec, path)
+        for path in dataset_files(self.root, layout):
+            ds = open_standardised(path, spec)
             for var, array in ds.data_vars.items():
                 if "time" in array.dims and "level" not in array.dims:
                     found.setdefault(ERA5_NAMES.get(str(var), str(var)), array)
@@ -170,7 +168,7 @@ class ERA5DownscalingDataModule(SplitLoaders, L.LightningDataModule):
             self.splits = {s: steps for s in SPLITS}
             self.masks = self._region_masks(split)
         else:
-            self.splits = _chronological(steps, split_fractions, self.root)
+            self.splits = chronological_splits(steps, split_fractions, self.root)
         if input_mean is None or target_mean is None:
             stats = self._statistics()
             input_mean, input_std = input_mean or stats[0], input_std or stats[1]

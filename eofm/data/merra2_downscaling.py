@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from eofm.data.era5 import _chronological
+from eofm.data.era5 import chronological_splits
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -133,7 +133,7 @@ class MERRA2DownscalingDataModule(SplitLoaders, L.LightningDataModule):
                 f"No MERRA-2 sample under {self.root} (MERRA2_sfc_YYYYMMDD.nc and "
                 f"MERRA_pres_YYYYMMDD.nc with climatology under {clim})."
             )
-        self.splits = _chronological(list(range(count)), split_fractions, self.root)
+        self.splits = chronological_splits(list(range(count)), split_fractions, self.root)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         first = _Samples(self, [0])[0]
         h, w = first["target"].shape[-2:]

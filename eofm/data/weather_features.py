@@ -31,15 +31,15 @@ class WeatherFeatures:
         steps = run.usable_steps()
         self._targets = np.array([run.target_time(i) for i in steps], dtype="datetime64[m]")
         self._steps = np.array(steps)
-        self._names: list[str] | None = list(run.names) if kind == "outputs" else None
+        self._grids: dict[int, np.ndarray] = {}  # a step's grid, computed once
+        if kind == "outputs":
+            self._names = list(run.names)
+        else:
+            self._names = [f"latent_{k}" for k in range(run.latent_dim)]
 
     @property
     def names(self) -> list[str]:
         """Feature names (``weather:<variable>`` or ``weather:latent_<k>``)."""
-        if self._names is None:  # the latent's width is known once it has run
-            first = self._steps[:1].tolist()
-            width = next(self.run.latents(first))[1].shape[0] if first else 0
-            self._names = [f"latent_{k}" for k in range(width)]
         return [f"weather:{n}" for n in self._names]
 
     def step_for(self, day: np.datetime64) -> int:
@@ -56,12 +56,14 @@ class WeatherFeatures:
         return int(self._steps[best])
 
     def daily(self, days: np.ndarray) -> np.ndarray:
-        """``(len(days), F, H, W)`` float32 feature grids of the given cube days."""
+        """``(len(days), F, H, W)`` float32 feature grids of the given cube days (each
+        step's grid is computed once, however many splits or map blocks ask for it)."""
         steps = [self.step_for(d) for d in days]
-        order = sorted(set(steps))
+        todo = sorted(set(steps) - set(self._grids))
         produce = self.run.outputs if self.kind == "outputs" else self.run.latents
-        grids = dict(produce(order))
-        return np.stack([grids[s] for s in steps]).astype(np.float32)
+        for step, grid in produce(todo):
+            self._grids[step] = grid.astype(np.float32)
+        return np.stack([self._grids[s] for s in steps])
 
     def cell_index(self, cube_y: np.ndarray, cube_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest grid row of each cube latitude and column of each cube longitude; the cube

@@ -32,6 +32,11 @@ class WeatherRun:
         self.std = np.asarray(trained.std, np.float32)[:, None, None]
         self.patch = source.spec.patch_size
 
+    @property
+    def latent_dim(self) -> int:
+        """Channels of the latent's surface level (what :meth:`latents` returns)."""
+        return int(self.trained.model.backbone.latent_dim)
+
     def usable_steps(self) -> list[int]:
         """'Now' steps with their whole history and their target time in the record."""
         first = (self.source.spec.history_steps - 1) * self.dataset.step
