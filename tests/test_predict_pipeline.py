@@ -143,3 +143,19 @@ def test_class_map_cog_is_the_file_gdal_makes(tmp_path: Path, monkeypatch) -> No
     )
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (cog, reference)]
     assert digest[0] == digest[1]
+
+
+def test_a_block_broken_mid_scene_fails_with_nothing_left(tmp_path: Path) -> None:
+    """Blocks past the cut are unreadable: the stream stops there, naming the file, and
+    neither the outputs nor their staging files remain."""
+    from eofm.errors import EofmError
+
+    whole = crop(LANDSAT, tmp_path / "whole.tif", 700, 900, 300, 260)
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
+    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
+    options = PredictOptions(tile=64, overlap=16, batch_size=4, quicklook=False)
+    out = tmp_path / "out"
+    with pytest.raises(EofmError, match="broken.tif"):
+        Predictor(trained, options).predict(broken, out)
+    assert list(out.iterdir()) == []

@@ -13,19 +13,29 @@ as a whole-scene accumulator would form them, so the result is the same to the b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+#: Finished rows are normalised and made into products this many bytes at a time.
+CHUNK_BYTES = 1 << 20
 
-def first_argmax(values: np.ndarray) -> np.ndarray:
-    """``values.argmax(axis=0)`` as uint8: the first index on ties, and NaN never wins.
+Finisher = Callable[[np.ndarray, np.ndarray, int, int], None]
+
+
+def first_argmax(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``values.argmax(axis=0)`` as uint8 (into ``out`` when given): the first index on
+    ties, and NaN never wins.
 
     Plane-by-plane comparisons instead of numpy's strided reduction over classes, with
     branch-free updates (a multiply-add on the uint8 index); the running maximum takes
     ``np.maximum`` unless a NaN is present, where it would differ.
     """
+    index = np.empty(values.shape[1:], np.uint8) if out is None else out
     if values.shape[0] == 1:
-        return np.zeros(values.shape[1:], np.uint8)
-    index = (values[1] > values[0]).view(np.uint8)
+        index[...] = 0
+        return index
+    np.greater(values[1], values[0], out=index.view(bool))
     if values.shape[0] == 2:
         return index
     has_nan = bool(np.isnan(values).any())
@@ -73,10 +83,12 @@ class BandBlender:
         self._fresh_until = 0  # band column up to which the current strip's fresh rows are set
         self._next_strip = 0  # index into rows of the next strip to complete
         self._normalisers: dict[tuple, np.ndarray] = {}
+        chunk_rows = max(1, CHUNK_BYTES // (4 * num_classes * band_width))
+        self._chunk = np.empty((num_classes, min(chunk_rows, rows_held), band_width), np.float32)
         self.any_valid = False
 
-    def add(self, position: tuple[int, int], weighted: np.ndarray, mask: np.ndarray) -> None:
-        """Add one tile's weighted probabilities ``(K, tile, tile)`` and validity mask."""
+    def add(self, position: tuple[int, int], weighted: np.ndarray) -> None:
+        """Add one tile's weighted probabilities ``(K, tile, tile)``."""
         r, c = position
         t = self.tile
         h, w = min(t, self.height - r), min(t, self.width - c)
@@ -94,12 +106,23 @@ class BandBlender:
                 self.acc[:, fresh, x : x + split] += weighted[:, old:h, :split]
             self.acc[:, fresh, x + split : x + w] = weighted[:, old:h, split:w]
             self._fresh_until = max(self._fresh_until, x + w)
-        self.valid[y : y + h, x : x + w] |= mask[:h, :w]
 
-    def end_strip(self, row: int) -> tuple[int, np.ndarray, np.ndarray] | None:
-        """Strip ``row`` is complete: ``(scene row, channels, valid)`` of the rows now
-        final, if any: the blended channels ``(C, n, w)`` float32 and the validity
-        ``(n, w)``, over the band's own columns."""
+    def add_valid(self, row: int, mask: np.ndarray) -> None:
+        """Mark the valid pixels of strip ``row`` (its ``(tile, W)`` mask from the band's
+        left edge): the union of its tiles' masks, since they cover the band."""
+        h = min(self.tile, self.height - row)
+        y, width = row - self.top, self.valid.shape[1]
+        self.valid[y : y + h] |= mask[:h, :width]
+
+    def end_strip(self, row: int, finish: Finisher) -> tuple[int, int] | None:
+        """Strip ``row`` is complete: hand the rows now final, if any, to ``finish`` and
+        return ``(scene row, rows)`` of them.
+
+        ``finish(channels, valid, first, total)`` gets the blended channels ``(C, m, w)``
+        float32 and the validity ``(m, w)`` of ``m`` rows from row ``first`` of the
+        ``total`` rows, over the band's own columns, a few rows at a time: each chunk is normalised and
+        turned into products while it is still in cache. ``channels`` is a scratch
+        buffer, overwritten by the next chunk."""
         if self.rows[self._next_strip] != row:
             raise ValueError(f"strip {row} completed out of order")
         self._next_strip += 1
@@ -112,14 +135,19 @@ class BandBlender:
         top, inner = self.top, self.inner
         valid = self.valid[:n, inner]
         self.any_valid |= bool(valid.any())
-        channels = self.acc[:, :n, inner] / self._normaliser(top, done_until)[:, inner]
-        valid = valid.copy()  # the buffers move on
+        normaliser = self._normaliser(top, done_until)[:, inner]
+        step = self._chunk.shape[1]
+        for first in range(0, n, step):
+            rows = slice(first, min(n, first + step))
+            channels = self._chunk[:, : rows.stop - first, : normaliser.shape[1]]
+            np.divide(self.acc[:, rows, inner], normaliser[rows], out=channels)
+            finish(channels, valid[rows], first, n)
         keep = max(0, self.touched - done_until)  # rows later strips add to
         self.acc[:, :keep] = self.acc[:, n : n + keep]
         self.valid[:keep] = self.valid[n : n + keep]
         self.valid[keep:] = False
         self.top = done_until
-        return top, channels, valid
+        return top, n
 
     def _normaliser(self, top: int, bottom: int) -> np.ndarray:
         """``max(weight sum, 1e-12)`` of rows ``top .. bottom``, summed in tile order."""

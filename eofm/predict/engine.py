@@ -45,9 +45,10 @@ from eofm.predict.device import (
 from eofm.predict.options import PredictOptions
 from eofm.predict.outputs import atomic_output
 from eofm.predict.plan import ScenePlan, plan_scene
-from eofm.predict.products import describe, product_block, product_profile, products_for
+from eofm.predict.products import ProductRows, describe, product_profile, products_for
 from eofm.predict.scenes import SceneReader, inspect_scene
 from eofm.predict.stages import StageTimes, clock, consumer_thread, ordered_map
+from eofm.predict.strips import StripBuffer, StripPool, TileBatch
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +299,10 @@ class Predictor:
         return rgb if all(rgb) else [info.indexes[0]]
 
     def open_scene(self, source: Path) -> SceneReader:
-        """Open a scene, checking it is readable and has the model's bands (clear errors)."""
-        info = inspect_scene(source, self.trained.bands, self.options.bands)
+        """Open a scene, checking it has the model's bands (clear errors). Its values were
+        sampled by ``eofm predict`` before anything was written; a broken block found
+        while streaming fails the scene with no output left."""
+        info = inspect_scene(source, self.trained.bands, self.options.bands, sample=False)
         return SceneReader(
             source, info.indexes, self.trained.mean, self.trained.std, self.options.tile
         )
@@ -406,21 +409,24 @@ class Predictor:
         classes = self.num_classes
 
         def blend_and_write(item) -> None:
-            row, positions, weighted, masks = item
+            row, positions, weighted, strip_mask = item
             started = clock()
-            for position, probs, mask in zip(positions, weighted, masks, strict=True):
-                blender.add(position, probs, mask)
+            for position, probs in zip(positions, weighted, strict=True):
+                blender.add(position, probs)
             if on_tiles:
                 on_tiles(len(positions))
-            finished = blender.end_strip(row) if row is not None else None
-            if finished is None:
+            if row is None:
                 timings.add("blend", started)
                 return
-            top, channels, valid = finished
-            blocks = {kind: product_block(kind, channels, valid, classes) for kind in sinks}
+            blender.add_valid(row, strip_mask)
+            products = ProductRows(list(sinks), classes)
+            finished = blender.end_strip(row, products)
             timings.add("blend", started)
+            if finished is None:
+                return
+            top = finished[0]
             started = clock()
-            for kind, block in blocks.items():
+            for kind, block in products.blocks.items():
                 out, pyramid = sinks[kind]
                 out.write(block, window=Window(x0, top, block.shape[-1], block.shape[-2]))
                 if pyramid:
@@ -432,11 +438,12 @@ class Predictor:
                 blend(item)
 
     def _batches(self, reader: SceneReader, rows: list[int], cols: list[int]) -> Iterator:
-        """Yield ``(row or None, positions, tiles, masks, coords)`` per batch, in scene
-        order; ``row`` marks the last batch of a strip.
+        """Yield ``(row or None, positions, tiles, coords, strip mask or None)`` per batch,
+        in scene order; ``row`` (and a copy of the strip's validity) marks the last batch
+        of a strip.
 
-        Strips are read by ``--workers`` threads, each with its own dataset handle and
-        reused strip buffers, a few strips ahead of the model.
+        Strips are read by ``--workers`` threads, each with its own dataset handle, into
+        pooled buffers, a few strips ahead of the model.
         """
         t, left = self.options.tile, cols[0]
         date = self._scene_date(reader)
@@ -444,21 +451,29 @@ class Predictor:
         local = threading.local()
         opened: list[SceneReader] = []
         lock = threading.Lock()
+        workers = self.workers
+        ahead = workers + 2
+        probe = reader.strip_buffers(left, cols[-1] + t)[0]
+        # held at once: the strips read ahead, the one being predicted, one in flight
+        pool = StripPool(*probe.shape, capacity=ahead + 3)
 
         def read(row: int) -> list[tuple]:
             started = clock()
             if not hasattr(local, "reader"):
                 local.reader = reader.reopen()
-                local.buffers = local.reader.strip_buffers(left, cols[-1] + t)
                 with lock:
                     opened.append(local.reader)
-            items = self._strip_batches(local.reader, row, cols, local.buffers, date)
+            buffer = pool.take()
+            # one reader reads the strips in order: the rows it shares with the one
+            # before are copied, not read again (that strip's buffer is only read since)
+            carry = getattr(local, "previous", None) if workers == 1 else None
+            items = self._strip_batches(local.reader, row, cols, buffer, date, carry)
+            local.previous = (buffer.data, buffer.mask, row)
             self.timings.add("read", started)
             return items
 
-        workers = self.workers
         try:
-            for items in ordered_map(read, rows, workers=workers, ahead=workers + 2):
+            for items in ordered_map(read, rows, workers=workers, ahead=ahead):
                 yield from items
         finally:
             for each in opened:
@@ -469,28 +484,23 @@ class Predictor:
         reader: SceneReader,
         row: int,
         cols: list[int],
-        buffers: tuple[np.ndarray, np.ndarray],
+        buffer: StripBuffer,
         date: tuple[int, int] | None,
+        carry: tuple[np.ndarray, np.ndarray, int] | None = None,
     ) -> list[tuple]:
-        """The batches of strip ``row``: tiles copied out of one read (into pinned host
-        memory when the model runs on CUDA)."""
+        """The batches of strip ``row``, read into ``buffer``: their tiles are views of it."""
         size, t, left = self.options.batch_size, self.options.tile, cols[0]
-        strip, strip_mask = reader.read_strip(row, left, cols[-1] + t, out=buffers)
+        reader.read_strip(row, left, cols[-1] + t, out=(buffer.data, buffer.mask), carry=carry)
+        buffer.count_valid_columns()
         items = []
         for first in range(0, len(cols), size):
             chunk = cols[first : first + size]
             positions = [(row, col) for col in chunk]
-            shape = (len(chunk), strip.shape[0], t, t)
-            batch = (
-                torch.empty(shape, pin_memory=True).numpy()
-                if self.device.type == "cuda"
-                else np.empty(shape, np.float32)
-            )
-            np.stack([strip[:, :, col - left : col - left + t] for col in chunk], out=batch)
-            masks = np.stack([strip_mask[:, col - left : col - left + t] for col in chunk])
+            tiles = TileBatch(buffer, [col - left for col in chunk], t)
             coords = self._tile_coords(reader, positions, date)
             last = first + size >= len(cols)
-            items.append((row if last else None, positions, batch, masks, coords))
+            mask = buffer.mask.copy() if last else None  # the buffer is reused once predicted
+            items.append((row if last else None, positions, tiles, coords, mask))
         return items
 
     def _predicted(self, batches: Iterator) -> Iterator:
@@ -498,24 +508,31 @@ class Predictor:
         one batch is queued on the GPU while the previous one is collected."""
         in_flight: deque = deque()
         depth = 1 if self.device.type == "cuda" else 0
-        for row, positions, tiles, masks, coords in batches:
+        for row, positions, tiles, coords, mask in batches:
             started = clock()
-            useful = np.flatnonzero(masks.reshape(len(masks), -1).any(axis=1))
+            useful = tiles.any_valid()
             if len(useful) == len(positions):
-                pending = self._weighted_probabilities(tiles, coords)
+                pending = self._weighted_probabilities(self._host_tiles(tiles), coords)
             elif len(useful):
                 subset = {k: v[useful] for k, v in coords.items()}
-                pending = self._weighted_probabilities(tiles[useful], subset)
+                part = self._host_tiles(tiles.subset(useful))
+                pending = self._weighted_probabilities(part, subset)
             else:
                 pending = None
-            in_flight.append((row, positions, masks, useful, pending, tiles.shape[-2:]))
+            strip = tiles.strip if row is not None else None
+            size = (tiles.tile, tiles.tile)
+            in_flight.append((row, positions, useful, pending, size, mask, strip))
             self.timings.add("model", started)
             if len(in_flight) > depth:
                 yield self._finished_batch(*in_flight.popleft())
         while in_flight:
             yield self._finished_batch(*in_flight.popleft())
 
-    def _finished_batch(self, row, positions, masks, useful, pending, size) -> tuple:
+    def _host_tiles(self, tiles: TileBatch) -> np.ndarray:
+        """What the model reads: views of the strip on the CPU, a pinned copy for CUDA."""
+        return tiles.pinned() if self.device.type == "cuda" else tiles.host()
+
+    def _finished_batch(self, row, positions, useful, pending, size, mask, strip) -> tuple:
         started = clock()
         if len(useful) == len(positions):
             weighted = self._collect(pending)
@@ -523,5 +540,7 @@ class Predictor:
             weighted = np.zeros((len(positions), self.tile_model.channels, *size), np.float32)
             if len(useful):
                 weighted[useful] = self._collect(pending)
+        if strip is not None:
+            strip.release()  # the model has read every tile of it
         self.timings.add("model", started)
-        return row, positions, weighted, masks
+        return row, positions, weighted, mask

@@ -40,8 +40,7 @@ def products_for(options: Any, uncertainty: str | None, *, ensemble: bool) -> li
 def product_profile(kind: str, num_classes: int) -> dict[str, Any]:
     if kind == "classes":
         return {"count": 1, "dtype": "uint8", "nodata": CLASS_NODATA}
-    count = num_classes if kind == "probabilities" else 1
-    return {"count": count, "dtype": "float32", "nodata": float("nan")}
+    return {"count": product_bands(kind, num_classes), "dtype": "float32", "nodata": float("nan")}
 
 
 def _entropy(probs: np.ndarray) -> np.ndarray:
@@ -49,27 +48,58 @@ def _entropy(probs: np.ndarray) -> np.ndarray:
     return -(probs * np.log(safe)).sum(axis=0)
 
 
+def product_bands(kind: str, num_classes: int) -> int:
+    return num_classes if kind == "probabilities" else 1
+
+
 def product_block(
-    kind: str, channels: np.ndarray, valid: np.ndarray, num_classes: int
+    kind: str,
+    channels: np.ndarray,
+    valid: np.ndarray,
+    num_classes: int,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The ``(bands, n, w)`` block of ``kind`` from blended ``channels (C, n, w)``."""
+    """The ``(bands, n, w)`` block of ``kind`` from blended ``channels (C, n, w)``, into
+    ``out`` when given."""
+    if out is None:
+        dtype = np.uint8 if kind == "classes" else np.float32
+        out = np.empty((product_bands(kind, num_classes), *valid.shape), dtype)
     invalid = ~valid
     probs = channels[:num_classes]
     if kind == "classes":
-        classes = first_argmax(probs)
-        np.copyto(classes, CLASS_NODATA, where=invalid)
-        return classes[None]
+        first_argmax(probs, out=out[0])
+        np.copyto(out[0], CLASS_NODATA, where=invalid)
+        return out
     if kind == "probabilities":
-        block = probs.copy()  # other products read the same channels
-        np.copyto(block, np.nan, where=invalid)
-        return block
+        np.copyto(out, probs)  # other products read the same channels
+        np.copyto(out, np.nan, where=invalid)
+        return out
     if kind == "entropy":
         values = _entropy(probs)
     else:  # mutual information: predictive entropy minus the members' expected entropy
         values = np.maximum(_entropy(probs) - channels[num_classes], 0.0)
-    values = values.astype(np.float32)
-    np.copyto(values, np.nan, where=invalid)
-    return values[None]
+    np.copyto(out[0], values, casting="same_kind")
+    np.copyto(out[0], np.nan, where=invalid)
+    return out
+
+
+class ProductRows:
+    """The blocks of every product over one run of finished rows, filled chunk by chunk
+    (the ``finish`` of ``BandBlender.end_strip``)."""
+
+    def __init__(self, kinds: Sequence[str], num_classes: int) -> None:
+        self.kinds, self.num_classes = list(kinds), num_classes
+        self.blocks: dict[str, np.ndarray] = {}
+
+    def __call__(self, channels: np.ndarray, valid: np.ndarray, first: int, total: int) -> None:
+        if not self.blocks:
+            for kind in self.kinds:
+                dtype = np.uint8 if kind == "classes" else np.float32
+                shape = (product_bands(kind, self.num_classes), total, valid.shape[1])
+                self.blocks[kind] = np.empty(shape, dtype)
+        for kind, block in self.blocks.items():
+            rows = block[:, first : first + len(valid)]
+            product_block(kind, channels, valid, self.num_classes, out=rows)
 
 
 def describe(dataset: Any, kind: str, class_names: Sequence[str], *, primary: bool) -> None:

@@ -119,24 +119,37 @@ class SceneReader:
         left: int,
         right: int,
         out: tuple[np.ndarray, np.ndarray] | None = None,
+        carry: tuple[np.ndarray, np.ndarray, int] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``row .. row + tile`` of columns ``left .. right``, normalised, in one read.
 
         Zero-padded past the scene's edges to ``tile`` rows and at least ``tile`` columns;
         returns the data ``(C, tile, W)`` and its validity mask ``(tile, W)``, in ``out``
-        (from ``strip_buffers``, reused strip after strip) when given.
+        (from ``strip_buffers``, reused strip after strip) when given. ``carry`` is the
+        ``(data, mask, row)`` of the strip read before over the same columns: the rows
+        the two share are copied from it (already normalised) rather than read again.
         """
         from rasterio.windows import Window
 
         t = self.tile
         h, w = min(t, self.ds.height - row), min(right, self.ds.width) - left
-        window = Window(left, row, w, h)
         if out is None:
             strip, mask = self.strip_buffers(left, right)
         else:
             strip, mask = out
             strip[:, h:], strip[:, :, w:], mask[h:], mask[:, w:] = 0.0, 0.0, False, False
-        view = strip[:, :h, :w]
+        shared = 0
+        if carry is not None and carry[2] < row:
+            data, valid_before, before = carry
+            shared = max(0, min(h, before + min(t, self.ds.height - before) - row))
+            if shared:
+                offset = row - before
+                strip[:, :shared] = data[:, offset : offset + shared]
+                mask[:shared] = valid_before[offset : offset + shared]
+        if shared == h:
+            return strip, mask
+        window = Window(left, row + shared, w, h - shared)
+        view = strip[:, shared:h, :w]
         try:
             if self.float32:  # read straight into the strip: no conversion, no copy
                 self.ds.read(self.indexes, window=window, out=view)
@@ -146,7 +159,7 @@ class SceneReader:
                 view[...] = raw
         except Exception as exc:
             raise EofmError(f"Cannot read {self.path} at row {row}, col {left}: {exc}") from None
-        valid = mask[:h, :w]  # computed in place, band by band (contiguous planes)
+        valid = mask[shared:h, :w]  # computed in place, band by band (contiguous planes)
         np.isfinite(view[0], out=valid)
         for band in view[1:]:
             valid &= np.isfinite(band)
@@ -187,8 +200,11 @@ def inspect_scene(
     *,
     input_range: dict | None = None,
     strict: bool = False,
+    sample: bool = True,
 ) -> SceneInfo:
-    """Open a scene, match its bands, and compare its values with the training data."""
+    """Open a scene, match its bands, read a sample of its values spread over the whole
+    scene (``sample``: a broken file fails here, before any output is made) and compare
+    them with the training data's ``input_range``, when given."""
     import rasterio
 
     try:
@@ -196,7 +212,7 @@ def inspect_scene(
             descriptions, count, crs = ds.descriptions, ds.count, ds.crs
             height, width, dtypes = ds.height, ds.width, ds.dtypes
             indexes = match_bands(source, descriptions, count, model_bands, given)
-            sample = read_sample(ds, indexes)
+            values = read_sample(ds, indexes) if sample or input_range else None
     except EofmError:
         raise
     except Exception as exc:
@@ -209,7 +225,7 @@ def inspect_scene(
         check_input_range(
             source,
             [dtypes[i - 1] for i in indexes],
-            sample,
+            values,
             model_bands,
             input_range,
             strict=strict,

@@ -1,0 +1,144 @@
+"""Strips of tiles: tiles as views of one read, pooled buffers, rows shared between strips,
+and models that read a strided view exactly as they read a copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from eofm.predict.grid import tile_starts
+from eofm.predict.scenes import SceneReader
+from eofm.predict.strips import StripBuffer, StripPool, TileBatch
+from tests.test_predict import LANDSAT, crop
+from tests.test_predict_pipeline import NIGERIA
+
+
+def strip_of(data: np.ndarray, mask: np.ndarray | None = None) -> StripBuffer:
+    mask = np.ones(data.shape[1:], bool) if mask is None else mask
+    strip = StripBuffer(data, mask)
+    strip.count_valid_columns()
+    return strip
+
+
+def test_evenly_spaced_tiles_are_views_and_the_edge_batch_a_copy() -> None:
+    data = np.random.default_rng(0).normal(size=(2, 32, 150)).astype(np.float32)
+    strip = strip_of(data)
+    offsets = tile_starts(150, 32, 24)  # 0, 24, ..., 96, then 118 flush with the edge
+    even, edge = TileBatch(strip, offsets[:4], 32), TileBatch(strip, offsets[3:], 32)
+    for batch in (even, edge):
+        tiles = batch.host()
+        assert tiles.shape == (len(batch), 2, 32, 32)
+        for tile, offset in zip(tiles, batch.offsets, strict=True):
+            assert np.array_equal(tile, data[:, :, offset : offset + 32])
+    assert np.shares_memory(even.host(), data)
+    assert not np.shares_memory(edge.host(), data)
+    assert np.shares_memory(TileBatch(strip, [118], 32).host(), data)  # one tile: a view
+
+
+def test_tiles_without_a_valid_pixel_are_found_from_the_column_index() -> None:
+    mask = np.zeros((16, 100), bool)
+    mask[3, 39] = True  # only the tiles covering column 39
+    mask[15, 99] = True  # and the last column
+    strip = strip_of(np.zeros((1, 16, 100), np.float32), mask)
+    offsets = [0, 12, 24, 36, 48, 60, 72, 84]
+    expected = [i for i, o in enumerate(offsets) if mask[:, o : o + 16].any()]
+    assert list(TileBatch(strip, offsets, 16).any_valid()) == expected == [2, 3, 7]
+    assert list(TileBatch(strip, offsets, 16).subset(np.array([3, 7])).offsets) == [36, 84]
+
+
+def test_pool_makes_at_most_its_capacity_and_reuses_released_buffers() -> None:
+    pool = StripPool(2, 8, 20, capacity=2)
+    first, second = pool.take(), pool.take()
+    assert first.data.shape == (2, 8, 20) and first.mask.shape == (8, 20)
+    first.release()
+    assert pool.take() is first
+    second.release()
+    assert pool.take() is second
+
+
+def read_all(
+    reader: SceneReader, rows: list[int], width: int, *, carry: bool, buffers: int = 2
+) -> list:
+    """Every strip of the scene, read one after the other into ``buffers`` buffers in
+    turn (one: the strip before is overwritten by the next), sharing rows with the strip
+    before when ``carry``."""
+    pool = [reader.strip_buffers(0, width) for _ in range(buffers)]
+    strips, previous = [], None
+    for i, row in enumerate(rows):
+        data, mask = reader.read_strip(row, 0, width, out=pool[i % buffers], carry=previous)
+        strips.append((data.copy(), mask.copy()))
+        previous = (data, mask, row) if carry else None
+    return strips
+
+
+@pytest.mark.parametrize(
+    ("scene", "tile", "stride"),
+    [("nigeria", 96, 64), ("nigeria", 64, 20), ("landsat", 64, 48), ("landsat_nodata", 48, 40)],
+)
+def test_rows_shared_with_the_strip_before_equal_a_fresh_read(
+    tmp_path: Path, scene: str, tile: int, stride: int
+) -> None:
+    """NaN pixels, stride below the overlap, integer data with a nodata value."""
+    if scene == "nigeria":
+        path, mean, std = NIGERIA, [-11.0, -18.0], [4.0, 5.0]
+    else:
+        extra = {"nodata": 0} if scene == "landsat_nodata" else {}
+        path = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, 130, 203, **extra)
+        mean, std = [9000.0, 8500.0, 8000.0], [1500.0] * 3
+    with rasterio.open(path) as ds:
+        height, width, count = ds.height, ds.width, ds.count
+    reader = SceneReader(path, list(range(1, count + 1)), mean, std, tile)
+    rows = tile_starts(height, tile, stride)
+    fresh = read_all(reader, rows, width, carry=False)
+    for buffers in (1, 2):
+        shared = read_all(reader, rows, width, carry=True, buffers=buffers)
+        for (a, a_mask), (b, b_mask) in zip(fresh, shared, strict=True):
+            assert np.array_equal(a, b) and np.array_equal(a_mask, b_mask)
+    reader.close()
+
+
+def tiny_models() -> list[tuple[str, torch.nn.Module, list[str]]]:
+    from eofm.backbones.manifest import ViTConfig
+    from eofm.backbones.scalemae import ScaleMAEEncoder
+    from eofm.models.segmentation import build_segmentation_model
+    from eofm.recipe import load_recipe
+
+    def segmentation(backbone: str, decoder: str) -> torch.nn.Module:
+        recipe = load_recipe(
+            {
+                "backbone": {"name": backbone, "pretrained": False},
+                "decoder": {"name": decoder, "channels": 16},
+                "adapter": {"mode": "full"},
+            }
+        )
+        return build_segmentation_model(recipe, num_classes=3, data_bands=["VV", "VH"])
+
+    config = ViTConfig(img_size=32, in_chans=2, embed_dim=32, depth=2, num_heads=2)
+    return [
+        ("prithvi tl + upernet", segmentation("prithvi_eo_v2_tiny_tl", "upernet"), ["VV", "VH"]),
+        ("timm resnet18 + unet", segmentation("timm:resnet18", "unet"), ["VV", "VH"]),
+        ("scale-mae encoder", ScaleMAEEncoder(config), ["VV", "VH"]),
+    ]
+
+
+def test_our_models_read_a_strided_view_exactly_as_a_copy() -> None:
+    """What lets the CPU path hand tiles over as views of the strip, uncopied."""
+    torch.manual_seed(0)
+    data = torch.randn(2, 32, 32 * 5).numpy()
+    batch = TileBatch(strip_of(data), [0, 24, 48, 72], 32)
+    view = torch.from_numpy(batch.host())
+    assert not view.is_contiguous()
+    for name, model, _ in tiny_models():
+        model.eval()
+        with torch.inference_mode():
+            strided, copied = model(view), model(view.contiguous())
+        strided = strided if isinstance(strided, torch.Tensor) else strided[0][-1]
+        copied = copied if isinstance(copied, torch.Tensor) else copied[0][-1]
+        assert torch.equal(strided, copied), name
+        assert np.array_equal(
+            batch.host(), np.stack([data[:, :, o : o + 32] for o in batch.offsets])
+        )
