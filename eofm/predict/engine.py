@@ -459,8 +459,8 @@ class Predictor:
 
         def read(row: int) -> list[tuple]:
             started = clock()
-            if not hasattr(local, "reader"):
-                local.reader = reader.reopen()
+            if not hasattr(local, "reader"):  # one reading thread reads through `reader`
+                local.reader = reader.reopen() if workers > 1 else reader
                 with lock:
                     opened.append(local.reader)
             buffer = pool.take()
@@ -477,7 +477,8 @@ class Predictor:
                 yield from items
         finally:
             for each in opened:
-                each.close()
+                if each is not reader:
+                    each.close()
 
     def _strip_batches(
         self,
