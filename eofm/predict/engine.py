@@ -1,10 +1,11 @@
 """Streaming sliding-window inference over GeoTIFF scenes of any size.
 
-Memory is bounded by one strip of tiles, never by the scene. Three stages run at once,
-each in its own thread, joined by bounded queues (``stages``):
+Memory is bounded by a few strips of tiles, never by the scene. Three stages run at
+once, each in its own thread, joined by bounded queues (``stages``):
 
-1. read: one rasterio read per strip of tiles (not per tile), validity and normalisation
-   on the whole strip, tiles cut from it into batches;
+1. read: one rasterio read per strip of tiles (not per tile) into a pooled buffer, the
+   rows shared with the strip before copied rather than read again, validity and
+   normalisation on the whole strip; batches are views of it (``strips``);
 2. model: batches predicted under ``torch.inference_mode`` on the chosen device (pinned
    host memory and non-blocking copies on CUDA, autocast in the chosen precision),
    softmax, and the blending weights applied there;
