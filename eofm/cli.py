@@ -43,9 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fine-tune a model from a recipe")
     fit.add_argument("recipe", help="recipe file, or the name of a shipped recipe")
-    fit.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="dotted overrides (YAML values)"
-    )
+    _overrides_argument(fit, help="dotted overrides (YAML values)")
     fit.add_argument("--run-dir", type=Path, help="output folder (default: runs/<name>-<time>)")
     fit.add_argument(
         "--allow-random-init",
@@ -57,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "test", help="evaluate a run (or a published hf:// model) on a test split"
     )
     test.add_argument("run_dir", help="a run dir written by 'eofm fit', or hf://ORG/NAME[@REV]")
-    test.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
-    )
+    _overrides_argument(test)
     test.add_argument(
         "--checkpoint",
         choices=("best", "last"),
@@ -141,9 +137,7 @@ def _parser() -> argparse.ArgumentParser:
         "predict, test and publish use it)",
     )
     calibrate.add_argument("run_dir", help="a run dir written by 'eofm fit'")
-    calibrate.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
-    )
+    _overrides_argument(calibrate)
     calibrate.add_argument(
         "--checkpoint", choices=("best", "last"), help="which checkpoint (default: best, else last)"
     )
@@ -154,9 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         "task.climatology=FILE)",
     )
     climatology.add_argument("recipe", help="recipe file, shipped recipe name, or a run dir")
-    climatology.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. data.root=..."
-    )
+    _overrides_argument(climatology)
     climatology.add_argument("--out", type=Path, required=True, help="NetCDF file to write")
 
     report = sub.add_parser(
@@ -166,6 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
     report.add_argument("--output", type=Path, help="where to write it (default RUN/report.html)")
     return parser
+
+
+def _overrides_argument(
+    parser: argparse.ArgumentParser, help: str = "dotted overrides, e.g. data.root=..."
+) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=help)
 
 
 def _streaming_options(parser: argparse.ArgumentParser) -> None:

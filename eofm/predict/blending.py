@@ -120,9 +120,9 @@ class BandBlender:
 
         ``finish(channels, valid, first, total)`` gets the blended channels ``(C, m, w)``
         float32 and the validity ``(m, w)`` of ``m`` rows from row ``first`` of the
-        ``total`` rows, over the band's own columns, a few rows at a time: each chunk is normalised and
-        turned into products while it is still in cache. ``channels`` is a scratch
-        buffer, overwritten by the next chunk."""
+        ``total`` rows, over the band's own columns, a few rows at a time: each chunk is
+        normalised and turned into products while it is still in cache. ``channels`` is a
+        scratch buffer, overwritten by the next chunk."""
         if self.rows[self._next_strip] != row:
             raise ValueError(f"strip {row} completed out of order")
         self._next_strip += 1

@@ -52,6 +52,12 @@ def product_bands(kind: str, num_classes: int) -> int:
     return num_classes if kind == "probabilities" else 1
 
 
+def empty_block(kind: str, num_classes: int, rows: int, width: int) -> np.ndarray:
+    """An uninitialised ``(bands, rows, width)`` block of ``kind`` in its file's dtype."""
+    dtype = np.uint8 if kind == "classes" else np.float32
+    return np.empty((product_bands(kind, num_classes), rows, width), dtype)
+
+
 def product_block(
     kind: str,
     channels: np.ndarray,
@@ -62,8 +68,7 @@ def product_block(
     """The ``(bands, n, w)`` block of ``kind`` from blended ``channels (C, n, w)``, into
     ``out`` when given."""
     if out is None:
-        dtype = np.uint8 if kind == "classes" else np.float32
-        out = np.empty((product_bands(kind, num_classes), *valid.shape), dtype)
+        out = empty_block(kind, num_classes, *valid.shape)
     invalid = ~valid
     probs = channels[:num_classes]
     if kind == "classes":
@@ -93,10 +98,8 @@ class ProductRows:
 
     def __call__(self, channels: np.ndarray, valid: np.ndarray, first: int, total: int) -> None:
         if not self.blocks:
-            for kind in self.kinds:
-                dtype = np.uint8 if kind == "classes" else np.float32
-                shape = (product_bands(kind, self.num_classes), total, valid.shape[1])
-                self.blocks[kind] = np.empty(shape, dtype)
+            width = valid.shape[1]
+            self.blocks = {k: empty_block(k, self.num_classes, total, width) for k in self.kinds}
         for kind, block in self.blocks.items():
             rows = block[:, first : first + len(valid)]
             product_block(kind, channels, valid, self.num_classes, out=rows)

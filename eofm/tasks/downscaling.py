@@ -21,7 +21,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from eofm.tasks.base import StageTask
-from eofm.tasks.regression import LatWeightedScores, latitude_weights, masked_mse
+from eofm.tasks.regression import GriddedTargets, LatWeightedScores, masked_mse
 
 
 def radial_power(fields: torch.Tensor) -> torch.Tensor:
@@ -102,7 +102,7 @@ class DownscalingScores(Metric):
         return scores
 
 
-class DownscalingTask(StageTask):
+class DownscalingTask(GriddedTargets, StageTask):
     """Train, validate and test a :class:`~eofm.models.downscaling.DownscalingModel`."""
 
     def __init__(
@@ -121,9 +121,7 @@ class DownscalingTask(StageTask):
         self.targets = list(targets)
         self.factor = factor
         self.thresholds = {k: list(v) for k, v in (thresholds or {}).items()}
-        self.register_buffer("mean", torch.tensor(target_mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(target_std).view(1, -1, 1, 1), persistent=False)
-        self.lat_weights = latitude_weights(lat)
+        self.set_gridded_targets(target_mean, target_std, lat)
         self.setup_metrics()
 
     def make_metrics(self) -> nn.ModuleDict:

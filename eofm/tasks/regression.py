@@ -71,7 +71,20 @@ class LatWeightedScores(Metric):
         return scores
 
 
-class RegressionTask(StageTask):
+class GriddedTargets:
+    """Targets on a latitude-longitude grid: their normalisation, as ``(1, V, 1, 1)``
+    buffers, and the cos-latitude weights of the scores."""
+
+    def set_gridded_targets(
+        self, target_mean: Sequence[float], target_std: Sequence[float], lat: torch.Tensor
+    ) -> None:
+        shape = (1, -1, 1, 1)
+        self.register_buffer("mean", torch.tensor(target_mean).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(target_std).view(shape), persistent=False)
+        self.lat_weights = latitude_weights(lat)
+
+
+class RegressionTask(GriddedTargets, StageTask):
     """Train, validate and test a :class:`~eofm.models.latent_regression.LatentRegressionModel`.
 
     Batches carry ``inputs`` (an Aurora batch) or, from the latent cache, ``latent``;
@@ -91,9 +104,7 @@ class RegressionTask(StageTask):
     ) -> None:
         super().__init__(model, **optimizer)
         self.targets = list(targets)
-        self.register_buffer("mean", torch.tensor(target_mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(target_std).view(1, -1, 1, 1), persistent=False)
-        self.lat_weights = latitude_weights(lat)
+        self.set_gridded_targets(target_mean, target_std, lat)
         self.climatology = climatology
         self.setup_metrics()
 
