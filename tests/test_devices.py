@@ -149,7 +149,7 @@ def test_auto_workers_follow_the_cores(monkeypatch) -> None:
 
 
 def test_trainer_precision_auto_is_fp32_on_cpu() -> None:
-    from eofm.train.trainer import resolve_trainer_precision
+    from eofm.train.precision import resolve_trainer_precision
 
     assert resolve_trainer_precision("auto", "cpu") == "32-true"
     assert resolve_trainer_precision("bf16-mixed", "gpu") == "bf16-mixed"

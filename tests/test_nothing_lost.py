@@ -135,6 +135,43 @@ def test_resume_keeps_the_csv_log_and_the_metrics(flood_root: Path, tmp_path: Pa
     assert csv_log.read_text().splitlines()[: len(rows)] == rows
 
 
+def test_a_run_dir_of_an_earlier_release_resumes(flood_root: Path, tmp_path: Path, capsys) -> None:
+    """Releases before ``trainer.precision: auto`` and ``data.num_workers: auto`` wrote
+    ``32-true`` and ``0`` (and no ``trainer.compile``): the same recipe still resumes.
+    Settings that change what is trained are still refused, by name."""
+    import yaml
+
+    run = tmp_path / "run"
+    args = [
+        "fit",
+        "demo",
+        *overrides(flood_root, **{"trainer.max_epochs": 1}),
+        "--run-dir",
+        str(run),
+    ]
+    assert main(args) == 0
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert saved["trainer"]["precision"] == "32-true"  # what it trained at, not "auto"
+    older = dict(saved, data=dict(saved["data"], num_workers=0))
+    older["trainer"] = {k: v for k, v in saved["trainer"].items() if k != "compile"}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(older, sort_keys=False))
+    capsys.readouterr()
+    assert main([*args, "data.num_workers=auto", "trainer.precision=32"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+
+    recipe = (run / "recipe.yaml").read_text()
+    assert main([*args, "optimizer.lr=0.5"]) == 1
+    err = capsys.readouterr().err
+    assert "different recipe" in err and "optimizer.lr" in err and "Traceback" not in err
+    bf16 = yaml.safe_load(recipe)
+    bf16["trainer"]["precision"] = "bf16-mixed"
+    (run / "recipe.yaml").write_text(yaml.safe_dump(bf16, sort_keys=False))
+    assert main(args) == 1  # this machine trains at 32-true: said, with the way to resume
+    err = capsys.readouterr().err
+    assert "trainer.precision=bf16-mixed" in err
+    assert yaml.safe_load((run / "recipe.yaml").read_text()) == bf16  # left as it was
+
+
 # 4. publish leaks no path of the machine -------------------------------------------------
 
 

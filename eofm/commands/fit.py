@@ -23,6 +23,7 @@ from eofm.train.rundir import (
     relative_to,
     scalar,
     with_absolute_paths,
+    with_resolved_precision,
     write_json,
     write_text_atomic,
 )
@@ -49,7 +50,7 @@ def fit(
     Everything that can fail on bad input runs before the run dir is written, and a run
     that fails before its first checkpoint leaves no run dir behind.
     """
-    recipe = with_absolute_paths(recipe)
+    recipe = with_resolved_precision(with_absolute_paths(recipe))
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     resume = check_run_dir(run_dir, recipe)
     fresh = not run_dir.exists()

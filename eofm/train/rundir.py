@@ -25,6 +25,7 @@ from typing import Any
 from eofm.checkpoint_format import BASE_KEY
 from eofm.errors import EofmError
 from eofm.recipe import Recipe, load_recipe
+from eofm.train.precision import full_precision_name, resolve_trainer_precision
 
 RECIPE_FILE = "recipe.yaml"
 MODEL_FILE = "model.json"
@@ -89,12 +90,57 @@ def check_run_dir(run_dir: Path, recipe: Recipe) -> bool:
                 f"Run dir {run_dir} is not empty and holds no {RECIPE_FILE}; choose a new --run-dir."
             )
         return False
-    if with_absolute_paths(load_recipe(saved, saved=True)).to_dict() != recipe.to_dict():
+    before = resume_identity(with_absolute_paths(load_recipe(saved, saved=True)))
+    now = resume_identity(recipe)
+    changed = [key for key in {**before, **now} if before.get(key) != now.get(key)]
+    if changed:
+        shown = "; ".join(f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in changed[:3])
+        more = f"; and {len(changed) - 3} more" if len(changed) > 3 else ""
+        hint = (
+            f" (the run trained at trainer.precision={before['trainer.precision']}: pass that "
+            "to resume it)"
+            if changed == ["trainer.precision"]
+            else ""
+        )
         raise EofmError(
-            f"Run dir {run_dir} holds a different recipe ({saved}); choose a new --run-dir "
-            "or rerun with the same recipe and overrides to resume."
+            f"Run dir {run_dir} holds a different recipe ({saved}: {shown}{more}); choose a "
+            f"new --run-dir or rerun with the same recipe and overrides to resume{hint}."
         )
     return (run_dir / CHECKPOINT_DIR / "last.ckpt").exists()
+
+
+#: Keys that change how a run executes, not what it trains: a run dir resumes when only
+#: these differ (another machine's worker count, or a later release's defaults for them).
+RUNTIME_ONLY = ("data.num_workers", "trainer.compile", "trainer.enable_progress_bar")
+
+
+def with_resolved_precision(recipe: Recipe) -> Recipe:
+    """``recipe`` with ``trainer.precision: auto`` replaced by what it means on this
+    machine, so that the run dir records the precision the run really trains at."""
+    trainer = recipe.trainer
+    precision = full_precision_name(
+        resolve_trainer_precision(trainer.precision, trainer.accelerator)
+    )
+    return dataclasses.replace(recipe, trainer=dataclasses.replace(trainer, precision=precision))
+
+
+def resume_identity(recipe: Recipe) -> dict[str, Any]:
+    """What must match for a run dir to resume: the recipe's values by dotted key, less
+    the runtime-only ones, with the precision by its full name (a saved ``auto``, which
+    the last releases wrote, taken as this machine resolves it)."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = value
+
+    walk("", with_resolved_precision(recipe).to_dict())
+    for key in RUNTIME_ONLY:
+        flat.pop(key, None)
+    return flat
 
 
 def load_run_recipe(run_dir: Path, overrides: Iterable[str] = ()) -> Recipe:

@@ -8,6 +8,7 @@ from typing import Any
 
 from eofm.errors import EofmError
 from eofm.recipe import Recipe
+from eofm.train.precision import resolve_trainer_precision
 
 
 def build_trainer(
@@ -29,19 +30,6 @@ def build_trainer(
         logger=loggers,
         enable_model_summary=False,
     )
-
-
-def resolve_trainer_precision(precision: int | str, accelerator: str) -> int | str:
-    """``auto``: bf16 mixed precision on a CUDA GPU that supports it, else full fp32."""
-    if precision != "auto":
-        return precision
-    if accelerator == "cpu":
-        return "32-true"
-    import torch
-
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "32-true"
 
 
 def compile_model(model: Any, setting: bool | str) -> None:

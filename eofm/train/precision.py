@@ -1,0 +1,26 @@
+"""``trainer.precision``: what ``auto`` means on this machine, and Lightning's full names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Lightning's short precision names and the full ones they stand for.
+PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+
+
+def resolve_trainer_precision(precision: int | str, accelerator: str) -> int | str:
+    """``auto``: bf16 mixed precision on a CUDA GPU that supports it, else full fp32."""
+    if precision != "auto":
+        return precision
+    if accelerator == "cpu":
+        return "32-true"
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def full_precision_name(precision: Any) -> str:
+    """``precision`` by its full Lightning name (``32`` and ``"32-true"`` alike)."""
+    return PRECISION_ALIASES.get(str(precision), str(precision))
