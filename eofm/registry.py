@@ -77,28 +77,14 @@ class Registry:
 def _build() -> Registry:
     reg = Registry()
     # Backbones: one entry per manifest (facts of the official releases).
-    for manifest in load_target("eofm.backbones.manifest:PRITHVI_MANIFESTS"):
-        reg.add(
-            "backbone", manifest.name, "eofm.backbones.prithvi:PrithviEncoder", manifest=manifest
-        )
-    for manifest in load_target("eofm.backbones.manifest:SCALEMAE_MANIFESTS"):
-        reg.add(
-            "backbone", manifest.name, "eofm.backbones.scalemae:ScaleMAEEncoder", manifest=manifest
-        )
-    for manifest in load_target("eofm.backbones.manifest:AURORA_MANIFESTS"):
-        reg.add(
-            "backbone",
-            manifest.name,
-            "eofm.backbones.aurora:AuroraLatentBackbone",
-            manifest=manifest,
-        )
-    for manifest in load_target("eofm.backbones.manifest:WXC_MANIFESTS"):
-        reg.add(
-            "backbone",
-            manifest.name,
-            "eofm.backbones.prithvi_wxc:WxCLatentBackbone",
-            manifest=manifest,
-        )
+    for manifests, encoder in (
+        ("PRITHVI_MANIFESTS", "eofm.backbones.prithvi:PrithviEncoder"),
+        ("SCALEMAE_MANIFESTS", "eofm.backbones.scalemae:ScaleMAEEncoder"),
+        ("AURORA_MANIFESTS", "eofm.backbones.aurora:AuroraLatentBackbone"),
+        ("WXC_MANIFESTS", "eofm.backbones.prithvi_wxc:WxCLatentBackbone"),
+    ):
+        for manifest in load_target(f"eofm.backbones.manifest:{manifests}"):
+            reg.add("backbone", manifest.name, encoder, manifest=manifest)
     # Decoders: every class takes (in_channels, channels, *, patch_size, **options).
     reg.add("decoder", "progressive", "eofm.decoders.progressive:ProgressiveDecoder", input="maps")
     reg.add("decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", input="maps")

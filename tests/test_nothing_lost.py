@@ -24,22 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 NIGERIA = SHARED / "S1Hand" / "Nigeria_812045_S1Hand.tif"
 
 
+def one_epoch_fit(flood_root: Path, run: Path) -> list[str]:
+    """The arguments of a one-epoch ``eofm fit demo`` on the flood chips into ``run``."""
+    return [
+        "fit",
+        "demo",
+        *overrides(flood_root, **{"trainer.max_epochs": 1}),
+        "--run-dir",
+        str(run),
+    ]
+
+
 @pytest.fixture(scope="module")
 def fitted(flood_root: Path, tmp_path_factory) -> Path:
     """A run trained by ``eofm fit`` (so model.json has the training data's range)."""
     run = tmp_path_factory.mktemp("fitted") / "run"
-    assert (
-        main(
-            [
-                "fit",
-                "demo",
-                *overrides(flood_root, **{"trainer.max_epochs": 1}),
-                "--run-dir",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main(one_epoch_fit(flood_root, run)) == 0
     return run
 
 
@@ -112,13 +112,7 @@ def test_rerun_completes_a_scene_whose_quicklook_and_vector_are_missing(
 
 def test_resume_keeps_the_csv_log_and_the_metrics(flood_root: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
-    args = [
-        "fit",
-        "demo",
-        *overrides(flood_root, **{"trainer.max_epochs": 1}),
-        "--run-dir",
-        str(run),
-    ]
+    args = one_epoch_fit(flood_root, run)
     assert main(args) == 0
     csv_log = run / "logs" / "csv" / "metrics.csv"
     rows = csv_log.read_text().splitlines()
@@ -142,13 +136,7 @@ def test_a_run_dir_of_an_earlier_release_resumes(flood_root: Path, tmp_path: Pat
     import yaml
 
     run = tmp_path / "run"
-    args = [
-        "fit",
-        "demo",
-        *overrides(flood_root, **{"trainer.max_epochs": 1}),
-        "--run-dir",
-        str(run),
-    ]
+    args = one_epoch_fit(flood_root, run)
     assert main(args) == 0
     saved = yaml.safe_load((run / "recipe.yaml").read_text())
     assert saved["trainer"]["precision"] == "32-true"  # what it trained at, not "auto"
@@ -296,13 +284,7 @@ def test_a_fit_that_fails_leaves_no_run_dir_blocking_the_rerun(
         raise EofmError("the data went away mid-run")
 
     monkeypatch.setattr(L.Trainer, "fit", broken_fit)
-    args = [
-        "fit",
-        "demo",
-        *overrides(flood_root, **{"trainer.max_epochs": 1}),
-        "--run-dir",
-        str(run),
-    ]
+    args = one_epoch_fit(flood_root, run)
     assert main(args) == 1
     assert not run.exists()
     monkeypatch.undo()

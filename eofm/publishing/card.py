@@ -76,12 +76,7 @@ def render_segmentation_card(
             zip(config["bands"], config["mean"], config["std"], strict=True), 1
         )
     )
-    adapter = config["adapter"]
-    adapter_text = {
-        "frozen": "backbone frozen",
-        "full": "full fine-tuning",
-        "lora": f"LoRA rank {adapter['rank']}, alpha {adapter['alpha']}{' (DoRA)' if adapter['dora'] else ''}",
-    }[adapter["mode"]]
+    adapter_text = _adapter_text(config["adapter"], frozen="backbone frozen")
     split = recipe.data.split_csv
     split_text = (
         f"official split files {', '.join(f'{k}: `{v}`' for k, v in split.items())}."
@@ -125,6 +120,15 @@ def render_segmentation_card(
             "for research and for screening that a person reviews."
         ),
     )
+
+
+def _adapter_text(adapter: dict, *, frozen: str) -> str:
+    """How the backbone was adapted, in the card's words (LoRA: Hu et al., ICLR 2022;
+    DoRA: Liu et al., ICML 2024)."""
+    if adapter["mode"] == "lora":
+        dora = " (DoRA)" if adapter.get("dora") else ""
+        return f"LoRA rank {adapter['rank']}, alpha {adapter['alpha']}{dora}"
+    return {"frozen": frozen, "full": "full fine-tuning"}[adapter["mode"]]
 
 
 def _evaluation_table(metrics: dict | None, repo_id: str, what: str) -> tuple[str, list]:
@@ -208,12 +212,9 @@ def render_weather_card(
     )
     timing = config.get("timing") or {}
     inputs = config.get("inputs") or {}
-    adapter = config["adapter"]
-    adapter_text = {
-        "frozen": "backbone frozen (lightweight decoders on its latent)",
-        "full": "full fine-tuning",
-        "lora": f"LoRA rank {adapter['rank']}, alpha {adapter['alpha']}",
-    }[adapter["mode"]]
+    adapter_text = _adapter_text(
+        config["adapter"], frozen="backbone frozen (lightweight decoders on its latent)"
+    )
     template = Template((resource_dir("hub") / "weather_model_card.md").read_text("utf-8"))
     fractions = recipe.data.split_fractions
     return template.substitute(
