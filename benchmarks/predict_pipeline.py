@@ -13,7 +13,8 @@ Each measurement runs in its own process, pinned to 1, 2 or all cores, with one 
 thread (a GPU run needs none on the host), for each count of reading threads
 (``--workers``; older checkouts have one). Printed: median MP/s, the median CPU seconds
 of each stage's threads (the final COG copy, on GDAL's threads, in wall seconds) and the
-peak RSS; then peak RSS against scene size (it must stay flat).
+peak RSS; then peak RSS against scene size (it must stay flat). The slowest and fastest
+runs are printed beside the median: on a shared machine they can differ by a third.
 
 MP/s is the pipeline's steady rate: each process first predicts a small scene
 (``WARMUP_SIZE``), which imports rasterio and registers GDAL's drivers, once per process
@@ -139,8 +140,13 @@ def run(pythonpath: Path, scene: Path, cores: int, workers: int = 1) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def summarise(results: list[dict], pixels: int) -> tuple[float, float, dict, float]:
-    mps = statistics.median(pixels / 1e6 / r["seconds"] for r in results)
+def summarise(
+    results: list[dict], pixels: int
+) -> tuple[tuple[float, float, float], float, dict, float]:
+    """(min, median, max) MP/s, then the medians of the first scene's seconds and of each
+    stage's CPU seconds, and the peak RSS."""
+    rates = [pixels / 1e6 / r["seconds"] for r in results]
+    mps = (min(rates), statistics.median(rates), max(rates))
     first = statistics.median(r["first_seconds"] for r in results)
     stages = {
         k: statistics.median(r["stages"].get(k, 0.0) for r in results) for k in results[0]["stages"]
@@ -183,12 +189,15 @@ def main() -> None:
         for name, _, _ in variants:
             rows.append((name, cores, *summarise(runs[name], pixels)))
     print(
-        f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'first':>6} {'peak RSS':>9}  "
-        "CPU seconds per stage"
+        f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'min-max':>11} {'first':>6} "
+        f"{'peak RSS':>9}  CPU seconds per stage"
     )
-    for name, cores, mps, first, stages, rss in rows:
+    for name, cores, (low, mps, high), first, stages, rss in rows:
         split = ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) or "(not recorded)"
-        print(f"{name:<9} {cores:>5} {mps:>7.1f} {first:>5.2f}s {rss:>7.0f} MB  {split}")
+        spread = f"{low:.1f}-{high:.1f}"
+        print(
+            f"{name:<9} {cores:>5} {mps:>7.1f} {spread:>11} {first:>5.2f}s {rss:>7.0f} MB  {split}"
+        )
     print("\npeak RSS against scene size (eofm, all cores):")
     for size in (int(s) for s in args.rss_sizes.split(",")):
         result = run(ROOT, make_scene(size), available)
