@@ -1,6 +1,6 @@
 """Streaming sliding-window inference over GeoTIFF scenes of any size.
 
-Memory is bounded by a few strips of tiles, never by the scene. Three stages run at
+Memory is bounded by a few strips of tiles, never by the scene. Four stages run at
 once, each in its own thread, joined by bounded queues (``stages``):
 
 1. read: one rasterio read per strip of tiles (not per tile) into a pooled buffer, the
@@ -9,10 +9,11 @@ once, each in its own thread, joined by bounded queues (``stages``):
 2. model: batches predicted under ``torch.inference_mode`` on the chosen device (pinned
    host memory and non-blocking copies on CUDA, autocast in the chosen precision),
    softmax, and the blending weights applied there;
-3. blend and write: weighted probabilities blended into finished rows (``blending``),
-   written into a tiled GeoTIFF with the COG's overview pixels taken on the way
-   (``overviews``), and finally laid out as a Cloud-Optimized GeoTIFF with every core
-   compressing.
+3. blend: weighted probabilities blended into finished rows, made into the products'
+   blocks (``blending``, ``products``);
+4. write: the blocks written into a tiled GeoTIFF with the COG's overview pixels taken
+   on the way (``overviews``); finally laid out as a Cloud-Optimized GeoTIFF with every
+   core compressing.
 
 Each stage keeps the order of the serial algorithm, so the output is byte for byte the
 same. Every output is written under a temporary name and renamed when complete.
@@ -409,7 +410,17 @@ class Predictor:
         timings, x0 = self.timings, blender.left + blender.inner.start
         classes = self.num_classes
 
-        def blend_and_write(item) -> None:
+        def write(finished: tuple[int, dict[str, np.ndarray]]) -> None:
+            top, blocks = finished
+            started = clock()
+            for kind, block in blocks.items():
+                out, pyramid = sinks[kind]
+                out.write(block, window=Window(x0, top, block.shape[-1], block.shape[-2]))
+                if pyramid:
+                    pyramid.add(block, top, x0)
+            timings.add("write", started)
+
+        def blend(item, write_behind) -> None:
             row, positions, weighted, strip_mask = item
             started = clock()
             for position, probs in zip(positions, weighted, strict=True):
@@ -423,20 +434,17 @@ class Predictor:
             products = ProductRows(list(sinks), classes)
             finished = blender.end_strip(row, products)
             timings.add("blend", started)
-            if finished is None:
-                return
-            top = finished[0]
-            started = clock()
-            for kind, block in products.blocks.items():
-                out, pyramid = sinks[kind]
-                out.write(block, window=Window(x0, top, block.shape[-1], block.shape[-2]))
-                if pyramid:
-                    pyramid.add(block, top, x0)
-            timings.add("write", started)
+            if finished is not None:
+                write_behind((finished[0], products.blocks))
 
-        with consumer_thread(blend_and_write) as blend:
+        # blending runs behind the model, and writing behind blending (the blend thread
+        # sets the pace otherwise: the model's thread waited a third of a second on it)
+        with (
+            consumer_thread(write, depth=2) as write_behind,
+            consumer_thread(lambda item: blend(item, write_behind)) as blend_behind,
+        ):
             for item in self._predicted(self._batches(reader, blender.rows, blender.cols)):
-                blend(item)
+                blend_behind(item)
 
     def _batches(self, reader: SceneReader, rows: list[int], cols: list[int]) -> Iterator:
         """Yield ``(row or None, positions, tiles, coords, strip mask or None)`` per batch,
