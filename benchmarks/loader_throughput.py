@@ -14,12 +14,10 @@ cropped in memory; this release reads only the crop window).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from _child import child_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "sen1floods11"
@@ -66,18 +64,8 @@ def s2_root() -> Path:
 
 
 def measure(pythonpath: Path, root: Path, bands: list[str], workers: int) -> float:
-    env = dict(os.environ, PYTHONPATH=str(pythonpath))
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root), ",".join(bands), str(workers)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=CACHE,
-        check=False,
-    )
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])["chips_per_s"]
+    args = [str(root), ",".join(bands), str(workers)]
+    return child_json(CHILD, args, pythonpath, cwd=CACHE)["chips_per_s"]
 
 
 def main() -> None:

@@ -13,11 +13,9 @@ several reading threads, vectors, entropy and test-time augmentation.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from _child import child_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGERIA = ROOT.parent / "shared" / "data" / "sen1floods11" / "S1Hand" / "Nigeria_812045_S1Hand.tif"
@@ -92,19 +90,9 @@ print(json.dumps(digests))
 
 
 def digests(checkout: Path, out: Path) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(checkout), HF_HUB_OFFLINE="1")
     generated = CACHE / "identity_nan_scene.tif"
     CACHE.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), str(NIGERIA), str(generated)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return child_json(CHILD, [str(out), str(NIGERIA), str(generated)], checkout)
 
 
 def main() -> None:

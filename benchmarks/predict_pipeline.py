@@ -24,12 +24,11 @@ whatever the number of scenes; that first scene's seconds are printed as ``first
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from _child import child_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path("/tmp/eofm-bench")
@@ -126,18 +125,8 @@ def make_scene(size: int) -> Path:
 def run(pythonpath: Path, scene: Path, cores: int, workers: int = 1) -> dict:
     out = CACHE / f"out-{os.getpid()}"
     warmup = make_scene(WARMUP_SIZE)
-    env = dict(os.environ, PYTHONPATH=str(pythonpath), HF_HUB_OFFLINE="1")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(scene), str(out), str(cores), str(workers), str(warmup)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        cwd=CACHE,
-    )
-    if proc.returncode:
-        raise SystemExit(proc.stderr[-3000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    args = [str(scene), str(out), str(cores), str(workers), str(warmup)]
+    return child_json(CHILD, args, pythonpath, cwd=CACHE)
 
 
 def summarise(
