@@ -420,7 +420,7 @@ class Predictor:
                     pyramid.add(block, top, x0)
             timings.add("write", started)
 
-        def blend(item, write_behind) -> None:
+        def blend(item) -> None:  # writes behind through `write_behind`, bound below
             row, positions, weighted, strip_mask = item
             started = clock()
             for position, probs in zip(positions, weighted, strict=True):
@@ -441,7 +441,7 @@ class Predictor:
         # sets the pace otherwise: the model's thread waited a third of a second on it)
         with (
             consumer_thread(write, depth=2) as write_behind,
-            consumer_thread(lambda item: blend(item, write_behind)) as blend_behind,
+            consumer_thread(blend) as blend_behind,
         ):
             for item in self._predicted(self._batches(reader, blender.rows, blender.cols)):
                 blend_behind(item)
