@@ -12,6 +12,7 @@ from typing import Any
 from eofm.errors import EofmError
 from eofm.families.base import TaskFamily, family_of
 from eofm.recipe import Recipe, dump_recipe
+from eofm.train.precision import with_resolved_precision
 from eofm.train.rundir import (
     CHECKPOINT_DIR,
     METRICS_FILE,
@@ -23,7 +24,6 @@ from eofm.train.rundir import (
     relative_to,
     scalar,
     with_absolute_paths,
-    with_resolved_precision,
     write_json,
     write_text_atomic,
 )

@@ -25,7 +25,7 @@ from typing import Any
 from eofm.checkpoint_format import BASE_KEY
 from eofm.errors import EofmError
 from eofm.recipe import Recipe, load_recipe
-from eofm.train.precision import full_precision_name, resolve_trainer_precision
+from eofm.train.precision import with_resolved_precision
 
 RECIPE_FILE = "recipe.yaml"
 MODEL_FILE = "model.json"
@@ -112,16 +112,6 @@ def check_run_dir(run_dir: Path, recipe: Recipe) -> bool:
 #: Keys that change how a run executes, not what it trains: a run dir resumes when only
 #: these differ (another machine's worker count, or a later release's defaults for them).
 RUNTIME_ONLY = ("data.num_workers", "trainer.compile", "trainer.enable_progress_bar")
-
-
-def with_resolved_precision(recipe: Recipe) -> Recipe:
-    """``recipe`` with ``trainer.precision: auto`` replaced by what it means on this
-    machine, so that the run dir records the precision the run really trains at."""
-    trainer = recipe.trainer
-    precision = full_precision_name(
-        resolve_trainer_precision(trainer.precision, trainer.accelerator)
-    )
-    return dataclasses.replace(recipe, trainer=dataclasses.replace(trainer, precision=precision))
 
 
 def resume_identity(recipe: Recipe) -> dict[str, Any]:
