@@ -8,6 +8,12 @@ pipeline sets the speed (issue 10). The scene is a generated 2-band float32 GeoT
 
     python benchmarks/predict_pipeline.py [--size 8192] [--repeats 5] [--workers 1,2]
         [--baseline PATH]   # also time an older eofm checkout (e.g. a git worktree) side by side
+        [--gpu-host]        # also time the host's share of a GPU run (row "GPU host")
+
+The ``GPU host`` row emulates what the host of a GPU run does: softmax and the blending
+weights are computed on the device and land in pinned memory by DMA, so they cost the host
+nothing, while the tiles are still stacked into a staging buffer for the upload. It has the
+same outputs as the CPU path; no GPU is used.
 
 Each measurement runs in its own process, pinned to 1, 2 or all cores, with one torch
 thread (a GPU run needs none on the host), for each count of reading threads
@@ -66,6 +72,16 @@ try:
 except TypeError:  # releases without reading threads
     options = PredictOptions(**settings)
 predictor = Predictor(trained, options)
+if sys.argv[6] == "gpu-host":  # the host's share of a GPU run (this release only)
+    import numpy as np
+    # the GPU computes softmax and weights, and the result lands in pinned memory by DMA:
+    # the same values as the CPU path (softmax of zeros is 0.5 exactly), at no host cost
+    landed = (torch.full((64, 2, 224, 224), 0.5) * torch.from_numpy(predictor.weights)).numpy()
+    predictor._weighted_probabilities = lambda batch, coords=None: landed[: len(batch)]
+    # what the host still does for an upload: stack the tiles into a staging buffer
+    predictor._host_tiles = lambda tiles: np.stack(
+        [tiles.strip.data[:, :, o : o + tiles.tile] for o in tiles.offsets]
+    )
 scene, out, warmup = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[5])
 started = time.perf_counter()  # the first scene of a process also imports and registers GDAL
 predictor.predict(warmup, out)
@@ -122,10 +138,12 @@ def make_scene(size: int) -> Path:
     return path
 
 
-def run(pythonpath: Path, scene: Path, cores: int, workers: int = 1) -> dict:
+def run(pythonpath: Path, scene: Path, cores: int, workers: int = 1, mode: str = "cpu") -> dict:
+    """One measurement in a fresh process; ``mode`` ``gpu-host`` leaves out the host work
+    that a GPU run does on the device (softmax and blending weights)."""
     out = CACHE / f"out-{os.getpid()}"
     warmup = make_scene(WARMUP_SIZE)
-    args = [str(scene), str(out), str(cores), str(workers), str(warmup)]
+    args = [str(scene), str(out), str(cores), str(workers), str(warmup), mode]
     return child_json(CHILD, args, pythonpath, cwd=CACHE)
 
 
@@ -151,6 +169,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="reading-thread counts to time")
     parser.add_argument("--cores", help="core counts to time (default: 1, 2 and all)")
     parser.add_argument(
+        "--gpu-host",
+        action="store_true",
+        help="also time the host's share of a GPU run: softmax and weights cost it nothing",
+    )
+    parser.add_argument(
         "--rss-sizes", default="2048,4096,8192", help="scene sizes for the RSS check"
     )
     args = parser.parse_args()
@@ -162,8 +185,9 @@ def main() -> None:
         f"batch 16; medians of {args.repeats} runs, interleaved"
     )
     counts = [int(w) for w in args.workers.split(",")]
-    variants = [(f"eofm w{w}", ROOT, w) for w in counts]
-    variants += [("baseline", args.baseline, 1)] if args.baseline else []
+    variants = [(f"eofm w{w}", ROOT, w, "cpu") for w in counts]
+    variants += [("baseline", args.baseline, 1, "cpu")] if args.baseline else []
+    variants += [("GPU host", ROOT, 1, "gpu-host")] if args.gpu_host else []
     rows = []
     core_counts = (
         [int(c) for c in args.cores.split(",")]
@@ -171,11 +195,11 @@ def main() -> None:
         else sorted({1, min(2, available), available})
     )
     for cores in core_counts:
-        runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+        runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
         for _ in range(args.repeats):  # interleaved, so noise hits every variant alike
-            for name, path, workers in variants:
-                runs[name].append(run(path, scene, cores, workers))
-        for name, _, _ in variants:
+            for name, path, workers, mode in variants:
+                runs[name].append(run(path, scene, cores, workers, mode))
+        for name, *_ in variants:
             rows.append((name, cores, *summarise(runs[name], pixels)))
     print(
         f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'min-max':>11} {'first':>6} "
