@@ -100,7 +100,7 @@ class TileBatch:
         data, t, offsets = self.strip.data, self.tile, self.offsets
         step = _even(offsets)
         if step is None:
-            return np.stack([data[:, :, o : o + t] for o in offsets])
+            return self.stacked()
         start = data[:, :, offsets[0] : offsets[0] + t]
         shape = (len(offsets), *start.shape)
         strides = (step * data.strides[-1], *start.strides)
@@ -110,9 +110,12 @@ class TileBatch:
         """A contiguous copy in pinned host memory, for a non-blocking upload."""
         t = self.tile
         shape = (len(self), self.strip.data.shape[0], t, t)
-        out = torch.empty(shape, pin_memory=True).numpy()
-        np.stack([self.strip.data[:, :, o : o + t] for o in self.offsets], out=out)
-        return out
+        return self.stacked(out=torch.empty(shape, pin_memory=True).numpy())
+
+    def stacked(self, out: np.ndarray | None = None) -> np.ndarray:
+        """A contiguous ``(B, C, tile, tile)`` copy of the tiles (into ``out`` when given)."""
+        t = self.tile
+        return np.stack([self.strip.data[:, :, o : o + t] for o in self.offsets], out=out)
 
     def any_valid(self) -> np.ndarray:
         """Indices of the tiles holding at least one valid pixel."""
