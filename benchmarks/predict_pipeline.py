@@ -20,7 +20,10 @@ thread (a GPU run needs none on the host), for each count of reading threads
 (``--workers``; older checkouts have one). Printed: median MP/s, the median CPU seconds
 of each stage's threads (the final COG copy, on GDAL's threads, in wall seconds) and the
 peak RSS; then peak RSS against scene size (it must stay flat). The slowest and fastest
-runs are printed beside the median: on a shared machine they can differ by a third.
+runs are printed beside the median: on a shared machine they can differ by a third. The
+``steal`` column is the median of the seconds, during the timed scene, in which the
+hypervisor gave the pinned cores to another guest (``/proc/stat``): where it is a good
+part of the scene's seconds, the figures say more about the host than about eofm.
 
 MP/s is the pipeline's steady rate: each process first predicts a small scene
 (``WARMUP_SIZE``), which imports rasterio and registers GDAL's drivers, once per process
@@ -43,7 +46,18 @@ WARMUP_SIZE = 512  # each process predicts this scene first, untimed in the MP/s
 CHILD = r"""
 import json, os, resource, sys, time
 from pathlib import Path
-os.sched_setaffinity(0, set(range(int(sys.argv[3]))))
+CPUS = set(range(int(sys.argv[3])))
+os.sched_setaffinity(0, CPUS)
+
+def stolen():
+    # seconds in which the hypervisor ran another guest on our CPUs (steal, /proc/stat)
+    try:
+        with open("/proc/stat") as f:
+            rows = [line.split() for line in f if line.startswith("cpu")]
+    except OSError:
+        return 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    return sum(int(r[8]) for r in rows if r[0][3:].isdigit() and int(r[0][3:]) in CPUS) / hz
 import torch
 torch.set_num_threads(1)
 from torch import nn
@@ -86,11 +100,12 @@ first = time.perf_counter() - started
 stages = getattr(predictor, "timings", None)
 if stages:
     stages.__init__()
-started = time.perf_counter()
+steal, started = stolen(), time.perf_counter()
 predictor.predict(scene, out)
 seconds = time.perf_counter() - started
 print(json.dumps({
     "seconds": seconds,
+    "steal_seconds": stolen() - steal,
     "first_seconds": first,
     "stages": stages.seconds if stages else {},
     "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -146,16 +161,17 @@ def run(pythonpath: Path, scene: Path, cores: int, workers: int = 1, mode: str =
 
 def summarise(
     results: list[dict], pixels: int
-) -> tuple[tuple[float, float, float], float, dict, float]:
-    """(min, median, max) MP/s, then the medians of the first scene's seconds and of each
-    stage's CPU seconds, and the peak RSS."""
+) -> tuple[tuple[float, float, float], float, float, dict, float]:
+    """(min, median, max) MP/s, then the medians of the first scene's seconds, of the
+    seconds stolen by the hypervisor and of each stage's CPU seconds, and the peak RSS."""
     rates = [pixels / 1e6 / r["seconds"] for r in results]
     mps = (min(rates), statistics.median(rates), max(rates))
     first = statistics.median(r["first_seconds"] for r in results)
+    steal = statistics.median(r.get("steal_seconds", 0.0) for r in results)
     stages = {
         k: statistics.median(r["stages"].get(k, 0.0) for r in results) for k in results[0]["stages"]
     }
-    return mps, first, stages, max(r["rss_mb"] for r in results)
+    return mps, first, steal, stages, max(r["rss_mb"] for r in results)
 
 
 def main() -> None:
@@ -199,14 +215,15 @@ def main() -> None:
         for name, *_ in variants:
             rows.append((name, cores, *summarise(runs[name], pixels)))
     print(
-        f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'min-max':>11} {'first':>6} "
+        f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'min-max':>11} {'first':>6} {'steal':>6} "
         f"{'peak RSS':>9}  CPU seconds per stage"
     )
-    for name, cores, (low, mps, high), first, stages, rss in rows:
+    for name, cores, (low, mps, high), first, steal, stages, rss in rows:
         split = ", ".join(f"{k} {v:.2f}" for k, v in stages.items()) or "(not recorded)"
         spread = f"{low:.1f}-{high:.1f}"
         print(
-            f"{name:<9} {cores:>5} {mps:>7.1f} {spread:>11} {first:>5.2f}s {rss:>7.0f} MB  {split}"
+            f"{name:<9} {cores:>5} {mps:>7.1f} {spread:>11} {first:>5.2f}s {steal:>5.2f}s "
+            f"{rss:>7.0f} MB  {split}"
         )
     print("\npeak RSS against scene size (eofm, all cores):")
     for size in (int(s) for s in args.rss_sizes.split(",")):

@@ -159,3 +159,39 @@ def test_a_block_broken_mid_scene_fails_with_nothing_left(tmp_path: Path) -> Non
     with pytest.raises(EofmError, match="broken.tif"):
         Predictor(trained, options).predict(broken, out)
     assert list(out.iterdir()) == []
+
+
+def test_buffers_are_on_ordinary_pages_while_streaming(tmp_path: Path, monkeypatch) -> None:
+    """numpy's transparent-huge-page request is off while the strip buffers are made (the
+    first touch of a huge page can stall on a VM: ``eofm.predict.pages``) and is restored
+    once the scene is written, and after a failure mid-stream."""
+    from numpy._core import multiarray
+
+    from eofm.predict.strips import StripPool
+
+    seen: list[bool] = []
+    take = StripPool.take
+
+    def recording_take(self):
+        seen.append(multiarray._get_madvise_hugepage())
+        if fail:
+            raise RuntimeError("strip buffer refused")
+        return take(self)
+
+    monkeypatch.setattr(StripPool, "take", recording_take)
+    path = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, 100, 80)
+    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
+    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False)
+    previous = multiarray._set_madvise_hugepage(True)
+    try:
+        fail = False
+        Predictor(trained, options).predict(path, tmp_path / "out")
+        assert seen and not any(seen)
+        assert multiarray._get_madvise_hugepage() is True
+        fail, seen[:] = True, []
+        with pytest.raises(RuntimeError, match="strip buffer refused"):
+            Predictor(trained, options).predict(path, tmp_path / "again")
+        assert seen == [False]
+        assert multiarray._get_madvise_hugepage() is True
+    finally:
+        multiarray._set_madvise_hugepage(previous)

@@ -46,6 +46,7 @@ from eofm.predict.device import (
 )
 from eofm.predict.options import PredictOptions
 from eofm.predict.outputs import atomic_output
+from eofm.predict.pages import ordinary_pages
 from eofm.predict.plan import ScenePlan, plan_scene
 from eofm.predict.products import ProductRows, describe, product_profile, products_for
 from eofm.predict.scenes import SceneReader, inspect_scene
@@ -243,7 +244,8 @@ class Predictor:
         from rasterio.errors import RasterioIOError
 
         source, raster_path = plan.source, plan.raster
-        with rasterio.Env(GDAL_CACHEMAX=self._gdal_cache_bytes(source)):
+        cache = self._gdal_cache_bytes(source)
+        with rasterio.Env(GDAL_CACHEMAX=cache), ordinary_pages():  # see `pages`
             if plan.write_raster:
                 reader = self.open_scene(source)
                 paths = [raster_path, *plan.companions]
