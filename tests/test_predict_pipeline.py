@@ -195,3 +195,39 @@ def test_buffers_are_on_ordinary_pages_while_streaming(tmp_path: Path, monkeypat
         assert multiarray._get_madvise_hugepage() is True
     finally:
         multiarray._set_madvise_hugepage(previous)
+
+
+def test_model_stage_reuses_its_output_buffers(tmp_path: Path, monkeypatch) -> None:
+    """On the CPU the weighted probabilities of a batch are written into a few buffers
+    that the blending thread gives back, not into a new array per batch; ensembles and
+    test-time views, which average several outputs, still get their own arrays."""
+    from eofm.predict.batch_buffers import BatchBuffers
+
+    taken: list[int] = []
+    take = BatchBuffers.take
+
+    def recording_take(self):
+        buffer = take(self)
+        taken.append(buffer.data_ptr())
+        return buffer
+
+    monkeypatch.setattr(BatchBuffers, "take", recording_take)
+    path = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, 300, 260)
+    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
+    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False)
+    Predictor(trained, options).predict(path, tmp_path / "out")
+    assert len(taken) > 30 and len(set(taken)) <= 8
+
+    from eofm.predict.members import TileModel
+
+    x = torch.randn(4, 3, 32, 32)
+    out = torch.empty(4, 3, 32, 32)
+    single = TileModel([trained])
+    single.to(torch.device("cpu"))
+    with torch.inference_mode():
+        written = single(x, [], {}, out=out)
+        assert written.data_ptr() == out.data_ptr()
+        assert torch.equal(written, trained.model(x).softmax(dim=1))
+        flipped = TileModel([trained], tta_flip=True)
+        flipped.to(torch.device("cpu"))
+        assert flipped(x, [], {}, out=out).data_ptr() != out.data_ptr()

@@ -37,6 +37,7 @@ import torch
 from eofm.errors import EofmError
 from eofm.models.trained import TrainedModel
 from eofm.predict import grid
+from eofm.predict.batch_buffers import BatchBuffers
 from eofm.predict.blending import BandBlender
 from eofm.predict.device import (
     autocast_context,
@@ -95,14 +96,22 @@ class Predictor:
         self.weights = grid.blend_weights(options.tile)
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
+        channels, tile = self.tile_model.channels, options.tile
+        self._outputs = BatchBuffers(options.batch_size, channels, tile)
+        self._edge_stack: np.ndarray | None = None  # made on first need: `_host_tiles`
+        self._zero_tile = np.zeros((channels, tile, tile), np.float32)
+        self._zero_tile.flags.writeable = False  # what a tile without valid pixels adds
         self.timings = StageTimes()
         self.workers = resolve_workers(options.workers)
         self.coords = dict((trained.manifest.get("backbone") or {}).get("coords") or {})
         self._warned_undated = False
 
-    def _device_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> torch.Tensor:
+    def _device_probabilities(
+        self, batch: np.ndarray, coords: dict | None = None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Class probabilities of a batch of tiles (and the members' expected entropy, when
-        an uncertainty needs it), on the model's device, in float32.
+        an uncertainty needs it), on the model's device, in float32 (in ``out`` when the
+        model stage can write them there).
 
         ``coords`` holds the TL model's ``temporal``/``location`` arrays for the batch."""
         x = torch.from_numpy(batch)
@@ -120,7 +129,7 @@ class Predictor:
         kwargs = {"gsd_m": given["gsd_m"]} if "gsd_m" in given else {}
         try:
             with autocast_context(self.device, self.precision):
-                probs = self.tile_model(x, extra, kwargs)
+                probs = self.tile_model(x, extra, kwargs, out=out)
         except torch.OutOfMemoryError:
             raise EofmError(
                 f"The {self.device} ran out of memory on a batch of {len(batch)} tiles of "
@@ -135,12 +144,21 @@ class Predictor:
 
     @torch.inference_mode()
     def _weighted_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> Any:
-        """Probabilities times the blending window (what the accumulators add): an array,
-        or on CUDA a pending copy into pinned host memory (``_collect`` waits for it), so
-        that the next batch is queued on the GPU while this one is still computing."""
+        """Probabilities times the blending window (what the accumulators add): on the CPU
+        ``(array, buffer to give back once added, or None)``, or on CUDA a pending copy
+        into pinned host memory (``_collect`` waits for it), so that the next batch is
+        queued on the GPU while this one is still computing."""
+        if self.device.type == "cpu":
+            buffer = self._outputs.take()
+            probs = self._device_probabilities(batch, coords, out=buffer[: len(batch)])
+            probs.mul_(self._weights_on_device)
+            pooled = probs.data_ptr() == buffer.data_ptr()
+            if not pooled:
+                self._outputs.give_back(buffer)
+            return probs.numpy(), buffer if pooled else None
         probs = self._device_probabilities(batch, coords).mul_(self._weights_on_device)
         if self.device.type != "cuda":
-            return probs.cpu().numpy()
+            return probs.cpu().numpy(), None
         host = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
         host.copy_(probs, non_blocking=True)
         done = torch.cuda.Event()
@@ -148,12 +166,13 @@ class Predictor:
         return host, done
 
     @staticmethod
-    def _collect(result: Any) -> np.ndarray:
-        if isinstance(result, tuple):
-            host, done = result
-            done.synchronize()
-            return host.numpy()
-        return result
+    def _collect(result: Any) -> tuple[np.ndarray, torch.Tensor | None]:
+        """``(weighted probabilities, pooled buffer holding them or None)``."""
+        first, second = result
+        if isinstance(second, torch.cuda.Event):
+            second.synchronize()
+            return first.numpy(), None
+        return first, second
 
     def _scene_date(self, reader: SceneReader) -> tuple[int, int] | None:
         """The acquisition date a TL model gets: ``--date``, else the scene's tags."""
@@ -423,10 +442,12 @@ class Predictor:
             timings.add("write", started)
 
         def blend(item) -> None:  # writes behind through `write_behind`, bound below
-            row, positions, weighted, strip_mask = item
+            row, positions, weighted, strip_mask, buffer = item
             started = clock()
             for position, probs in zip(positions, weighted, strict=True):
                 blender.add(position, probs)
+            if buffer is not None:
+                self._outputs.give_back(buffer)
             if on_tiles:
                 on_tiles(len(positions))
             if row is None:
@@ -532,8 +553,7 @@ class Predictor:
             else:
                 pending = None
             strip = tiles.strip if row is not None else None
-            size = (tiles.tile, tiles.tile)
-            in_flight.append((row, positions, useful, pending, size, mask, strip))
+            in_flight.append((row, positions, useful, pending, mask, strip))
             self.timings.add("model", started)
             if len(in_flight) > depth:
                 yield self._finished_batch(*in_flight.popleft())
@@ -541,18 +561,30 @@ class Predictor:
             yield self._finished_batch(*in_flight.popleft())
 
     def _host_tiles(self, tiles: TileBatch) -> np.ndarray:
-        """What the model reads: views of the strip on the CPU, a pinned copy for CUDA."""
-        return tiles.pinned() if self.device.type == "cuda" else tiles.host()
+        """What the model reads: views of the strip on the CPU (the edge batch stacked into
+        a reused buffer: the model has read it before the next batch), a pinned copy for
+        CUDA."""
+        if self.device.type == "cuda":
+            return tiles.pinned()
+        if self._edge_stack is None:
+            bands, t = tiles.strip.data.shape[0], tiles.tile
+            self._edge_stack = np.empty((self.options.batch_size, bands, t, t), np.float32)
+        return tiles.host(scratch=self._edge_stack)
 
-    def _finished_batch(self, row, positions, useful, pending, size, mask, strip) -> tuple:
+    def _finished_batch(self, row, positions, useful, pending, mask, strip) -> tuple:
+        """``(row, positions, weighted tiles, strip mask, buffer to give back)``; tiles
+        without a valid pixel add the zero tile."""
         started = clock()
+        buffer = None
         if len(useful) == len(positions):
-            weighted = self._collect(pending)
+            weighted, buffer = self._collect(pending)
         else:
-            weighted = np.zeros((len(positions), self.tile_model.channels, *size), np.float32)
+            weighted = [self._zero_tile] * len(positions)
             if len(useful):
-                weighted[useful] = self._collect(pending)
+                collected, buffer = self._collect(pending)
+                for index, tile in zip(useful, collected, strict=True):
+                    weighted[index] = tile
         if strip is not None:
             strip.release()  # the model has read every tile of it
         self.timings.add("model", started)
-        return row, positions, weighted, mask
+        return row, positions, weighted, mask, buffer

@@ -31,6 +31,15 @@ def _flips(x: torch.Tensor, index: int) -> torch.Tensor:
     return torch.flip(x, dims=dims) if dims else x
 
 
+def _fits(out: torch.Tensor | None, values: torch.Tensor) -> bool:
+    return (
+        out is not None
+        and out.shape == values.shape
+        and out.dtype == values.dtype
+        and out.device == values.device
+    )
+
+
 def _dropouts(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
 
@@ -101,8 +110,13 @@ class TileModel:
             return [0, 1, 2, 3]
         return [0, 1] if self.tta_flip else [0]
 
-    def __call__(self, x: torch.Tensor, extra: list, kwargs: dict) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, extra: list, kwargs: dict, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``out``: where the probabilities of a single prediction (one member, one view)
+        may be written, when it has their shape; other cases return a new tensor."""
         outputs: list[torch.Tensor] = []
+        single = len(self.members) == 1 and len(self._views()) == 1
         for member, shift in zip(self.members, self._shift, strict=True):
             inputs = x if shift is None else x * shift[0] + shift[1]
             temperature = member.temperature
@@ -116,7 +130,10 @@ class TileModel:
                         logits = member.model(_flips(inputs, view), *extra, **kwargs).float()
                         if temperature != 1.0:
                             logits = logits / temperature
-                        views.append(_flips(logits.softmax(dim=1), view))
+                        if single and not dropouts and _fits(out, logits):
+                            views.append(torch.softmax(logits, dim=1, out=out))
+                        else:
+                            views.append(_flips(logits.softmax(dim=1), view))
             finally:
                 for layer in dropouts:
                     layer.eval()
