@@ -21,7 +21,10 @@ from pathlib import Path
 CHILD = r"""
 import sys, time
 import numpy as np
-from numpy._core import multiarray
+try:
+    from numpy._core import multiarray
+except ImportError:  # numpy 1.x
+    from numpy.core import multiarray
 multiarray._set_madvise_hugepage(sys.argv[1] == "huge")
 count = max(1, int(sys.argv[2]) * 2**20 // (2 * 224 * 8192 * 4))
 started = time.perf_counter()

@@ -165,7 +165,10 @@ def test_buffers_are_on_ordinary_pages_while_streaming(tmp_path: Path, monkeypat
     """numpy's transparent-huge-page request is off while the strip buffers are made (the
     first touch of a huge page can stall on a VM: ``eofm.predict.pages``) and is restored
     once the scene is written, and after a failure mid-stream."""
-    from numpy._core import multiarray
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray
 
     from eofm.predict.strips import StripPool
 
