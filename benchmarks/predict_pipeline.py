@@ -48,7 +48,7 @@ CACHE = Path("/tmp/eofm-bench")
 WARMUP_SIZE = 512  # each process predicts this scene first, untimed in the MP/s
 
 CHILD = r"""
-import json, os, resource, sys, time
+import itertools, json, os, resource, sys, time
 from pathlib import Path
 CPUS = set(range(int(sys.argv[3])))
 os.sched_setaffinity(0, CPUS)
@@ -97,11 +97,8 @@ if sys.argv[6] == "gpu-host":  # the host's share of a GPU run (this release onl
     predictor._weighted_probabilities = lambda batch, coords=None: (landed[: len(batch)], None)
     # what the host still does for an upload: stack the tiles into a staging buffer, one
     # of a few reused ones (as torch's cache of pinned blocks reuses them)
-    staging = [torch.empty(64, 2, 224, 224).numpy() for _ in range(3)]
-    uploads = iter(range(1 << 30))
-    predictor._host_tiles = lambda tiles: tiles.stacked(
-        out=staging[next(uploads) % 3][: len(tiles)]
-    )
+    staging = itertools.cycle([torch.empty(64, 2, 224, 224).numpy() for _ in range(3)])
+    predictor._host_tiles = lambda tiles: tiles.stacked(out=next(staging)[: len(tiles)])
 scene, out, warmup = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[5])
 started = time.perf_counter()  # the first scene of a process also imports and registers GDAL
 predictor.predict(warmup, out)

@@ -1,12 +1,12 @@
-"""Reused host buffers for the model stage on the CPU: a batch's weighted probabilities,
-and the stacked tiles of the batch that holds a strip's edge-flush column.
+"""Reused host buffers for the model stage on the CPU: each batch's weighted probabilities.
 
 Allocating these per batch (6.4 MB for 16 tiles of 224 px and 2 classes) costs more than
 the copy: glibc hands large blocks back to the kernel and maps them again, so each batch
 touched fresh pages. Measured on this project's 2-core VM, 116 batches of softmax outputs
 faulted in 492 MB in a process's first scene (0.59 s against 0.33 s once warm). A few
 buffers, handed back by the blending thread once it has added a batch, bound that by the
-batches in flight.
+batches in flight. (The edge batch's stacked tiles, read before the next batch is made,
+need only one buffer: ``Predictor._host_tiles``.)
 """
 
 from __future__ import annotations

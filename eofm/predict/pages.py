@@ -1,14 +1,15 @@
 """Prediction buffers on ordinary memory pages, not transparent huge pages.
 
 numpy asks the kernel for transparent huge pages (``madvise(MADV_HUGEPAGE)``) for every
-array of 4 MB or more. On a virtual machine that hands its free memory back to the host
-(free page reporting works on 2 MB blocks), the first touch of each huge page then waits
-for the host to back it again. Measured on this project's 2-core VM, after 8 s idle:
-touching 280 MB of new arrays took 1.8-2.3 s on huge pages and 0.15-0.18 s on 4 kB pages.
-Prediction allocates about 300 MB of strip, accumulator and weight buffers at the start of
-a scene, so a one-scene run lost more than a second to it, while buffers reused over many
-scenes gained nothing measurable from huge pages. Prediction therefore turns numpy's
-request off while it streams and restores the previous setting afterwards.
+array of 4 MB or more. On a virtual machine that hands its free memory back to the host,
+the first touch of such a page can wait for the host to back it again. On this project's
+2-core VM, ``benchmarks/first_touch.py`` (280 MB of new strip-sized arrays, fresh
+processes, 8 s idle before each, medians of 3) measured 2.58 s on huge pages against
+0.44 s on 4 kB pages. A first 8k scene makes about 40 huge pages of strip and accumulator
+buffers; with the request off, ``benchmarks/predict_pipeline.py`` measured 44.0 against
+37.5 MP/s (7 runs, side by side), and later scenes, whose buffers are warm, the same
+within the noise. Prediction therefore turns numpy's request off while it streams and
+restores the previous setting afterwards.
 """
 
 from __future__ import annotations
