@@ -1,8 +1,9 @@
 """Throughput of the streaming predict pipeline itself, with a zero-cost model.
 
-The model returns preallocated zeros, so what is timed is everything around it: reading
+The model returns preallocated logits (zeros: one class everywhere; ``--varied``: fixed
+blobs, a class map whose tiles differ), so what is timed is everything around it: reading
 strips, normalising, cutting and batching tiles, softmax and blending weights, blending,
-finishing classes, writing strips and the final COG. On a GPU the model is fast and this
+finishing classes, compressing the COG's tiles (stage ``write``) and laying out the COG. On a GPU the model is fast and this
 pipeline sets the speed (issue 10). The scene is a generated 2-band float32 GeoTIFF
 (VV, VH; tiled 512 px, uncompressed) of ``--size`` pixels per side.
 
@@ -10,6 +11,7 @@ pipeline sets the speed (issue 10). The scene is a generated 2-band float32 GeoT
         [--baseline PATH]   # also time an older eofm checkout (e.g. a git worktree) side by side
         [--gpu-host]        # also time the host's share of a GPU run (row "GPU host")
         [--later]           # also time the scene again in each process (column "later")
+        [--varied]          # a class map of varied tiles instead of one class everywhere
 
 The ``GPU host`` row emulates what the host of a GPU run does: softmax and the blending
 weights are computed on the device and land in pinned memory by DMA, so they cost the host
@@ -19,12 +21,13 @@ same outputs as the CPU path; no GPU is used.
 Each measurement runs in its own process, pinned to 1, 2 or all cores, with one torch
 thread (a GPU run needs none on the host), for each count of reading threads
 (``--workers``; older checkouts have one). Printed: median MP/s, the median CPU seconds
-of each stage's threads (the final COG copy, on GDAL's threads, in wall seconds) and the
-peak RSS; then peak RSS against scene size (it must stay flat). The slowest and fastest
-runs are printed beside the median: on a shared machine they can differ by a third. The
-``steal`` column is the median of the seconds, during the timed scene, in which the
-hypervisor gave the pinned cores to another guest (``/proc/stat``): where it is a good
-part of the scene's seconds, the figures say more about the host than about eofm.
+of each stage's threads (the final COG step in wall seconds: laying out a class map's
+COG, or GDAL's copy in older checkouts) and the peak RSS; then peak RSS against scene
+size (it must stay flat). The slowest and fastest runs are printed beside the median: on
+a shared machine they can differ by a third. The ``steal`` column is the median of the
+seconds, during the timed scene, in which the hypervisor gave the pinned cores to
+another guest (``/proc/stat``): where it is a good part of the scene's seconds, the
+figures say more about the host than about eofm.
 
 MP/s is the rate of the first 8k scene of a process, as in a one-scene run: each process
 first predicts a small scene (``WARMUP_SIZE``), which imports rasterio and registers
@@ -79,6 +82,9 @@ class ZeroCost(nn.Module):
     def __init__(self):
         super().__init__()
         self.out = torch.zeros(64, 2, 224, 224)
+        if sys.argv[8] == "varied":  # fixed logits with blobs: a class map of varied tiles
+            yy, xx = torch.meshgrid(torch.arange(224.0), torch.arange(224.0), indexing="ij")
+            self.out[:, 1] = torch.sin(yy / 13.0) + torch.cos(xx / 29.0) - 0.3
     def forward(self, x):
         return self.out[: x.shape[0], :, : x.shape[-2], : x.shape[-1]]
 
@@ -92,8 +98,9 @@ except TypeError:  # releases without reading threads
 predictor = Predictor(trained, options)
 if sys.argv[6] == "gpu-host":  # the host's share of a GPU run (this release only)
     # the GPU computes softmax and weights, and the result lands in pinned memory by DMA:
-    # the same values as the CPU path (softmax of zeros is 0.5 exactly), at no host cost
-    landed = (torch.full((64, 2, 224, 224), 0.5) * torch.from_numpy(predictor.weights)).numpy()
+    # the same values as the CPU path, at no host cost
+    probs = trained.model.out.softmax(dim=1)  # 0.5 exactly for the zeros of the uniform map
+    landed = (probs * torch.from_numpy(predictor.weights)).numpy()
     predictor._weighted_probabilities = lambda batch, coords=None: (landed[: len(batch)], None)
     # what the host still does for an upload: stack the tiles into a staging buffer, one
     # of a few reused ones (as torch's cache of pinned blocks reuses them)
@@ -170,6 +177,7 @@ def run(
     workers: int = 1,
     mode: str = "cpu",
     later: bool = False,
+    varied: bool = False,
 ) -> dict:
     """One measurement in a fresh process; ``mode`` ``gpu-host`` leaves out the host work
     that a GPU run does on the device (softmax and blending weights)."""
@@ -177,6 +185,7 @@ def run(
     warmup = make_scene(WARMUP_SIZE)
     args = [str(scene), str(out), str(cores), str(workers), str(warmup), mode]
     args.append("later" if later else "once")
+    args.append("varied" if varied else "uniform")
     return child_json(CHILD, args, pythonpath, cwd=CACHE)
 
 
@@ -220,13 +229,20 @@ def main() -> None:
         action="store_true",
         help="also time the scene a second time in each process (column 'later')",
     )
+    parser.add_argument(
+        "--varied",
+        action="store_true",
+        help="the zero-cost model returns fixed logits with blobs (a class map of varied "
+        "tiles) instead of zeros (one class everywhere)",
+    )
     args = parser.parse_args()
     scene = make_scene(args.size)
     pixels = args.size * args.size
     available = len(os.sched_getaffinity(0))
+    kind = "varied class map" if args.varied else "one class everywhere"
     print(
-        f"zero-cost model, {args.size}x{args.size} 2-band float32 scene, tile 224, overlap 32, "
-        f"batch 16; medians of {args.repeats} runs, interleaved"
+        f"zero-cost model ({kind}), {args.size}x{args.size} 2-band float32 scene, tile 224, "
+        f"overlap 32, batch 16; medians of {args.repeats} runs, interleaved"
     )
     counts = [int(w) for w in args.workers.split(",")]
     variants = [(f"eofm w{w}", ROOT, w, "cpu") for w in counts]
@@ -242,7 +258,7 @@ def main() -> None:
         runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
         for _ in range(args.repeats):  # interleaved, so noise hits every variant alike
             for name, path, workers, mode in variants:
-                runs[name].append(run(path, scene, cores, workers, mode, args.later))
+                runs[name].append(run(path, scene, cores, workers, mode, args.later, args.varied))
         for name, *_ in variants:
             rows.append((name, cores, summarise(runs[name], pixels)))
     print(
@@ -260,7 +276,7 @@ def main() -> None:
         )
     print("\npeak RSS against scene size (eofm, all cores):")
     for size in (int(s) for s in args.rss_sizes.split(",")):
-        result = run(ROOT, make_scene(size), available)
+        result = run(ROOT, make_scene(size), available, varied=args.varied)
         print(
             f"  {size:>6} px: {result['rss_mb']:.0f} MB, {size * size / 1e6 / result['seconds']:.1f} MP/s"
         )

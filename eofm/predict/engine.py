@@ -11,9 +11,10 @@ once, each in its own thread, joined by bounded queues (``stages``):
    softmax, and the blending weights applied there;
 3. blend: weighted probabilities blended into finished rows, made into the products'
    blocks (``blending``, ``products``);
-4. write: the blocks written into a tiled GeoTIFF with the COG's overview pixels taken
-   on the way (``overviews``); finally laid out as a Cloud-Optimized GeoTIFF with every
-   core compressing.
+4. write: a class map's tiles, and its overviews' (``overviews``), compressed as soon as
+   their rows are final and laid out as GDAL's Cloud-Optimized GeoTIFF at the end
+   (``cog_stream``); other products written into a tiled GeoTIFF and copied by GDAL's
+   COG driver at the end, with every core compressing.
 
 Each stage keeps the order of the serial algorithm, so the output is byte for byte the
 same. Every output is written under a temporary name and renamed when complete.
@@ -22,6 +23,7 @@ same. Every output is written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -39,6 +41,7 @@ from eofm.models.trained import TrainedModel
 from eofm.predict import grid
 from eofm.predict.batch_buffers import BatchBuffers
 from eofm.predict.blending import BandBlender
+from eofm.predict.cog_stream import StreamedCog, streamed_cog
 from eofm.predict.device import (
     autocast_context,
     resolve_device,
@@ -58,6 +61,15 @@ log = logging.getLogger(__name__)
 
 GDAL_CACHE_MB = 32  # bounded: GDAL's block cache would otherwise grow with the scene
 COG_BLOCK = 256
+
+
+def _write_staged(out: Any, pyramid: Any, block: np.ndarray, top: int, left: int) -> None:
+    """Write finished rows into a staging GeoTIFF (and its overview levels)."""
+    from rasterio.windows import Window
+
+    out.write(block, window=Window(left, top, block.shape[-1], block.shape[-2]))
+    if pyramid:
+        pyramid.add(block, top, left)
 
 
 @dataclass
@@ -358,11 +370,17 @@ class Predictor:
         }
         any_valid = False
         staged: list[tuple[str, Path, Any]] = []
+        streamed: list[StreamedCog] = []
         try:
             with contextlib.ExitStack() as writing:
                 sinks = {}
                 for kind, target in targets.items():
                     profile = base | product_profile(kind, self.num_classes)
+                    cog = streamed_cog(target, profile, COG_BLOCK) if kind == "classes" else None
+                    if cog:  # compressed tile by tile while it streams (`cog_stream`)
+                        streamed.append(writing.enter_context(cog))
+                        sinks[kind] = cog.add
+                        continue
                     staging = target.with_name(target.name + ".gtiff")
                     # class maps take their (nearest) overviews on the way; floats are
                     # averaged by GDAL from the finished map
@@ -373,8 +391,10 @@ class Predictor:
                     out = writing.enter_context(rasterio.open(staging, "w", **profile))
                     if pyramid:
                         writing.enter_context(pyramid)
-                    describe(out, kind, self.trained.class_names, primary=not staged[1:])
-                    sinks[kind] = (out, pyramid)
+                    describe(
+                        out, kind, self.trained.class_names, primary=kind == self.products[0][0]
+                    )
+                    sinks[kind] = functools.partial(_write_staged, out, pyramid)
                 for span, band_cols in grid.column_bands(ds.width, t, stride):
                     blender = BandBlender(
                         rows=rows,
@@ -388,8 +408,10 @@ class Predictor:
                     )
                     self._stream_band(reader, blender, sinks, on_tiles)
                     any_valid |= blender.any_valid
-            started = time.perf_counter()  # a tail on GDAL's threads: wall seconds
-            for kind, staging, pyramid in staged:
+                started = time.perf_counter()  # the tail: wall seconds
+                for cog in streamed:
+                    cog.finish()
+            for kind, staging, pyramid in staged:  # on GDAL's threads
                 vrt = staging.with_name(staging.name + ".vrt")
                 source = pyramid.write_vrt(staging, vrt) if pyramid else staging
                 raster_copy(
@@ -426,8 +448,6 @@ class Predictor:
         Tiles come from the scene's global grid, so a tile that straddles two column
         bands is computed in both and every pixel is blended exactly as in one pass.
         """
-        from rasterio.windows import Window
-
         timings, x0 = self.timings, blender.left + blender.inner.start
         classes = self.num_classes
 
@@ -435,10 +455,7 @@ class Predictor:
             top, blocks = finished
             started = clock()
             for kind, block in blocks.items():
-                out, pyramid = sinks[kind]
-                out.write(block, window=Window(x0, top, block.shape[-1], block.shape[-2]))
-                if pyramid:
-                    pyramid.add(block, top, x0)
+                sinks[kind](block, top, x0)
             timings.add("write", started)
 
         def blend(item) -> None:  # writes behind through `write_behind`, bound below

@@ -14,6 +14,7 @@ checks this against GDAL on many sizes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,20 +55,76 @@ class OverviewLevel:
     dataset: Any = None
 
 
+class OverviewPicks:
+    """Which full-resolution pixels each overview level of a ``height x width`` map takes,
+    and those pixels cut from a block of finished rows."""
+
+    def __init__(self, height: int, width: int, blocksize: int) -> None:
+        self.rows_and_cols: list[tuple[np.ndarray, np.ndarray]] = []
+        rows, cols = np.arange(height), np.arange(width)
+        previous = (height, width)
+        for h, w in overview_sizes(height, width, blocksize):
+            rows, cols = rows[_picks(previous[0], h)], cols[_picks(previous[1], w)]
+            self.rows_and_cols.append((rows, cols))
+            previous = (h, w)
+
+    def take(
+        self, block: np.ndarray, top: int, left: int
+    ) -> Iterator[tuple[int, np.ndarray, int, int]]:
+        """``(level index, picked pixels (bands, n, w), level row, level column)`` of the
+        block ``(bands, n, w)`` at scene row/col ``top``/``left``, for each level it touches."""
+        n, w = block.shape[-2:]
+        for index, (rows, cols) in enumerate(self.rows_and_cols):
+            r0, r1 = np.searchsorted(rows, [top, top + n])
+            c0, c1 = np.searchsorted(cols, [left, left + w])
+            if r0 == r1 or c0 == c1:
+                continue
+            picked = block[:, _index(rows[r0:r1] - top)][:, :, _index(cols[c0:c1] - left)]
+            yield index, picked, int(r0), int(c0)
+
+
+def pyramid_vrt(profile: dict, full: Path | None, overviews: Sequence[Path]) -> str:
+    """The VRT of a uint8 map (``full``, or no source: all nodata) that lists ``overviews``
+    as its band's overviews, with the georeferencing and nodata of ``profile``."""
+    from rasterio.crs import CRS
+
+    width, height = profile["width"], profile["height"]
+    crs = profile.get("crs")
+    georef = f"<SRS>{escape(CRS.from_user_input(crs).to_wkt())}</SRS>" if crs else ""
+    values = ", ".join(repr(v) for v in profile["transform"].to_gdal())
+    georef += f"<GeoTransform>{values}</GeoTransform>"  # rasterio sets one, even identity
+    levels = "".join(
+        f'<Overview><SourceFilename relativeToVRT="0">{escape(str(path))}'
+        "</SourceFilename><SourceBand>1</SourceBand></Overview>"
+        for path in overviews
+    )
+    source = ""
+    if full is not None:
+        source = (
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(full))}'
+            "</SourceFilename><SourceBand>1</SourceBand>"
+            f'<SrcRect xOff="0" yOff="0" xSize={quoteattr(str(width))} '
+            f"ySize={quoteattr(str(height))}/>"
+            f'<DstRect xOff="0" yOff="0" xSize={quoteattr(str(width))} '
+            f"ySize={quoteattr(str(height))}/></SimpleSource>"
+        )
+    return (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{georef}'
+        f'<VRTRasterBand dataType="Byte" band="1"><NoDataValue>{profile["nodata"]}</NoDataValue>'
+        f"{source}{levels}</VRTRasterBand></VRTDataset>"
+    )
+
+
 class OverviewPyramid:
     """Stages the overview levels of a uint8 class map from its blocks of finished rows."""
 
     def __init__(self, staging: Path, profile: dict, blocksize: int) -> None:
-        height, width = profile["height"], profile["width"]
-        rows, cols = np.arange(height), np.arange(width)
-        self.levels: list[OverviewLevel] = []
+        self.picks = OverviewPicks(profile["height"], profile["width"], blocksize)
         self.profile = profile
-        previous = (height, width)
-        for index, (h, w) in enumerate(overview_sizes(height, width, blocksize)):
-            rows, cols = rows[_picks(previous[0], h)], cols[_picks(previous[1], w)]
-            path = staging.with_name(f"{staging.name}.ovr{index + 1}")
-            self.levels.append(OverviewLevel(rows, cols, path))
-            previous = (h, w)
+        self.levels = [
+            OverviewLevel(rows, cols, staging.with_name(f"{staging.name}.ovr{index + 1}"))
+            for index, (rows, cols) in enumerate(self.picks.rows_and_cols)
+        ]
 
     def __enter__(self) -> OverviewPyramid:
         import rasterio
@@ -90,16 +147,9 @@ class OverviewPyramid:
         """Take the overview pixels of ``block`` (``(1, n, w)`` at scene row/col top/left)."""
         from rasterio.windows import Window
 
-        n, w = block.shape[-2:]
-        for level in self.levels:
-            r0, r1 = np.searchsorted(level.rows, [top, top + n])
-            c0, c1 = np.searchsorted(level.cols, [left, left + w])
-            if r0 == r1 or c0 == c1:
-                continue
-            picked = block[:, _index(level.rows[r0:r1] - top)][
-                :, :, _index(level.cols[c0:c1] - left)
-            ]
-            level.dataset.write(picked, window=Window(c0, r0, c1 - c0, r1 - r0))
+        for index, picked, r0, c0 in self.picks.take(block, top, left):
+            h, w = picked.shape[-2:]
+            self.levels[index].dataset.write(picked, window=Window(c0, r0, w, h))
 
     def remove(self) -> None:
         for level in self.levels:
@@ -108,28 +158,5 @@ class OverviewPyramid:
     def write_vrt(self, full: Path, vrt: Path) -> Path:
         """A VRT of the full-resolution map ``full`` that lists the staged levels as its
         overviews (what the COG copy reads)."""
-        from rasterio.crs import CRS
-
-        p = self.profile
-        width, height = p["width"], p["height"]
-        crs = p.get("crs")
-        georef = f"<SRS>{escape(CRS.from_user_input(crs).to_wkt())}</SRS>" if crs else ""
-        values = ", ".join(repr(v) for v in p["transform"].to_gdal())
-        georef += f"<GeoTransform>{values}</GeoTransform>"  # rasterio sets one, even identity
-        overviews = "".join(
-            f'<Overview><SourceFilename relativeToVRT="0">{escape(str(level.path))}'
-            "</SourceFilename><SourceBand>1</SourceBand></Overview>"
-            for level in self.levels
-        )
-        vrt.write_text(
-            f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">{georef}'
-            f'<VRTRasterBand dataType="Byte" band="1"><NoDataValue>{p["nodata"]}</NoDataValue>'
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(full))}'
-            "</SourceFilename><SourceBand>1</SourceBand>"
-            f'<SrcRect xOff="0" yOff="0" xSize={quoteattr(str(width))} '
-            f"ySize={quoteattr(str(height))}/>"
-            f'<DstRect xOff="0" yOff="0" xSize={quoteattr(str(width))} '
-            f"ySize={quoteattr(str(height))}/>"
-            f"</SimpleSource>{overviews}</VRTRasterBand></VRTDataset>"
-        )
+        vrt.write_text(pyramid_vrt(self.profile, full, [level.path for level in self.levels]))
         return vrt

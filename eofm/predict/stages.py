@@ -20,7 +20,8 @@ def clock() -> float:
 
 class StageTimes:
     """CPU seconds each pipeline stage used (``started`` comes from :func:`clock`); the
-    final COG copy, which runs on GDAL's own threads, is counted in wall seconds."""
+    final COG step (laying out a class map's COG, GDAL's copy of other products on its
+    own threads) is counted in wall seconds."""
 
     STAGES = ("read", "model", "blend", "write", "cog")
 
