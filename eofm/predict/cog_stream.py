@@ -43,6 +43,9 @@ from eofm.predict.overviews import OverviewPicks, overview_sizes, pyramid_vrt
 LIBDEFLATE_LEVELS = (7, 6, 8, 1, 2, 3, 4, 5, 9, 10, 11, 12)
 #: Maps above this many pixels may need BigTIFF, whose header this module does not patch.
 MAX_PIXELS = 1 << 31
+#: Threads compressing tiles, and tiles (64 kB each) queued for them at most.
+MAX_COMPRESSING_THREADS = 4
+TILES_IN_FLIGHT = 32
 _TILE_OFFSETS, _TILE_BYTE_COUNTS = 324, 325
 _TIFF_TYPES = {3: "H", 4: "I"}  # SHORT, LONG
 
@@ -365,12 +368,22 @@ class StreamedCog:
         self._written = 0
         self._file = None
         self._uniform: dict[int, bytes] = {}  # value -> bytes of a tile of that value
+        self._pool = None
+        self._slots = threading.BoundedSemaphore(TILES_IN_FLIGHT)
+        self._lock = threading.Lock()
+        self._failures: list[BaseException] = []
 
     def __enter__(self) -> StreamedCog:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._file = open(self.scratch, "wb")  # noqa: SIM115 - closed in __exit__
+        workers = min(MAX_COMPRESSING_THREADS, len(os.sched_getaffinity(0)))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="eofm-deflate")
         return self
 
     def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         if self._file is not None:
             self._file.close()
         self.scratch.unlink(missing_ok=True)
@@ -381,29 +394,44 @@ class StreamedCog:
         for index, picked, row, col in self.picks.take(block, top, left):
             self.levels[index + 1].write(picked[0], row, col, self._done(index + 1))
 
-    def _compressed(self, tile: np.ndarray) -> bytes:
-        """``tile``'s DEFLATE bytes; those of a tile of one value are made once and reused
-        (compression is deterministic): all-nodata tiles beside a swath, a class over
-        whole tiles (about a quarter of a millisecond each otherwise)."""
-        low = int(tile.min())
-        if low != tile.max():
-            return self.deflate.compress(tile)
-        data = self._uniform.get(low)
-        if data is None:
-            data = self._uniform[low] = self.deflate.compress(tile)
-        return data
-
     def _done(self, level: int):
-        def store(index: int, tile: np.ndarray) -> None:
-            data = self._compressed(tile)
-            self._file.write(data)
-            self.where[level][index] = (self._written, len(data))
-            self._written += len(data)
+        """What takes a finished tile of ``level``: tiles of one value are compressed once
+        and reused (compression is deterministic: all-nodata tiles beside a swath, one
+        class over whole tiles); the others go to the compressing threads, at most
+        ``TILES_IN_FLIGHT`` at once, so that no one thread sets the pace."""
 
-        return store
+        def store(index: int, data: bytes) -> None:
+            with self._lock:
+                self._file.write(data)
+                self.where[level][index] = (self._written, len(data))
+                self._written += len(data)
+
+        def compress(index: int, tile: np.ndarray) -> None:
+            try:
+                store(index, self.deflate.compress(tile))
+            except BaseException as exc:  # noqa: BLE001 - raised by finish()
+                self._failures.append(exc)
+            finally:
+                self._slots.release()
+
+        def take(index: int, tile: np.ndarray) -> None:
+            low = int(tile.min())
+            if low == tile.max():
+                data = self._uniform.get(low)
+                if data is None:
+                    data = self._uniform[low] = self.deflate.compress(tile)
+                store(index, data)
+                return
+            self._slots.acquire()
+            self._pool.submit(compress, index, tile)
+
+        return take
 
     def finish(self) -> None:
         """Write the COG to ``target``: the header, then every tile in GDAL's order."""
+        self._pool.shutdown(wait=True)
+        if self._failures:
+            raise self._failures[0]
         if (np.concatenate(self.where)[:, 0] < 0).any():
             raise RuntimeError(f"{self.target}: the map's tiles did not all arrive")
         self._file.close()
