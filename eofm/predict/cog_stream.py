@@ -1,27 +1,26 @@
 """A class map's Cloud-Optimized GeoTIFF, compressed tile by tile while the map streams.
 
 GDAL's COG driver compresses every tile of the map and of its overviews once the map is
-finished: a serial tail of about a quarter of a second per 8k scene on two cores, after
-the stream. Here the write thread cuts each tile (``blocksize`` px, of the map and of
-every overview level, the picks of ``overviews``) as soon as its rows are final,
-compresses it with the DEFLATE library GDAL itself calls (libdeflate, at the level
-through which libtiff passes GDAL's default level 6: found by a probe) and appends it to a
-scratch file. At the end the file is laid out as GDAL lays
-out a COG (the "COG layout" of GDAL's COG driver documentation):
+finished: a serial tail of 0.26-0.34 s per 8k scene on two cores (measured), after the
+stream. Here the write thread cuts each tile (``blocksize`` px, of the map and of every
+overview level, the picks of ``overviews``) as soon as its rows are final; tiles of one
+value are compressed once and reused, the others on a few threads, with the DEFLATE
+library GDAL itself calls (libdeflate, at the level through which libtiff passes GDAL's
+default level 6: found by a probe), into a scratch file. At the end the file is laid
+out as GDAL lays out a COG (the "COG layout" of GDAL's COG driver documentation):
 
-- GDAL's own header: the IFDs, georeferencing and structural metadata, made by GDAL
-  from an empty map with the same size, georeferencing and levels, written sparse so
-  that GDAL compresses nothing (made in a thread while the map streams), with the tile
-  offsets and byte counts filled in;
+- GDAL's own header: the IFDs, georeferencing and structural metadata, made by GDAL for
+  a 1 x 1 map with the same georeferencing, written sparse, and extended to the map's
+  size and levels (:func:`cog_header`), with the tile offsets and byte counts filled in;
 - every level's tiles, the smallest level first, row by row, each preceded by its size
   (4 bytes) and followed by a repeat of its last 4 bytes (GDAL's block leader and
   trailer); edge tiles padded with zeros, as GDAL pads them.
 
 So the bytes are GDAL's (``tests/test_cog_stream.py`` compares whole files with GDAL's
-COG). :func:`streamed_cog_applies` says where this is used: uint8 one-band maps whose
-COG is a classic TIFF, on a GDAL whose DEFLATE output equals this module's for a probe
-tile at some libdeflate level (found once per process; a GDAL built on zlib has none, and
-keeps GDAL's copy).
+COG). :func:`streamed_cog` says where this is used: uint8 one-band maps whose COG is a
+classic TIFF, whose header holds only what :func:`cog_header` knows, on a GDAL whose
+DEFLATE output equals this module's for a probe tile at some libdeflate level (found
+once per process; a GDAL built on zlib has none). Elsewhere GDAL's copy is used.
 """
 
 from __future__ import annotations
