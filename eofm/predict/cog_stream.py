@@ -49,6 +49,7 @@ _TILE_OFFSETS, _TILE_BYTE_COUNTS = 324, 325
 _TIFF_TYPES = {3: "H", 4: "I"}  # SHORT, LONG
 
 
+@functools.cache
 def _loaded_libdeflate() -> str | None:
     """The libdeflate this process loaded with GDAL (rasterio's wheels bundle one)."""
     try:
