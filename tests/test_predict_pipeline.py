@@ -20,6 +20,7 @@ from rasterio.shutil import copy as raster_copy
 from torch import nn
 
 from eofm.models.trained import TrainedModel
+from eofm.predict.cog_stream import StreamedCog
 from eofm.predict.engine import Predictor
 from eofm.predict.grid import blend_weights, tile_starts
 from eofm.predict.options import PredictOptions
@@ -118,9 +119,18 @@ def test_parallel_pipeline_equals_serial_pass(
     assert [p.name for p in (tmp_path / "out").iterdir()] == [result.outputs[0].name]
 
 
-def test_class_map_cog_is_the_file_gdal_makes(tmp_path: Path, monkeypatch) -> None:
-    """In-stream overviews: the COG equals GDAL's own from the finished class map."""
+@pytest.mark.parametrize("writer", ["streamed", "gdal_copy"])
+def test_class_map_cog_is_the_file_gdal_makes(tmp_path: Path, monkeypatch, writer) -> None:
+    """The COG equals GDAL's own from the finished class map, whether its tiles were
+    compressed while it streamed (``cog_stream``) or, where that does not apply, the
+    map and its in-stream overviews were staged and copied by GDAL."""
     monkeypatch.setattr("eofm.predict.grid.COLUMN_BAND", 700)
+    laid_out = []
+    if writer == "gdal_copy":
+        monkeypatch.setattr("eofm.predict.engine.streamed_cog", lambda *args: None)
+    else:
+        finish = StreamedCog.finish
+        monkeypatch.setattr(StreamedCog, "finish", lambda cog: laid_out.append(finish(cog)))
     path = crop(LANDSAT, tmp_path / "scene.tif", 0, 0, 1100, 900)  # overviews 2x, 4x, 8x
     trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
     options = PredictOptions(tile=128, overlap=16, batch_size=16, quicklook=False)
@@ -143,6 +153,7 @@ def test_class_map_cog_is_the_file_gdal_makes(tmp_path: Path, monkeypatch) -> No
     )
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (cog, reference)]
     assert digest[0] == digest[1]
+    assert len(laid_out) == (writer == "streamed")
 
 
 def test_a_block_broken_mid_scene_fails_with_nothing_left(tmp_path: Path) -> None:
