@@ -114,7 +114,7 @@ def test_the_header_is_gdal_s_for_every_level(tmp_path: Path) -> None:
     classes = class_map(height, width, seed=3)
     profile = profile_for(height, width, "EPSG:32631", from_origin(500000, 5000000, 20, 20))
     reference = bytearray(gdal_cog(classes, profile, tmp_path / "gdal.tif"))
-    sizes = [(height, width), *overview_sizes(height, width, BLOCK)]
+    sizes = cog_stream.level_sizes(height, width, BLOCK)
     header = cog_header(gdal_header_template(profile, BLOCK), sizes, BLOCK)
     assert header is not None
     for offsets, counts in cog_stream.tile_arrays(bytes(reference[: len(header)])):

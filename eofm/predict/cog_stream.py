@@ -46,7 +46,9 @@ MAX_PIXELS = 1 << 31
 MAX_COMPRESSING_THREADS = 4
 TILES_IN_FLIGHT = 32
 _TILE_OFFSETS, _TILE_BYTE_COUNTS = 324, 325
-_TIFF_TYPES = {3: "H", 4: "I"}  # SHORT, LONG
+#: struct codes of the TIFF types this module reads or copies: BYTE ASCII SHORT LONG
+#: FLOAT DOUBLE LONG8.
+_TYPE_CODES = {1: "B", 2: "c", 3: "H", 4: "I", 11: "f", 12: "d", 16: "Q"}
 
 
 @functools.cache
@@ -143,18 +145,32 @@ def _tiff_entries(header: bytes) -> list[dict[int, tuple[int, int, int, int]]]:
     return ifds
 
 
+def _value_size(kind: int, count: int) -> int:
+    return count * struct.calcsize(_TYPE_CODES[kind])
+
+
+def _outside(kind: int, count: int) -> bool:
+    """Whether a TIFF entry's value lies outside its 12 bytes (more than 4 bytes)."""
+    return _value_size(kind, count) > 4
+
+
+def _values_format(entry: tuple[int, int, int, int]) -> tuple[str, int]:
+    """``(struct format, offset)`` of an entry's values: in the entry when they fit."""
+    kind, count, value, at = entry
+    return f"<{count}{_TYPE_CODES[kind]}", value if _outside(kind, count) else at + 8
+
+
 def tile_arrays(header: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(offsets, byte counts)`` of each IFD's tiles in a classic TIFF."""
-    arrays = []
-    for entries in _tiff_entries(header):
-        pair = []
-        for tag in (_TILE_OFFSETS, _TILE_BYTE_COUNTS):
-            kind, n, value, at = entries[tag]
-            code = _TIFF_TYPES[kind]
-            where = at + 8 if n * struct.calcsize(code) <= 4 else value
-            pair.append(np.array(struct.unpack_from(f"<{n}{code}", header, where), np.int64))
-        arrays.append((pair[0], pair[1]))
-    return arrays
+
+    def values(entry: tuple[int, int, int, int]) -> np.ndarray:
+        layout, where = _values_format(entry)
+        return np.array(struct.unpack_from(layout, header, where), np.int64)
+
+    return [
+        (values(entries[_TILE_OFFSETS]), values(entries[_TILE_BYTE_COUNTS]))
+        for entries in _tiff_entries(header)
+    ]
 
 
 @functools.cache
@@ -164,10 +180,9 @@ def gdal_deflate_level(library: str, blocksize: int) -> int | None:
     import rasterio
     from rasterio.io import MemoryFile
     from rasterio.shutil import copy as raster_copy
-
-    tile = probe_tile(blocksize)
     from rasterio.transform import from_origin
 
+    tile = probe_tile(blocksize)
     profile = dict(driver="GTiff", width=blocksize, height=blocksize, count=1, dtype="uint8")
     profile["transform"] = from_origin(0, blocksize, 1, 1)  # georeferenced: no warning
     try:
@@ -187,16 +202,9 @@ def gdal_deflate_level(library: str, blocksize: int) -> int | None:
     return None
 
 
-def streamed_cog_applies(profile: dict, blocksize: int) -> tuple[str, int] | None:
-    """``(libdeflate, level)`` with which this module makes the COG of a map with
-    ``profile`` byte for byte as GDAL would, else None (GDAL's copy is used)."""
-    if profile.get("count") != 1 or np.dtype(profile.get("dtype")) != np.uint8:
-        return None
-    if profile["width"] * profile["height"] > MAX_PIXELS:
-        return None
-    library = _loaded_libdeflate()
-    level = gdal_deflate_level(library, blocksize) if library else None
-    return (library, level) if level is not None else None
+def level_sizes(height: int, width: int, blocksize: int) -> list[tuple[int, int]]:
+    """``(height, width)`` of the map, then of each overview level GDAL makes."""
+    return [(height, width), *overview_sizes(height, width, blocksize)]
 
 
 class LevelTiles:
@@ -231,16 +239,12 @@ class LevelTiles:
                     del self._open[index]
                     done(index, tile)
 
-    def complete(self) -> bool:
-        return not self._open
-
 
 #: Tags of a one-band COG's first IFD that this module knows how to extend to a pyramid:
 #: the image structure, GDAL's nodata, and the georeferencing (first IFD only).
 _STRUCTURE = {256, 257, 258, 259, 262, 277, 284, 317, 322, 323, 324, 325, 339, 42113}
 _GEOREFERENCING = {33550, 33922, 34264, 34735, 34736, 34737}
 _NEW_SUBFILE_TYPE = 254
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 11: 4, 12: 8, 16: 8}  # BYTE ASCII SHORT LONG FLOAT DOUBLE
 
 
 def gdal_header_template(profile: dict, blocksize: int) -> bytes:
@@ -272,11 +276,6 @@ def _size_entry(tag: int, value: int) -> bytes:
     return _entry(tag, 3, 1, value) if value <= 0xFFFF else _entry(tag, 4, 1, value)
 
 
-def _outside(kind: int, count: int) -> bool:
-    """Whether a TIFF entry's value lies outside its 12 bytes (more than 4 bytes)."""
-    return count * _TYPE_SIZES[kind] > 4
-
-
 def cog_header(template: bytes, sizes: list[tuple[int, int]], blocksize: int) -> bytes | None:
     """The header GDAL writes for a one-band COG whose levels have ``sizes`` (the map,
     then its overviews), from GDAL's own header of a 1 x 1 map with the same metadata
@@ -292,7 +291,7 @@ def cog_header(template: bytes, sizes: list[tuple[int, int]], blocksize: int) ->
     if len(entries) != 1 or not set(entries[0]) <= _STRUCTURE | _GEOREFERENCING:
         return None
     ifd = entries[0]
-    if any(kind not in _TYPE_SIZES for kind, *_ in ifd.values()):
+    if any(kind not in _TYPE_CODES for kind, *_ in ifd.values()):
         return None
     structure = sorted(tag for tag in ifd if tag in _STRUCTURE)
     arrays = (_TILE_OFFSETS, _TILE_BYTE_COUNTS)
@@ -302,7 +301,7 @@ def cog_header(template: bytes, sizes: list[tuple[int, int]], blocksize: int) ->
     values_end = first + 2 + 12 * len(ifd) + 4
     for kind, count, value, _ in ifd.values():  # the georeferencing values follow the IFD
         if _outside(kind, count):
-            values_end = max(values_end, value + count * _TYPE_SIZES[kind])
+            values_end = max(values_end, value + _value_size(kind, count))
     values_end += values_end & 1  # word-aligned, with a zero byte
     tiles = [-(-h // blocksize) * -(-w // blocksize) for h, w in sizes]
     overview_ifd = 2 + 12 * (len(structure) + 1) + 4
@@ -338,15 +337,19 @@ def cog_header(template: bytes, sizes: list[tuple[int, int]], blocksize: int) ->
 def streamed_cog(target: Path, profile: dict, blocksize: int) -> StreamedCog | None:
     """A :class:`StreamedCog` writing ``target`` where this module makes the COG of a map
     with ``profile`` byte for byte as GDAL would, else None (GDAL's copy is used)."""
-    deflate = streamed_cog_applies(profile, blocksize)
-    if deflate is None:
+    if profile.get("count") != 1 or np.dtype(profile.get("dtype")) != np.uint8:
         return None
-    height, width = profile["height"], profile["width"]
-    sizes = [(height, width), *overview_sizes(height, width, blocksize)]
+    if profile["width"] * profile["height"] > MAX_PIXELS:
+        return None
+    library = _loaded_libdeflate()
+    level = gdal_deflate_level(library, blocksize) if library else None
+    if level is None:
+        return None
+    sizes = level_sizes(profile["height"], profile["width"], blocksize)
     header = cog_header(gdal_header_template(profile, blocksize), sizes, blocksize)
     if header is None:
         return None
-    return StreamedCog(target, profile, blocksize, deflate, header)
+    return StreamedCog(target, sizes, blocksize, (library, level), header)
 
 
 class StreamedCog:
@@ -355,12 +358,16 @@ class StreamedCog:
     scratch file of compressed tiles is removed at exit."""
 
     def __init__(
-        self, target: Path, profile: dict, blocksize: int, deflate: tuple[str, int], header: bytes
+        self,
+        target: Path,
+        sizes: list[tuple[int, int]],
+        blocksize: int,
+        deflate: tuple[str, int],
+        header: bytes,
     ) -> None:
+        """``sizes``: :func:`level_sizes` of the map."""
         self.target, self.header = target, header
-        height, width = profile["height"], profile["width"]
-        self.picks = OverviewPicks(height, width, blocksize)
-        sizes = [(height, width), *overview_sizes(height, width, blocksize)]
+        self.picks = OverviewPicks(*sizes[0], blocksize)
         self.levels = [LevelTiles(h, w, blocksize) for h, w in sizes]
         self.where = [np.full((level.count, 2), -1, np.int64) for level in self.levels]
         self.deflate = Deflate(*deflate)
@@ -449,10 +456,8 @@ class StreamedCog:
                 (_TILE_OFFSETS, offsets[level]),
                 (_TILE_BYTE_COUNTS, self.where[level][:, 1]),
             ):
-                kind, n, value, at = ifd[tag]
-                code = _TIFF_TYPES[kind]
-                where = at + 8 if n * struct.calcsize(code) <= 4 else value
-                struct.pack_into(f"<{n}{code}", patched, where, *values.tolist())
+                layout, where = _values_format(ifd[tag])
+                struct.pack_into(layout, patched, where, *values.tolist())
         with open(self.scratch, "rb") as tiles, open(self.target, "wb") as out:
             out.write(patched)
             for level in order:

@@ -49,8 +49,8 @@ def _index(picks: np.ndarray) -> slice | np.ndarray:
 
 @dataclass
 class OverviewLevel:
-    rows: np.ndarray  # full-resolution row of each overview row (increasing)
-    cols: np.ndarray  # full-resolution column of each overview column (increasing)
+    height: int
+    width: int
     path: Path
     dataset: Any = None
 
@@ -122,7 +122,7 @@ class OverviewPyramid:
         self.picks = OverviewPicks(profile["height"], profile["width"], blocksize)
         self.profile = profile
         self.levels = [
-            OverviewLevel(rows, cols, staging.with_name(f"{staging.name}.ovr{index + 1}"))
+            OverviewLevel(len(rows), len(cols), staging.with_name(f"{staging.name}.ovr{index + 1}"))
             for index, (rows, cols) in enumerate(self.picks.rows_and_cols)
         ]
 
@@ -132,9 +132,9 @@ class OverviewPyramid:
         transform = self.profile["transform"]
         for level in self.levels:
             scale = transform @ transform.scale(
-                self.profile["width"] / len(level.cols), self.profile["height"] / len(level.rows)
+                self.profile["width"] / level.width, self.profile["height"] / level.height
             )
-            size = {"height": len(level.rows), "width": len(level.cols), "transform": scale}
+            size = {"height": level.height, "width": level.width, "transform": scale}
             level.dataset = rasterio.open(level.path, "w", **(self.profile | size))
         return self
 
