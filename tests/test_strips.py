@@ -142,3 +142,18 @@ def test_our_models_read_a_strided_view_exactly_as_a_copy() -> None:
         assert np.array_equal(
             batch.host(), np.stack([data[:, :, o : o + 32] for o in batch.offsets])
         )
+
+
+def test_wide_buffers_pad_rows_to_an_odd_number_of_cache_lines() -> None:
+    from eofm.predict.row_stride import CACHE_LINE, padded_width, wide_empty, wide_zeros
+
+    for width in (1, 15, 16, 17, 224, 8191, 8192, 8193):
+        for dtype in (np.float32, np.uint8, bool):
+            item = np.dtype(dtype).itemsize
+            row = padded_width(width, item) * item
+            assert row >= width * item and row % CACHE_LINE == 0
+            assert (row // CACHE_LINE) % 2 == 1
+    array = wide_empty((2, 3, 8192), np.float32)
+    assert array.shape == (2, 3, 8192) and array.strides[-2] == 8208 * 4
+    zeros = wide_zeros((4, 100), bool)
+    assert zeros.shape == (4, 100) and not zeros.any()

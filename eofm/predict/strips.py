@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from eofm.predict.row_stride import wide_zeros
+
 
 @dataclass
 class StripBuffer:
@@ -66,7 +68,8 @@ class StripPool:
         if not make:
             return self._free.get()
         _, tile, width = self.shape
-        return StripBuffer(np.zeros(self.shape, np.float32), np.zeros((tile, width), bool), self)
+        data = wide_zeros(self.shape, np.float32)  # tiles are regions of it: `row_stride`
+        return StripBuffer(data, np.zeros((tile, width), bool), self)
 
     def put(self, buffer: StripBuffer) -> None:
         self._free.put(buffer)
