@@ -157,3 +157,50 @@ def test_wide_buffers_pad_rows_to_an_odd_number_of_cache_lines() -> None:
     assert array.shape == (2, 3, 8192) and array.strides[-2] == 8208 * 4
     zeros = wide_zeros((4, 100), bool)
     assert zeros.shape == (4, 100) and not zeros.any()
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"tiled": True, "blockxsize": 32, "blockysize": 32, "interleave": "pixel"},
+        {"tiled": True, "blockxsize": 32, "blockysize": 32, "interleave": "band"},
+        {"tiled": False, "blockysize": 1},  # one row per strip
+        {"tiled": False, "blockysize": 7},
+        {"tiled": True, "blockxsize": 32, "blockysize": 32, "compress": "deflate"},
+    ],
+)
+def test_strips_read_past_the_block_cache_equal_plain_reads(tmp_path: Path, layout: dict) -> None:
+    """``open_for_strips`` (GDAL's direct I/O for uncompressed files) changes no value:
+    strips at unaligned rows and columns, NaN pixels, both interleavings, strips and
+    tiles, and a compressed file (read through the cache as before)."""
+    from rasterio.windows import Window
+
+    from eofm.predict.scenes import open_for_strips
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(-12, 4, (2, 90, 77)).astype(np.float32)
+    data[:, 10:14, 20:50] = np.nan
+    path = tmp_path / "scene.tif"
+    profile = dict(driver="GTiff", width=77, height=90, count=2, dtype="float32", **layout)
+    profile |= {"crs": "EPSG:32631", "transform": rasterio.transform.from_origin(5e5, 5e6, 10, 10)}
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data)
+    reader = SceneReader(path, [1, 2], [-12.0, -18.0], [4.0, 5.0], 40)
+    with open_for_strips(path) as direct, rasterio.open(path) as plain:
+        for row, col, h, w in [(0, 0, 40, 77), (13, 5, 40, 61), (50, 21, 40, 56), (89, 70, 1, 7)]:
+            window = Window(col, row, w, h)
+            assert np.array_equal(
+                direct.read(window=window), data[:, row : row + h, col : col + w], equal_nan=True
+            )
+            assert np.array_equal(
+                direct.read(window=window), plain.read(window=window), equal_nan=True
+            )
+    for row in (0, 17, 50):
+        strip, mask = reader.read_strip(row, 0, 77)
+        h = min(40, 90 - row)
+        expected = (data[:, row : row + h] - np.float32([-12, -18])[:, None, None]) / np.float32(
+            [4, 5]
+        )[:, None, None]
+        assert np.array_equal(mask[:h], np.isfinite(data[:, row : row + h]).all(axis=0))
+        assert np.array_equal(strip[:, :h][:, mask[:h]], expected[:, mask[:h]])
+    reader.close()

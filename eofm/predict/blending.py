@@ -166,5 +166,5 @@ class BandBlender:
             for c in self.cols:
                 x, w = c - self.left, min(t, self.width - c)
                 wsum[a - top : b - top, x : x + w] += ramp[:, :w]
-        self._normalisers[key] = normaliser = np.maximum(wsum, 1e-12)
+        self._normalisers[key] = normaliser = np.maximum(wsum, 1e-12, out=wsum)
         return normaliser
