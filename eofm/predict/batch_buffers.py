@@ -12,24 +12,43 @@ need only one buffer: ``Predictor._host_tiles``.)
 from __future__ import annotations
 
 import queue
+import threading
 
 import torch
 
 
 class BatchBuffers:
     """Float32 tensors of one shape ``(batch, channels, tile, tile)``, made on first need
-    and reused once given back (from any thread)."""
+    (or ahead of it, ``make_ahead``) and reused once given back (from any thread)."""
 
     def __init__(self, batch: int, channels: int, tile: int) -> None:
         self.shape = (batch, channels, tile, tile)
         self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._made = 0
+        self._coming = 0  # being made ahead: ``take`` waits for these
+        self._lock = threading.Lock()
 
     def take(self) -> torch.Tensor:
         """A free buffer (stale contents), or a new one."""
-        try:
-            return self._free.get_nowait()
-        except queue.Empty:
+        with self._lock:
+            make = self._free.empty() and not self._coming
+            self._made += make
+        if make:
             return torch.empty(self.shape, dtype=torch.float32)
+        return self._free.get()
+
+    def make_ahead(self, total: int) -> None:
+        """Make buffers, in the calling thread and with every page touched, until
+        ``total`` exist (the model stage then takes them without faulting them in)."""
+        with self._lock:
+            count = max(0, total - self._made)
+            self._made += count
+            self._coming += count
+        for _ in range(count):
+            buffer = torch.zeros(self.shape, dtype=torch.float32)
+            with self._lock:
+                self._free.put(buffer)
+                self._coming -= 1
 
     def give_back(self, buffer: torch.Tensor) -> None:
         self._free.put(buffer)

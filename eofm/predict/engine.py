@@ -505,6 +505,11 @@ class Predictor:
         probe = reader.strip_buffers(left, cols[-1] + t)[0]
         # held at once: the strips read ahead, the one being predicted, one in flight
         pool = StripPool(*probe.shape, capacity=ahead + 3)
+        batches = len(rows) * -(-len(cols) // self.options.batch_size)
+        making = threading.Thread(
+            target=self._make_ahead, args=(pool, len(rows) - 1, batches), daemon=True
+        )
+        making.start()
 
         def read(row: int) -> list[tuple]:
             started = clock()
@@ -525,9 +530,22 @@ class Predictor:
             for items in ordered_map(read, rows, workers=workers, ahead=ahead):
                 yield from items
         finally:
+            making.join()
             for each in opened:
                 if each is not reader:
                     each.close()
+
+    def _make_ahead(self, pool: StripPool, strips: int, batches: int) -> None:
+        """Make the buffers a band needs, and fault in their pages, while the first strip
+        is being read: the reading thread, on the pipeline's critical path, then takes
+        strip buffers ready made, and the model stage its output buffers (on the CPU).
+
+        A process's first scene otherwise faults them in as it streams; on a VM a fresh
+        page costs several microseconds. The other core is idle until the first strip is
+        read, so this costs the scene nothing."""
+        pool.make_ahead(min(2, strips))  # the reader makes its first one itself
+        if self.device.type == "cpu":
+            self._outputs.make_ahead(min(3, batches))
 
     def _strip_batches(
         self,

@@ -38,7 +38,9 @@ def wide_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
 
 
 def wide_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    """Like :func:`wide_empty`, zeroed (the padding too)."""
-    array = wide_empty(shape, dtype)
-    array.base[...] = 0
-    return array
+    """Like :func:`wide_empty`, zeroed (the padding too). ``np.zeros`` gets the memory
+    zeroed from the system, so a large buffer is not written once more here: its pages
+    are first touched by whoever fills it."""
+    dtype = np.dtype(dtype)
+    *outer, width = shape
+    return np.zeros((*outer, padded_width(width, dtype.itemsize)), dtype)[..., :width]

@@ -47,7 +47,8 @@ class StripBuffer:
 
 
 class StripPool:
-    """At most ``capacity`` strip buffers of one shape, made on first need and reused.
+    """At most ``capacity`` strip buffers of one shape, made on first need (or ahead of
+    it, ``make_ahead``) and reused.
 
     ``capacity`` must exceed the strips that can be held at once (read ahead, being
     predicted, in flight on the device), or a reader would wait for itself.
@@ -58,15 +59,33 @@ class StripPool:
         self.capacity = capacity
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._made = 0
+        self._coming = 0  # being made ahead: ``take`` waits for these
         self._lock = threading.Lock()
 
     def take(self) -> StripBuffer:
         """A free buffer (its contents are stale: ``read_strip`` overwrites all of it)."""
         with self._lock:
-            make = self._free.empty() and self._made < self.capacity
+            make = self._free.empty() and not self._coming and self._made < self.capacity
             self._made += make
-        if not make:
-            return self._free.get()
+        return self._new() if make else self._free.get()
+
+    def make_ahead(self, count: int) -> None:
+        """Make up to ``count`` more buffers now, in the calling thread, and touch every
+        page of them, so that the reading thread does not fault them in on the
+        pipeline's critical path (``Predictor._make_ahead``)."""
+        with self._lock:
+            count = max(0, min(count, self.capacity - self._made))
+            self._made += count
+            self._coming += count
+        for _ in range(count):
+            buffer = self._new()
+            buffer.data.base.fill(0)  # the padded storage, pages and all
+            buffer.mask.fill(False)
+            with self._lock:  # offered before it stops counting as coming
+                self._free.put(buffer)
+                self._coming -= 1
+
+    def _new(self) -> StripBuffer:
         _, tile, width = self.shape
         data = wide_zeros(self.shape, np.float32)  # tiles are regions of it: `row_stride`
         return StripBuffer(data, np.zeros((tile, width), bool), self)
