@@ -204,3 +204,40 @@ def test_strips_read_past_the_block_cache_equal_plain_reads(tmp_path: Path, layo
         assert np.array_equal(mask[:h], np.isfinite(data[:, row : row + h]).all(axis=0))
         assert np.array_equal(strip[:, :h][:, mask[:h]], expected[:, mask[:h]])
     reader.close()
+
+
+def test_readers_taking_while_buffers_are_made_ahead_never_wait_for_good() -> None:
+    """Several readers take and give back strip buffers while others are made ahead:
+    nobody waits for a buffer that will not come, and no more than ``capacity`` exist."""
+    import threading
+
+    from eofm.predict.batch_buffers import BatchBuffers
+
+    for attempt in range(20):
+        pool = StripPool(1, 4, 8, capacity=3)
+        outputs = BatchBuffers(2, 1, 4)
+        done: list[int] = []
+
+        def reader(pool: StripPool = pool, done: list[int] = done) -> None:
+            for _ in range(50):
+                buffer = pool.take()
+                buffer.release()
+            done.append(1)
+
+        def model(outputs: BatchBuffers = outputs, done: list[int] = done) -> None:
+            for _ in range(50):
+                outputs.give_back(outputs.take())
+            done.append(1)
+
+        threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
+        threads += [threading.Thread(target=model, daemon=True)]
+        threads += [
+            threading.Thread(target=pool.make_ahead, args=(2,), daemon=True),
+            threading.Thread(target=outputs.make_ahead, args=(3,), daemon=True),
+        ]
+        for thread in (threads[-2], threads[0], threads[-1], *threads[1:-2]):
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert len(done) == 4, f"attempt {attempt}: a thread waited for good"
+        assert pool._made <= pool.capacity

@@ -11,7 +11,6 @@ need only one buffer: ``Predictor._host_tiles``.)
 
 from __future__ import annotations
 
-import queue
 import threading
 
 import torch
@@ -23,32 +22,52 @@ class BatchBuffers:
 
     def __init__(self, batch: int, channels: int, tile: int) -> None:
         self.shape = (batch, channels, tile, tile)
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._free: list[torch.Tensor] = []
         self._made = 0
         self._coming = 0  # being made ahead: ``take`` waits for these
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def take(self) -> torch.Tensor:
-        """A free buffer (stale contents), or a new one."""
-        with self._lock:
-            make = self._free.empty() and not self._coming
-            self._made += make
-        if make:
-            return torch.empty(self.shape, dtype=torch.float32)
-        return self._free.get()
+        """A free buffer (stale contents): one given back or made ahead, else a new one
+        (once none is on its way)."""
+        with self._changed:
+            while not self._free:
+                if not self._coming:
+                    self._made += 1
+                    break
+                self._changed.wait()
+            else:
+                return self._free.pop()
+        return torch.empty(self.shape, dtype=torch.float32)
 
     def make_ahead(self, total: int) -> None:
         """Make buffers, in the calling thread and with every page touched, until
         ``total`` exist (the model stage then takes them without faulting them in)."""
-        with self._lock:
+        with self._changed:
             count = max(0, total - self._made)
             self._made += count
             self._coming += count
-        for _ in range(count):
-            buffer = torch.zeros(self.shape, dtype=torch.float32)
-            with self._lock:
-                self._free.put(buffer)
-                self._coming -= 1
+        made = 0
+        try:
+            while made < count:
+                buffer = torch.zeros(self.shape, dtype=torch.float32)
+                with self._changed:
+                    self._free.append(buffer)
+                    self._coming -= 1
+                    made += 1
+                    self._changed.notify_all()
+        finally:  # (out of memory) the model stage must not wait for what will not come
+            self._give_up(count - made)
+
+    def _give_up(self, missing: int) -> None:
+        """Buffers reserved by ``make_ahead`` that were not made."""
+        if missing > 0:
+            with self._changed:
+                self._coming -= missing
+                self._made -= missing
+                self._changed.notify_all()
 
     def give_back(self, buffer: torch.Tensor) -> None:
-        self._free.put(buffer)
+        with self._changed:
+            self._free.append(buffer)
+            self._changed.notify()

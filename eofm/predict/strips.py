@@ -13,7 +13,6 @@ strips in flight, never by the scene.
 from __future__ import annotations
 
 import itertools
-import queue
 import threading
 from dataclasses import dataclass
 
@@ -57,33 +56,54 @@ class StripPool:
     def __init__(self, channels: int, tile: int, width: int, capacity: int) -> None:
         self.shape = (channels, tile, width)
         self.capacity = capacity
-        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        self._free: list[StripBuffer] = []
         self._made = 0
         self._coming = 0  # being made ahead: ``take`` waits for these
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def take(self) -> StripBuffer:
-        """A free buffer (its contents are stale: ``read_strip`` overwrites all of it)."""
-        with self._lock:
-            make = self._free.empty() and not self._coming and self._made < self.capacity
-            self._made += make
-        return self._new() if make else self._free.get()
+        """A free buffer (its contents are stale: ``read_strip`` overwrites all of it):
+        one given back or made ahead, else a new one while fewer than ``capacity`` exist
+        and none is on its way, else the next one given back."""
+        with self._changed:
+            while not self._free:
+                if not self._coming and self._made < self.capacity:
+                    self._made += 1
+                    break
+                self._changed.wait()
+            else:
+                return self._free.pop()
+        return self._new()
 
     def make_ahead(self, count: int) -> None:
         """Make up to ``count`` more buffers now, in the calling thread, and touch every
         page of them, so that the reading thread does not fault them in on the
         pipeline's critical path (``Predictor._make_ahead``)."""
-        with self._lock:
+        with self._changed:
             count = max(0, min(count, self.capacity - self._made))
             self._made += count
             self._coming += count
-        for _ in range(count):
-            buffer = self._new()
-            buffer.data.base.fill(0)  # the padded storage, pages and all
-            buffer.mask.fill(False)
-            with self._lock:  # offered before it stops counting as coming
-                self._free.put(buffer)
-                self._coming -= 1
+        made = 0
+        try:
+            while made < count:
+                buffer = self._new()
+                buffer.data.base.fill(0)  # the padded storage, pages and all
+                buffer.mask.fill(False)
+                with self._changed:
+                    self._free.append(buffer)
+                    self._coming -= 1
+                    made += 1
+                    self._changed.notify_all()  # a reader may now make its own
+        finally:  # (out of memory) readers must not wait for what will not come
+            self._give_up(count - made)
+
+    def _give_up(self, missing: int) -> None:
+        """Buffers reserved by ``make_ahead`` that were not made."""
+        if missing > 0:
+            with self._changed:
+                self._coming -= missing
+                self._made -= missing
+                self._changed.notify_all()
 
     def _new(self) -> StripBuffer:
         _, tile, width = self.shape
@@ -91,7 +111,9 @@ class StripPool:
         return StripBuffer(data, np.zeros((tile, width), bool), self)
 
     def put(self, buffer: StripBuffer) -> None:
-        self._free.put(buffer)
+        with self._changed:
+            self._free.append(buffer)
+            self._changed.notify()
 
 
 def _even(offsets: list[int]) -> int | None:
