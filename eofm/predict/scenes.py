@@ -89,9 +89,10 @@ def open_for_strips(path: Path) -> Any:
     when the dataset opens): each strip's rows go from the file into the strip buffer,
     not through cached blocks first. The values are the same; the cache's blocks, which
     are allocated afresh for every scene, are not made at all. Measured on this project's
-    2-core VM, an 8k scene's first pass faulted in 20k fewer pages (0 against 20k in
-    the read thread), and ``benchmarks/predict_pipeline.py`` ran 85.7 against 82.1 MP/s
-    (9 runs each, side by side). Compressed files are decoded through the cache as before.
+    2-core VM, reading an 8k scene's strips faulted in 1 page against 20k, the read stage
+    of a first scene 15k against 34k, and ``benchmarks/predict_pipeline.py`` ran 85.7
+    against 82.1 MP/s (9 runs each, side by side). Compressed files are decoded through
+    the cache as before.
     """
     import rasterio
 
