@@ -232,7 +232,7 @@ def test_readers_taking_while_buffers_are_made_ahead_never_wait_for_good() -> No
         threads = [threading.Thread(target=reader, daemon=True) for _ in range(3)]
         threads += [threading.Thread(target=model, daemon=True)]
         threads += [
-            threading.Thread(target=pool.make_ahead, args=(2,), daemon=True),
+            threading.Thread(target=pool.make_ahead, args=(3,), daemon=True),
             threading.Thread(target=outputs.make_ahead, args=(3,), daemon=True),
         ]
         for thread in (threads[-2], threads[0], threads[-1], *threads[1:-2]):
@@ -240,4 +240,4 @@ def test_readers_taking_while_buffers_are_made_ahead_never_wait_for_good() -> No
         for thread in threads:
             thread.join(timeout=20)
         assert len(done) == 4, f"attempt {attempt}: a thread waited for good"
-        assert pool._made <= pool.capacity
+        assert pool.made <= pool.capacity

@@ -507,7 +507,7 @@ class Predictor:
         pool = StripPool(*probe.shape, capacity=ahead + 3)
         batches = len(rows) * -(-len(cols) // self.options.batch_size)
         making = threading.Thread(
-            target=self._make_ahead, args=(pool, len(rows) - 1, batches), daemon=True
+            target=self._make_ahead, args=(pool, len(rows), batches), daemon=True
         )
         making.start()
 
@@ -543,7 +543,7 @@ class Predictor:
         A process's first scene otherwise faults them in as it streams; on a VM a fresh
         page costs several microseconds. The other core is idle until the first strip is
         read, so this costs the scene nothing."""
-        pool.make_ahead(min(2, strips))  # the reader makes its first one itself
+        pool.make_ahead(min(3, strips))
         if self.device.type == "cpu":
             self._outputs.make_ahead(min(3, batches))
 

@@ -13,12 +13,12 @@ strips in flight, never by the scene.
 from __future__ import annotations
 
 import itertools
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from eofm.predict.buffer_pool import BufferPool
 from eofm.predict.row_stride import wide_zeros
 
 
@@ -42,10 +42,10 @@ class StripBuffer:
     def release(self) -> None:
         """Back to the pool: the model has every batch of this strip."""
         if self.pool is not None:
-            self.pool.put(self)
+            self.pool.give_back(self)
 
 
-class StripPool:
+class StripPool(BufferPool[StripBuffer]):
     """At most ``capacity`` strip buffers of one shape, made on first need (or ahead of
     it, ``make_ahead``) and reused.
 
@@ -55,65 +55,18 @@ class StripPool:
 
     def __init__(self, channels: int, tile: int, width: int, capacity: int) -> None:
         self.shape = (channels, tile, width)
-        self.capacity = capacity
-        self._free: list[StripBuffer] = []
-        self._made = 0
-        self._coming = 0  # being made ahead: ``take`` waits for these
-        self._changed = threading.Condition()
+        super().__init__(self._strip, self._touched_strip, capacity)
 
-    def take(self) -> StripBuffer:
-        """A free buffer (its contents are stale: ``read_strip`` overwrites all of it):
-        one given back or made ahead, else a new one while fewer than ``capacity`` exist
-        and none is on its way, else the next one given back."""
-        with self._changed:
-            while not self._free:
-                if not self._coming and self._made < self.capacity:
-                    self._made += 1
-                    break
-                self._changed.wait()
-            else:
-                return self._free.pop()
-        return self._new()
-
-    def make_ahead(self, count: int) -> None:
-        """Make up to ``count`` more buffers now, in the calling thread, and touch every
-        page of them, so that the reading thread does not fault them in on the
-        pipeline's critical path (``Predictor._make_ahead``)."""
-        with self._changed:
-            count = max(0, min(count, self.capacity - self._made))
-            self._made += count
-            self._coming += count
-        made = 0
-        try:
-            while made < count:
-                buffer = self._new()
-                buffer.data.base.fill(0)  # the padded storage, pages and all
-                buffer.mask.fill(False)
-                with self._changed:
-                    self._free.append(buffer)
-                    self._coming -= 1
-                    made += 1
-                    self._changed.notify_all()  # a reader may now make its own
-        finally:  # (out of memory) readers must not wait for what will not come
-            self._give_up(count - made)
-
-    def _give_up(self, missing: int) -> None:
-        """Buffers reserved by ``make_ahead`` that were not made."""
-        if missing > 0:
-            with self._changed:
-                self._coming -= missing
-                self._made -= missing
-                self._changed.notify_all()
-
-    def _new(self) -> StripBuffer:
+    def _strip(self) -> StripBuffer:
         _, tile, width = self.shape
         data = wide_zeros(self.shape, np.float32)  # tiles are regions of it: `row_stride`
         return StripBuffer(data, np.zeros((tile, width), bool), self)
 
-    def put(self, buffer: StripBuffer) -> None:
-        with self._changed:
-            self._free.append(buffer)
-            self._changed.notify()
+    def _touched_strip(self) -> StripBuffer:
+        buffer = self._strip()
+        buffer.data.base.fill(0)  # the padded storage, pages and all
+        buffer.mask.fill(False)
+        return buffer
 
 
 def _even(offsets: list[int]) -> int | None:
