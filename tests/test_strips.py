@@ -241,3 +241,34 @@ def test_readers_taking_while_buffers_are_made_ahead_never_wait_for_good() -> No
             thread.join(timeout=20)
         assert len(done) == 4, f"attempt {attempt}: a thread waited for good"
         assert pool.made <= pool.capacity
+
+
+def test_a_taker_waiting_for_a_buffer_made_ahead_makes_its_own_when_none_is_left() -> None:
+    """Two takers hold what they take while one buffer is being made ahead: the first
+    gets that one, the second (which waited for it too) makes its own once it is gone,
+    instead of waiting for a buffer nobody will give back."""
+    import threading
+    import time
+
+    from eofm.predict.buffer_pool import BufferPool
+
+    started = threading.Event()
+
+    def slowly_touched() -> object:
+        started.set()
+        time.sleep(0.3)  # both takers arrive while this one is on its way
+        return object()
+
+    pool: BufferPool[object] = BufferPool(object, slowly_touched, capacity=3)
+    ahead = threading.Thread(target=pool.make_ahead, args=(1,), daemon=True)
+    ahead.start()
+    assert started.wait(5)
+    held: list[object] = []
+    takers = [threading.Thread(target=lambda: held.append(pool.take()), daemon=True)]
+    takers.append(threading.Thread(target=lambda: held.append(pool.take()), daemon=True))
+    for taker in takers:
+        taker.start()
+    for thread in (ahead, *takers):
+        thread.join(timeout=5)
+    assert len(held) == 2 and held[0] is not held[1]
+    assert pool.made == 2 <= pool.capacity

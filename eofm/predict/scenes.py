@@ -89,7 +89,7 @@ def open_for_strips(path: Path) -> Any:
     when the dataset opens): each strip's rows go from the file into the strip buffer,
     not through cached blocks first. The values are the same; the cache's blocks, which
     are allocated afresh for every scene, are not made at all. Measured on this project's
-    2-core VM, reading an 8k scene's strips faulted in 1 page against 20k, the read stage
+    2-core VM, reading an 8k scene's strips faulted in at most 450 pages against 20k, the read stage
     of a first scene 15k against 34k, and ``benchmarks/predict_pipeline.py`` ran 85.7
     against 82.1 MP/s (9 runs each, side by side). Compressed files are decoded through
     the cache as before.
@@ -123,11 +123,14 @@ class SceneReader:
         """Another reader of the same scene with its own dataset handle (one per thread)."""
         return SceneReader(self.path, self.indexes, self.mean_values, self.std_values, self.tile)
 
+    def strip_shape(self, left: int, right: int) -> tuple[int, int, int]:
+        """``(C, tile, W)`` of the strips ``read_strip`` reads between these columns."""
+        return len(self.indexes), self.tile, max(min(right, self.ds.width) - left, self.tile)
+
     def strip_buffers(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
         """Zeroed ``(C, tile, W)`` data and ``(tile, W)`` mask buffers for ``read_strip``."""
-        width = max(min(right, self.ds.width) - left, self.tile)
-        strip = np.zeros((len(self.indexes), self.tile, width), np.float32)
-        return strip, np.zeros((self.tile, width), bool)
+        shape = self.strip_shape(left, right)
+        return np.zeros(shape, np.float32), np.zeros(shape[1:], bool)
 
     def read_strip(
         self,
