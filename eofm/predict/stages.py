@@ -41,14 +41,26 @@ def ordered_map(
     work: Callable[[Any], Any], items: Iterable[Any], *, workers: int, ahead: int
 ) -> Iterator[Any]:
     """``map(work, items)`` on ``workers`` threads, at most ``ahead`` results in flight,
-    yielded in the order of ``items``; an error re-raises in the caller."""
+    yielded in the order of ``items``; an error re-raises in the caller, and items not yet
+    started when it happened are skipped (their results would never be used)."""
     from concurrent.futures import ThreadPoolExecutor
+
+    failed = threading.Event()
+
+    def guarded(item: Any) -> Any:
+        if failed.is_set():  # started after an earlier item failed: it is raised first
+            return None
+        try:
+            return work(item)
+        except BaseException:
+            failed.set()
+            raise
 
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="eofm-read") as pool:
         try:
             for item in items:
-                pending.append(pool.submit(work, item))
+                pending.append(pool.submit(guarded, item))
                 if len(pending) >= ahead:
                     yield pending.popleft().result()
             while pending:
