@@ -161,7 +161,7 @@ def test_a_block_broken_mid_scene_fails_with_nothing_left(tmp_path: Path) -> Non
     neither the outputs nor their staging files remain."""
     from eofm.errors import EofmError
 
-    whole = crop(LANDSAT, tmp_path / "whole.tif", 700, 900, 300, 260)
+    whole = crop(LANDSAT, tmp_path / "whole.tif", 700, 600, 90, 400)  # strips of scene 1's shape
     broken = tmp_path / "broken.tif"
     broken.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
     trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
@@ -245,3 +245,48 @@ def test_model_stage_reuses_its_output_buffers(tmp_path: Path, monkeypatch) -> N
         flipped = TileModel([trained], tta_flip=True)
         flipped.to(torch.device("cpu"))
         assert flipped(x, [], {}, out=out).data_ptr() != out.data_ptr()
+
+
+def test_strip_buffers_are_kept_for_the_next_scene_of_the_same_size(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """One predictor over several scenes reads into the strip buffers it already made
+    when the next scene's strips have their shape, with every output as a fresh predictor
+    writes it (stale rows and columns never leak); a scene that failed mid-stream, whose
+    buffers never came back, leaves a new pool to the next (no wait for them)."""
+    from eofm.errors import EofmError
+    from eofm.predict.strips import StripPool
+
+    pools: list[StripPool] = []
+    init = StripPool.__init__
+
+    def recording_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        pools.append(self)
+
+    monkeypatch.setattr(StripPool, "__init__", recording_init)
+    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
+    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False)
+    scenes = [crop(LANDSAT, tmp_path / f"{y}.tif", 700, y, 90, 70) for y in (900, 400)]
+    scenes.append(crop(LANDSAT, tmp_path / "narrow.tif", 700, 900, 50, 70))  # other strips
+    whole = crop(LANDSAT, tmp_path / "whole.tif", 700, 600, 90, 400)  # strips of scene 1's shape
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
+
+    def classes(path: Path, predictor: Predictor | None = None) -> np.ndarray:
+        out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
+        result = (predictor or Predictor(trained, options)).predict(path, out)
+        with rasterio.open(result.outputs[0]) as ds:
+            return ds.read()
+
+    expected = [classes(path) for path in scenes]
+    pools.clear()
+    kept = Predictor(trained, options)
+    for path, want in zip(scenes, expected, strict=True):
+        assert np.array_equal(classes(path, kept), want)
+    assert len(pools) == 2  # the second scene reused the first one's strips
+    with pytest.raises(EofmError, match="broken.tif"):
+        kept.predict(broken, tmp_path / "broken-out")
+    pools.clear()
+    assert np.array_equal(classes(scenes[0], kept), expected[0])
+    assert len(pools) == 1 and kept._strips is pools[0] and kept._strips.idle

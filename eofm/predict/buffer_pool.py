@@ -37,6 +37,12 @@ class BufferPool(Generic[Buffer]):
     def made(self) -> int:
         return self._made
 
+    @property
+    def idle(self) -> bool:
+        """Every buffer made is back in the pool (none held, none being made)."""
+        with self._changed:
+            return len(self._free) == self._made and not self._coming
+
     def take(self) -> Buffer:
         """A free buffer (stale contents): one given back or made ahead, else a new one
         while the capacity allows and none is on its way, else the next one given back."""
