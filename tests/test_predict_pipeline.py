@@ -161,7 +161,7 @@ def test_a_block_broken_mid_scene_fails_with_nothing_left(tmp_path: Path) -> Non
     neither the outputs nor their staging files remain."""
     from eofm.errors import EofmError
 
-    whole = crop(LANDSAT, tmp_path / "whole.tif", 700, 600, 90, 400)  # strips of scene 1's shape
+    whole = crop(LANDSAT, tmp_path / "whole.tif", 700, 900, 300, 260)
     broken = tmp_path / "broken.tif"
     broken.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
     trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)

@@ -547,7 +547,6 @@ class Predictor:
         kept = self._strips
         if kept is not None and kept.shape == shape and kept.capacity == capacity and kept.idle:
             return kept
-        self._strips = None  # its buffers are freed before the new ones are made
         self._strips = StripPool(*shape, capacity=capacity)
         return self._strips
 
