@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from eofm.cli import main
 from tests.realdata import CHIPS, SHARED, crop_chip, make_s2hand_chips
@@ -117,45 +119,90 @@ def test_s2_lora_upernet_recipe_runs_on_s2hand_chips(tmp_path: Path) -> None:
     assert model["decoder"]["name"] == "upernet"
 
 
-def _cli(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
+def _cli(*args: str, cwd: Path = ROOT, log: Path | None = None) -> subprocess.Popen:
+    """``eofm ARGS`` in a child process; its output piped, or written to ``log``."""
     code = "import sys; from eofm.cli import main; sys.exit(main(sys.argv[1:]))"
+    output = open(log, "w") if log else subprocess.PIPE  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=subprocess.STDOUT if log else subprocess.PIPE,
         text=True,
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
 
 
-def test_killed_fit_resumes_from_last_checkpoint(flood_root: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    args = [
-        "fit",
-        "demo",
-        *overrides(flood_root, **{"trainer.max_epochs": 8, "data.train_repeats": 6}),
-        "--run-dir",
-        str(run),
-    ]
+def _csv_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "logs" / "csv" / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _logged_epochs(run: Path) -> set[int]:
+    log = run / "logs" / "csv" / "metrics.csv"
+    if not log.is_file():
+        return set()
+    return {int(float(row["epoch"])) for row in _csv_rows(run) if row.get("epoch")}
+
+
+def test_killed_fit_resumes_where_it_stopped_and_ends_as_an_uninterrupted_run(
+    flood_root: Path, tmp_path: Path
+) -> None:
+    """kill -9 in the third of four epochs: the resumed run starts at the third epoch, keeps
+    every earlier CSV row once, and ends with an uninterrupted run's metrics."""
+    settings = {"trainer.max_epochs": 4, "data.train_repeats": 6}
+    run, whole = tmp_path / "run", tmp_path / "uninterrupted"
+    args = ["fit", "demo", *overrides(flood_root, **settings), "--run-dir", str(run)]
+    uninterrupted = _cli(*args[:-1], str(whole), log=tmp_path / "uninterrupted.log")
     proc = _cli(*args)
-    last = run / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
-    while not last.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert last.exists(), proc.communicate()[1][-3000:]
+    while 2 not in _logged_epochs(run) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)  # checkpoints are renamed into place: never half-written
     proc.wait()
-    assert not (run / "metrics.json").exists()  # it really was cut short
+    assert not (run / "metrics.json").exists(), "the run finished before it was killed"
+    killed_in = max(_logged_epochs(run))
+    finished = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] + 1
+    assert finished >= killed_in  # every epoch before the one killed is in last.ckpt
 
     again = _cli(*args)
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
-    assert "resuming from" in out
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 8
-    steps_per_epoch = metrics["global_step"] // 8
-    assert steps_per_epoch > 1 and metrics["global_step"] == 8 * steps_per_epoch
+    assert f"at epoch {finished + 1}" in out
+
+    assert uninterrupted.wait(timeout=300) == 0, (tmp_path / "uninterrupted.log").read_text()
+    resumed, reference = (json.loads((r / "metrics.json").read_text()) for r in (run, whole))
+    assert resumed["epochs"] == reference["epochs"] == 4
+    assert resumed["global_step"] == reference["global_step"]
+    assert resumed["metrics"].keys() == reference["metrics"].keys()
+    for key, value in reference["metrics"].items():
+        assert resumed["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+    def rows_by_epoch_and_step(rows: list[dict[str, str]]) -> list[tuple[str, str, str]]:
+        keys = sorted(k for k in rows[0] if k not in ("epoch", "step"))
+        return sorted(
+            (row["epoch"], row["step"], ",".join(k for k in keys if row[k])) for row in rows
+        )
+
+    # each (epoch, step, metrics logged) row once, as in the uninterrupted run
+    assert rows_by_epoch_and_step(_csv_rows(run)) == rows_by_epoch_and_step(_csv_rows(whole))
+
+
+def test_last_checkpoint_follows_every_epoch_when_the_metric_does_not_improve(
+    flood_root: Path, tmp_path: Path
+) -> None:
+    """With lr 0 the monitored metric never improves after the first epoch: ``last.ckpt``
+    must still be the last epoch's (Lightning's save_last only followed best.ckpt)."""
+    run = tmp_path / "run"
+    settings = {"trainer.max_epochs": 3, "optimizer.lr": 0.0, "optimizer.warmup_steps": 0}
+    assert main(["fit", "demo", *overrides(flood_root, **settings), "--run-dir", str(run)]) == 0
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert (
+        last["epoch"] == 2
+        and last["global_step"] == json.loads((run / "metrics.json").read_text())["global_step"]
+    )
+    assert best["epoch"] == 0
 
 
 def test_run_dir_with_other_recipe_is_refused(flood_root: Path, tmp_path: Path, capsys) -> None:

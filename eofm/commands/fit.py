@@ -70,18 +70,17 @@ def _fit(
     recipe: Recipe, run_dir: Path, resume: bool, *, allow_random_init: bool, echo: Echo
 ) -> Path:
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from eofm.adapters import is_lora, save_adapter
     from eofm.models.base import count_parameters
+    from eofm.train.checkpointing import RandomState, checkpoint_callbacks
     from eofm.train.logs import ResumableCSVLogger
     from eofm.train.trainer import build_trainer, check_resumable, compile_model
 
     family = family_of(recipe)
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
-    if resume:
-        check_resumable(last)
+    finished = check_resumable(last) if resume else None
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     setup = family.setup_fit(recipe, allow_random_init=allow_random_init)
     datamodule, model = setup.datamodule, setup.model
@@ -116,13 +115,8 @@ def _fit(
             {k: base.get(k) for k in ("name", "repo", "revision", "file")}
         )
     compile_model(model, recipe.trainer.compile)
-    checkpoint = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR,
-        filename="best",
-        monitor=recipe.task.monitor,
-        mode=family.monitor_mode(recipe.task.monitor),
-        save_last=True,
-        enable_version_counter=False,
+    checkpoint, last_checkpoint = checkpoint_callbacks(
+        run_dir / CHECKPOINT_DIR, recipe.task.monitor, family.monitor_mode(recipe.task.monitor)
     )
     csv_logger = ResumableCSVLogger(run_dir / "logs", name="csv", version="")
     loggers = [
@@ -131,12 +125,14 @@ def _fit(
             run_dir / "logs", name="tensorboard", version="", default_hp_metric=False
         ),
     ]
-    trainer = build_trainer(recipe, run_dir, callbacks=[checkpoint], loggers=loggers)
-    if resume:
-        echo(f"eofm fit: resuming from {last}")
+    trainer = build_trainer(
+        recipe, run_dir, callbacks=[RandomState(), checkpoint, last_checkpoint], loggers=loggers
+    )
+    if finished is not None:
+        echo(f"eofm fit: resuming from {last} at epoch {finished + 1}")
     started = time.perf_counter()
     ckpt_path = last if resume else None
-    with csv_logger.keeping_earlier_rows():
+    with csv_logger.keeping_earlier_rows(epochs=finished):
         if cached is not None:
             trainer.fit(
                 task,

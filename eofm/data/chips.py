@@ -25,6 +25,7 @@ from torchgeo.datasets import NonGeoDataset
 
 from eofm.data.geotiff import read_label, read_raster
 from eofm.data.loading import loader_options
+from eofm.data.sampling import order_options
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -352,16 +353,14 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         if not self.split_pairs(split):
             raise EofmError(f"The {split} split is empty (data under {self.root}).")
-        generator = torch.Generator().manual_seed(self.seed)
         dataset = self.dataset(split)
         train = split == "train"
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
             # a last batch of one breaks BatchNorm in training; drop it when there are others
             drop_last=train and len(dataset) > self.batch_size,
-            generator=generator,
+            **order_options(len(dataset), self.seed, shuffle=train),
             collate_fn=collate_chips,
             **loader_options(self.num_workers, pin_memory=self.pin_memory),
         )

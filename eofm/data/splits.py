@@ -81,19 +81,18 @@ class SplitLoaders:
     drop_last_train: bool = False
 
     def _loader(self, split: str) -> Any:
-        import torch
         from torch.utils.data import DataLoader
 
         from eofm.data.loading import loader_options
+        from eofm.data.sampling import order_options
 
         dataset = self.dataset(split)  # type: ignore[attr-defined]
         train = split == "train"
         return DataLoader(
             dataset,
             batch_size=self.batch_size,  # type: ignore[attr-defined]
-            shuffle=train,
             drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,  # type: ignore[attr-defined]
-            generator=torch.Generator().manual_seed(self.seed),  # type: ignore[attr-defined]
+            **order_options(len(dataset), self.seed, shuffle=train),  # type: ignore[attr-defined]
             collate_fn=self.collate,  # type: ignore[attr-defined]
             **loader_options(self.num_workers, pin_memory=self.pin_memory),  # type: ignore[attr-defined]
         )

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from eofm.data.sampling import order_options
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -287,7 +288,6 @@ class CachedDataModule(SplitLoaders):
         return DataLoader(
             dataset,
             batch_size=inner.batch_size,
-            shuffle=train,
             drop_last=inner.drop_last,
-            generator=torch.Generator().manual_seed(getattr(self.inner, "seed", 0)),
+            **order_options(len(dataset), getattr(self.inner, "seed", 0), shuffle=train),
         )

@@ -188,6 +188,17 @@ def load_task_state(checkpoint: Path) -> dict[str, Any]:
 def load_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """``(state dict, base)`` of a checkpoint: ``base`` is the pointer to the pretrained
     backbone (repo, revision, file) whose frozen weights a light checkpoint leaves out."""
+    payload = _checkpoint_payload(checkpoint)
+    return payload["state_dict"], payload.get(BASE_KEY)
+
+
+def finished_epochs(checkpoint: Path) -> int:
+    """How many epochs the run had finished when ``checkpoint`` was saved (it is saved at
+    the end of an epoch, whose 0-based index Lightning stores as ``epoch``)."""
+    return int(_checkpoint_payload(checkpoint).get("epoch", -1)) + 1
+
+
+def _checkpoint_payload(checkpoint: Path) -> dict[str, Any]:
     import torch
 
     try:
@@ -199,7 +210,7 @@ def load_checkpoint(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any] | 
         ) from None
     if not isinstance(payload, dict) or "state_dict" not in payload:
         raise EofmError(f"Checkpoint {checkpoint} holds no 'state_dict'.")
-    return payload["state_dict"], payload.get(BASE_KEY)
+    return payload
 
 
 #: The one rule for which checkpoint of a run dir is used: the first that exists.

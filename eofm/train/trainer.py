@@ -46,11 +46,12 @@ def compile_model(model: Any, setting: bool | str) -> None:
         part.compile(**options)
 
 
-def check_resumable(checkpoint: Path) -> None:
-    """Refuse a damaged or foreign checkpoint before the trainer tries to resume from it."""
-    from eofm.train.rundir import load_task_state
+def check_resumable(checkpoint: Path) -> int:
+    """The epochs ``checkpoint`` has finished; a damaged or foreign checkpoint is refused
+    before the trainer tries to resume from it."""
+    from eofm.train.rundir import finished_epochs
 
     try:
-        load_task_state(checkpoint)
+        return finished_epochs(checkpoint)
     except EofmError as exc:
         raise EofmError(f"Cannot resume: {exc} Move it away to train from the start.") from None
