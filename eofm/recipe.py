@@ -1,8 +1,8 @@
 """Typed recipes: load YAML, merge task defaults, apply dotted overrides, validate.
 
 A recipe is a small tree of dataclasses. Validation runs before torch or lightning is
-imported, so a typo costs milliseconds, not the 20 s a heavy import would: an unknown
-key is an error that names the key and suggests the nearest valid one.
+imported, so a typo is reported without paying for the heavy imports: an unknown key
+is an error that names the key and suggests the nearest valid one.
 
 The ``data`` section is selected by ``data.name``: each dataset declares its own config
 dataclass (registered in :mod:`eofm.registry`), so adding a dataset never touches this

@@ -20,7 +20,7 @@ from eofm.errors import EofmError
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for the Hub to accept a connection before going offline (the client's
-#: own retries would take about 23 s to give up).
+#: own retries and back-off take many times longer to give up).
 PROBE_SECONDS = 1.5
 _PROBED: dict[str, bool] = {}
 
