@@ -329,6 +329,7 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     except EofmError as exc:
         raise RecipeError(f"task.type in {where}: {exc}") from None
     family.check_recipe(recipe, where)
+    family.check_monitor_logged(recipe, where)  # after the family's own checks
 
 
 #: Keys of the single flat ``data`` section that releases up to 0.1.0 wrote, with their
