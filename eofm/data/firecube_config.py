@@ -130,16 +130,16 @@ class FireCubeConfig(DataConfig):
         meta = read_cube_metadata(Path(self.root), f"data.root in {where}")
         if meta is None:
             return
-        for key, names in (
-            ("target", [self.target]),
-            ("dynamic_vars", self.dynamic_vars),
-            ("static_vars", self.static_vars),
+        for kind, key, names in (
+            ("target layer", "target", [self.target]),
+            ("dynamic variable", "dynamic_vars", self.dynamic_vars),
+            ("static variable", "static_vars", self.static_vars),
         ):
-            missing = [n for n in names if n not in meta.variables]
-            if missing:
-                raise RecipeError(
-                    f"Datacube {self.root} has no variable(s) {missing} (data.{key} in {where})."
-                )
+            for name in names:
+                if name not in meta.variables:
+                    raise RecipeError(
+                        f"Datacube {self.root} has no {kind} '{name}' (data.{key} in {where})."
+                    )
         if meta.days is None or self.split:
             return
         # a sample's label day is its cube day + 1 (Mesogeos writes day D's fire at D-1)
