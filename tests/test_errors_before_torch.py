@@ -207,8 +207,16 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             run,
         ),
         "fire --date outside the cube": (
-            ["predict", "--model", str(s["fire"]), str(s["cube"]), "--date", "2030-01-01",
-             "--out", str(out)],
+            [
+                "predict",
+                "--model",
+                str(s["fire"]),
+                str(s["cube"]),
+                "--date",
+                "2030-01-01",
+                "--out",
+                str(out),
+            ],
             "not in the cube",
             out,
         ),  # fmt: skip
@@ -240,8 +248,15 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             run,
         ),
         "--adapter-only on a random-init run": (
-            ["publish", str(s["lora_random"]), "--repo", "tester/x", "--adapter-only",
-             "--dry-run", str(out)],
+            [
+                "publish",
+                str(s["lora_random"]),
+                "--repo",
+                "tester/x",
+                "--adapter-only",
+                "--dry-run",
+                str(out),
+            ],
             "pretrained_loaded",
             out,
         ),  # fmt: skip
@@ -249,37 +264,80 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
         "task.monitor typo (metric)": ([*fit, "task.monitor=val/mIOU"], "task.monitor", run),
         # issue 33 item 2: ensembles a family does not average are refused, naming it
         "ensemble of weather runs": (
-            ["ensemble", str(s["weather"]), str(s["weather2"]), "--inputs", str(ERA5),
-             "--out", str(out)],
+            [
+                "ensemble",
+                str(s["weather"]),
+                str(s["weather2"]),
+                "--inputs",
+                str(ERA5),
+                "--out",
+                str(out),
+            ],
             "regression",
             out,
         ),  # fmt: skip
         "ensemble of fire-danger runs": (
-            ["ensemble", str(s["fire"]), str(s["fire2"]), "--inputs", str(s["cube"]),
-             "--out", str(out), "--date", "2019-07-05"],
+            [
+                "ensemble",
+                str(s["fire"]),
+                str(s["fire2"]),
+                "--inputs",
+                str(s["cube"]),
+                "--out",
+                str(out),
+                "--date",
+                "2019-07-05",
+            ],
             "classification",
             out,
         ),  # fmt: skip
         "ensemble of a segmentation and a weather run": (
-            ["ensemble", str(s["seg"]), str(s["weather"]), "--inputs", str(NIGERIA),
-             "--out", str(out)],
+            [
+                "ensemble",
+                str(s["seg"]),
+                str(s["weather"]),
+                "--inputs",
+                str(NIGERIA),
+                "--out",
+                str(out),
+            ],
             "regression",
             out,
         ),  # fmt: skip
         # issue 33 item 6: options a run would silently ignore are refused, with the reason
         "--uncertainty on a weather run": (
-            ["predict", "--model", str(s["weather"]), str(ERA5), "--out", str(out),
-             "--uncertainty", "entropy"],
+            [
+                "predict",
+                "--model",
+                str(s["weather"]),
+                str(ERA5),
+                "--out",
+                str(out),
+                "--uncertainty",
+                "entropy",
+            ],
             "no uncertainty map",
             out,
         ),  # fmt: skip
         "mc-dropout on a model without dropout": (
-            ["predict", "--model", str(s["no_dropout"]), str(NIGERIA), "--out", str(out),
-             "--uncertainty", "mc-dropout:4"],
+            [
+                "predict",
+                "--model",
+                str(s["no_dropout"]),
+                str(NIGERIA),
+                "--out",
+                str(out),
+                "--uncertainty",
+                "mc-dropout:4",
+            ],
             "no dropout",
             out,
         ),  # fmt: skip
-        "test --mc-dropout 0": (["test", str(s["weather"]), "--mc-dropout", "0"], "--mc-dropout", run),
+        "test --mc-dropout 0": (
+            ["test", str(s["weather"]), "--mc-dropout", "0"],
+            "--mc-dropout",
+            run,
+        ),
     }
 
 
@@ -295,7 +353,9 @@ def outcomes(setup: dict[str, Path]) -> dict[str, dict]:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {name: {**result, "case": table[name]} for name, result in zip(table, results, strict=True)}
+    return {
+        name: {**result, "case": table[name]} for name, result in zip(table, results, strict=True)
+    }
 
 
 CASE_IDS = list(cases({k: Path("/x") for k in ("tmp", "flood", "regions", "seg", "lora_random",
