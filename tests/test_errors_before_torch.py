@@ -113,6 +113,33 @@ def fire_run(folder: Path, cube: Path) -> Path:
     )
 
 
+#: issue 33 item 7: hand edits of model.json, each refused naming the field
+EDITS = {
+    "std [0, 0]": lambda m: m.update(std=[0, 0]),
+    "std NaN": lambda m: m.update(std=[float("nan"), 1.0]),
+    "std negative": lambda m: m.update(std=[-4.0, 5.0]),
+    "std null": lambda m: m.update(std=None),
+    "temperature 0": lambda m: m.update(calibration={"temperature": 0}),
+    "temperature NaN": lambda m: m.update(calibration={"temperature": float("nan")}),
+    "temperature negative": lambda m: m.update(calibration={"temperature": -1.5}),
+    "temperature a string": lambda m: m.update(calibration={"temperature": "1.2"}),
+    "bands empty": lambda m: m.update(bands=[]),
+}
+EDITED_FIELD = {
+    "std": "'std'", "temperature": "'calibration.temperature'", "bands": "'bands'",
+}  # fmt: skip
+
+
+def _edited_copy(run: Path, target: Path, change) -> Path:
+    import shutil
+
+    shutil.copytree(run, target)
+    manifest = json.loads((target / "model.json").read_text())
+    change(manifest)
+    (target / "model.json").write_text(json.dumps(manifest))  # NaN as JSON's NaN token
+    return target
+
+
 @pytest.fixture(scope="module")
 def setup(flood_root: Path, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
     import geopandas as gpd
@@ -144,7 +171,9 @@ def setup(flood_root: Path, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
     readonly.chmod(0o555)
     if os.access(readonly, os.W_OK):  # root writes anywhere: use a folder no one can write
         readonly = Path("/proc")
+    edited = {name: _edited_copy(seg, tmp / name, change) for name, change in EDITS.items()}
     return {
+        **edited,
         "tmp": tmp,
         "flood": flood_root,
         "seg": seg,
@@ -261,7 +290,7 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             out,
         ),  # fmt: skip
         "task.monitor typo (class name)": ([*fit, "task.monitor=val/IoU_watr"], "IoU_water", run),
-        "task.monitor typo (metric)": ([*fit, "task.monitor=val/mIOU"], "task.monitor", run),
+        "task.monitor typo (metric)": ([*fit, "task.monitor=val/IoU"], "val/IoU_water", run),
         # issue 33 item 2: ensembles a family does not average are refused, naming it
         "ensemble of weather runs": (
             [
@@ -333,6 +362,14 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             "no dropout",
             out,
         ),  # fmt: skip
+        **{
+            f"model.json {name}": (
+                ["predict", "--model", str(s[name]), str(NIGERIA), "--out", str(out)],
+                EDITED_FIELD[name.split()[0]],
+                out,
+            )
+            for name in EDITS
+        },
         "test --mc-dropout 0": (
             ["test", str(s["weather"]), "--mc-dropout", "0"],
             "--mc-dropout",
@@ -359,7 +396,7 @@ def outcomes(setup: dict[str, Path]) -> dict[str, dict]:
 
 
 CASE_IDS = list(cases({k: Path("/x") for k in ("tmp", "flood", "regions", "seg", "lora_random",
-    "no_dropout", "weather", "weather2", "cube", "fire", "fire2", "readonly")}))  # fmt: skip
+    "no_dropout", "weather", "weather2", "cube", "fire", "fire2", "readonly", *EDITS)}))  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CASE_IDS)

@@ -31,10 +31,11 @@ def describe_model(spec: str) -> tuple[Any, dict]:
         from eofm.families.published import published_manifest
 
         return published_manifest(spec)
-    from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run, read_json
+    from eofm.train.model_json import read_model_json
+    from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run
 
     run_dir, _ = locate_run(spec)
-    return load_run_recipe(run_dir), read_json(run_dir / MODEL_FILE)
+    return load_run_recipe(run_dir), read_model_json(run_dir / MODEL_FILE)
 
 
 def run_predict(

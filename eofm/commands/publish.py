@@ -30,6 +30,7 @@ from eofm.publishing.bundle import (
     sha256_of,
 )
 from eofm.publishing.paths import scrub_recipe
+from eofm.train.model_json import load_model_json, read_model_json
 from eofm.train.rundir import MODEL_FILE, TEST_METRICS_FILE, load_run_recipe, read_json
 
 
@@ -55,7 +56,7 @@ def build_bundle(
 
     run_dir, checkpoint = locate_run(str(run_dir))
     trained = load_trained(str(run_dir))
-    model_json = read_json(run_dir / MODEL_FILE)
+    model_json = read_model_json(run_dir / MODEL_FILE)
     if adapter_only and not is_lora(trained.model.backbone):
         raise EofmError(
             f"--adapter-only needs a LoRA run; {run_dir} used adapter.mode={trained.recipe.adapter.mode}."
@@ -119,7 +120,7 @@ def check_publish_request(run_dir: Path, *, adapter_only: bool) -> Path:
                 f"--adapter-only needs a LoRA run; {run_dir} used adapter.mode={recipe.adapter.mode}.",
                 exit_code=2,
             )
-        if not read_json(run_dir / MODEL_FILE)["backbone"].get("pretrained_loaded"):
+        if not load_model_json(run_dir / MODEL_FILE).pretrained_loaded:
             raise EofmError(
                 f"--adapter-only needs a run whose backbone was loaded from the Hub; {run_dir} "
                 "started from random weights (model.json: backbone.pretrained_loaded is false), "
