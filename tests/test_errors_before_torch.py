@@ -271,6 +271,15 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             "backbone.name",
             run,
         ),
+        "empty validation split (fire years)": (
+            [
+                *fire_fit,
+                f"data.root={s['cube']}",
+                "data.split_years={train: [2019], val: [1999], test: [2021]}",
+            ],
+            "val split",
+            run,
+        ),
         "empty validation split": (
             [*fit, "data.split_fractions=[0.8, 0, 0.2]"],
             "val split",
