@@ -321,9 +321,17 @@ def _cmd_test(args: argparse.Namespace) -> int:
     if is_hub_uri(args.run_dir):
         parse_hub_uri(args.run_dir)  # a malformed name fails before the heavy imports
     else:
+        from eofm.families.base import family_of
         from eofm.train.rundir import load_run_recipe
 
-        load_run_recipe(Path(args.run_dir), args.overrides)  # validated before heavy imports
+        recipe = load_run_recipe(Path(args.run_dir), args.overrides)  # validated first
+        family = family_of(recipe)
+        if args.mc_dropout and not family.tests_mc_dropout:
+            raise EofmError(
+                f"--mc-dropout is for weather (regression) runs; {args.run_dir} is a "
+                f"{family.name} run.",
+                exit_code=2,
+            )
     if args.mc_dropout is not None and args.mc_dropout < 2:
         raise EofmError(
             f"--mc-dropout needs at least 2 passes, got {args.mc_dropout}.", exit_code=2

@@ -379,6 +379,11 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             )
             for name in EDITS
         },
+        "test --mc-dropout on a segmentation run": (
+            ["test", str(s["seg"]), "--mc-dropout", "4"],
+            "regression",
+            run,
+        ),
         "test --mc-dropout 0": (
             ["test", str(s["weather"]), "--mc-dropout", "0"],
             "--mc-dropout",

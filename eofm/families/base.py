@@ -46,6 +46,8 @@ class TaskFamily:
     predict_uncertainties: ClassVar[tuple[str, ...]] = ()
     #: Whether ``eofm ensemble`` averages the family's runs (else it is refused at once).
     averages_ensembles: ClassVar[bool] = False
+    #: Whether ``eofm test --mc-dropout N`` scores the family's runs (spread-skill).
+    tests_mc_dropout: ClassVar[bool] = False
 
     # --- light: recipe checks -------------------------------------------------------
     def check_recipe(self, recipe: Recipe, where: str) -> None:

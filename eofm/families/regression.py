@@ -28,6 +28,8 @@ class RegressionFamily(TaskFamily):
         "acc": "max",
     }
 
+    tests_mc_dropout = True
+
     def metric_names(self, recipe: Recipe) -> list[str]:
         """As ``tasks/regression.py`` logs them: per target, and the normalised RMSE."""
         scores = ["rmse", "mae", "bias", *(["acc"] if recipe.task.climatology else [])]
