@@ -51,7 +51,7 @@ def read_cube_metadata(root: Path, key: str) -> CubeMetadata | None:
     if group is None or "time" not in names:
         found = sorted(p.name for p in root.iterdir())[:10]
         raise RecipeError(
-            f"{key} {root} holds no zarr datacube with a time axis (it holds {found or 'nothing'})."
+            f"{root} ({key}) is not a zarr datacube with a time axis (it holds {found or 'nothing'})."
         )
     return CubeMetadata(names, decode_days(group["time"]))
 
