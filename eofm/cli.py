@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument(
         "--mc-dropout",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="weather runs: N dropout passes of the decoders; reports their spread-skill ratio",
     )
@@ -316,24 +316,34 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from eofm.publishing.hub import is_hub_uri
+    from eofm.publishing.hub import is_hub_uri, parse_hub_uri
 
-    if not is_hub_uri(args.run_dir):
+    if is_hub_uri(args.run_dir):
+        parse_hub_uri(args.run_dir)  # a malformed name fails before the heavy imports
+    else:
+        from eofm.families.base import family_of
         from eofm.train.rundir import load_run_recipe
 
-        load_run_recipe(Path(args.run_dir), args.overrides)  # validated before heavy imports
-    from eofm.commands.evaluate import test, test_target
-
-    if args.mc_dropout and args.mc_dropout < 2:
+        recipe = load_run_recipe(Path(args.run_dir), args.overrides)  # validated first
+        family = family_of(recipe)
+        if args.mc_dropout and not family.tests_mc_dropout:
+            raise EofmError(
+                f"--mc-dropout is for weather (regression) runs; {args.run_dir} is a "
+                f"{family.name} run.",
+                exit_code=2,
+            )
+    if args.mc_dropout is not None and args.mc_dropout < 2:
         raise EofmError(
             f"--mc-dropout needs at least 2 passes, got {args.mc_dropout}.", exit_code=2
         )
+    from eofm.commands.evaluate import test, test_target
+
     payload = test(
         args.run_dir,
         args.overrides,
         checkpoint=args.checkpoint,
         output=args.output,
-        mc_samples=args.mc_dropout,
+        mc_samples=args.mc_dropout or 0,
     )
     target = test_target(args.run_dir, args.output)
     _print_table(f"test metrics ({target or args.run_dir})", payload["metrics"], prefix="test/")
@@ -384,7 +394,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     from eofm.publishing.hub import validate_repo_id
 
     validate_repo_id(args.repo)
-    from eofm.commands.publish import publish
+    from eofm.commands.publish import check_publish_request, publish
+
+    check_publish_request(args.run_dir, adapter_only=args.adapter_only)
 
     result = publish(
         args.run_dir,
@@ -467,10 +479,13 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from eofm.families.base import family_of
     from eofm.train.rundir import load_run_recipe, locate_run
 
     run_dir, _ = locate_run(args.run_dir, args.checkpoint)
-    load_run_recipe(run_dir, args.overrides)  # validated before heavy imports
+    recipe = load_run_recipe(run_dir, args.overrides)  # validated before heavy imports
+    family_of(recipe).check_calibratable(run_dir)
+    recipe.data.check_files(str(run_dir / "recipe.yaml"))  # its validation split, from metadata
     from eofm.commands.calibrate import calibrate
 
     record = calibrate(args.run_dir, args.overrides, checkpoint=args.checkpoint)

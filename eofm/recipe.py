@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,6 +286,7 @@ def load_recipe(
         path = find_recipe(str(source))
         tree = read_yaml_mapping(path, what="recipe")
         where = str(path)
+        anchor_shipped_paths(tree, path)
     from_overrides: set[str] = set()
     for text in overrides:
         key, value = parse_override(text)
@@ -318,6 +320,30 @@ def load_recipe(
     return recipe
 
 
+def anchor_shipped_paths(tree: dict[str, Any], path: Path) -> None:
+    """A shipped recipe's relative data paths that name something shipped with eofm (the
+    bundled ``samples/``) are made absolute against the folder holding ``recipes/`` (the
+    checkout, or ``eofm/_resources/`` in a wheel), so that ``eofm fit demo`` works from
+    any folder. Other relative paths, and every path of a user's recipe or of an
+    override, stay relative to the current folder."""
+    from eofm.resources import resource_dir
+
+    shipped = resource_dir("recipes").resolve()
+    data = tree.get("data")
+    if Path(path).resolve().parent != shipped or not isinstance(data, dict):
+        return
+    try:
+        keys = dataset_config_class(data, str(path)).path_keys
+    except RecipeError:
+        return
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            anchored = Path(os.path.normpath(shipped.parent / value))
+            if anchored.exists():
+                data[key] = str(anchored)
+
+
 def check_recipe(recipe: Recipe, where: str) -> None:
     """Checks beyond types that still need no heavy import: the dataset's, the family's."""
     from eofm.registry import REGISTRY
@@ -329,6 +355,7 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     except EofmError as exc:
         raise RecipeError(f"task.type in {where}: {exc}") from None
     family.check_recipe(recipe, where)
+    family.check_monitor_logged(recipe, where)  # after the family's own checks
 
 
 #: Keys of the single flat ``data`` section that releases up to 0.1.0 wrote, with their

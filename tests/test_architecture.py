@@ -199,8 +199,17 @@ def test_cli_reports_the_upernet_tap_error_and_leaves_no_run_dir(tmp_path: Path,
     ],
 )
 def test_each_metric_declares_its_direction(recipe: str, monitor: str, mode: str) -> None:
-    loaded = load_recipe(recipe, [f"task.monitor={monitor}", "data.root=/tmp"])
+    # ACC is logged only with a climatology (task.climatology): the monitor must be logged
+    extra = ["task.climatology=clim.nc"] if "acc" in monitor else []
+    loaded = load_recipe(recipe, [f"task.monitor={monitor}", "data.root=/tmp", *extra])
     assert family_of(loaded).monitor_mode(loaded.task.monitor) == mode
+
+
+def test_acc_is_monitored_only_with_a_climatology() -> None:
+    """Without task.climatology no val/acc_* is logged: a monitor on it is refused when the
+    recipe loads, not after the first epoch (issue 33)."""
+    with pytest.raises(RecipeError, match="val/acc_tp"):
+        load_recipe("era5_aurora_hydrology_decoder", ["task.monitor=val/acc_tp"])
 
 
 def test_a_metric_without_a_direction_cannot_be_monitored() -> None:

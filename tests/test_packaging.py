@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -72,3 +73,43 @@ def test_wheel_ships_recipes_tasks_and_hub(tmp_path: Path) -> None:
         check=True,
     )
     assert "sen1floods11_s2_prithvi_v2_300_tl_lora" in proc.stdout
+    # the demo's bundled samples are in the wheel, and the demo recipe finds them there
+    samples = {n for n in names if n.startswith("eofm/_resources/samples/sen1floods11/")}
+    assert any(n.endswith("_S1Hand.tif") for n in samples)
+    assert any(n.endswith("flood_valid_data.csv") for n in samples)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); from eofm.recipe import load_recipe; "
+            "r = load_recipe('demo'); r.data.check_files('demo'); print(r.data.root)",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert Path(proc.stdout.strip()) == target / "eofm" / "_resources" / "samples" / "sen1floods11"
+
+
+def test_demo_trains_from_another_folder(tmp_path: Path) -> None:
+    """``eofm fit demo`` finds its bundled samples whatever the current folder (issue 33)."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    args = [
+        "fit", "demo", "backbone.pretrained=false", "decoder.channels=8", "data.crop_size=64",
+        "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false", "--run-dir", "run",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "eofm", *args],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (work / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert not (work / "samples").exists()

@@ -194,7 +194,7 @@ def test_no_token_is_a_clear_error_that_prints_no_token(
 
 
 def test_invalid_repo_id_is_refused(evaluated_run: Path, capsys) -> None:
-    assert main(["publish", str(evaluated_run), "--repo", "../etc"]) == 1
+    assert main(["publish", str(evaluated_run), "--repo", "../etc"]) == 2
     assert "not a valid Hub repo id" in capsys.readouterr().err
 
 
@@ -259,4 +259,4 @@ def test_adapter_only_round_trip(hub, flood_root: Path, tmp_path: Path) -> None:
             str(tmp_path / "b"),
         ]
     )
-    assert code == 1 and not (tmp_path / "b").exists()
+    assert code == 2 and not (tmp_path / "b").exists()

@@ -13,7 +13,8 @@ from typing import Any
 
 from eofm.families.base import family_of
 from eofm.families.trained import load_trained
-from eofm.train.rundir import MODEL_FILE, locate_run, read_json, write_json
+from eofm.train.model_json import read_model_json
+from eofm.train.rundir import MODEL_FILE, locate_run, write_json
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def calibrate(
     family = family_of(recipe)
     datamodule = family.build_eval_datamodule(recipe, trained)
     record = family.calibrate(trained, datamodule)
-    manifest = read_json(run_dir / MODEL_FILE)
+    manifest = read_model_json(run_dir / MODEL_FILE)
     manifest["calibration"] = record
     write_json(run_dir / MODEL_FILE, manifest)
     log.info("Temperature %.4f recorded in %s", record["temperature"], run_dir / MODEL_FILE)

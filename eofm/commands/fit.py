@@ -50,7 +50,9 @@ def fit(
     Everything that can fail on bad input runs before the run dir is written, and a run
     that fails before its first checkpoint leaves no run dir behind.
     """
-    recipe = with_resolved_precision(with_absolute_paths(recipe))
+    recipe = with_absolute_paths(recipe)
+    recipe.data.check_files("the recipe")  # metadata only: before torch and the run dir
+    recipe = with_resolved_precision(recipe)
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     resume = check_run_dir(run_dir, recipe)
     fresh = not run_dir.exists()

@@ -25,13 +25,17 @@ def describe_model(spec: str) -> tuple[Any, dict]:
     from eofm.publishing.hub import is_hub_uri
 
     if is_hub_uri(spec):
+        from eofm.publishing.hub import parse_hub_uri
+
+        parse_hub_uri(spec)  # a malformed name fails before the heavy import below
         from eofm.families.published import published_manifest
 
         return published_manifest(spec)
-    from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run, read_json
+    from eofm.train.model_json import read_model_json
+    from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run
 
     run_dir, _ = locate_run(spec)
-    return load_run_recipe(run_dir), read_json(run_dir / MODEL_FILE)
+    return load_run_recipe(run_dir), read_model_json(run_dir / MODEL_FILE)
 
 
 def run_predict(
@@ -57,9 +61,11 @@ def run_predict(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EofmError(f"Output folder {out_dir} exists and is not a folder.")
+    check_writable(out_dir)
     recipe, manifest = describe_model(model_spec)
     family = family_of(recipe)
     family.check_predictable(model_spec)
+    check_supported(model_spec, recipe, family, options, ensemble=bool(members))
     for member in members:
         check_same_outputs(model_spec, recipe, manifest, member)
 
@@ -137,9 +143,71 @@ def run_predict(
     return 0
 
 
+def check_supported(
+    model_spec: str, recipe: Any, family: Any, options: PredictOptions, *, ensemble: bool
+) -> None:
+    """Refuse, from the recipe alone, what the family's predictor would silently ignore:
+    an ensemble it does not average, an uncertainty it does not write, MC dropout on a
+    model without dropout."""
+    from eofm.predict.options import parse_uncertainty
+
+    if ensemble and not family.averages_ensembles:
+        raise EofmError(
+            f"eofm ensemble averages segmentation runs; {model_spec} is a {family.name} run, "
+            "whose members it would not average. Predict each run on its own.",
+            exit_code=2,
+        )
+    kind = parse_uncertainty(options.uncertainty)[0]
+    if kind and kind not in family.predict_uncertainties:
+        raise EofmError(
+            f"--uncertainty {options.uncertainty}: {model_spec} is a {family.name} run, whose "
+            f"predictions write no uncertainty map (supported: "
+            f"{list(family.predict_uncertainties) or 'none'}).",
+            exit_code=2,
+        )
+    lora_dropout = recipe.adapter.mode == "lora" and recipe.adapter.dropout > 0
+    if kind == "mc-dropout" and recipe.decoder.dropout <= 0 and not lora_dropout:
+        raise EofmError(
+            f"--uncertainty {options.uncertainty}: {model_spec} has no dropout to sample "
+            f"(decoder.dropout {recipe.decoder.dropout}, adapter.mode {recipe.adapter.mode}); "
+            "use entropy or tta, or train with decoder.dropout > 0.",
+            exit_code=2,
+        )
+
+
+def check_writable(out_dir: Path) -> None:
+    """``--out`` (or, while it does not exist, the nearest folder above it) must take a
+    file: probed with a temporary file, removed at once, so that a read-only folder is
+    refused before the model loads and nothing is created."""
+    import os
+    import tempfile
+
+    folder = out_dir.absolute()
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".eofm-write-probe-")
+    except OSError as exc:
+        where = "" if folder == out_dir.absolute() else f" ({folder} is not writable)"
+        raise EofmError(
+            f"Output folder {out_dir} (--out) cannot be written{where}: {exc.strerror or exc}.",
+            exit_code=2,
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_same_outputs(first: str, recipe: Any, manifest: dict, other: str) -> None:
     """Ensemble members must predict the same classes from the same bands."""
     other_recipe, other_manifest = describe_model(other)
+    from eofm.families.base import family_of
+
+    if family_of(other_recipe).name != family_of(recipe).name:
+        raise EofmError(
+            f"Ensemble members are of different task families: {first} is "
+            f"{family_of(recipe).name}, {other} is {family_of(other_recipe).name}.",
+            exit_code=2,
+        )
     if list(other_recipe.task.class_names) != list(recipe.task.class_names):
         raise EofmError(
             f"Ensemble members predict different classes: {first} "

@@ -30,6 +30,7 @@ from eofm.publishing.bundle import (
     sha256_of,
 )
 from eofm.publishing.paths import scrub_recipe
+from eofm.train.model_json import load_model_json, read_model_json
 from eofm.train.rundir import MODEL_FILE, TEST_METRICS_FILE, load_run_recipe, read_json
 
 
@@ -43,6 +44,10 @@ def build_bundle(
     revision: str | None = None,
 ) -> Path:
     """Write the exact folder that ``publish`` uploads."""
+    run_dir = check_publish_request(run_dir, adapter_only=adapter_only)
+    family = family_of(load_run_recipe(run_dir))
+    if folder.exists() and any(folder.iterdir()):
+        raise EofmError(f"{folder} exists and is not empty; choose a new folder.")
     import yaml
     from safetensors.torch import save_file
 
@@ -50,12 +55,8 @@ def build_bundle(
     from eofm.families.trained import load_trained, locate_run
 
     run_dir, checkpoint = locate_run(str(run_dir))
-    family = family_of(load_run_recipe(run_dir))
-    family.check_publishable(run_dir)
-    if folder.exists() and any(folder.iterdir()):
-        raise EofmError(f"{folder} exists and is not empty; choose a new folder.")
     trained = load_trained(str(run_dir))
-    model_json = read_json(run_dir / MODEL_FILE)
+    model_json = read_model_json(run_dir / MODEL_FILE)
     if adapter_only and not is_lora(trained.model.backbone):
         raise EofmError(
             f"--adapter-only needs a LoRA run; {run_dir} used adapter.mode={trained.recipe.adapter.mode}."
@@ -103,6 +104,30 @@ def build_bundle(
     for path in folder.iterdir():
         path.chmod(0o644)
     return folder
+
+
+def check_publish_request(run_dir: Path, *, adapter_only: bool) -> Path:
+    """What ``publish`` refuses from ``recipe.yaml`` and ``model.json`` alone, before
+    torch or the weights load; returns the run dir."""
+    from eofm.train.rundir import locate_run
+
+    run_dir, _ = locate_run(str(run_dir))
+    recipe = load_run_recipe(run_dir)
+    family_of(recipe).check_publishable(run_dir)
+    if adapter_only:
+        if recipe.adapter.mode != "lora":
+            raise EofmError(
+                f"--adapter-only needs a LoRA run; {run_dir} used adapter.mode={recipe.adapter.mode}.",
+                exit_code=2,
+            )
+        if not load_model_json(run_dir / MODEL_FILE).pretrained_loaded:
+            raise EofmError(
+                f"--adapter-only needs a run whose backbone was loaded from the Hub; {run_dir} "
+                "started from random weights (model.json: backbone.pretrained_loaded is false), "
+                "so publish the full model instead.",
+                exit_code=2,
+            )
+    return run_dir
 
 
 def publish(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from eofm.errors import RecipeError
@@ -42,6 +43,25 @@ class DataConfig:
                 f"data.split_fractions in {where} must be 3 numbers >= 0 summing to 1, got {fractions}."
             )
 
+    def check_files(self, where: str) -> None:
+        """Checks of the data that read only metadata (file lists, headers, a time axis),
+        run by ``fit`` before torch is imported or a run dir is made; datasets extend them.
+        Errors exit 2 and name the key."""
+        if not str(self.root).strip():
+            raise RecipeError(f"data.root in {where} is not set; give the dataset's folder.")
+        if not Path(self.root).exists():
+            raise RecipeError(f"Data root {self.root} does not exist (data.root in {where}).")
+
+
+def check_splits_filled(splits: dict[str, list], how: str, where: str) -> None:
+    """``fit`` trains on ``train`` and picks its checkpoint on ``val``: neither may be empty."""
+    for name in ("train", "val"):
+        if not splits.get(name):
+            raise RecipeError(
+                f"{how} in {where} leaves the {name} split empty; fit needs samples in "
+                "train and val."
+            )
+
 
 @dataclass
 class ChipDataConfig(DataConfig):
@@ -74,3 +94,11 @@ class ChipDataConfig(DataConfig):
                 raise RecipeError(
                     f"data.{key} in {where} has {len(values)} values for {len(bands)} bands."
                 )
+
+    def check_files(self, where: str) -> None:
+        super().check_files(where)
+        from eofm.data.regions import check_regions_file, parse_region_split
+
+        split = parse_region_split(self.split, where)
+        if split is not None:
+            check_regions_file(split, where)

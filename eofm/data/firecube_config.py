@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from eofm.data.config import DataConfig
+from eofm.data.config import DataConfig, check_splits_filled
 from eofm.errors import RecipeError
 from eofm.typed_config import check_positive, option
 
@@ -113,3 +114,51 @@ class FireCubeConfig(DataConfig):
                 raise RecipeError(
                     f"Give data.split_years or data.split_dates in {where}, not both."
                 )
+
+    def check_files(self, where: str) -> None:
+        """The cube's variables and time axis (metadata only): the inputs and target it
+        must hold, and train and val days in it."""
+        super().check_files(where)
+        import numpy as np
+
+        from eofm.data.cube_metadata import read_cube_metadata
+        from eofm.data.regions import check_regions_file, parse_region_split
+
+        split = parse_region_split(self.split, where)
+        if split is not None:
+            check_regions_file(split, where)
+        meta = read_cube_metadata(Path(self.root), f"data.root in {where}")
+        if meta is None:
+            return
+        for kind, key, names in (
+            ("target layer", "target", [self.target]),
+            ("dynamic variable", "dynamic_vars", self.dynamic_vars),
+            ("static variable", "static_vars", self.static_vars),
+        ):
+            for name in names:
+                if name not in meta.variables:
+                    raise RecipeError(
+                        f"Datacube {self.root} has no {kind} '{name}' (data.{key} in {where})."
+                    )
+        if meta.days is None or self.split:
+            return
+        # a sample's label day is its cube day + 1 (Mesogeos writes day D's fire at D-1)
+        labels = np.unique(np.concatenate([meta.days, meta.days + np.timedelta64(1, "D")]))
+        years = labels.astype("datetime64[Y]").astype(int) + 1970
+        if self.split_dates is not None:
+            splits = {
+                name: labels[
+                    (labels >= np.datetime64(str(first))) & (labels <= np.datetime64(str(last)))
+                ]
+                for name, (first, last) in self.split_dates.items()
+            }
+            how = f"data.split_dates {self.split_dates}"
+        elif self.split_years is not None:
+            splits = {
+                name: labels[np.isin(years, [int(y) for y in chosen])]
+                for name, chosen in self.split_years.items()
+            }
+            how = f"data.split_years {self.split_years}"
+        else:
+            return
+        check_splits_filled({k: list(v) for k, v in splits.items()}, how, where)

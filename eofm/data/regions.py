@@ -116,6 +116,81 @@ def latitude_band(lat: float, width: float) -> str:
     return f"{label(low)}-{label(high)}"
 
 
+def check_regions_file(split: RegionSplit, where: str) -> None:
+    """The regions file of ``by: region``, from its metadata and attribute column only
+    (light: no geometry is parsed into GeoPandas): it exists, holds regions, has the
+    ``column`` and a CRS, and names every region the split lists.
+
+    GeoParquet's CRS rule (geoparquet.org, spec v1.0 "crs"): a missing ``crs`` means
+    OGC:CRS84, an explicit null an unknown CRS; GeoJSON (RFC 7946) is WGS 84 unless a
+    2008-style ``crs`` member says otherwise. Other formats are checked when read.
+    """
+    if split.by != "region":
+        return
+    path = Path(split.regions)
+    key = f"data.split.regions in {where}"
+    if not path.is_file():
+        raise RecipeError(f"Regions file {path} ({key}) does not exist.")
+    if path.stat().st_size == 0:
+        raise RecipeError(f"Regions file {path} ({key}) is empty (0 bytes).")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".geoparquet"):
+            columns, has_crs, values = _parquet_regions(path, split.column)
+        elif suffix in (".geojson", ".json"):
+            columns, has_crs, values = _geojson_regions(path, split.column)
+        else:
+            return
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RecipeError(f"Cannot read the regions file {path} ({key}): {exc}") from None
+    if not values and split.column in columns or not columns:
+        raise RecipeError(f"Regions file {path} ({key}) holds no regions.")
+    if split.column not in columns:
+        raise RecipeError(
+            f"Regions file {path} has no column '{split.column}' (data.split.column in "
+            f"{where}); it has {sorted(columns)}."
+        )
+    if not has_crs:
+        raise RecipeError(
+            f"Regions file {path} ({key}) has no CRS; save it with one (e.g. EPSG:4326)."
+        )
+    names = {str(v) for v in values if v is not None}
+    absent = [name for name in split.names() if name not in names]
+    if absent:
+        raise RecipeError(
+            f"data.split region(s) {absent} in {where} are not in column '{split.column}' of "
+            f"{path}, so their split would be left empty (it names {sorted(names)[:20]})."
+        )
+
+
+def _parquet_regions(path: Path, column: str) -> tuple[set[str], bool, list[Any]]:
+    import json
+
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    geo = json.loads((schema.metadata or {}).get(b"geo", b"{}"))
+    primary = geo.get("primary_column", "geometry")
+    columns = {name for name in schema.names if name != primary}
+    has_crs = (
+        bool(geo) and geo.get("columns", {}).get(primary, {}).get("crs", "OGC:CRS84") is not None
+    )
+    if pq.read_metadata(path).num_rows == 0 or column not in columns:
+        return columns, has_crs, []
+    return columns, has_crs, pq.read_table(path, columns=[column]).column(column).to_pylist()
+
+
+def _geojson_regions(path: Path, column: str) -> tuple[set[str], bool, list[Any]]:
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    features = data.get("features") or [] if isinstance(data, dict) else []
+    props = [f.get("properties") or {} for f in features if isinstance(f, dict)]
+    columns = {k for p in props for k in p}
+    has_crs = not isinstance(data.get("crs"), dict) or bool(data["crs"].get("properties"))
+    return columns, has_crs, [p.get(column) for p in props if column in p]
+
+
 def read_regions(path: Path, column: str) -> Any:
     """Polygons with a ``column`` that names them, in EPSG:4326 (clear errors)."""
     import geopandas as gpd

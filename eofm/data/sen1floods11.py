@@ -20,64 +20,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eofm.bands import SENTINEL1_BANDS, SENTINEL2_L1C_BANDS, band_indices, check_band_names
+from eofm.bands import check_band_names
 from eofm.data.chips import ChipDataModule, LabelledChips
-from eofm.data.splits import SPLITS, read_split_csv, split_by_event
+from eofm.data.sen1floods11_layout import (  # noqa: F401 - re-exported
+    OFFICIAL_SUBPATH,
+    chip_paths,
+    chip_splits,
+    discover_chips,
+    find_sen1floods11_root,
+    source_for_bands,
+)
 from eofm.errors import EofmError
 
 log = logging.getLogger(__name__)
-
-OFFICIAL_SUBPATH = Path("v1.1") / "data" / "flood_events" / "HandLabeled"
-
-
-def find_sen1floods11_root(root: Path) -> Path:
-    """The folder holding ``S1Hand/``/``S2Hand/`` and ``LabelHand/``.
-
-    Accepts that folder itself, or any ancestor along the official
-    ``v1.1/data/flood_events/HandLabeled/`` tree.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise EofmError(f"Data root {root} does not exist or is not a folder (data.root).")
-    parts = OFFICIAL_SUBPATH.parts
-    candidates = [root] + [root.joinpath(*parts[i:]) for i in range(len(parts))]
-    for candidate in candidates:
-        if (candidate / "LabelHand").is_dir() and any(
-            (candidate / f).is_dir() for f in ("S1Hand", "S2Hand")
-        ):
-            return candidate
-    raise EofmError(
-        f"Data root {root} holds no Sen1Floods11 chips: expected S1Hand/ or S2Hand/ with "
-        f"LabelHand/ in it, or under {OFFICIAL_SUBPATH}/."
-    )
-
-
-def source_for_bands(bands: Sequence[str]) -> tuple[str, list[int]]:
-    """Which chip folder holds ``bands``, and their 1-based indexes in its files."""
-    names = check_band_names(bands, where="data.bands")
-    s1 = [b for b in names if b in SENTINEL1_BANDS]
-    if s1 and len(s1) != len(names):
-        raise EofmError(
-            f"data.bands mixes Sentinel-1 ({s1}) and Sentinel-2 bands "
-            f"({[b for b in names if b not in SENTINEL1_BANDS]}); Sen1Floods11 stores them "
-            "in separate chips. Use one sensor per recipe."
-        )
-    if s1:
-        return "S1Hand", [i + 1 for i in band_indices(names, SENTINEL1_BANDS, where="S1Hand chips")]
-    return "S2Hand", [i + 1 for i in band_indices(names, SENTINEL2_L1C_BANDS, where="S2Hand chips")]
-
-
-def chip_paths(root: Path, folder: str, chip: str) -> tuple[Path, Path]:
-    return root / folder / f"{chip}_{folder}.tif", root / "LabelHand" / f"{chip}_LabelHand.tif"
-
-
-def discover_chips(root: Path, folder: str) -> list[str]:
-    suffix = f"_{folder}.tif"
-    chips = sorted(p.name[: -len(suffix)] for p in (root / folder).glob(f"*{suffix}"))
-    if not chips:
-        raise EofmError(f"{root / folder} holds no *{suffix} chips.")
-    return chips
-
 
 METADATA_FILE = "Sen1Floods11_Metadata.geojson"
 
@@ -206,26 +161,4 @@ class Sen1Floods11DataModule(ChipDataModule):
         split_csv: Mapping[str, str] | None,
         fractions: Sequence[float],
     ) -> dict[str, list[str]]:
-        if not split_csv:
-            return split_by_event(available, fractions)
-        unknown = set(split_csv) - set(SPLITS)
-        if unknown:
-            raise EofmError(
-                f"data.split_csv has unknown split(s) {sorted(unknown)}; use {list(SPLITS)}."
-            )
-        on_disk = set(available)
-        splits = {}
-        for split in SPLITS:
-            if split not in split_csv:
-                raise EofmError(f"data.split_csv lacks the '{split}' split.")
-            path = Path(split_csv[split])
-            if not path.is_absolute():  # relative split files live under the data root
-                path = self.root / path
-            chips = read_split_csv(path)
-            missing = [c for c in chips if c not in on_disk]
-            if missing:
-                raise EofmError(
-                    f"Split file {path} lists chip {missing[0]}, but {chip_paths(self.root, self.folder, missing[0])[0]} does not exist."
-                )
-            splits[split] = chips
-        return splits
+        return chip_splits(self.root, self.folder, available, split_csv, fractions)

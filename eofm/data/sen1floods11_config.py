@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from eofm.data.config import ChipDataConfig
+from eofm.data.config import ChipDataConfig, check_splits_filled
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import option
 
@@ -31,3 +32,25 @@ class Sen1Floods11Config(ChipDataConfig):
         super().validate(where)
         if self.split and self.split_csv:
             raise RecipeError(f"Give data.split or data.split_csv in {where}, not both.")
+
+    def check_files(self, where: str) -> None:
+        """The chips and split files exist, and train and val hold chips (file lists only)."""
+        super().check_files(where)
+        from eofm.data.sen1floods11_layout import (
+            chip_splits,
+            discover_chips,
+            find_sen1floods11_root,
+            source_for_bands,
+        )
+
+        try:
+            root = find_sen1floods11_root(Path(self.root))
+            folder, _ = source_for_bands(self.bands)
+            chips = discover_chips(root, folder)
+            if self.split:  # regions: which chips lie where is found when they are read
+                return
+            splits = chip_splits(root, folder, chips, self.split_csv, self.split_fractions)
+        except EofmError as exc:
+            raise RecipeError(str(exc)) from None
+        how = "data.split_csv" if self.split_csv else f"data.split_fractions {self.split_fractions}"
+        check_splits_filled(splits, how, where)

@@ -1,71 +1,17 @@
-"""Train/val/test splits: official split CSVs, or a deterministic split by event."""
+"""Train/val/test loaders; the Sen1Floods11 split rules (official split CSVs, or a
+deterministic split by event) live in the light :mod:`eofm.data.sen1floods11_layout`
+and are re-exported here."""
 
 from __future__ import annotations
 
-import csv
-import hashlib
-from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-from eofm.errors import EofmError
-
-SPLITS = ("train", "val", "test")
-
-
-def chip_event(chip_id: str) -> str:
-    """``Sri-Lanka_534068`` -> ``Sri-Lanka``: the event is the part before the last ``_``."""
-    return chip_id.rsplit("_", 1)[0]
-
-
-def split_by_event(
-    chip_ids: Iterable[str], fractions: Sequence[float] = (0.6, 0.2, 0.2)
-) -> dict[str, list[str]]:
-    """Assign whole events to splits, deterministically (independent of input order).
-
-    Events are ordered by the SHA-1 of their name; val and test take events until they
-    reach their share of chips, train takes the rest. With three or more events every
-    split gets at least one, so no event ever appears in two splits.
-    """
-    by_event: dict[str, list[str]] = {}
-    for chip in sorted(set(chip_ids)):
-        by_event.setdefault(chip_event(chip), []).append(chip)
-    events = sorted(by_event, key=lambda e: hashlib.sha1(e.encode()).hexdigest())
-    total = sum(len(v) for v in by_event.values())
-    out: dict[str, list[str]] = {s: [] for s in SPLITS}
-    queue = list(events)
-    for split, fraction in (("test", fractions[2]), ("val", fractions[1])):
-        target = fraction * total
-        while fraction > 0 and len(queue) > 1 and len(out[split]) < target:
-            out[split].extend(by_event[queue.pop(0)])
-    for event in queue:
-        out["train"].extend(by_event[event])
-    return {s: sorted(v) for s, v in out.items()}
-
-
-def read_split_csv(path: Path) -> list[str]:
-    """Chip ids of an official Sen1Floods11 split CSV (``<chip>_S1Hand.tif,<chip>_LabelHand.tif``)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EofmError(f"Cannot read split file {path}: {exc.strerror or exc}") from None
-    chips = []
-    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
-        if not row or not "".join(row).strip():
-            continue
-        first = row[0].strip()
-        for suffix in ("_S1Hand.tif", "_S2Hand.tif", "_LabelHand.tif"):
-            if first.endswith(suffix):
-                chips.append(first[: -len(suffix)])
-                break
-        else:
-            raise EofmError(
-                f"Split file {path}, line {lineno}: expected '<chip>_S1Hand.tif,<chip>_LabelHand.tif', got {','.join(row)!r}."
-            )
-    if not chips:
-        raise EofmError(f"Split file {path} lists no chips.")
-    return chips
+from eofm.data.sen1floods11_layout import (  # noqa: F401 - re-exported
+    SPLITS,
+    chip_event,
+    read_split_csv,
+    split_by_event,
+)
 
 
 class SplitLoaders:

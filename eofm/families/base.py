@@ -42,6 +42,12 @@ class TaskFamily:
     decoder_input: ClassVar[str] = "maps"
     #: Metric names (after ``stage/``) by prefix, and whether lower or higher is better.
     metric_directions: ClassVar[Mapping[str, Direction]] = {"loss": "min"}
+    #: ``eofm predict --uncertainty`` kinds the family's predictor writes (none: refused).
+    predict_uncertainties: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``eofm ensemble`` averages the family's runs (else it is refused at once).
+    averages_ensembles: ClassVar[bool] = False
+    #: Whether ``eofm test --mc-dropout N`` scores the family's runs (spread-skill).
+    tests_mc_dropout: ClassVar[bool] = False
 
     # --- light: recipe checks -------------------------------------------------------
     def check_recipe(self, recipe: Recipe, where: str) -> None:
@@ -60,6 +66,34 @@ class TaskFamily:
                 f"task (task.type); use one of {fitting}."
             )
         self.monitor_mode(recipe.task.monitor, where)
+        from eofm.publishing.hub import is_hub_uri, parse_hub_uri
+
+        if is_hub_uri(recipe.backbone.name):
+            try:
+                parse_hub_uri(recipe.backbone.name)
+            except EofmError as exc:
+                raise RecipeError(f"backbone.name in {where}: {exc}") from None
+
+    def metric_names(self, recipe: Recipe) -> list[str]:
+        """Every metric (after ``stage/``) that the family's task logs for ``recipe``,
+        per class or variable included; families whose names depend on the recipe
+        extend it. Light: ``task.monitor`` is checked against it when the recipe loads."""
+        return list(self.metric_directions)
+
+    def check_monitor_logged(self, recipe: Recipe, where: str) -> None:
+        """``task.monitor`` must be a metric the run will log, or the first epoch ends in
+        a Lightning error about a missing key."""
+        monitor = recipe.task.monitor
+        names = self.metric_names(recipe)
+        if monitor.partition("/")[2] in names:
+            return
+        known = [f"val/{n}" for n in names]
+        close = difflib.get_close_matches(monitor, known, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise RecipeError(
+            f"task.monitor {monitor!r} in {where} is not a metric this {self.name} run logs "
+            f"(its val/ metrics: {known}).{hint}"
+        )
 
     def monitor_mode(self, monitor: str, where: str = "the recipe") -> Direction:
         """``min`` or ``max`` for a monitored metric, from its declared direction."""
@@ -146,6 +180,14 @@ class TaskFamily:
         if mc_samples:
             raise EofmError(f"--mc-dropout is for weather (regression) runs, not {self.name}.")
         return {}
+
+    def check_calibratable(self, run_dir: Any) -> None:
+        """Refuse, before the model loads, a run that ``eofm calibrate`` cannot calibrate."""
+        raise EofmError(
+            f"{run_dir} is a {self.name} run; eofm calibrate supports classifiers "
+            "(segmentation, classification) only.",
+            exit_code=2,
+        )
 
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         """``eofm calibrate``: the temperature fitted on the validation split, with the

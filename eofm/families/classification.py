@@ -166,6 +166,9 @@ class ClassificationFamily(TaskFamily):
             "decoder": asdict(recipe.decoder),
         }
 
+    def check_calibratable(self, run_dir: Any) -> None:
+        return None
+
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         import math
 
@@ -204,6 +207,9 @@ class ClassificationFamily(TaskFamily):
             )
         if len(inputs) != 1:
             raise EofmError(f"Give one datacube to map, got {len(inputs)} inputs.", exit_code=2)
+        from eofm.data.cube_metadata import check_date_in_cube
+
+        check_date_in_cube(inputs[0], options.date)  # the cube's time axis, not the model
         from eofm.predict.danger_map import write_danger_map
 
         trained = load()

@@ -30,6 +30,16 @@ class DownscalingFamily(TaskFamily):
         "mass_violation": "min",
     }
 
+    def metric_names(self, recipe: Recipe) -> list[str]:
+        """As ``tasks/downscaling.py`` logs them: per target, CSI per target threshold."""
+        task = recipe.task
+        scores = ("rmse", "mae", "bias", "pearson", "mass_violation", "spectrum_ratio")
+        return [
+            "loss",
+            *(f"{s}_{t}" for s in scores for t in task.targets),
+            *(f"csi_{t}_{x:g}" for t in task.targets for x in task.thresholds.get(t, [])),
+        ]
+
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         from eofm.models.constraints import KINDS
 

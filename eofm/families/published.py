@@ -33,6 +33,9 @@ def _fetch_config(spec: str) -> tuple[Any, dict, str | None, Path]:
         raise EofmError(
             f"{spec} is not a model published by eofm (config.json format {config.get('format')!r})."
         )
+    from eofm.train.model_json import ModelJson
+
+    ModelJson.parse(config, f"config.json of {spec}")  # the fields model.json has, checked alike
     pinned = commit or ref.revision
     recipe_path, _ = hub.download_file(ref.repo_id, RECIPE_FILE, pinned)
     return ref, config, pinned, recipe_path

@@ -28,6 +28,14 @@ class RegressionFamily(TaskFamily):
         "acc": "max",
     }
 
+    tests_mc_dropout = True
+
+    def metric_names(self, recipe: Recipe) -> list[str]:
+        """As ``tasks/regression.py`` logs them: per target, and the normalised RMSE."""
+        scores = ["rmse", "mae", "bias", *(["acc"] if recipe.task.climatology else [])]
+        targets = recipe.task.targets
+        return ["loss", "rmse_normalised", *(f"{s}_{t}" for s in scores for t in targets)]
+
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         super().check_recipe(recipe, where)
         if not recipe.task.targets:

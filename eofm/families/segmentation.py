@@ -31,6 +31,17 @@ class SegmentationFamily(TaskFamily):
         "F1": "max",
     }
 
+    predict_uncertainties = ("entropy", "mc-dropout", "tta")
+    averages_ensembles = True
+
+    def metric_names(self, recipe: Recipe) -> list[str]:
+        """As ``tasks/segmentation.py`` logs them: the means, and IoU and F1 per class."""
+        classes = recipe.task.class_names
+        return [
+            "loss", "mIoU", "mF1", "accuracy", *(f"IoU_{c}" for c in classes),
+            *(f"F1_{c}" for c in classes),
+        ]  # fmt: skip
+
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         super().check_recipe(recipe, where)
         if len(recipe.task.class_names) < 2:
@@ -199,6 +210,9 @@ class SegmentationFamily(TaskFamily):
 
         ignore = trained.recipe.task.ignore_index
         return evaluate_segmentation(trained, datamodule, out_dir, ignore_index=ignore)
+
+    def check_calibratable(self, run_dir: Any) -> None:
+        return None
 
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         from eofm.evaluation.calibration import calibration_record

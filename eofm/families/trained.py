@@ -8,12 +8,12 @@ from typing import Any
 from eofm.errors import EofmError
 from eofm.families.base import family_of
 from eofm.models.trained import TrainedModel, trained_from_manifest
+from eofm.train.model_json import read_model_json
 from eofm.train.rundir import (
     MODEL_FILE,
     load_checkpoint,
     load_run_recipe,
     locate_run,
-    read_json,
 )
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def load_trained(
         return load_published(str(spec), overrides)
     run_dir, checkpoint_path = locate_run(spec, checkpoint)
     recipe = load_run_recipe(run_dir, overrides or [])
-    manifest = read_json(run_dir / MODEL_FILE)
+    manifest = read_model_json(run_dir / MODEL_FILE)
     state, base = load_checkpoint(checkpoint_path)
     if base:  # a light checkpoint: the frozen backbone comes from its pinned base model
         from eofm.families.published import pin_backbone

@@ -49,6 +49,7 @@ class PredictOptions:
             check_device_spec,
             check_precision_spec,
             check_workers_spec,
+            nvidia_driver_present,
         )
 
         if self.date is not None:
@@ -63,7 +64,8 @@ class PredictOptions:
         parse_uncertainty(self.uncertainty)
         check_device_spec(self.device)
         check_precision_spec(self.precision)
-        if self.precision == "fp16" and self.device == "cpu":
+        on_cpu = self.device == "cpu" or (self.device == "auto" and not nvidia_driver_present())
+        if self.precision == "fp16" and on_cpu:
             raise bad("--precision fp16 is not supported on the CPU; use fp32 or bf16.")
         if patch_size and self.tile % patch_size:
             raise bad(

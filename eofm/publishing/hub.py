@@ -50,14 +50,17 @@ def is_hub_uri(spec: str) -> bool:
 
 def validate_repo_id(repo_id: str) -> str:
     if not _REPO_ID.match(repo_id) or ".." in repo_id or "--" in repo_id:
-        raise EofmError(f"'{repo_id}' is not a valid Hub repo id (expected ORG/NAME).")
+        raise EofmError(f"'{repo_id}' is not a valid Hub repo id (expected ORG/NAME).", exit_code=2)
     return repo_id
 
 
 def parse_hub_uri(spec: str) -> HubRef:
     """``hf://ORG/REPO[@REVISION][#FILE]`` -> :class:`HubRef`."""
     if not is_hub_uri(spec):
-        raise EofmError(f"'{spec}' is not an hf:// id (expected hf://ORG/REPO[@REVISION][#FILE]).")
+        raise EofmError(
+            f"'{spec}' is not an hf:// id (expected hf://ORG/REPO[@REVISION][#FILE]).",
+            exit_code=2,
+        )
     rest = spec[len("hf://") :]
     rest, _, filename = rest.partition("#")
     repo_id, _, revision = rest.partition("@")
