@@ -24,6 +24,13 @@ import torch
 from torch.utils.data import Dataset
 
 from eofm.data.fire_weather import FIRE_TARGETS, era5_fire_targets
+from eofm.data.model_levels import (
+    DEFAULT_PRESSURE_LEVELS,
+    check_level_numbers,
+    describe,
+    interpolate_to_pressure,
+    model_level_coordinate,
+)
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -167,9 +174,18 @@ def _dataset_files(root: Path, layout: str) -> list[Path]:
 
 
 def _standardise(ds: Any, path: Path, spec: WeatherSpec) -> Any:
-    """Rename coordinates to time/level/latitude/longitude; check and convert them."""
+    """Rename coordinates to time/level/latitude/longitude; check and convert them.
+
+    Model levels (see ``model_levels.py``) are renamed ``model_level``, never ``level``:
+    their numbers are not hPa.
+    """
     rename = {}
+    vertical = model_level_coordinate(ds, path)
+    if vertical is not None:
+        rename[vertical] = "model_level"
     for names, canonical in ((_LAT, "latitude"), (_LON, "longitude"), (_LEVEL, "level")):
+        if vertical is not None and canonical == "level":
+            continue
         found = _first(names, ds.coords) or _first(names, ds.dims)
         if found and found != canonical:
             rename[found] = canonical
@@ -235,6 +251,7 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
     root = Path(root)
     files = _dataset_files(root, layout)
     fields: dict[tuple[str, str], _Field] = {}
+    on_model_levels: list[_Field] = []
     grid = None
     for path in files:
         ds = open_standardised(path, spec)
@@ -245,6 +262,11 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
             raise EofmError(f"The grid of {path} differs from that of {grid[1]}.")
         for var, array in ds.data_vars.items():
             name = ERA5_NAMES.get(str(var), str(var))
+            if "model_level" in array.dims:
+                name, array = _model_level_surface(name, array, path)
+                if "model_level" in array.dims:
+                    on_model_levels.append(_Field(name, "atmos", array, path))
+                    continue
             has_time = "time" in array.dims
             kind = "atmos" if "level" in array.dims else ("surf" if has_time else "static")
             if kind == "static" and "time" in array.coords:
@@ -252,6 +274,8 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
             fields.setdefault((kind, name), _Field(name, kind, array, path))
     assert grid is not None
     lat, lon = grid[0]
+    for f in on_model_levels:
+        fields.setdefault(("atmos", f.name), _to_pressure_levels(f, fields, spec))
     timed = [f for f in fields.values() if f.kind != "static"]
     if not timed:
         raise EofmError(f"No time-dependent variable in {root}.")
@@ -306,6 +330,70 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
     source = ERA5Source(root, files, fields, times, lat, lon, levels, spec, filled)
     _check_grid(source)
     return source
+
+
+def _model_level_surface(name: str, array: Any, path: Path) -> tuple[str, Any]:
+    """Surface fields that model-level files carry on level 1: ``lnsp`` (the log of surface
+    pressure, becomes ``sp`` in Pa) and ``z`` (surface geopotential, a static field)."""
+    if array.sizes["model_level"] != 1 or name not in ("lnsp", "z"):
+        return name, array
+    array = array.isel(model_level=0, drop=True)
+    if name == "lnsp":
+        sp = np.exp(array)
+        sp.attrs = {"units": "Pa", "long_name": "Surface pressure (from lnsp)"}
+        return "sp", sp
+    return name, (array.isel(time=0, drop=True) if "time" in array.dims else array)
+
+
+def _to_pressure_levels(
+    f: _Field, fields: dict[tuple[str, str], _Field], spec: WeatherSpec
+) -> _Field:
+    """A model-level field interpolated to ``data.levels`` (default: the 13 standard
+    levels) with the surface pressure of the same times (``sp``, or ``lnsp``)."""
+    import xarray as xr
+
+    sp = fields.get(("surf", "sp"))
+    levels = check_level_numbers(f.array["model_level"].values, f.path)
+    if sp is None:
+        raise EofmError(
+            f"{f.path} holds {f.name} on ERA5 model levels; converting them to pressure levels "
+            "needs the surface pressure (sp, or lnsp on model level 1) of the same times in "
+            "data.root. Add it, or download the CDS pressure-level product instead."
+        )
+    times = f.array["time"].values
+    missing = np.setdiff1d(times, sp.array["time"].values)
+    if missing.size:
+        raise EofmError(
+            f"The surface pressure in {sp.path} lacks {missing.size} time(s) of {f.path} "
+            f"(first {np.datetime_as_string(missing[0], unit='h')}), needed to convert its "
+            "model levels to pressure levels."
+        )
+    targets = tuple(float(v) for v in (spec.levels or DEFAULT_PRESSURE_LEVELS))
+    array = f.array.transpose("time", "model_level", "latitude", "longitude")
+    surface = np.asarray(sp.array.sel(time=times).values, dtype=np.float64)
+    values = interpolate_to_pressure(
+        np.asarray(array.values, dtype=np.float64),
+        levels,
+        surface,
+        targets,
+        name=f.name,
+        path=f.path,
+    )
+    log.info("%s -> %s hPa", describe(f.path, "level", levels), list(targets))
+    attrs = dict(f.array.attrs)
+    attrs["comment"] = "interpolated from ERA5 model levels (L137) in log-pressure"
+    converted = xr.DataArray(
+        values,
+        dims=("time", "level", "latitude", "longitude"),
+        coords={
+            "time": times,
+            "level": np.asarray(targets),
+            "latitude": array["latitude"].values,
+            "longitude": array["longitude"].values,
+        },
+        attrs=attrs,
+    )
+    return _Field(f.name, "atmos", converted, f.path)
 
 
 def _levels(fields, spec, root, level_to_str, locations) -> tuple[float, ...]:
