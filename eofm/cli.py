@@ -589,9 +589,16 @@ def _quiet_third_parties() -> None:
 _TAKES_OVERRIDES = ("fit", "test", "calibrate", "climatology")
 
 
+#: Options of ``eofm`` itself that may also come after the command (``eofm fit r.yaml --offline``).
+_GLOBAL_FLAGS = {"--offline": "offline", "-q": "quiet", "--quiet": "quiet"}
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    for flag in [a for a in extra if a in _GLOBAL_FLAGS]:
+        setattr(args, _GLOBAL_FLAGS[flag], True)
+        extra.remove(flag)
     if extra:
         overrides = [a for a in extra if "=" in a and not a.startswith("-")]
         if args.command not in _TAKES_OVERRIDES or len(overrides) != len(extra):
