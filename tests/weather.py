@@ -247,3 +247,35 @@ def model_level_era5(dst: Path, levels: list[int] | None = None) -> Path:
             dst / f"ERA5_2020-01-01_ml_{var}.nc", encoding=encoding
         )
     return dst
+
+
+def hourly_daily_files_era5(dst: Path, days: int = 10) -> Path:
+    """``days`` days of hourly ERA5 in daily files, as the CDS is most often asked for them:
+    ``ERA5_2020-01-DD_<var>.nc``, each the real sample's 24 hourly steps (its own layout,
+    int16 packing included) with the time shifted to day DD. The sample has no 2 m
+    temperature: ``t2m`` is its ``d2m`` + 25 K (a warm, dry spell, so a fire season starts).
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    for src in ERA5.glob("ERA5_2020-01-01_*.nc"):
+        var = src.stem.split("_", 2)[2]
+        with xr.open_dataset(src) as ds:
+            ds = ds.load()
+        encoding = {
+            name: {
+                k: ds[name].encoding[k]
+                for k in ("dtype", "scale_factor", "add_offset", "_FillValue")
+                if k in ds[name].encoding
+            }
+            for name in ds.data_vars
+        }
+        if var == "d2m":
+            t2m = (ds["d2m"] + 25.0).rename("t2m")
+            t2m.attrs = {"units": "K", "long_name": "2 metre temperature"}
+        for d in range(days):
+            day = ds.assign_coords(time=ds["time"] + np.timedelta64(d, "D"))
+            day.to_netcdf(dst / f"ERA5_2020-01-{d + 1:02d}_{var}.nc", encoding=encoding)
+            if var == "d2m":
+                t2m.assign_coords(time=day["time"]).to_dataset().to_netcdf(
+                    dst / f"ERA5_2020-01-{d + 1:02d}_t2m.nc"
+                )
+    return dst

@@ -250,8 +250,7 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
 
     root = Path(root)
     files = _dataset_files(root, layout)
-    fields: dict[tuple[str, str], _Field] = {}
-    on_model_levels: list[_Field] = []
+    parts: dict[tuple[str, str], list[_Field]] = {}
     grid = None
     for path in files:
         ds = open_standardised(path, spec)
@@ -264,18 +263,21 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
             name = ERA5_NAMES.get(str(var), str(var))
             if "model_level" in array.dims:
                 name, array = _model_level_surface(name, array, path)
-                if "model_level" in array.dims:
-                    on_model_levels.append(_Field(name, "atmos", array, path))
-                    continue
             has_time = "time" in array.dims
-            kind = "atmos" if "level" in array.dims else ("surf" if has_time else "static")
+            if "model_level" in array.dims:
+                kind = "model_level"
+            else:
+                kind = "atmos" if "level" in array.dims else ("surf" if has_time else "static")
             if kind == "static" and "time" in array.coords:
                 array = array.squeeze(drop=True)
-            fields.setdefault((kind, name), _Field(name, kind, array, path))
+            parts.setdefault((kind, name), []).append(_Field(name, kind, array, path))
     assert grid is not None
     lat, lon = grid[0]
-    for f in on_model_levels:
-        fields.setdefault(("atmos", f.name), _to_pressure_levels(f, fields, spec))
+    fields = {key: _join_in_time(found) for key, found in parts.items() if key[0] != "model_level"}
+    for (kind, name), found in parts.items():
+        if kind == "model_level":
+            on_pressure = _to_pressure_levels(_join_in_time(found), fields, spec)
+            fields.setdefault(("atmos", name), on_pressure)
     timed = [f for f in fields.values() if f.kind != "static"]
     if not timed:
         raise EofmError(f"No time-dependent variable in {root}.")
@@ -330,6 +332,30 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
     source = ERA5Source(root, files, fields, times, lat, lon, levels, spec, filled)
     _check_grid(source)
     return source
+
+
+def _join_in_time(parts: list[_Field]) -> _Field:
+    """One field from the files that hold a variable: the first of a static field, the
+    time steps of all, in time order, of a timed one (ERA5 is often downloaded as one file
+    per day or month: ``ERA5_2020-01-DD_<var>.nc``). A time step held twice is an error."""
+    import xarray as xr
+
+    first = parts[0]
+    if len(parts) == 1 or "time" not in first.array.dims:
+        return first
+    parts = sorted(parts, key=lambda f: f.array["time"].values[0])
+    times = np.concatenate([f.array["time"].values for f in parts])
+    repeated = np.unique(times, return_counts=True)
+    if (repeated[1] > 1).any():
+        twice = repeated[0][repeated[1] > 1][0]
+        holders = [f.path.name for f in parts if twice in f.array["time"].values]
+        raise EofmError(
+            f"{first.name} at {np.datetime_as_string(twice, unit='h')} is in more than one "
+            f"file ({', '.join(holders)}) under {first.path.parent}; keep one."
+        )
+    array = xr.concat([f.array for f in parts], dim="time")
+    shown = first.path.parent / f"{parts[0].path.name} .. {parts[-1].path.name}"
+    return _Field(first.name, first.kind, array, shown)
 
 
 def _model_level_surface(name: str, array: Any, path: Path) -> tuple[str, Any]:
@@ -645,7 +671,9 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
             values = np.stack([probe.target_field(name, i) for i in self.splits["train"]])
             finite = values[np.isfinite(values)]
             if finite.size == 0:
-                raise EofmError(f"Target {name} has no finite value in the training split.")
+                raise EofmError(
+                    f"Target {name} has no finite value in the training split.{_why(name, src)}"
+                )
             std = float(finite.std())
             means.append(float(finite.mean()))
             stds.append(std if std > 0 else 1.0)
@@ -711,6 +739,19 @@ def read_climatology(
             raise EofmError(f"Climatology {path}: {name} is {values.shape}, the grid is {shape}.")
         maps.append(values[:rows])
     return np.stack(maps)
+
+
+def _why(target: str, source: ERA5Source) -> str:
+    """Why a derived target may have no value: the fire-weather indices' start-up."""
+    if target not in FIRE_TARGETS:
+        return ""
+    days = np.unique(source.times.astype("datetime64[D]"))
+    return (
+        f" Fire-weather indices start on the first day with 24 h of precipitation before "
+        f"its local noon, and a fire season after 3 days at or above 6 degC (GFWED); "
+        f"{source.root} holds {len(days)} day(s) ({days[0]} .. {days[-1]}), and the training "
+        "split its first fraction of them: give more days, or a larger data.split_fractions[0]."
+    )
 
 
 def chronological_splits(
