@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eofm.checkpoint_format import light_checkpoint_base
 from eofm.errors import EofmError
 from eofm.families.base import TaskFamily, family_of
 from eofm.recipe import Recipe, dump_recipe
@@ -110,11 +111,9 @@ def _fit(
     write_json(run_dir / MODEL_FILE, manifest)
 
     task = family.build_task(recipe, model, datamodule)
-    base = manifest.get("backbone") or {}
-    if base.get("pretrained_loaded"):  # frozen pretrained weights stay out of checkpoints
-        task.keep_base_out_of_checkpoints(
-            {k: base.get(k) for k in ("name", "repo", "revision", "file")}
-        )
+    pointer = light_checkpoint_base(manifest.get("backbone") or {})
+    if pointer is not None:  # frozen pinned pretrained weights stay out of checkpoints
+        task.keep_base_out_of_checkpoints(pointer)
     compile_model(model, recipe.trainer.compile)
     checkpoint = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINT_DIR,
