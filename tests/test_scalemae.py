@@ -168,7 +168,15 @@ def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(served, tmp_path, capsys
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
     ]
-    assert main(["fit", "sen1floods11_s2_scalemae_rgb_lora", *args, "--run-dir", str(run)]) == 0
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = ["fit", "sen1floods11_s2_scalemae_rgb_lora", *args, "--run-dir", str(run)]
+        assert main(fit) == 0
+    # issue 34 item 15: one training batch per epoch, no warning that the logging interval
+    # (10) exceeds it: steps are logged once an epoch
+    assert not [w for w in caught if "logging interval" in str(w.message)]
     model = json.loads((Path(run) / "model.json").read_text())
     assert model["backbone"]["coords"]["gsd"] is True
     assert model["backbone"]["gsd"] == {"value": None, "reference_m": 10.0}

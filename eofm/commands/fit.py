@@ -77,7 +77,12 @@ def _fit(
     from eofm.adapters import is_lora, save_adapter
     from eofm.models.base import count_parameters
     from eofm.train.logs import ResumableCSVLogger
-    from eofm.train.trainer import build_trainer, check_resumable, compile_model
+    from eofm.train.trainer import (
+        build_trainer,
+        check_resumable,
+        compile_model,
+        fit_logging_interval,
+    )
 
     family = family_of(recipe)
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
@@ -131,6 +136,7 @@ def _fit(
         ),
     ]
     trainer = build_trainer(recipe, run_dir, callbacks=[checkpoint], loggers=loggers)
+    fit_logging_interval(trainer, (cached or datamodule).train_dataloader())
     if resume:
         echo(f"eofm fit: resuming from {last}")
     started = time.perf_counter()
