@@ -157,6 +157,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
     report.add_argument("--output", type=Path, help="where to write it (default RUN/report.html)")
+
+    prepare = sub.add_parser(
+        "prepare", help="convert raw downloads to a model's input layout (merra2: Prithvi WxC)"
+    )
+    prepare.add_argument("dataset", choices=["merra2"], help="what the raw files are")
+    prepare.add_argument("raw_dir", type=Path, help="folder of the raw files, as downloaded")
+    prepare.add_argument("--out", type=Path, required=True, help="folder to write")
     return parser
 
 
@@ -504,6 +511,14 @@ def _cmd_climatology(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from eofm.commands.prepare import prepare
+
+    written = prepare(args.dataset, args.raw_dir, args.out)
+    print(f"eofm prepare: {len(written)} file(s) in {args.out}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from eofm.commands.report import write_report
 
@@ -542,6 +557,7 @@ COMMANDS = {
     "climatology": _cmd_climatology,
     "report": _cmd_report,
     "publish": _cmd_publish,
+    "prepare": _cmd_prepare,
 }
 
 
