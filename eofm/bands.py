@@ -54,18 +54,99 @@ SENTINEL1_BANDS: tuple[str, ...] = ("VV", "VH")
 HLS_PRITHVI_BANDS: tuple[str, ...] = ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
 
 
+#: Sentinel-2 band codes (ESA's MSI names; HLS S30 files use the same codes) -> band names.
+#: Source: ESA Sentinel-2 MSI User Guide, "Spectral resolution"; HLS v2.0 User Guide
+#: (Masek et al., NASA LP DAAC), Table 6 (S30 bands B01 .. B12, B8A).
+SENTINEL2_CODES: dict[str, str] = {
+    "B1": "COASTAL_AEROSOL",
+    "B2": "BLUE",
+    "B3": "GREEN",
+    "B4": "RED",
+    "B5": "RED_EDGE_1",
+    "B6": "RED_EDGE_2",
+    "B7": "RED_EDGE_3",
+    "B8": "NIR_BROAD",
+    "B8A": "NIR_NARROW",
+    "B9": "WATER_VAPOR",
+    "B10": "CIRRUS",
+    "B11": "SWIR_1",
+    "B12": "SWIR_2",
+}
+
+#: HLS L30 (Landsat 8/9 OLI) band codes, written ``L30.B05`` (or ``L30_B05``): they differ
+#: from S2's (L30 B05 is narrow NIR, S30 B05 red edge 1). HLS v2.0 User Guide, Table 5.
+HLS_L30_CODES: dict[str, str] = {
+    "B1": "COASTAL_AEROSOL",
+    "B2": "BLUE",
+    "B3": "GREEN",
+    "B4": "RED",
+    "B5": "NIR_NARROW",
+    "B6": "SWIR_1",
+    "B7": "SWIR_2",
+    "B9": "CIRRUS",
+}
+
+#: Other spellings: STAC ``eo:common_name`` values (STAC eo extension, "Common Band Names")
+#: as Sentinel-2 and HLS STAC items use them, and the HLS Burn Scars dataset card's names.
+COMMON_NAMES: dict[str, str] = {
+    "COASTAL": "COASTAL_AEROSOL",
+    "REDEDGE1": "RED_EDGE_1",
+    "REDEDGE2": "RED_EDGE_2",
+    "REDEDGE3": "RED_EDGE_3",
+    "NIR": "NIR_BROAD",
+    "NIR08": "NIR_NARROW",
+    "NIR09": "WATER_VAPOR",
+    "SWIR16": "SWIR_1",
+    "SWIR22": "SWIR_2",
+    "SWIR1": "SWIR_1",
+    "SWIR2": "SWIR_2",
+}
+
+
+def canonical_band(name: str) -> str | None:
+    """eofm's name for band ``name``, or None when it is not a known name or alias.
+
+    Accepted: eofm's names in any case, with spaces or hyphens for underscores
+    (``NIR narrow``); Sentinel-2 / HLS S30 codes with or without the leading zero (``B1``,
+    ``B01``, ``B8A``, ``S30.B8A``); HLS L30 codes with their prefix (``L30.B05``); STAC
+    common names (``nir08``, ``swir16``).
+    """
+    import re
+
+    key = re.sub(r"[\s\-]+", "_", str(name).strip()).upper()
+    if key in BAND_NAMES:
+        return key
+    if key in COMMON_NAMES:
+        return COMMON_NAMES[key]
+    match = re.fullmatch(r"(?:(S30|L30|S2)[._:])?B0?(\d{1,2}A?)", key)
+    if not match:
+        return None
+    table = HLS_L30_CODES if match.group(1) == "L30" else SENTINEL2_CODES
+    return table.get(f"B{match.group(2)}")
+
+
+def band_codes(name: str) -> str:
+    """``name`` with its Sentinel-2 code, for listings and errors: ``NIR_NARROW (B8A)``."""
+    code = next((c for c, n in SENTINEL2_CODES.items() if n == name), None)
+    return f"{name} ({code})" if code else name
+
+
 def check_band_names(bands: Sequence[str], *, where: str) -> list[str]:
-    """Return ``bands`` upper-cased, or raise naming the first unknown band and ``where``."""
+    """Return ``bands`` as eofm's names (aliases resolved, see :func:`canonical_band`), or
+    raise naming the first unknown band, ``where``, and the names that are accepted."""
     from difflib import get_close_matches
 
     out = []
     for band in bands:
-        name = str(band).upper()
-        if name not in BAND_NAMES:
-            close = get_close_matches(name, BAND_NAMES, n=1)
+        name = canonical_band(band)
+        if name is None:
+            close = get_close_matches(str(band).upper(), BAND_NAMES, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise EofmError(
-                f"Unknown band {band!r} in {where}.{hint} Known bands: {', '.join(BAND_NAMES)}."
+                f"Unknown band {band!r} in {where}.{hint} Known bands: "
+                f"{', '.join(band_codes(n) for n in BAND_NAMES)}; Sentinel-2 / HLS S30 codes "
+                "B1 (or B01) .. B12 and B8A, HLS L30 codes as L30.B01 .. L30.B09, and STAC "
+                "common names (blue, nir08, swir16, ...) are accepted too."
             )
         out.append(name)
     if len(set(out)) != len(out):

@@ -157,6 +157,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
     report.add_argument("--output", type=Path, help="where to write it (default RUN/report.html)")
+
+    prepare = sub.add_parser(
+        "prepare", help="convert raw downloads to a model's input layout (merra2: Prithvi WxC)"
+    )
+    prepare.add_argument("dataset", choices=["merra2"], help="what the raw files are")
+    prepare.add_argument("raw_dir", type=Path, help="folder of the raw files, as downloaded")
+    prepare.add_argument("--out", type=Path, required=True, help="folder to write")
     return parser
 
 
@@ -519,6 +526,14 @@ def _cmd_climatology(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from eofm.commands.prepare import prepare
+
+    written = prepare(args.dataset, args.raw_dir, args.out)
+    print(f"eofm prepare: {len(written)} file(s) in {args.out}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from eofm.commands.report import write_report
 
@@ -557,6 +572,7 @@ COMMANDS = {
     "climatology": _cmd_climatology,
     "report": _cmd_report,
     "publish": _cmd_publish,
+    "prepare": _cmd_prepare,
 }
 
 
@@ -604,9 +620,16 @@ def _quiet_third_parties() -> None:
 _TAKES_OVERRIDES = ("fit", "test", "calibrate", "climatology")
 
 
+#: Options of ``eofm`` itself that may also come after the command (``eofm fit r.yaml --offline``).
+_GLOBAL_FLAGS = {"--offline": "offline", "-q": "quiet", "--quiet": "quiet"}
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    for flag in [a for a in extra if a in _GLOBAL_FLAGS]:
+        setattr(args, _GLOBAL_FLAGS[flag], True)
+        extra.remove(flag)
     if extra:
         overrides = [a for a in extra if "=" in a and not a.startswith("-")]
         if args.command not in _TAKES_OVERRIDES or len(overrides) != len(extra):

@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 from eofm.data.config import DataConfig
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import (
+    RecipeOrigin,
     all_keys,
     build_dataclass,
     check_dotted_key,
@@ -306,17 +307,11 @@ def load_recipe(
             key, recipe_keys(tree), recipe_keys(tree, mappings=True), "the command-line overrides"
         )
 
-    def where_of(key: str) -> str:
-        if any(
-            key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in from_overrides
-        ):
-            return "the command-line overrides"
-        return where
-
+    origin = RecipeOrigin(where, from_overrides)
     recipe = build_dataclass(
-        Recipe, tree, prefix="", where=where_of, valid_keys=lambda: recipe_keys(tree)
+        Recipe, tree, prefix="", where=origin.of, valid_keys=lambda: recipe_keys(tree)
     )
-    check_recipe(recipe, where)
+    check_recipe(recipe, origin)
     return recipe
 
 

@@ -15,7 +15,7 @@ import datetime
 import difflib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, field
 from typing import Any, Literal, Union
 
@@ -245,12 +245,40 @@ def describe_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]
     return rows
 
 
+class RecipeOrigin(str):
+    """Where a recipe came from (its file, as a string), knowing which keys the command
+    line's overrides set, so that an error about such a key names the command line."""
+
+    overridden: frozenset[str]
+
+    def __new__(cls, where: str, overridden: Iterable[str] = ()) -> RecipeOrigin:
+        origin = super().__new__(cls, where)
+        origin.overridden = frozenset(overridden)
+        return origin
+
+    def of(self, key: str) -> str:
+        """``the command-line overrides`` when they set ``key`` (or a key around it)."""
+        if any(
+            key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in self.overridden
+        ):
+            return "the command-line overrides"
+        return str(self)
+
+
+def where_of(where: str, key: str) -> str:
+    """Where dotted ``key`` was given: the command line when it set it, else ``where``."""
+    return where.of(key) if isinstance(where, RecipeOrigin) else where
+
+
 def check_positive(config: Any, where: str, *names: str, allow_zero: bool = False) -> None:
-    """Numbers that must be > 0 (or >= 0): one error naming the dotted key (``data.x``)."""
+    """Numbers that must be > 0 (or >= 0): one error naming the dotted key (``data.x``) and
+    where it was given (the recipe file or the command line, see :class:`RecipeOrigin`)."""
     for name in names:
         value = getattr(config, name.rsplit(".", 1)[-1])
         if value is None:
             continue
         if value < 0 or (value == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
-            raise RecipeError(f"Recipe key '{name}' in {where} must be {bound}, got {value!r}.")
+            raise RecipeError(
+                f"Recipe key '{name}' in {where_of(where, name)} must be {bound}, got {value!r}."
+            )

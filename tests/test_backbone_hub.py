@@ -290,3 +290,39 @@ def test_pos_embed_matches_an_independent_numpy_formula() -> None:
                 )
     expected = np.concatenate([np.zeros((1, d)), np.stack(rows)])[None]
     np.testing.assert_allclose(sincos_3d(d, (t, h, w)).numpy(), expected, atol=1e-6)
+
+
+def test_classifier_head_keys_are_left_out_with_one_log_line(hub, caplog) -> None:
+    """Issue 34 item 7: a timm-layout ViT checkpoint (flat keys) with a classifier head
+    (``head.*``) and its pooled norm (``fc_norm.*``) loads; the head is named in one log
+    line; any other stray key still fails strictly."""
+    ref = reference_encoder(TINY)
+    state = {k: v.clone() for k, v in ref.state_dict().items()}
+    head = {
+        "fc_norm.weight": torch.ones(32),
+        "fc_norm.bias": torch.zeros(32),
+        "head.weight": torch.randn(10, 32),
+        "head.bias": torch.zeros(10),
+    }
+    hub.add_commit(
+        "tester/prithvi-classifier",
+        {"config.json": config_bytes(TINY), "w.safetensors": save_safetensors({**state, **head})},
+    )
+    with caplog.at_level(logging.INFO, logger="eofm.backbones._weights"):
+        encoder = load_backbone("hf://tester/prithvi-classifier")
+    lines = [r.getMessage() for r in caplog.records if "non-encoder" in r.getMessage()]
+    assert len(lines) == 1 and all(k in lines[0] for k in head)
+    x = torch.randn(1, 6, 32, 32)
+    coords = {
+        "temporal_coords": torch.tensor([[[2020.0, 150.0]]]),
+        "location_coords": torch.tensor([[45.0, 7.0]]),
+    }
+    for got, want in zip(features(encoder, x, **coords), features(ref, x, **coords), strict=True):
+        torch.testing.assert_close(got, want)
+    stray = {**state, **head, "blocks.9.attn.qkv.weight": torch.zeros(3)}
+    hub.add_commit(
+        "tester/prithvi-stray",
+        {"config.json": config_bytes(TINY), "w.safetensors": save_safetensors(stray)},
+    )
+    with pytest.raises(EofmError, match=r"unexpected key\(s\) 'blocks\.9\.attn\.qkv\.weight'"):
+        load_backbone("hf://tester/prithvi-stray")

@@ -82,3 +82,18 @@ def test_test_command_on_a_non_run_dir_fails_cleanly(tmp_path) -> None:
     proc, _ = run_cli("test", str(tmp_path))
     assert proc.returncode != 0
     assert str(tmp_path) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_global_flags_after_the_command_and_overrides_blamed_on_the_command_line() -> None:
+    """Issue 34 items 10 and 11: ``--offline`` (and ``-q``) are accepted after the command,
+    as overrides are; a bad value given on the command line names the command line, not
+    the recipe file."""
+    from eofm.cli import _parse
+
+    args = _parse(["fit", "demo", "--offline", "data.batch_size=2", "-q"])
+    assert args.offline and args.quiet and args.overrides == ["data.batch_size=2"]
+    proc, _ = run_cli("fit", "demo", "--offline", "data.batch_size=0")
+    assert proc.returncode == 2, proc.stderr
+    assert "unrecognized" not in proc.stderr
+    assert "'data.batch_size' in the command-line overrides must be > 0" in proc.stderr
+    assert "demo.yaml" not in proc.stderr

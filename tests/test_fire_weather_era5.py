@@ -7,7 +7,7 @@ import pytest
 
 from eofm.errors import EofmError
 from tests.test_weather import tiny_repo  # noqa: F401 - fixture reuse
-from tests.weather import copy_era5, fire_season_era5
+from tests.weather import copy_era5, fire_season_era5, hourly_daily_files_era5
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +131,50 @@ def _sample_era5():
     from tests.realdata import SHARED
 
     return SHARED.parent / "era5"
+
+
+def test_hourly_daily_files_give_fire_targets(tmp_path) -> None:
+    """Issue 34 item 9: ten days of hourly ERA5 in daily files (``ERA5_2020-01-DD_<var>.nc``,
+    the real day repeated, t2m = d2m + 25 K) are read as ten days, not as the first file's
+    one (the cause of "Target fwi has no finite value"); the indices start on the first
+    day with a whole 24 h of rain before its noon (day 2), the season 3 warm days later."""
+    import warnings
+
+    from eofm.data.era5 import ERA5DataModule, WeatherSpec
+
+    root = hourly_daily_files_era5(tmp_path / "era5")
+    spec = WeatherSpec(
+        surf_vars=["2t", "10u", "10v"],
+        atmos_vars=["u", "v", "q"],
+        static_vars=[],
+        targets=["fwi", "ffmc"],
+        allow_missing=["msl", "z", "t", "lsm", "slt"],
+        lon_range=[0, 9.75],
+        lead_hours=24,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "invalid value" noise from FFMC
+        dm = ERA5DataModule(root, spec)
+    src = dm.source
+    assert len(src.times) == 240 and str(src.times[-1]).startswith("2020-01-10T23")
+    fwi = np.stack([src.read("surf", "fwi", i) for i in range(12, 240, 24)])  # noon, per day
+    defined = np.isfinite(fwi).mean(axis=(1, 2))
+    # day 1 lacks the 24 h before its noon; days 2-4 start the season; then defined
+    assert (defined[:4] == 0).all() and (defined[4:] > 0.9).all()
+    assert np.isfinite(dm.mean).all()
+
+
+def test_fire_targets_on_too_few_days_name_the_cause(tmp_path) -> None:
+    from eofm.data.era5 import ERA5DataModule, WeatherSpec
+
+    root = hourly_daily_files_era5(tmp_path / "era5", days=3)
+    spec = WeatherSpec(
+        surf_vars=["2t", "10u", "10v"],
+        atmos_vars=["u", "v", "q"],
+        static_vars=[],
+        targets=["fwi"],
+        allow_missing=["msl", "z", "t", "lsm", "slt"],
+        lon_range=[0, 9.75],
+    )
+    with pytest.raises(EofmError, match=r"no finite value.*3 days at or above 6 degC.*3 day\(s\)"):
+        ERA5DataModule(root, spec)

@@ -368,3 +368,62 @@ def test_internal_mask_marks_outside_the_data(rgb_run: Path, tmp_path: Path) -> 
     with rasterio.open(tmp_path / "o" / "masked.tif") as ds:
         classes = ds.read(1)
     assert (classes[:, :40] == 255).all() and (classes[:, 40:] != 255).all()
+
+
+def test_s2hand_chip_bands_by_sentinel2_codes(rgb_run: Path, tmp_path: Path, capsys) -> None:
+    """Issue 34 item 4: an S2Hand-layout chip (13 bands B1 .. B12 with B8A) is read with
+    ``--bands`` naming all its bands by their Sentinel-2 codes; the model takes its own
+    (BLUE, GREEN, RED = B2, B3, B4) by name, as from a file holding just those three."""
+    from tests.realdata import S2HAND_CODES, s2hand_chip_from_landsat
+
+    s2hand, three = s2hand_chip_from_landsat(LANDSAT, tmp_path / "chips")
+    out = tmp_path / "o"
+    assert predict("--model", str(rgb_run), str(s2hand), "--out", str(out / "unnamed")) == 1
+    assert "13 unnamed bands" in capsys.readouterr().err
+    assert not (out / "unnamed").exists()
+    codes = ",".join(S2HAND_CODES)
+    assert predict("--model", str(rgb_run), str(s2hand), "--out", str(out), "--bands", codes) == 0
+    assert predict("--model", str(rgb_run), str(three), "--out", str(out / "rgb")) == 0
+    with (
+        rasterio.open(out / "Landsat_1_S2Hand.tif") as a,
+        rasterio.open(out / "rgb" / "Landsat_1_rgb.tif") as b,
+    ):
+        assert np.array_equal(a.read(), b.read())
+    # a wrong code names the codes that are accepted
+    bad = codes.replace("B8A", "B8B")
+    assert (
+        predict("--model", str(rgb_run), str(s2hand), "--out", str(out / "x"), "--bands", bad) == 1
+    )
+    err = capsys.readouterr().err
+    assert "Unknown band 'B8B' in --bands" in err and "NIR_NARROW (B8A)" in err
+
+
+def test_band_aliases() -> None:
+    from eofm.bands import check_band_names
+
+    s2 = ["B01", "b2", "B03", "B4", "B05", "B6", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+    from eofm.bands import SENTINEL2_L1C_BANDS
+
+    assert check_band_names(s2, where="t") == list(SENTINEL2_L1C_BANDS)
+    hls_l30 = ["L30.B02", "L30_B03", "L30.B04", "L30.B05", "L30.B06", "L30.B07"]
+    assert check_band_names(hls_l30, where="t") == [
+        "BLUE",
+        "GREEN",
+        "RED",
+        "NIR_NARROW",
+        "SWIR_1",
+        "SWIR_2",
+    ]
+    assert check_band_names(["blue", "NIR narrow", "swir16", "swir22"], where="t") == [
+        "BLUE",
+        "NIR_NARROW",
+        "SWIR_1",
+        "SWIR_2",
+    ]
+    # a recipe's data.bands by code picks the S2Hand chips' bands by name
+    from eofm.data.sen1floods11 import source_for_bands
+
+    prithvi = ["B2", "B3", "B4", "B8A", "B11", "B12"]
+    assert source_for_bands(prithvi) == ("S2Hand", [2, 3, 4, 9, 12, 13])
+    with pytest.raises(EofmError, match="Duplicate"):
+        check_band_names(["B8A", "NIR_NARROW"], where="t")

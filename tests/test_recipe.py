@@ -124,3 +124,18 @@ def test_resolved_recipe_round_trips(tmp_path) -> None:
 def test_parse_override_keeps_strings() -> None:
     assert parse_override("data.root=/a/b") == ("data.root", "/a/b")
     assert parse_override("trainer.precision=16-mixed") == ("trainer.precision", "16-mixed")
+
+
+def test_shipped_recipes_leave_the_worker_count_to_the_machine() -> None:
+    """Issue 34 item 15: no shipped recipe fixes data.num_workers above 0 (``auto`` fits
+    the machine: 4 workers on 2 cores only add noise and memory)."""
+    import yaml
+
+    from eofm.resources import shipped_recipes
+
+    fixed = []
+    for path in shipped_recipes():
+        workers = (yaml.safe_load(path.read_text()).get("data") or {}).get("num_workers", "auto")
+        if workers not in ("auto", 0):
+            fixed.append((path.name, workers))
+    assert not fixed

@@ -168,11 +168,47 @@ def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(served, tmp_path, capsys
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
     ]
-    assert main(["fit", "sen1floods11_s2_scalemae_rgb_lora", *args, "--run-dir", str(run)]) == 0
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = ["fit", "sen1floods11_s2_scalemae_rgb_lora", *args, "--run-dir", str(run)]
+        assert main(fit) == 0
+    # issue 34 item 15: one training batch per epoch, no warning that the logging interval
+    # (10) exceeds it: steps are logged once an epoch
+    assert not [w for w in caught if "logging interval" in str(w.message)]
     model = json.loads((Path(run) / "model.json").read_text())
     assert model["backbone"]["coords"]["gsd"] is True
     assert model["backbone"]["gsd"] == {"value": None, "reference_m": 10.0}
+    # issue 34 item 16: a LoRA run on a pinned pretrained base keeps only what it trains
+    # and the pin, not the backbone (a Scale-MAE-large run wrote 1.39 GB per checkpoint)
+    from eofm.train.rundir import load_checkpoint
+
+    for name in ("best", "last"):
+        state, base = load_checkpoint(Path(run) / "checkpoints" / f"{name}.ckpt")
+        assert base is not None and base["repo"] == "tester/scalemae-tiny"
+        assert len(base["revision"]) == 40
+        frozen = [k for k in state if k.startswith("model.backbone.") and "lora_" not in k]
+        assert not [k for k in frozen if k.endswith(".weight") and "blocks" in k], frozen[:3]
+        assert any("lora_" in k for k in state)
     assert main(["test", str(run)]) == 0
+    # a random base keeps everything: nothing could bring its weights back
+    random_run = tmp_path / "random"
+    fit = ["fit", "sen1floods11_s2_scalemae_rgb_lora", *args, "backbone.pretrained=false"]
+    assert main([*fit, "--run-dir", str(random_run)]) == 0
+    state, base = load_checkpoint(random_run / "checkpoints" / "last.ckpt")
+    assert base is None and any(k.startswith("model.backbone.") and "blocks" in k for k in state)
+
+
+def test_only_a_pinned_pretrained_base_is_left_out_of_checkpoints() -> None:
+    from eofm.checkpoint_format import light_checkpoint_base
+
+    sha = "a" * 40
+    record = {"name": "x", "repo": "o/x", "revision": sha, "file": "w.pth"}
+    assert light_checkpoint_base({**record, "pretrained_loaded": True}) == record
+    assert light_checkpoint_base({**record, "pretrained_loaded": False}) is None
+    # timm's weights come from a branch (main): not a pin, so everything is kept
+    assert light_checkpoint_base({**record, "revision": "main", "pretrained_loaded": True}) is None
 
 
 def test_scalemae_chips_get_their_metres_per_pixel(tmp_path) -> None:

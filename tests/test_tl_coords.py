@@ -171,3 +171,78 @@ def test_bad_date_is_an_argument_error(tmp_path: Path, capsys) -> None:
         == 2
     )
     assert "--date" in capsys.readouterr().err
+
+
+def _moved_chip(root: Path, chip: str, name: str, lon: float, lat: float) -> None:
+    """The real chip ``chip`` (S1Hand and LabelHand, cropped to 64 px) renamed ``name`` and
+    moved, pixel size kept, so that its centre lies at ``lon``, ``lat``."""
+    import rasterio
+    from affine import Affine
+
+    from tests.realdata import crop_chip
+
+    for folder in ("S1Hand", "LabelHand"):
+        dst = root / folder / f"{name}_{folder}.tif"
+        crop_chip(SHARED / folder / f"{chip}_{folder}.tif", dst)
+        with rasterio.open(dst, "r+") as ds:
+            t = ds.transform
+            ds.transform = Affine(
+                t.a, 0, lon - t.a * ds.width / 2, 0, t.e, lat - t.e * ds.height / 2
+            )
+
+
+def _cambodia_centre() -> tuple[float, float]:
+    from shapely.geometry import shape
+
+    features = json.loads((SHARED / "Sen1Floods11_Metadata.geojson").read_text())["features"]
+    cambodia = next(f for f in features if f["properties"]["location"] == "Cambodia")
+    point = shape(cambodia["geometry"]).representative_point()
+    return point.x, point.y
+
+
+def test_mekong_chips_are_matched_to_their_event_by_place(tmp_path: Path) -> None:
+    """Issue 34 item 3: the release names Mekong chips ``Mekong_*``, their event
+    ``Cambodia``; the chip's footprint inside the event polygon gives its date."""
+    root = tmp_path / "HandLabeled"
+    _moved_chip(root, "Ghana_97059", "Mekong_333434", *_cambodia_centre())
+    _moved_chip(root, "Ghana_97059", "Atlantis_1", -30.0, 0.0)  # in no event's polygon
+    shutil.copy(SHARED / "Sen1Floods11_Metadata.geojson", root)
+    dates = event_dates(root, "S1Hand", ["Mekong_333434", "Atlantis_1"])
+    assert dates == {"Mekong_333434": parse_date("2018/08/05"), "Atlantis_1": None}
+
+
+def test_an_undated_chip_goes_without_time_alone(flood_root: Path, tmp_path: Path) -> None:
+    """Issue 34 item 3: one undated chip no longer switches temporal coordinates off for
+    the run; its own sample has none (NaN in the batch), and the encoder adds no temporal
+    embedding to it alone."""
+    from eofm.backbones.loading import load_backbone
+    from eofm.data.chips import collate_chips
+
+    root = tmp_path / "HandLabeled"
+    shutil.copytree(flood_root, root)
+    shutil.copy(SHARED / "Sen1Floods11_Metadata.geojson", root)
+    _moved_chip(root, "India_900498", "Atlantis_1", -30.0, 0.0)
+    dm = Sen1Floods11DataModule(
+        root, ["VV", "VH"], mean=None, std=None, crop_size=32, temporal_coords=True
+    )
+    assert dm.uses_coords["time"] is True
+    samples = {}
+    for split in ("train", "val", "test"):
+        ds = dm.dataset(split)
+        for i in range(len(ds)):
+            sample = ds[i]
+            samples.setdefault(sample["chip"], sample)
+    undated, dated = samples["Atlantis_1"], samples["Nigeria_812045"]
+    assert "temporal_coords" not in undated and "temporal_coords" in dated
+    batch = collate_chips([dated, undated])
+    assert torch.isnan(batch["temporal_coords"][1]).all()
+    assert batch["temporal_coords"][0].tolist() == dated["temporal_coords"].tolist()
+    torch.manual_seed(0)
+    encoder = load_backbone("prithvi_eo_v2_tiny_tl", bands=["VV", "VH"], pretrained=False).eval()
+    with torch.no_grad():
+        both, _ = encoder(batch["image"], batch["temporal_coords"])
+        plain, _ = encoder(batch["image"])
+        alone, _ = encoder(batch["image"][:1], batch["temporal_coords"][:1])
+    torch.testing.assert_close(both[-1][1], plain[-1][1])  # no time for the undated one
+    torch.testing.assert_close(both[-1][0], alone[-1][0])  # its own date for the dated one
+    assert (both[-1][0] - plain[-1][0]).abs().max() > 1e-4

@@ -20,6 +20,7 @@ from tests.weather import (
     aurora_config_bytes,
     ckpt_bytes,
     copy_era5,
+    model_level_era5,
     nan_in,
     official_aurora_state,
     regression_recipe,
@@ -467,3 +468,104 @@ def test_accumulated_targets_sum_the_lead_window() -> None:
     # more variables can be declared accumulated
     base.accumulated = ["sp"]
     assert ERA5DataModule(ERA5, base).dataset("train").target_field("sp", now).mean() > 5e5
+
+
+def test_model_levels_are_interpolated_to_pressure_levels(tmp_path) -> None:
+    """Issue 34 item 1: CDS model-level files (``level`` long_name model_level_number) are
+    not read as hPa: they are interpolated to the requested pressure levels, and match the
+    real pressure-level fields they were made from."""
+    import xarray as xr
+
+    from eofm.data.era5 import ERA5DataModule
+
+    root = model_level_era5(tmp_path / "era5_ml")
+    levels = [100, 300, 500, 850]
+    dm = ERA5DataModule(root, spec(levels=levels))
+    assert dm.source.levels == tuple(levels)
+    q = dm.source.read("atmos", "q", [0, 6])[..., :40]
+    u = dm.source.read("atmos", "u", [0, 6])[..., :40]
+    with xr.open_dataset(ERA5 / "ERA5_2020-01-01_pl_q.nc") as ds:
+        want_q = ds["q"].sel(level=levels).values[[0, 6]][..., :40]
+    with xr.open_dataset(ERA5 / "ERA5_2020-01-01_pl_u.nc") as ds:
+        want_u = ds["u"].sel(level=levels).values[[0, 6]][..., :40]
+    with xr.open_dataset(ERA5 / "ERA5_2020-01-01_sp.nc") as ds:
+        sp = ds["sp"].values[[0, 6]][:, None, :, :40]
+    # at 100 hPa q is ~3e-6 kg/kg (model level 100, read as hPa, would be ~1.6e-3)
+    assert float(np.median(q[:, 0])) < 1e-5
+    # each column is the model-level profile interpolated in log-pressure (numpy's interp
+    # on the file's own values as the reference)
+    from eofm.data.model_levels import full_level_pressure
+
+    with xr.open_dataset(root / "ERA5_2020-01-01_ml_q.nc") as ds:
+        ml_q = ds["q"].values[[0, 6]][..., :40]
+        ml_p = full_level_pressure(ds["level"].values, sp[:, 0])
+    for t, i, j in [(0, 0, 0), (1, 9, 18), (1, 30, 25), (0, 39, 39)]:
+        ref = np.interp(
+            np.log(np.array(levels) * 100.0), np.log(ml_p[t, :, i, j]), ml_q[t, :, i, j]
+        )
+        np.testing.assert_allclose(q[t, :, i, j], ref, rtol=1e-5)
+    # and the round trip pressure -> model -> pressure levels keeps the real fields above
+    # ground (up to interpolating twice across sharp layers, e.g. a dry layer at 500 hPa)
+    above = np.broadcast_to(sp > np.array(levels)[:, None, None] * 100 + 3000, q.shape)
+    assert np.median(np.abs(q[above] / want_q[above] - 1)) < 0.05
+    assert np.median(np.abs(u[above] - want_u[above])) < 0.3
+    assert np.isfinite(q).all() and np.isfinite(u).all()
+
+
+def test_log_pressure_interpolation_is_exact_for_log_linear_profiles() -> None:
+    from eofm.data.model_levels import full_level_pressure, interpolate_to_pressure
+
+    sp = np.full((1, 2, 3), 101325.0)
+    sp[0, 1] = 85000.0  # a mountain: 925 and 1000 hPa lie below its ground
+    levels = np.arange(20, 138)
+    pressure = full_level_pressure(levels, sp)
+    values = 3.0 * np.log(pressure) + 1.0
+    got = interpolate_to_pressure(values, levels, sp, (10.0, 500.0, 850.0), name="u", path=ERA5)
+    want = 3.0 * np.log(np.array([10.0, 500.0, 850.0]) * 100) + 1.0
+    np.testing.assert_allclose(got[0, :, 0], np.broadcast_to(want[:, None], (3, 3)), rtol=1e-6)
+    below = interpolate_to_pressure(values, levels, sp, (1000.0,), name="u", path=ERA5)
+    np.testing.assert_allclose(below[0, 0, 1], values[0, -1, 1], rtol=1e-6)  # held
+
+
+@pytest.mark.parametrize("case", ["no_sp", "top"])
+def test_model_levels_that_cannot_be_converted_are_one_clear_error(tmp_path, case) -> None:
+    from eofm.data.era5 import ERA5DataModule
+
+    root = model_level_era5(tmp_path / "era5_ml", levels=list(range(90, 138)))
+    if case == "no_sp":
+        (root / "ERA5_2020-01-01_sp.nc").unlink()
+        message = r"ml_q\.nc holds q on ERA5 model levels.*surface pressure \(sp"
+        kw = {"levels": [500]}
+    else:
+        message = r"ml_.\.nc: . on model levels 90 \.\. 137 has its top at .* 100 hPa needs higher"
+        kw = {"levels": [100, 500]}
+    with pytest.raises(EofmError, match=message):
+        ERA5DataModule(root, spec(**kw))
+
+
+@pytest.mark.parametrize("layout", ["grib_to_netcdf", "cds_2024", "cfgrib"])
+def test_model_level_layouts_are_recognised(tmp_path, layout) -> None:
+    """The CDS's model-level layouts: grib_to_netcdf (``level``, long_name
+    model_level_number), the 2024 CDS NetCDF (``model_level``, ``valid_time``) and cfgrib
+    (``hybrid``, GRIB_typeOfLevel); the real pressure-level sample is not one."""
+    import xarray as xr
+
+    from eofm.data.model_levels import model_level_coordinate
+
+    root = model_level_era5(tmp_path / "ml", levels=[136, 137])
+    path = root / "ERA5_2020-01-01_ml_u.nc"
+    with xr.open_dataset(path) as ds:
+        ds = ds.load()
+    if layout == "cds_2024":
+        ds = ds.rename(level="model_level", time="valid_time")
+        ds["model_level"].attrs = {"long_name": "model_level", "units": "1"}
+    elif layout == "cfgrib":
+        ds = ds.rename(level="hybrid")
+        ds["hybrid"].attrs = {"long_name": "hybrid level", "units": "1", "positive": "down"}
+        ds["u"].attrs["GRIB_typeOfLevel"] = "hybrid"
+    other = tmp_path / "renamed.nc"
+    ds.to_netcdf(other)
+    with xr.open_dataset(other) as ds:
+        assert model_level_coordinate(ds, other) is not None
+    with xr.open_dataset(ERA5 / "ERA5_2020-01-01_pl_u.nc") as ds:
+        assert model_level_coordinate(ds, ERA5 / "ERA5_2020-01-01_pl_u.nc") is None

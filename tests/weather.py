@@ -181,3 +181,101 @@ def fire_season_era5(dst: Path, days: int = 10) -> Path:
     t2m.attrs = {"units": "K", "long_name": "2 metre temperature"}
     xr.Dataset({"t2m": t2m}).to_netcdf(dst / "ERA5_2020-01-01_t2m.nc")
     return dst
+
+
+def model_level_era5(dst: Path, levels: list[int] | None = None) -> Path:
+    """The real sample with its u, v, q on ERA5 model levels, in the CDS layout.
+
+    The layout is that of the CDS's model-level NetCDF (``reanalysis-era5-complete``,
+    ``levtype=ml``, converted by ``grib_to_netcdf``) as WAM2layers downloads it:
+    ``ERA5_<date>_ml_<var>.nc``, variable ``<var>`` packed as int16 with scale/offset,
+    dims ``(time, level, latitude, longitude)``, ``level`` int32 L137 level numbers with
+    ``long_name: model_level_number``. The values are the real pressure-level fields
+    interpolated in log-pressure to each column's model-level pressures (from the real
+    ``sp`` and ECMWF's L137 a/b), held constant beyond 100 and 1000 hPa. The pressure-level
+    files are removed; the surface files stay.
+    """
+    from eofm.data.model_levels import full_level_pressure
+
+    levels = levels or list(range(60, 138))
+    copy_era5(dst)
+    with xr.open_dataset(ERA5 / "ERA5_2020-01-01_sp.nc") as ds:
+        sp = ds["sp"].values.astype(np.float64)
+    pressure = full_level_pressure(np.array(levels), sp)  # (T, K, H, W) Pa
+    for var in ("q", "u", "v"):
+        (dst / f"ERA5_2020-01-01_pl_{var}.nc").unlink()
+        with xr.open_dataset(ERA5 / f"ERA5_2020-01-01_pl_{var}.nc") as ds:
+            pl = ds[var].load()
+            attrs, global_attrs = dict(pl.attrs), dict(ds.attrs)
+        log_pl = np.log(pl["level"].values.astype(np.float64) * 100.0)  # ascending
+        values = pl.values
+        out = np.empty(pressure.shape)
+        for k in range(len(levels)):
+            lp = np.clip(np.log(pressure[:, k]), log_pl[0], log_pl[-1])
+            upper = np.clip(np.searchsorted(log_pl, lp.ravel()) - 1, 0, len(log_pl) - 2)
+            upper = upper.reshape(lp.shape)
+            w = (lp - log_pl[upper]) / (log_pl[upper + 1] - log_pl[upper])
+            v0 = np.take_along_axis(values, upper[:, None], axis=1)[:, 0]
+            v1 = np.take_along_axis(values, upper[:, None] + 1, axis=1)[:, 0]
+            out[:, k] = v0 + w * (v1 - v0)
+        level = xr.DataArray(
+            np.array(levels, dtype=np.int32),
+            dims="level",
+            attrs={"long_name": "model_level_number"},
+        )
+        array = xr.DataArray(
+            out,
+            dims=("time", "level", "latitude", "longitude"),
+            coords={
+                "time": pl["time"],
+                "level": level,
+                "latitude": pl["latitude"],
+                "longitude": pl["longitude"],
+            },
+            attrs=attrs,
+        )
+        scale = (out.max() - out.min()) / 65530.0
+        encoding = {
+            var: {
+                "dtype": "int16",
+                "scale_factor": scale,
+                "add_offset": (out.max() + out.min()) / 2,
+                "_FillValue": np.int16(-32767),
+            }
+        }
+        xr.Dataset({var: array}, attrs=global_attrs).to_netcdf(
+            dst / f"ERA5_2020-01-01_ml_{var}.nc", encoding=encoding
+        )
+    return dst
+
+
+def hourly_daily_files_era5(dst: Path, days: int = 10) -> Path:
+    """``days`` days of hourly ERA5 in daily files, as the CDS is most often asked for them:
+    ``ERA5_2020-01-DD_<var>.nc``, each the real sample's 24 hourly steps (its own layout,
+    int16 packing included) with the time shifted to day DD. The sample has no 2 m
+    temperature: ``t2m`` is its ``d2m`` + 25 K (a warm, dry spell, so a fire season starts).
+    """
+    dst.mkdir(parents=True, exist_ok=True)
+    for src in ERA5.glob("ERA5_2020-01-01_*.nc"):
+        var = src.stem.split("_", 2)[2]
+        with xr.open_dataset(src) as ds:
+            ds = ds.load()
+        encoding = {
+            name: {
+                k: ds[name].encoding[k]
+                for k in ("dtype", "scale_factor", "add_offset", "_FillValue")
+                if k in ds[name].encoding
+            }
+            for name in ds.data_vars
+        }
+        if var == "d2m":
+            t2m = (ds["d2m"] + 25.0).rename("t2m")
+            t2m.attrs = {"units": "K", "long_name": "2 metre temperature"}
+        for d in range(days):
+            day = ds.assign_coords(time=ds["time"] + np.timedelta64(d, "D"))
+            day.to_netcdf(dst / f"ERA5_2020-01-{d + 1:02d}_{var}.nc", encoding=encoding)
+            if var == "d2m":
+                t2m.assign_coords(time=day["time"]).to_dataset().to_netcdf(
+                    dst / f"ERA5_2020-01-{d + 1:02d}_t2m.nc"
+                )
+    return dst

@@ -66,6 +66,31 @@ def prithvi_encoder_state(
     return encoder
 
 
+#: Key prefixes of what a ViT checkpoint carries beside the encoder: timm's classifier
+#: (``head.*``) and the norm before it when the tokens are average-pooled (``fc_norm.*``,
+#: ``global_pool='avg'``), as in timm's ``VisionTransformer`` (timm/models/
+#: vision_transformer.py) and the checkpoints saved from it, Scale-MAE's fine-tuned
+#: classifiers among them (bair-climate-initiative/scale-mae, ``models_vit.py``).
+NON_ENCODER_PREFIXES = ("head.", "fc_norm.")
+
+
+def drop_non_encoder_keys(
+    module: nn.Module, state: Mapping[str, torch.Tensor], *, source: str
+) -> dict[str, torch.Tensor]:
+    """``state`` without the known non-encoder keys that ``module`` does not have, with one
+    log line naming them; every other key is left for :func:`load_strict` to check."""
+    expected = module.state_dict()
+    dropped = [k for k in state if k not in expected and k.startswith(NON_ENCODER_PREFIXES)]
+    if dropped:
+        log.info(
+            "Checkpoint %s: left out %d non-encoder key(s) (classifier head): %s.",
+            source,
+            len(dropped),
+            ", ".join(dropped),
+        )
+    return {k: v for k, v in state.items() if k not in dropped}
+
+
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], *, source: str) -> None:
     """``load_state_dict(strict=True)`` with an error that names the offending keys."""
     expected = module.state_dict()

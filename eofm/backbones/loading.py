@@ -126,8 +126,9 @@ def load_backbone(
     model = encoder_class(manifest)(config, manifest)
     model.source = None
     if state is not None:
-        from eofm.backbones._weights import load_strict
+        from eofm.backbones._weights import drop_non_encoder_keys, load_strict
 
+        state = drop_non_encoder_keys(model, state, source=_describe(source))
         load_strict(model, state, source=_describe(source))
         log.info("Loaded %s (%d encoder tensors, strict).", _describe(source), len(state))
         model.source = source

@@ -141,9 +141,12 @@ class PrithviEncoder(nn.Module):
         pos = self.pos_embed(grid, tokens.device).to(tokens.dtype)
         tokens = tokens + pos[:, 1:]
         if temporal_coords is not None and hasattr(self, "temporal_embed_enc"):
-            tokens = tokens + self.temporal_embed_enc(temporal_coords, grid[1] * grid[2]).to(
-                tokens.dtype
-            )
+            # a sample whose date is unknown (NaN) gets no temporal embedding, alone
+            dated = torch.isfinite(temporal_coords).all(dim=-1).all(dim=-1)  # (B,)
+            embedding = self.temporal_embed_enc(
+                torch.nan_to_num(temporal_coords), grid[1] * grid[2]
+            ).to(tokens.dtype)
+            tokens = tokens + embedding * dated[:, None, None].to(tokens.dtype)
         if location_coords is not None and hasattr(self, "location_embed_enc"):
             tokens = tokens + self.location_embed_enc(location_coords).to(tokens.dtype)
         cls = (self.cls_token + pos[:, :1]).expand(tokens.shape[0], -1, -1)

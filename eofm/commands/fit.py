@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from eofm.checkpoint_format import light_checkpoint_base
 from eofm.errors import EofmError
 from eofm.families.base import TaskFamily, family_of
 from eofm.recipe import Recipe, dump_recipe
@@ -78,7 +79,12 @@ def _fit(
     from eofm.models.base import count_parameters
     from eofm.train.checkpointing import RandomState, checkpoint_callbacks
     from eofm.train.logs import ResumableCSVLogger
-    from eofm.train.trainer import build_trainer, check_resumable, compile_model
+    from eofm.train.trainer import (
+        build_trainer,
+        check_resumable,
+        compile_model,
+        fit_logging_interval,
+    )
 
     family = family_of(recipe)
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
@@ -111,11 +117,9 @@ def _fit(
     write_json(run_dir / MODEL_FILE, manifest)
 
     task = family.build_task(recipe, model, datamodule)
-    base = manifest.get("backbone") or {}
-    if base.get("pretrained_loaded"):  # frozen pretrained weights stay out of checkpoints
-        task.keep_base_out_of_checkpoints(
-            {k: base.get(k) for k in ("name", "repo", "revision", "file")}
-        )
+    pointer = light_checkpoint_base(manifest.get("backbone") or {})
+    if pointer is not None:  # frozen pinned pretrained weights stay out of checkpoints
+        task.keep_base_out_of_checkpoints(pointer)
     compile_model(model, recipe.trainer.compile)
     checkpoint, last_checkpoint = checkpoint_callbacks(
         run_dir / CHECKPOINT_DIR, recipe.task.monitor, family.monitor_mode(recipe.task.monitor)
@@ -130,6 +134,7 @@ def _fit(
     trainer = build_trainer(
         recipe, run_dir, callbacks=[RandomState(), checkpoint, last_checkpoint], loggers=loggers
     )
+    fit_logging_interval(trainer, (cached or datamodule).train_dataloader())
     if finished is not None:
         echo(f"eofm fit: resuming from {last} at epoch {finished + 1}")
     started = time.perf_counter()

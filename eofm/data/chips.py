@@ -197,7 +197,13 @@ def collate_chips(samples: list[dict]) -> dict:
         "chip": [s["chip"] for s in samples],
     }
     for key in ("temporal_coords", "location_coords", "gsd_m"):
-        if key in samples[0]:
+        if key == "temporal_coords" and any(key in s for s in samples):
+            # a sample without a date gets NaN: the encoder adds no temporal embedding to it
+            known = next(s[key] for s in samples if key in s)
+            batch[key] = torch.stack(
+                [s.get(key, torch.full_like(known, torch.nan)) for s in samples]
+            )
+        elif key in samples[0]:
             batch[key] = torch.stack([s[key] for s in samples])
     return batch
 
@@ -305,23 +311,27 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
     def _coords(
         self, dates: Mapping[str, tuple[int, int] | None], temporal: bool, location: bool
     ) -> dict[str, dict]:
-        """TL coordinates per chip. Temporal ones are used only when every chip has a date:
-        otherwise the chips without one are named once and no chip gets a date."""
+        """TL coordinates per chip. A chip without a date has no temporal coordinate, for
+        its own sample alone (see :func:`collate_chips`); the chips without one are named
+        once. Only when no chip has a date does the run go without them."""
         from eofm.data.coords import raster_centre
 
         chips = [c for split in self.splits.values() for c in split] + self.id_test
         if temporal:
             undated = sorted(c for c in chips if not dates.get(c))
             if undated:
+                everyone = len(undated) == len(chips)
                 log.warning(
-                    "%s: no acquisition date for %d chip(s) (%s%s); the TL model trains "
-                    "without temporal coordinates.",
+                    "%s: no acquisition date for %d chip(s) (%s%s); %s",
                     self.name,
                     len(undated),
                     ", ".join(undated[:3]),
                     ", ..." if len(undated) > 3 else "",
+                    "the TL model trains without temporal coordinates."
+                    if everyone
+                    else "their samples go without a temporal coordinate, the others keep theirs.",
                 )
-                temporal = False
+                temporal = not everyone
         self.uses_coords = {"time": temporal, "location": location}
         return {
             c: {

@@ -24,6 +24,13 @@ import torch
 from torch.utils.data import Dataset
 
 from eofm.data.fire_weather import FIRE_TARGETS, era5_fire_targets
+from eofm.data.model_levels import (
+    DEFAULT_PRESSURE_LEVELS,
+    check_level_numbers,
+    describe,
+    interpolate_to_pressure,
+    model_level_coordinate,
+)
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
@@ -167,9 +174,18 @@ def _dataset_files(root: Path, layout: str) -> list[Path]:
 
 
 def _standardise(ds: Any, path: Path, spec: WeatherSpec) -> Any:
-    """Rename coordinates to time/level/latitude/longitude; check and convert them."""
+    """Rename coordinates to time/level/latitude/longitude; check and convert them.
+
+    Model levels (see ``model_levels.py``) are renamed ``model_level``, never ``level``:
+    their numbers are not hPa.
+    """
     rename = {}
+    vertical = model_level_coordinate(ds, path)
+    if vertical is not None:
+        rename[vertical] = "model_level"
     for names, canonical in ((_LAT, "latitude"), (_LON, "longitude"), (_LEVEL, "level")):
+        if vertical is not None and canonical == "level":
+            continue
         found = _first(names, ds.coords) or _first(names, ds.dims)
         if found and found != canonical:
             rename[found] = canonical
@@ -234,7 +250,7 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
 
     root = Path(root)
     files = _dataset_files(root, layout)
-    fields: dict[tuple[str, str], _Field] = {}
+    parts: dict[tuple[str, str], list[_Field]] = {}
     grid = None
     for path in files:
         ds = open_standardised(path, spec)
@@ -245,13 +261,23 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
             raise EofmError(f"The grid of {path} differs from that of {grid[1]}.")
         for var, array in ds.data_vars.items():
             name = ERA5_NAMES.get(str(var), str(var))
+            if "model_level" in array.dims:
+                name, array = _model_level_surface(name, array, path)
             has_time = "time" in array.dims
-            kind = "atmos" if "level" in array.dims else ("surf" if has_time else "static")
+            if "model_level" in array.dims:
+                kind = "model_level"
+            else:
+                kind = "atmos" if "level" in array.dims else ("surf" if has_time else "static")
             if kind == "static" and "time" in array.coords:
                 array = array.squeeze(drop=True)
-            fields.setdefault((kind, name), _Field(name, kind, array, path))
+            parts.setdefault((kind, name), []).append(_Field(name, kind, array, path))
     assert grid is not None
     lat, lon = grid[0]
+    fields = {key: _join_in_time(found) for key, found in parts.items() if key[0] != "model_level"}
+    for (kind, name), found in parts.items():
+        if kind == "model_level":
+            on_pressure = _to_pressure_levels(_join_in_time(found), fields, spec)
+            fields.setdefault(("atmos", name), on_pressure)
     timed = [f for f in fields.values() if f.kind != "static"]
     if not timed:
         raise EofmError(f"No time-dependent variable in {root}.")
@@ -306,6 +332,94 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
     source = ERA5Source(root, files, fields, times, lat, lon, levels, spec, filled)
     _check_grid(source)
     return source
+
+
+def _join_in_time(parts: list[_Field]) -> _Field:
+    """One field from the files that hold a variable: the first of a static field, the
+    time steps of all, in time order, of a timed one (ERA5 is often downloaded as one file
+    per day or month: ``ERA5_2020-01-DD_<var>.nc``). A time step held twice is an error."""
+    import xarray as xr
+
+    first = parts[0]
+    if len(parts) == 1 or "time" not in first.array.dims:
+        return first
+    parts = sorted(parts, key=lambda f: f.array["time"].values[0])
+    times = np.concatenate([f.array["time"].values for f in parts])
+    repeated = np.unique(times, return_counts=True)
+    if (repeated[1] > 1).any():
+        twice = repeated[0][repeated[1] > 1][0]
+        holders = [f.path.name for f in parts if twice in f.array["time"].values]
+        raise EofmError(
+            f"{first.name} at {np.datetime_as_string(twice, unit='h')} is in more than one "
+            f"file ({', '.join(holders)}) under {first.path.parent}; keep one."
+        )
+    array = xr.concat([f.array for f in parts], dim="time")
+    shown = first.path.parent / f"{parts[0].path.name} .. {parts[-1].path.name}"
+    return _Field(first.name, first.kind, array, shown)
+
+
+def _model_level_surface(name: str, array: Any, path: Path) -> tuple[str, Any]:
+    """Surface fields that model-level files carry on level 1: ``lnsp`` (the log of surface
+    pressure, becomes ``sp`` in Pa) and ``z`` (surface geopotential, a static field)."""
+    if array.sizes["model_level"] != 1 or name not in ("lnsp", "z"):
+        return name, array
+    array = array.isel(model_level=0, drop=True)
+    if name == "lnsp":
+        sp = np.exp(array)
+        sp.attrs = {"units": "Pa", "long_name": "Surface pressure (from lnsp)"}
+        return "sp", sp
+    return name, (array.isel(time=0, drop=True) if "time" in array.dims else array)
+
+
+def _to_pressure_levels(
+    f: _Field, fields: dict[tuple[str, str], _Field], spec: WeatherSpec
+) -> _Field:
+    """A model-level field interpolated to ``data.levels`` (default: the 13 standard
+    levels) with the surface pressure of the same times (``sp``, or ``lnsp``)."""
+    import xarray as xr
+
+    sp = fields.get(("surf", "sp"))
+    levels = check_level_numbers(f.array["model_level"].values, f.path)
+    if sp is None:
+        raise EofmError(
+            f"{f.path} holds {f.name} on ERA5 model levels; converting them to pressure levels "
+            "needs the surface pressure (sp, or lnsp on model level 1) of the same times in "
+            "data.root. Add it, or download the CDS pressure-level product instead."
+        )
+    times = f.array["time"].values
+    missing = np.setdiff1d(times, sp.array["time"].values)
+    if missing.size:
+        raise EofmError(
+            f"The surface pressure in {sp.path} lacks {missing.size} time(s) of {f.path} "
+            f"(first {np.datetime_as_string(missing[0], unit='h')}), needed to convert its "
+            "model levels to pressure levels."
+        )
+    targets = tuple(float(v) for v in (spec.levels or DEFAULT_PRESSURE_LEVELS))
+    array = f.array.transpose("time", "model_level", "latitude", "longitude")
+    surface = np.asarray(sp.array.sel(time=times).values, dtype=np.float64)
+    values = interpolate_to_pressure(
+        np.asarray(array.values, dtype=np.float64),
+        levels,
+        surface,
+        targets,
+        name=f.name,
+        path=f.path,
+    )
+    log.info("%s -> %s hPa", describe(f.path, "level", levels), list(targets))
+    attrs = dict(f.array.attrs)
+    attrs["comment"] = "interpolated from ERA5 model levels (L137) in log-pressure"
+    converted = xr.DataArray(
+        values,
+        dims=("time", "level", "latitude", "longitude"),
+        coords={
+            "time": times,
+            "level": np.asarray(targets),
+            "latitude": array["latitude"].values,
+            "longitude": array["longitude"].values,
+        },
+        attrs=attrs,
+    )
+    return _Field(f.name, "atmos", converted, f.path)
 
 
 def _levels(fields, spec, root, level_to_str, locations) -> tuple[float, ...]:
@@ -557,7 +671,9 @@ class ERA5DataModule(SplitLoaders, L.LightningDataModule):
             values = np.stack([probe.target_field(name, i) for i in self.splits["train"]])
             finite = values[np.isfinite(values)]
             if finite.size == 0:
-                raise EofmError(f"Target {name} has no finite value in the training split.")
+                raise EofmError(
+                    f"Target {name} has no finite value in the training split.{_why(name, src)}"
+                )
             std = float(finite.std())
             means.append(float(finite.mean()))
             stds.append(std if std > 0 else 1.0)
@@ -623,6 +739,19 @@ def read_climatology(
             raise EofmError(f"Climatology {path}: {name} is {values.shape}, the grid is {shape}.")
         maps.append(values[:rows])
     return np.stack(maps)
+
+
+def _why(target: str, source: ERA5Source) -> str:
+    """Why a derived target may have no value: the fire-weather indices' start-up."""
+    if target not in FIRE_TARGETS:
+        return ""
+    days = np.unique(source.times.astype("datetime64[D]"))
+    return (
+        f" Fire-weather indices start on the first day with 24 h of precipitation before "
+        f"its local noon, and a fire season after 3 days at or above 6 degC (GFWED); "
+        f"{source.root} holds {len(days)} day(s) ({days[0]} .. {days[-1]}), and the training "
+        "split its first fraction of them: give more days, or a larger data.split_fractions[0]."
+    )
 
 
 def chronological_splits(

@@ -25,7 +25,9 @@ class ERA5Config(DataConfig):
         help="static input variables", factory=lambda: ["lsm", "z", "slt"]
     )
     levels: list[float] | None = option(
-        None, "hPa levels (default: every file level Aurora has statistics for)"
+        None,
+        "hPa levels (default: every file level Aurora has statistics for; model-level "
+        "files are interpolated to these, default the 13 standard levels 50 .. 1000)",
     )
     allow_missing: list[str] = option(help="inputs Aurora may run without", factory=list)
     history_steps: int = option(2, "input states per sample")

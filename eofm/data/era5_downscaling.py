@@ -64,7 +64,7 @@ class ERA5Fields:
         for path in dataset_files(self.root, layout):
             ds = open_standardised(path, spec)
             for var, array in ds.data_vars.items():
-                if "time" in array.dims and "level" not in array.dims:
+                if "time" in array.dims and not {"level", "model_level"} & set(array.dims):
                     found.setdefault(ERA5_NAMES.get(str(var), str(var)), array)
         missing = [n for n in names if n not in found]
         if missing:

@@ -56,6 +56,9 @@ def fire_weather_indices(
 
     with warnings.catch_warnings():  # xclim's notes on missing-value checks
         warnings.simplefilter("ignore", UserWarning)
+        # before a season starts the codes carry NaN from day to day, which numba reports
+        # as "invalid value encountered in _fine_fuel_moisture_code": expected, not an error
+        warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         out = cffwis_indices(
             tas=tas, pr=pr, sfcWind=sfcwind, hurs=hurs, lat=lat, snd=snd, **GFWED_SETTINGS
         )
@@ -124,9 +127,11 @@ def era5_fire_targets(fields: dict[str, Any], names: list[str], where: Any) -> d
     Each local day's indices come from the fields at local solar noon
     (:func:`local_noon_steps`, per longitude) and the precipitation of the 24 h that end
     then (``tp`` accumulates over each time step, so the steps in (noon - 24 h, noon] are
-    summed; the first day sums what the record holds). Every time step gets the value of
-    its local day at its longitude. Days before a fire season has started are NaN, which
-    the loss and the scores leave out.
+    summed). The indices start on the first day whose 24 h the record holds in full (a
+    record starting at 00 UTC lacks the first noon's morning-before, and a part-day's rain
+    would make the first FFMC too dry). Every time step gets the value of its local day at
+    its longitude. Days before the indices start, or before a fire season has started
+    (3 days at or above 6 degC), are NaN, which the loss and the scores leave out.
 
     Snow depth feeds GFWED's season rule (3 snow-free days): ERA5's ``sd`` (metres of
     water equivalent) times 1000 over the snow density ``rsn`` (or
@@ -159,6 +164,13 @@ def era5_fire_targets(fields: dict[str, Any], names: list[str], where: Any) -> d
         return np.take_along_axis(array, steps[:, None, :].repeat(len(lat), axis=1), axis=0)
 
     per_day = _steps_per_day(times)
+    complete = (steps - per_day + 1 >= 0).all(axis=1)  # the day's 24 h of rain are held
+    if not complete.any():
+        raise EofmError(
+            f"{where} holds no local noon with the 24 h of precipitation before it (needed "
+            "for fire weather): the record must span more than a day."
+        )
+    days, steps = days[complete], steps[complete]
     rain = np.concatenate([np.zeros((1, len(lat), len(lon))), np.cumsum(values("tp"), axis=0)])
     rain_24h = at_noon(rain[1:]) - np.take_along_axis(
         rain, np.maximum(steps - per_day + 1, 0)[:, None, :].repeat(len(lat), axis=1), axis=0

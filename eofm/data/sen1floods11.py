@@ -48,8 +48,15 @@ def find_metadata(root: Path) -> Path | None:
 
 def event_dates(root: Path, folder: str, chips: Sequence[str]) -> dict[str, tuple[int, int] | None]:
     """(year, day of year) of each chip's flood event: the Sentinel-1 date for S1Hand chips,
-    the Sentinel-2 date for S2Hand chips, from the metadata file. Chips whose event is not
-    in it (or when there is no metadata file) get ``None``."""
+    the Sentinel-2 date for S2Hand chips, from the metadata file.
+
+    A chip is matched to its event by name (``<EVENT>_<ID>``, the metadata's ``location``)
+    and, when the name is not an event's, by place: the event whose polygon covers most of
+    the chip's footprint. The release names the Mekong chips ``Mekong_*`` while their
+    event's ``location`` is ``Cambodia`` (Bonafilia et al., CVPR-W 2020, Table 1; the
+    dataset's ``Sen1Floods11_Metadata.geojson``). Chips matched neither way (or all, when
+    there is no metadata file) get ``None``.
+    """
     import json
 
     from eofm.data.coords import parse_date
@@ -64,12 +71,40 @@ def event_dates(root: Path, folder: str, chips: Sequence[str]) -> dict[str, tupl
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise EofmError(f"Cannot read the flood-event metadata {path}: {exc}") from None
     key = "s1_date" if folder == "S1Hand" else "s2_date"
-    by_event = {}
+    by_event, polygons = {}, []
     for feature in features:
         props = feature.get("properties") or {}
         if props.get("location") and props.get(key):
             by_event[props["location"]] = parse_date(props[key])
-    return {chip: by_event.get(chip_event(chip)) for chip in chips}
+            if feature.get("geometry"):
+                polygons.append((props["location"], feature["geometry"]))
+    dates = {chip: by_event.get(chip_event(chip)) for chip in chips}
+    for chip in [c for c, d in dates.items() if d is None]:
+        event = event_by_place(root / folder / f"{chip}_{folder}.tif", polygons)
+        if event is not None:
+            log.info("%s: matched by place to the flood event %s.", chip, event)
+            dates[chip] = by_event[event]
+    return dates
+
+
+def event_by_place(image: Path, polygons: Sequence[tuple[str, dict]]) -> str | None:
+    """The event whose polygon (GeoJSON, EPSG:4326) covers most of ``image``'s footprint,
+    or None when none touches it (or the image cannot be read)."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box, shape
+
+    try:
+        with rasterio.open(image) as ds:
+            bounds = ds.bounds
+            if ds.crs is not None and not ds.crs.is_geographic:
+                bounds = transform_bounds(ds.crs, "EPSG:4326", *bounds)
+    except rasterio.errors.RasterioIOError:
+        return None
+    footprint = box(*bounds)
+    overlaps = [(shape(geometry).intersection(footprint).area, name) for name, geometry in polygons]
+    area, name = max(overlaps, default=(0.0, None))
+    return name if area > 0 else None
 
 
 class Sen1Floods11(LabelledChips):

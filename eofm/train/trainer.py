@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from eofm.errors import EofmError
 from eofm.recipe import Recipe
 from eofm.train.precision import resolve_trainer_precision
+
+log = logging.getLogger(__name__)
 
 
 def build_trainer(
@@ -30,6 +33,30 @@ def build_trainer(
         logger=loggers,
         enable_model_summary=False,
     )
+
+
+def fit_logging_interval(trainer: Any, train_loader: Any) -> None:
+    """Log training steps at least once an epoch: ``log_every_n_steps`` is lowered to the
+    epoch's batch count when an epoch is shorter (small datasets, the demos), instead of
+    Lightning's warning that the interval exceeds it (``fit_loop.setup_data``), which
+    advises just that. The recipe's value stands otherwise."""
+    try:
+        batches = len(train_loader)
+    except TypeError:  # an iterable dataset: its length is unknown
+        return
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif isinstance(limit, float) and limit < 1.0:
+        batches = int(batches * limit)
+    if 0 < batches < trainer.log_every_n_steps:
+        log.info(
+            "Training steps are logged every %d step(s), the epoch's length (the recipe's "
+            "trainer.log_every_n_steps=%d is longer).",
+            batches,
+            trainer.log_every_n_steps,
+        )
+        trainer.log_every_n_steps = batches
 
 
 def compile_model(model: Any, setting: bool | str) -> None:
