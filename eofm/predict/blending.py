@@ -17,8 +17,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from eofm.predict.row_stride import wide_empty
-
 #: Finished rows are normalised and made into products this many bytes at a time.
 CHUNK_BYTES = 1 << 20
 
@@ -76,7 +74,7 @@ class BandBlender:
         self.inner = slice(span[0] - self.left, span[1] - self.left)
         band_width = min(width, cols[-1] + tile) - self.left
         rows_held = min(tile, height)
-        self.acc = wide_empty((num_classes, rows_held, band_width), np.float32)
+        self.acc = np.empty((num_classes, rows_held, band_width), np.float32)
         self.valid = np.zeros((rows_held, band_width), bool)
         self.top = 0  # scene row held in the buffers' first row
         self.touched = 0  # scene rows < touched hold contributions (of earlier strips)

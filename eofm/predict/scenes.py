@@ -82,24 +82,6 @@ def match_bands(
     )
 
 
-def open_for_strips(path: Path) -> Any:
-    """Open a scene for reading strip by strip, past GDAL's block cache where it can.
-
-    An uncompressed GeoTIFF is read with GDAL's direct I/O (``GTIFF_DIRECT_IO``, decided
-    when the dataset opens): each strip's rows go from the file into the strip buffer,
-    not through cached blocks first. The values are the same; the cache's blocks, which
-    are allocated afresh for every scene, are not made at all. Measured on this project's
-    2-core VM, reading an 8k scene's strips faulted in at most 450 pages against 20k, the read stage
-    of a first scene 15k against 34k, and ``benchmarks/predict_pipeline.py`` ran 85.7
-    against 82.1 MP/s (9 runs each, side by side). Compressed files are decoded through
-    the cache as before.
-    """
-    import rasterio
-
-    with rasterio.Env(GTIFF_DIRECT_IO=True):
-        return rasterio.open(path)
-
-
 class SceneReader:
     """Reads normalised tiles of one scene, strip by strip, in a background thread."""
 
@@ -107,7 +89,9 @@ class SceneReader:
         self, path: Path, indexes: list[int], mean: Sequence[float], std: Sequence[float], tile: int
     ) -> None:
         self.path = path
-        self.ds = open_for_strips(path)
+        import rasterio
+
+        self.ds = rasterio.open(path)
         self.indexes = indexes
         self.mean_values, self.std_values = list(mean), list(std)
         self.mean = np.asarray(mean, np.float32)[:, None, None]
