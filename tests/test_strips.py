@@ -13,8 +13,6 @@ import torch
 from eofm.predict.grid import tile_starts
 from eofm.predict.scenes import SceneReader
 from eofm.predict.strips import StripBuffer, TileBatch, strip_pool
-from tests.test_predict import LANDSAT, crop
-from tests.test_predict_pipeline import NIGERIA
 
 
 def strip_of(data: np.ndarray, mask: np.ndarray | None = None) -> StripBuffer:
@@ -58,47 +56,6 @@ def test_pool_reuses_released_buffers_and_never_waits() -> None:
     first.release()
     assert pool.take() is first
     assert pool.take() is not second  # held: a new one is made, never waited for
-
-
-def read_all(
-    reader: SceneReader, rows: list[int], width: int, *, carry: bool, buffers: int = 2
-) -> list:
-    """Every strip of the scene, read one after the other into ``buffers`` buffers in
-    turn (one: the strip before is overwritten by the next), sharing rows with the strip
-    before when ``carry``."""
-    pool = [reader.strip_buffers(0, width) for _ in range(buffers)]
-    strips, previous = [], None
-    for i, row in enumerate(rows):
-        data, mask = reader.read_strip(row, 0, width, out=pool[i % buffers], carry=previous)
-        strips.append((data.copy(), mask.copy()))
-        previous = (data, mask, row) if carry else None
-    return strips
-
-
-@pytest.mark.parametrize(
-    ("scene", "tile", "stride"),
-    [("nigeria", 96, 64), ("nigeria", 64, 20), ("landsat", 64, 48), ("landsat_nodata", 48, 40)],
-)
-def test_rows_shared_with_the_strip_before_equal_a_fresh_read(
-    tmp_path: Path, scene: str, tile: int, stride: int
-) -> None:
-    """NaN pixels, stride below the overlap, integer data with a nodata value."""
-    if scene == "nigeria":
-        path, mean, std = NIGERIA, [-11.0, -18.0], [4.0, 5.0]
-    else:
-        extra = {"nodata": 0} if scene == "landsat_nodata" else {}
-        path = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, 130, 203, **extra)
-        mean, std = [9000.0, 8500.0, 8000.0], [1500.0] * 3
-    with rasterio.open(path) as ds:
-        height, width, count = ds.height, ds.width, ds.count
-    reader = SceneReader(path, list(range(1, count + 1)), mean, std, tile)
-    rows = tile_starts(height, tile, stride)
-    fresh = read_all(reader, rows, width, carry=False)
-    for buffers in (1, 2):
-        shared = read_all(reader, rows, width, carry=True, buffers=buffers)
-        for (a, a_mask), (b, b_mask) in zip(fresh, shared, strict=True):
-            assert np.array_equal(a, b) and np.array_equal(a_mask, b_mask)
-    reader.close()
 
 
 def tiny_models() -> list[tuple[str, torch.nn.Module, list[str]]]:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 COG_BLOCK = 256
+#: GDAL's block cache while a COG is laid out: bounded, so memory stays flat in scene size.
+CACHE_BYTES = 64 << 20
 
 
 def staging_profile(source: Any) -> dict[str, Any]:
@@ -32,14 +34,16 @@ def staging_profile(source: Any) -> dict[str, Any]:
 
 def write_cog(staging: Path, target: Path, kind: str) -> None:
     """Copy ``staging`` to ``target`` as a COG of the product ``kind``."""
+    import rasterio
     from rasterio.shutil import copy as raster_copy
 
-    raster_copy(
-        staging,
-        target,
-        driver="COG",
-        compress="DEFLATE",
-        blocksize=COG_BLOCK,
-        overview_resampling="nearest" if kind == "classes" else "average",
-        num_threads="ALL_CPUS",
-    )
+    with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES):
+        raster_copy(
+            staging,
+            target,
+            driver="COG",
+            compress="DEFLATE",
+            blocksize=COG_BLOCK,
+            overview_resampling="nearest" if kind == "classes" else "average",
+            num_threads="ALL_CPUS",
+        )

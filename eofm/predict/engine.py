@@ -3,9 +3,8 @@
 Memory is bounded by a few strips of tiles, never by the scene. Four stages run at
 once, each in its own thread, joined by bounded queues (``stages``):
 
-1. read: one rasterio read per strip of tiles (not per tile) into a reused buffer, the
-   rows shared with the strip before copied rather than read again, validity and
-   normalisation on the whole strip; batches are views of it (``strips``);
+1. read: one rasterio read per strip of tiles (not per tile) into a reused buffer,
+   validity and normalisation on the whole strip; batches are views of it (``strips``);
 2. model: batches predicted under ``torch.inference_mode`` on the chosen device (pinned
    host memory and non-blocking copies on CUDA, one batch in flight, autocast in the
    chosen precision), softmax, and the blending weights applied there;
@@ -25,7 +24,6 @@ import contextlib
 import errno
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,7 +50,7 @@ from eofm.predict.options import PredictOptions
 from eofm.predict.plan import ScenePlan, plan_scene
 from eofm.predict.products import ProductRows, describe, product_profile, products_for
 from eofm.predict.scenes import SceneReader, inspect_scene
-from eofm.predict.stages import StageTimes, clock, consumer_thread, ordered_map
+from eofm.predict.stages import consumer_thread, ordered_map
 from eofm.predict.strips import Recycler, StripBuffer, TileBatch, strip_pool
 
 log = logging.getLogger(__name__)
@@ -132,7 +130,6 @@ class Predictor:
         channels, tile = self.tile_model.channels, options.tile
         shape = (options.batch_size, channels, tile, tile)
         self._outputs = Recycler(lambda: torch.empty(shape, dtype=torch.float32))
-        self._edge_stack: np.ndarray | None = None  # made on first need: `_host_tiles`
         self._strips: Recycler[StripBuffer] | None = None  # kept for the next scene
         self._strip_shape: tuple[int, int, int] | None = None
         self._tail: Future | None = None  # the previous scene's COG step
@@ -141,7 +138,6 @@ class Predictor:
         self._swept: set[Path] = set()  # folders cleared of killed runs' partial files
         self._zero_tile = np.zeros((channels, tile, tile), np.float32)
         self._zero_tile.flags.writeable = False  # what a tile without valid pixels adds
-        self.timings = StageTimes()
         self.workers = resolve_workers(options.workers)
         self.coords = dict((trained.manifest.get("backbone") or {}).get("coords") or {})
         self._warned_undated = False
@@ -349,13 +345,11 @@ class Predictor:
         """Finish each streamed product with GDAL's COG driver and rename it into place,
         then write the quicklook and the polygons, which read the finished map."""
 
-        started = time.perf_counter()
         try:
             if streamed is not None:
                 with streamed.held:
                     for kind, (staging, tmp) in streamed.staged.items():
                         write_cog(staging, tmp, kind)
-                self.timings.add_seconds("cog", time.perf_counter() - started)
                 if result.all_nodata:
                     log.warning(
                         "%s holds no valid pixel: its prediction is all nodata.", plan.source
@@ -469,20 +463,17 @@ class Predictor:
         """
         from rasterio.windows import Window
 
-        timings, x0 = self.timings, blender.left + blender.inner.start
+        x0 = blender.left + blender.inner.start
         classes = self.num_classes
 
         def write(finished: tuple[int, dict[str, np.ndarray]]) -> None:
             top, blocks = finished
-            started = clock()
             for kind, block in blocks.items():
                 window = Window(x0, top, block.shape[-1], block.shape[-2])
                 sinks[kind].write(block, window=window)
-            timings.add("write", started)
 
         def blend(item) -> None:  # writes behind through `write_behind`, bound below
             row, positions, weighted, strip_mask, buffer = item
-            started = clock()
             for position, probs in zip(positions, weighted, strict=True):
                 blender.add(position, probs)
             if buffer is not None:
@@ -490,12 +481,10 @@ class Predictor:
             if on_tiles:
                 on_tiles(len(positions))
             if row is None:
-                timings.add("blend", started)
                 return
             blender.add_valid(row, strip_mask)
             products = ProductRows(list(sinks), classes)
             finished = blender.end_strip(row, products)
-            timings.add("blend", started)
             if finished is not None:
                 write_behind((finished[0], products.blocks))
 
@@ -526,21 +515,11 @@ class Predictor:
         pool = self._strip_pool(reader.strip_shape(left, cols[-1] + t))
 
         def read(row: int) -> list[tuple]:
-            started = clock()
             if not hasattr(local, "reader"):  # one reading thread reads through `reader`
                 local.reader = reader.reopen() if workers > 1 else reader
                 with lock:
                     opened.append(local.reader)
-            buffer = pool.take()
-            # one reader reads the strips in order: the rows it shares with the one
-            # before are copied, not read again (that strip's buffer is only read since)
-            carry = getattr(local, "previous", None) if workers == 1 else None
-            if carry is not None and carry[0] is buffer.data:  # its own buffer, given back
-                carry = None
-            items = self._strip_batches(local.reader, row, cols, buffer, date, carry)
-            local.previous = (buffer.data, buffer.mask, row)
-            self.timings.add("read", started)
-            return items
+            return self._strip_batches(local.reader, row, cols, pool.take(), date)
 
         try:
             for items in ordered_map(read, rows, workers=workers, ahead=workers + 2):
@@ -564,11 +543,10 @@ class Predictor:
         cols: list[int],
         buffer: StripBuffer,
         date: tuple[int, int] | None,
-        carry: tuple[np.ndarray, np.ndarray, int] | None = None,
     ) -> list[tuple]:
         """The batches of strip ``row``, read into ``buffer``: their tiles are views of it."""
         size, t, left = self.options.batch_size, self.options.tile, cols[0]
-        reader.read_strip(row, left, cols[-1] + t, out=(buffer.data, buffer.mask), carry=carry)
+        reader.read_strip(row, left, cols[-1] + t, out=(buffer.data, buffer.mask))
         buffer.count_valid_columns()
         items = []
         for first in range(0, len(cols), size):
@@ -587,7 +565,6 @@ class Predictor:
         in_flight: deque = deque()
         depth = 1 if self.device.type == "cuda" else 0
         for row, positions, tiles, coords, mask in batches:
-            started = clock()
             useful = tiles.any_valid()
             if len(useful) == len(positions):
                 pending = self._weighted_probabilities(self._host_tiles(tiles), coords)
@@ -599,27 +576,18 @@ class Predictor:
                 pending = None
             strip = tiles.strip if row is not None else None
             in_flight.append((row, positions, useful, pending, mask, strip))
-            self.timings.add("model", started)
             if len(in_flight) > depth:
                 yield self._finished_batch(*in_flight.popleft())
         while in_flight:
             yield self._finished_batch(*in_flight.popleft())
 
     def _host_tiles(self, tiles: TileBatch) -> np.ndarray:
-        """What the model reads: views of the strip on the CPU (the edge batch stacked into
-        a reused buffer: the model has read it before the next batch), a pinned copy for
-        CUDA."""
-        if self.device.type == "cuda":
-            return tiles.pinned()
-        if self._edge_stack is None:
-            bands, t = tiles.strip.data.shape[0], tiles.tile
-            self._edge_stack = np.empty((self.options.batch_size, bands, t, t), np.float32)
-        return tiles.host(scratch=self._edge_stack)
+        """What the model reads: views of the strip on the CPU, a pinned copy for CUDA."""
+        return tiles.pinned() if self.device.type == "cuda" else tiles.host()
 
     def _finished_batch(self, row, positions, useful, pending, mask, strip) -> tuple:
         """``(row, positions, weighted tiles, strip mask, buffer to give back)``; tiles
         without a valid pixel add the zero tile."""
-        started = clock()
         buffer = None
         if len(useful) == len(positions):
             weighted, buffer = self._collect(pending)
@@ -631,5 +599,4 @@ class Predictor:
                     weighted[index] = tile
         if strip is not None:
             strip.release()  # the model has read every tile of it
-        self.timings.add("model", started)
         return row, positions, weighted, mask, buffer

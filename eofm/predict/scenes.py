@@ -117,20 +117,13 @@ class SceneReader:
         return np.zeros(shape, np.float32), np.zeros(shape[1:], bool)
 
     def read_strip(
-        self,
-        row: int,
-        left: int,
-        right: int,
-        out: tuple[np.ndarray, np.ndarray] | None = None,
-        carry: tuple[np.ndarray, np.ndarray, int] | None = None,
+        self, row: int, left: int, right: int, out: tuple[np.ndarray, np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``row .. row + tile`` of columns ``left .. right``, normalised, in one read.
 
         Zero-padded past the scene's edges to ``tile`` rows and at least ``tile`` columns;
         returns the data ``(C, tile, W)`` and its validity mask ``(tile, W)``, in ``out``
-        (from ``strip_buffers``, reused strip after strip) when given. ``carry`` is the
-        ``(data, mask, row)`` of the strip read before over the same columns: the rows
-        the two share are copied from it (already normalised) rather than read again.
+        (from ``strip_buffers``, reused strip after strip) when given.
         """
         from rasterio.windows import Window
 
@@ -141,18 +134,8 @@ class SceneReader:
         else:
             strip, mask = out
             strip[:, h:], strip[:, :, w:], mask[h:], mask[:, w:] = 0.0, 0.0, False, False
-        shared = 0
-        if carry is not None and carry[2] < row:
-            data, valid_before, before = carry
-            shared = max(0, min(h, before + min(t, self.ds.height - before) - row))
-            if shared:
-                offset = row - before
-                strip[:, :shared] = data[:, offset : offset + shared]
-                mask[:shared] = valid_before[offset : offset + shared]
-        if shared == h:
-            return strip, mask
-        window = Window(left, row + shared, w, h - shared)
-        view = strip[:, shared:h, :w]
+        window = Window(left, row, w, h)
+        view = strip[:, :h, :w]
         try:
             if self.float32:  # read straight into the strip: no conversion, no copy
                 self.ds.read(self.indexes, window=window, out=view)
@@ -162,7 +145,7 @@ class SceneReader:
                 view[...] = raw
         except Exception as exc:
             raise EofmError(f"Cannot read {self.path} at row {row}, col {left}: {exc}") from None
-        valid = mask[shared:h, :w]  # computed in place, band by band (contiguous planes)
+        valid = mask[:h, :w]  # computed in place, band by band (contiguous planes)
         np.isfinite(view[0], out=valid)
         for band in view[1:]:
             valid &= np.isfinite(band)

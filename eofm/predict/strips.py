@@ -96,13 +96,13 @@ class TileBatch:
     def subset(self, keep: np.ndarray) -> TileBatch:
         return TileBatch(self.strip, [self.offsets[i] for i in keep], self.tile)
 
-    def host(self, scratch: np.ndarray | None = None) -> np.ndarray:
+    def host(self) -> np.ndarray:
         """``(B, C, tile, tile)`` on the host: a view of the strip where the offsets are
-        evenly spaced, else a stacked copy (into the first ``B`` of ``scratch`` when given)."""
+        evenly spaced, else a stacked copy."""
         data, t, offsets = self.strip.data, self.tile, self.offsets
         step = _even(offsets)
         if step is None:
-            return self.stacked(out=None if scratch is None else scratch[: len(offsets)])
+            return self.stacked()
         start = data[:, :, offsets[0] : offsets[0] + t]
         shape = (len(offsets), *start.shape)
         strides = (step * data.strides[-1], *start.strides)
