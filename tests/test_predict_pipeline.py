@@ -215,3 +215,9 @@ def test_an_output_that_fails_in_the_background_is_named(tmp_path: Path, monkeyp
     with pytest.raises(EofmError, match=r"scene\.tif .*No space left on device"):
         predictor.wait()
     assert list((tmp_path / "out").iterdir()) == []
+    # raised by the next scene, once streamed: its own partial files go too
+    other = crop(LANDSAT, tmp_path / "other.tif", 700, 400, 90, 70)
+    predictor.predict(scene, tmp_path / "out", background=True)
+    with pytest.raises(EofmError, match=r"scene\.tif .*No space left on device"):
+        predictor.predict(other, tmp_path / "out", background=True)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -295,7 +295,12 @@ class Predictor:
             self.wait()  # the same outputs again: once the earlier ones are written
         streamed = self._stream_scene(plan, result, on_tiles)
         result.outputs.extend(plan.targets())
-        self.wait()  # one finishing step at a time
+        try:
+            self.wait()  # one finishing step at a time
+        except BaseException as exc:  # the previous scene's: this one's partial files go
+            if streamed is not None:
+                streamed.held.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         if not background:
             self._finish(plan, result, streamed)
             return result
