@@ -3,12 +3,14 @@
 The model returns preallocated logits (zeros: one class everywhere; ``--varied``: fixed
 blobs, a class map whose tiles differ), so what is timed is everything around it: reading
 strips, normalising, cutting and batching tiles, softmax and blending weights, blending,
-finishing classes, compressing the COG's tiles (stage ``write``) and laying out the COG. On a GPU the model is fast and this
-pipeline sets the speed (issue 10). The scene is a generated 2-band float32 GeoTIFF
+finishing classes, writing them (stage ``write``) and finishing the COGs (``cog``). On a
+GPU the model is fast and this pipeline sets the speed (issue 10). The scene is a generated 2-band float32 GeoTIFF
 (VV, VH; tiled 512 px, uncompressed) of ``--size`` pixels per side.
 
     python benchmarks/predict_pipeline.py [--size 8192] [--repeats 5] [--workers 1,2]
-        [--baseline PATH]   # also time an older eofm checkout (e.g. a git worktree) side by side
+        [--baseline REV]    # also time an older eofm (a checkout, or a git revision) side by side
+        [--scenes 8x4096]   # also time a run of 8 scenes of 4096 px in one process
+        [--csv benchmarks/results/predict_pipeline-DATE.csv]  # every run's raw figures
         [--gpu-host]        # also time the host's share of a GPU run (row "GPU host")
         [--later]           # also time the scene again in each process (column "later")
         [--varied]          # a class map of varied tiles instead of one class everywhere
@@ -106,7 +108,8 @@ if sys.argv[6] == "gpu-host":  # the host's share of a GPU run (this release onl
     # of a few reused ones (as torch's cache of pinned blocks reuses them)
     staging = itertools.cycle([torch.empty(64, 2, 224, 224).numpy() for _ in range(3)])
     predictor._host_tiles = lambda tiles: tiles.stacked(out=next(staging)[: len(tiles)])
-scene, out, warmup = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[5])
+scenes, out, warmup = [Path(p) for p in sys.argv[1].split(",")], Path(sys.argv[2]), Path(sys.argv[5])
+scene = scenes[0]
 started = time.perf_counter()  # the first scene of a process also imports and registers GDAL
 predictor.predict(warmup, out)
 first = time.perf_counter() - started
@@ -114,7 +117,15 @@ stages = getattr(predictor, "timings", None)
 if stages:
     stages.__init__()
 steal, started = stolen(), time.perf_counter()
-predictor.predict(scene, out)
+if len(scenes) == 1:
+    predictor.predict(scene, out)
+elif hasattr(predictor, "wait"):  # a scene's COG step overlaps the next scene's stream
+    for each in scenes:
+        predictor.predict(each, out, background=True)
+    predictor.wait()
+else:
+    for each in scenes:
+        predictor.predict(each, out)
 seconds = time.perf_counter() - started
 timed = dict(stages.seconds) if stages else {}  # the first 8k scene's
 later = None
@@ -170,9 +181,37 @@ def make_scene(size: int) -> Path:
     return path
 
 
+def many_scenes(count: int, size: int) -> list[Path]:
+    """``count`` scenes of ``size`` px under their own names (links to one file)."""
+    scene = make_scene(size)
+    links = []
+    for i in range(count):
+        link = CACHE / f"pipeline_{size}_scene{i}.tif"
+        if not link.exists():
+            link.symlink_to(scene.name)
+        links.append(link)
+    return links
+
+
+def checkout(baseline: str) -> Path:
+    """An older eofm: a folder, or a git revision of this repository (``git archive``)."""
+    import subprocess
+
+    if Path(baseline).is_dir():
+        return Path(baseline).resolve()
+    target = CACHE / f"checkout-{baseline}"
+    if not (target / "eofm").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", baseline, "eofm"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
 def run(
     pythonpath: Path,
-    scene: Path,
+    scene: Path | list[Path],
     cores: int,
     workers: int = 1,
     mode: str = "cpu",
@@ -183,7 +222,8 @@ def run(
     that a GPU run does on the device (softmax and blending weights)."""
     out = CACHE / f"out-{os.getpid()}"
     warmup = make_scene(WARMUP_SIZE)
-    args = [str(scene), str(out), str(cores), str(workers), str(warmup), mode]
+    scenes = scene if isinstance(scene, list) else [scene]
+    args = [",".join(map(str, scenes)), str(out), str(cores), str(workers), str(warmup), mode]
     args.append("later" if later else "once")
     args.append("varied" if varied else "uniform")
     return child_json(CHILD, args, pythonpath, cwd=CACHE)
@@ -213,9 +253,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8192)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--baseline", type=Path, help="an older eofm checkout to time side by side")
+    parser.add_argument(
+        "--baseline", help="an older eofm to time side by side: a checkout, or a git revision"
+    )
     parser.add_argument("--workers", default="1,2", help="reading-thread counts to time")
     parser.add_argument("--cores", help="core counts to time (default: 1, 2 and all)")
+    parser.add_argument(
+        "--scenes",
+        default="8x4096",
+        help="the run of many scenes in one process, COUNTxSIZE (empty: not timed)",
+    )
+    parser.add_argument("--csv", type=Path, help="append every run's figures to this CSV")
     parser.add_argument(
         "--gpu-host",
         action="store_true",
@@ -236,50 +284,80 @@ def main() -> None:
         "tiles) instead of zeros (one class everywhere)",
     )
     args = parser.parse_args()
-    scene = make_scene(args.size)
-    pixels = args.size * args.size
+    cases = [(f"{args.size}px scene", [make_scene(args.size)], args.size**2)]
+    if args.scenes:
+        count, size = (int(v) for v in args.scenes.split("x"))
+        cases.append((f"{count} scenes of {size}px", many_scenes(count, size), count * size**2))
     available = len(os.sched_getaffinity(0))
     kind = "varied class map" if args.varied else "one class everywhere"
     print(
-        f"zero-cost model ({kind}), {args.size}x{args.size} 2-band float32 scene, tile 224, "
-        f"overlap 32, batch 16; medians of {args.repeats} runs, interleaved"
+        f"zero-cost model ({kind}), 2-band float32 scenes, tile 224, overlap 32, batch 16; "
+        f"medians of {args.repeats} runs, interleaved"
     )
     counts = [int(w) for w in args.workers.split(",")]
     variants = [(f"eofm w{w}", ROOT, w, "cpu") for w in counts]
-    variants += [("baseline", args.baseline, 1, "cpu")] if args.baseline else []
+    if args.baseline:
+        variants.append((f"{args.baseline}", checkout(args.baseline), 1, "cpu"))
     variants += [("GPU host", ROOT, 1, "gpu-host")] if args.gpu_host else []
-    rows = []
     core_counts = (
         [int(c) for c in args.cores.split(",")]
         if args.cores
         else sorted({1, min(2, available), available})
     )
+    rows, raw = [], []
     for cores in core_counts:
-        runs: dict[str, list[dict]] = {name: [] for name, *_ in variants}
-        for _ in range(args.repeats):  # interleaved, so noise hits every variant alike
-            for name, path, workers, mode in variants:
-                runs[name].append(run(path, scene, cores, workers, mode, args.later, args.varied))
-        for name, *_ in variants:
-            rows.append((name, cores, summarise(runs[name], pixels)))
+        runs: dict[tuple, list[dict]] = {}
+        for repeat in range(args.repeats):  # interleaved, so noise hits every variant alike
+            for case, scenes, pixels in cases:
+                for name, path, workers, mode in variants:
+                    result = run(path, scenes, cores, workers, mode, args.later, args.varied)
+                    runs.setdefault((case, name), []).append(result)
+                    mps = pixels / 1e6 / result["seconds"]
+                    raw.append([name, case, cores, workers, repeat, result["seconds"], mps])
+                    raw[-1] += [result["rss_mb"], result.get("steal_seconds", 0.0)]
+        for case, _, pixels in cases:
+            for name, *_ in variants:
+                rows.append((case, name, cores, summarise(runs[(case, name)], pixels)))
     print(
-        f"\n{'pipeline':<9} {'cores':>5} {'MP/s':>7} {'min-max':>11} {'later':>6} {'first':>6} "
-        f"{'steal':>6} {'peak RSS':>9}  CPU seconds per stage (first 8k scene)"
+        f"\n{'case':<20} {'pipeline':<9} {'cores':>5} {'MP/s':>7} {'min-max':>11} {'later':>6} "
+        f"{'first':>6} {'steal':>6} {'peak RSS':>9}  CPU seconds per stage"
     )
-    for name, cores, row in rows:
+    for case, name, cores, row in rows:
         split = ", ".join(f"{k} {v:.2f}" for k, v in row["stages"].items()) or "(not recorded)"
         low, mps, high = row["mps"]
         spread = f"{low:.1f}-{high:.1f}"
         later = f"{row['later']:.1f}" if row["later"] else "-"
         print(
-            f"{name:<9} {cores:>5} {mps:>7.1f} {spread:>11} {later:>6} {row['first']:>5.2f}s "
-            f"{row['steal']:>5.2f}s {row['rss']:>7.0f} MB  {split}"
+            f"{case:<20} {name:<9} {cores:>5} {mps:>7.1f} {spread:>11} {later:>6} "
+            f"{row['first']:>5.2f}s {row['steal']:>5.2f}s {row['rss']:>7.0f} MB  {split}"
         )
+    if args.baseline:
+        print(f"\nratio of MP/s (median) against {args.baseline}, side by side:")
+        medians = {(c, n, k): r["mps"][1] for c, n, k, r in rows}
+        for case, name, cores, row in rows:
+            if name != args.baseline:
+                ratio = row["mps"][1] / medians[(case, args.baseline, cores)]
+                print(f"  {case:<20} {name:<9} {cores} cores: {ratio:.2f}x")
     print("\npeak RSS against scene size (eofm, all cores):")
-    for size in (int(s) for s in args.rss_sizes.split(",")):
+    for size in (int(s) for s in args.rss_sizes.split(",") if s):
         result = run(ROOT, make_scene(size), available, varied=args.varied)
-        print(
-            f"  {size:>6} px: {result['rss_mb']:.0f} MB, {size * size / 1e6 / result['seconds']:.1f} MP/s"
-        )
+        rate = size * size / 1e6 / result["seconds"]
+        print(f"  {size:>6} px: {result['rss_mb']:.0f} MB, {rate:.1f} MP/s")
+        raw.append(["eofm w1", f"{size}px scene (RSS)", available, 1, 0, result["seconds"], rate])
+        raw[-1] += [result["rss_mb"], result.get("steal_seconds", 0.0)]
+    if args.csv:
+        import csv
+
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
+        new = not args.csv.exists()
+        with open(args.csv, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(
+                    ["pipeline", "case", "cores", "workers", "repeat", "seconds", "mp_per_s"]
+                    + ["peak_rss_mb", "steal_seconds"]
+                )
+            writer.writerows(raw)
 
 
 if __name__ == "__main__":

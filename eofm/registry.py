@@ -8,7 +8,7 @@ Adding a component is one new module plus one line below.
 from __future__ import annotations
 
 import difflib
-import importlib
+import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,8 +20,7 @@ Kind = Literal["backbone", "decoder", "family", "dataset"]
 
 def load_target(target: str) -> Any:
     """Import ``"package.module:attribute"`` and return the attribute."""
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return pkgutil.resolve_name(target)
 
 
 @dataclass(frozen=True)

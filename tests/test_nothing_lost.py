@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import rasterio
 
+from eofm.atomic import atomic_output
 from eofm.cli import main
 from eofm.errors import EofmError
-from eofm.predict.outputs import atomic_output
 from tests.realdata import SHARED
 from tests.test_training import flood_root, overrides  # noqa: F401 - fixture reuse
 

@@ -13,13 +13,13 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
+from eofm.atomic import atomic_output
 from eofm.cli import main
 from eofm.errors import EofmError
 from eofm.families.trained import load_trained
 from eofm.predict.engine import Predictor
 from eofm.predict.grid import blend_weights, tile_starts
 from eofm.predict.options import PredictOptions
-from eofm.predict.outputs import atomic_output
 from eofm.predict.plan import parse_shard
 from tests.realdata import SHARED
 from tests.runs import make_run_dir

@@ -3,8 +3,8 @@
 The reference below is the plain algorithm: every tile in scene order, its probabilities
 times the blending window added into whole-scene float32 accumulators, divided by the
 summed weights, argmax. The streaming engine (reading threads, model thread, blending
-thread, column bands, in-stream COG overviews) must reproduce its pixels bit for bit,
-and its COG must be the file GDAL itself makes from the finished map.
+thread, column bands) must reproduce its pixels bit for bit, and its COG must be the file
+GDAL's COG driver makes from the finished map.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from rasterio.shutil import copy as raster_copy
 from torch import nn
 
 from eofm.models.trained import TrainedModel
-from eofm.predict.cog_stream import StreamedCog
 from eofm.predict.engine import Predictor
 from eofm.predict.grid import blend_weights, tile_starts
 from eofm.predict.options import PredictOptions
@@ -119,18 +118,9 @@ def test_parallel_pipeline_equals_serial_pass(
     assert [p.name for p in (tmp_path / "out").iterdir()] == [result.outputs[0].name]
 
 
-@pytest.mark.parametrize("writer", ["streamed", "gdal_copy"])
-def test_class_map_cog_is_the_file_gdal_makes(tmp_path: Path, monkeypatch, writer) -> None:
-    """The COG equals GDAL's own from the finished class map, whether its tiles were
-    compressed while it streamed (``cog_stream``) or, where that does not apply, the
-    map and its in-stream overviews were staged and copied by GDAL."""
+def test_class_map_cog_is_the_file_gdal_makes(tmp_path: Path, monkeypatch) -> None:
+    """The COG equals GDAL's own from the finished class map (overviews by nearest)."""
     monkeypatch.setattr("eofm.predict.grid.COLUMN_BAND", 700)
-    laid_out = []
-    if writer == "gdal_copy":
-        monkeypatch.setattr("eofm.predict.engine.streamed_cog", lambda *args: None)
-    else:
-        finish = StreamedCog.finish
-        monkeypatch.setattr(StreamedCog, "finish", lambda cog: laid_out.append(finish(cog)))
     path = crop(LANDSAT, tmp_path / "scene.tif", 0, 0, 1100, 900)  # overviews 2x, 4x, 8x
     trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
     options = PredictOptions(tile=128, overlap=16, batch_size=16, quicklook=False)
@@ -153,7 +143,6 @@ def test_class_map_cog_is_the_file_gdal_makes(tmp_path: Path, monkeypatch, write
     )
     digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (cog, reference)]
     assert digest[0] == digest[1]
-    assert len(laid_out) == (writer == "streamed")
 
 
 def test_a_block_broken_mid_scene_fails_with_nothing_left(tmp_path: Path) -> None:
@@ -172,121 +161,63 @@ def test_a_block_broken_mid_scene_fails_with_nothing_left(tmp_path: Path) -> Non
     assert list(out.iterdir()) == []
 
 
-def test_buffers_are_on_ordinary_pages_while_streaming(tmp_path: Path, monkeypatch) -> None:
-    """numpy's transparent-huge-page request is off while the strip buffers are made (the
-    first touch of a huge page can stall on a VM: ``eofm.predict.pages``) and is restored
-    once the scene is written, and after a failure mid-stream."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1.x
-        from numpy.core import multiarray
-
-    from eofm.predict.strips import StripPool
-
-    seen: list[bool] = []
-    take = StripPool.take
-
-    def recording_take(self):
-        seen.append(multiarray._get_madvise_hugepage())
-        if fail:
-            raise RuntimeError("strip buffer refused")
-        return take(self)
-
-    monkeypatch.setattr(StripPool, "take", recording_take)
-    path = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, 100, 80)
-    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
-    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False)
-    previous = multiarray._set_madvise_hugepage(True)
-    try:
-        fail = False
-        Predictor(trained, options).predict(path, tmp_path / "out")
-        assert seen and not any(seen)
-        assert multiarray._get_madvise_hugepage() is True
-        fail, seen[:] = True, []
-        with pytest.raises(RuntimeError, match="strip buffer refused"):
-            Predictor(trained, options).predict(path, tmp_path / "again")
-        assert seen == [False]
-        assert multiarray._get_madvise_hugepage() is True
-    finally:
-        multiarray._set_madvise_hugepage(previous)
-
-
-def test_model_stage_reuses_its_output_buffers(tmp_path: Path, monkeypatch) -> None:
-    """On the CPU the weighted probabilities of a batch are written into a few buffers
-    that the blending thread gives back, not into a new array per batch; ensembles and
-    test-time views, which average several outputs, still get their own arrays."""
-    from eofm.predict.batch_buffers import BatchBuffers
-
-    taken: list[int] = []
-    take = BatchBuffers.take
-
-    def recording_take(self):
-        buffer = take(self)
-        taken.append(buffer.data_ptr())
-        return buffer
-
-    monkeypatch.setattr(BatchBuffers, "take", recording_take)
-    path = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, 300, 260)
-    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
-    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False)
-    Predictor(trained, options).predict(path, tmp_path / "out")
-    assert len(taken) > 30 and len(set(taken)) <= 8
-
-    from eofm.predict.members import TileModel
-
-    x = torch.randn(4, 3, 32, 32)
-    out = torch.empty(4, 3, 32, 32)
-    single = TileModel([trained])
-    single.to(torch.device("cpu"))
-    with torch.inference_mode():
-        written = single(x, [], {}, out=out)
-        assert written.data_ptr() == out.data_ptr()
-        assert torch.equal(written, trained.model(x).softmax(dim=1))
-        flipped = TileModel([trained], tta_flip=True)
-        flipped.to(torch.device("cpu"))
-        assert flipped(x, [], {}, out=out).data_ptr() != out.data_ptr()
-
-
-def test_strip_buffers_are_kept_for_the_next_scene_of_the_same_size(
-    tmp_path: Path, monkeypatch
-) -> None:
-    """One predictor over several scenes reads into the strip buffers it already made
-    when the next scene's strips have their shape, with every output as a fresh predictor
-    writes it (stale rows and columns never leak); a scene that failed mid-stream, whose
-    buffers never came back, leaves a new pool to the next (no wait for them)."""
+def test_one_predictor_over_many_scenes_writes_each_as_a_fresh_one(tmp_path: Path) -> None:
+    """One predictor over several scenes (reusing its strip buffers where the strips have
+    the same shape, finishing each scene's COGs in the background while the next one
+    streams) writes every output as a fresh predictor does; a scene that failed
+    mid-stream leaves nothing behind and no stale rows to the next."""
     from eofm.errors import EofmError
-    from eofm.predict.strips import StripPool
 
-    pools: list[StripPool] = []
-    init = StripPool.__init__
-
-    def recording_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        pools.append(self)
-
-    monkeypatch.setattr(StripPool, "__init__", recording_init)
     trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
-    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False)
+    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False, vector="geojson")
     scenes = [crop(LANDSAT, tmp_path / f"{y}.tif", 700, y, 90, 70) for y in (900, 400)]
     scenes.append(crop(LANDSAT, tmp_path / "narrow.tif", 700, 900, 50, 70))  # other strips
     whole = crop(LANDSAT, tmp_path / "whole.tif", 700, 600, 90, 400)  # strips of scene 1's shape
     broken = tmp_path / "broken.tif"
     broken.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
 
-    def classes(path: Path, predictor: Predictor | None = None) -> np.ndarray:
-        out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
-        result = (predictor or Predictor(trained, options)).predict(path, out)
-        with rasterio.open(result.outputs[0]) as ds:
-            return ds.read()
+    def read(path: Path) -> bytes:
+        with rasterio.open(path) as ds:
+            return ds.read().tobytes()
 
-    expected = [classes(path) for path in scenes]
-    pools.clear()
+    expected = []
+    for path in scenes:
+        result = Predictor(trained, options).predict(path, tmp_path / "fresh")
+        expected.append([read(result.outputs[0]), result.outputs[1].read_bytes()])
     kept = Predictor(trained, options)
-    for path, want in zip(scenes, expected, strict=True):
-        assert np.array_equal(classes(path, kept), want)
-    assert len(pools) == 2  # the second scene reused the first one's strips
+    results = [kept.predict(p, tmp_path / "kept", background=True) for p in scenes]
+    kept.wait()
+    for result, want in zip(results, expected, strict=True):
+        assert [read(result.outputs[0]), result.outputs[1].read_bytes()] == want
     with pytest.raises(EofmError, match="broken.tif"):
-        kept.predict(broken, tmp_path / "broken-out")
-    pools.clear()
-    assert np.array_equal(classes(scenes[0], kept), expected[0])
-    assert len(pools) == 1 and kept._strips is pools[0] and kept._strips.idle
+        kept.predict(broken, tmp_path / "broken-out", background=True)
+    kept.wait()
+    assert list((tmp_path / "broken-out").iterdir()) == []
+    again = kept.predict(scenes[0], tmp_path / "again", background=True)
+    kept.wait()
+    assert read(again.outputs[0]) == expected[0][0]
+
+
+def test_an_output_that_fails_in_the_background_is_named(tmp_path: Path, monkeypatch) -> None:
+    """A COG step that fails on the background thread raises from ``wait`` (or from the
+    next scene), naming the output's scene and folder, with no partial file left."""
+    from eofm.errors import EofmError
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("eofm.predict.engine.write_cog", disk_full)
+    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
+    options = PredictOptions(tile=32, overlap=8, batch_size=4, quicklook=False)
+    scene = crop(LANDSAT, tmp_path / "scene.tif", 700, 900, 90, 70)
+    predictor = Predictor(trained, options)
+    predictor.predict(scene, tmp_path / "out", background=True)
+    with pytest.raises(EofmError, match=r"scene\.tif .*No space left on device"):
+        predictor.wait()
+    assert list((tmp_path / "out").iterdir()) == []
+    # raised by the next scene, once streamed: its own partial files go too
+    other = crop(LANDSAT, tmp_path / "other.tif", 700, 400, 90, 70)
+    predictor.predict(scene, tmp_path / "out", background=True)
+    with pytest.raises(EofmError, match=r"scene\.tif .*No space left on device"):
+        predictor.predict(other, tmp_path / "out", background=True)
+    assert list((tmp_path / "out").iterdir()) == []

@@ -22,8 +22,8 @@ def write_climatology(recipe: Recipe, target: Path) -> Path:
     """Write the training-split mean of ``recipe``'s targets to ``target`` (NetCDF)."""
     import xarray as xr
 
+    from eofm.atomic import atomic_path
     from eofm.data.variables import describe_variable
-    from eofm.predict.weather_files import atomic_path
 
     family = family_of(recipe)
     if not hasattr(family, "weather_spec"):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from eofm.atomic import unwinding_on_sigterm
 from eofm.errors import EofmError
 from eofm.predict.options import PredictOptions
 
@@ -38,6 +39,7 @@ def describe_model(spec: str) -> tuple[Any, dict]:
     return load_run_recipe(run_dir), read_model_json(run_dir / MODEL_FILE)
 
 
+@unwinding_on_sigterm  # SIGTERM removes partial files as Ctrl-C does
 def run_predict(
     model_spec: str,
     inputs: Sequence[str],
@@ -124,7 +126,11 @@ def run_predict(
             plan = plans[scene]
             tiles_task = bar.add_task(scene.name, total=tiles.get(scene, 0))
             result = predictor.predict(
-                scene, out_dir, plan=plan, on_tiles=lambda n, t=tiles_task: bar.advance(t, n)
+                scene,
+                out_dir,
+                plan=plan,
+                on_tiles=lambda n, t=tiles_task: bar.advance(t, n),
+                background=True,  # its COGs are finished while the next scene streams
             )
             bar.remove_task(tiles_task)
             bar.advance(scenes_task)
@@ -135,6 +141,7 @@ def run_predict(
                 pixels += infos[scene].height * infos[scene].width
             for output in result.outputs:
                 echo(f"  {output}")
+        predictor.wait()
     seconds = time.perf_counter() - started
     if pixels:
         echo(

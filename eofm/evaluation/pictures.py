@@ -39,19 +39,12 @@ def _pyplot() -> Any:
 def _save(figure: Any, target: Path) -> Path:
     """Write the PNG under a temporary name beside ``target`` and rename it: a picture is
     complete or absent, never half written (mode 0644 like every output)."""
-    import os
-    import tempfile
+    from eofm.atomic import atomic_path
 
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, dpi=110, bbox_inches="tight", format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(target) as tmp:
+            figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     finally:
         _pyplot().close(figure)
     return target

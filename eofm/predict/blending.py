@@ -1,14 +1,9 @@
 """Blending weighted tile probabilities into finished rows, one column band at a time.
 
 The buffers hold one strip of tiles (``tile`` rows) across the band, never the scene.
-Per pixel, the sums are formed in tile order (strip by strip, left to right), exactly
-as a whole-scene accumulator would form them, so the result is the same to the bit:
-
-- a pixel's first contribution is assigned rather than added to zero (the same value,
-  since weighted probabilities are never negative), so the buffers are not cleared;
-- the weight sums depend only on the tile grid, so they are computed once for each
-  distinct layout of strips over a block of rows (every interior strip shares one) and
-  reused, instead of being accumulated tile by tile.
+Per pixel, the probabilities and the window weights are summed in tile order (strip by
+strip, left to right) into zeroed buffers, exactly as a whole-scene accumulator would
+sum them, so the result is the same to the bit.
 """
 
 from __future__ import annotations
@@ -16,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
-from eofm.predict.row_stride import wide_empty
 
 #: Finished rows are normalised and made into products this many bytes at a time.
 CHUNK_BYTES = 1 << 20
@@ -27,26 +20,13 @@ Finisher = Callable[[np.ndarray, np.ndarray, int, int], None]
 
 def first_argmax(values: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``values.argmax(axis=0)`` as uint8 (into ``out`` when given): the first index on
-    ties, and NaN never wins.
-
-    Plane-by-plane comparisons instead of numpy's strided reduction over classes, with
-    branch-free updates (a multiply-add on the uint8 index); the running maximum takes
-    ``np.maximum`` unless a NaN is present, where it would differ.
-    """
+    ties, and NaN never wins. Two classes, the common case, take one comparison instead
+    of numpy's strided reduction over the class axis."""
     index = np.empty(values.shape[1:], np.uint8) if out is None else out
-    if values.shape[0] == 1:
-        index[...] = 0
-        return index
-    np.greater(values[1], values[0], out=index.view(bool))
     if values.shape[0] == 2:
-        return index
-    has_nan = bool(np.isnan(values).any())
-    best = np.where(index, values[1], values[0]) if has_nan else np.maximum(values[0], values[1])
-    for c in range(2, values.shape[0]):
-        better = (values[c] > best).view(np.uint8)
-        index += better * (np.uint8(c) - index)  # c where better, else unchanged (mod 256)
-        if c + 1 < values.shape[0]:
-            best = np.where(better, values[c], best) if has_nan else np.maximum(best, values[c])
+        np.greater(values[1], values[0], out=index.view(bool))
+    else:
+        index[...] = np.nan_to_num(values, nan=-np.inf).argmax(axis=0)
     return index
 
 
@@ -76,15 +56,12 @@ class BandBlender:
         self.inner = slice(span[0] - self.left, span[1] - self.left)
         band_width = min(width, cols[-1] + tile) - self.left
         rows_held = min(tile, height)
-        self.acc = wide_empty((num_classes, rows_held, band_width), np.float32)
+        self.acc = np.zeros((num_classes, rows_held, band_width), np.float32)
+        self.wsum = np.zeros((rows_held, band_width), np.float32)
         self.valid = np.zeros((rows_held, band_width), bool)
         self.top = 0  # scene row held in the buffers' first row
-        self.touched = 0  # scene rows < touched hold contributions (of earlier strips)
-        self._strip: int | None = None
-        self._touched_before = 0  # `touched` when the current strip began
-        self._fresh_until = 0  # band column up to which the current strip's fresh rows are set
+        self.touched = 0  # scene rows < touched hold contributions
         self._next_strip = 0  # index into rows of the next strip to complete
-        self._normalisers: dict[tuple, np.ndarray] = {}
         chunk_rows = max(1, CHUNK_BYTES // (4 * num_classes * band_width))
         self._chunk = np.empty((num_classes, min(chunk_rows, rows_held), band_width), np.float32)
         self.any_valid = False
@@ -94,20 +71,10 @@ class BandBlender:
         r, c = position
         t = self.tile
         h, w = min(t, self.height - r), min(t, self.width - c)
-        if r != self._strip:
-            self._strip, self._touched_before, self._fresh_until = r, self.touched, 0
-            self.touched = max(self.touched, r + h)
+        self.touched = max(self.touched, r + h)
         y, x = r - self.top, c - self.left
-        old = min(h, max(0, self._touched_before - r))  # rows an earlier strip reached
-        if old:
-            self.acc[:, y : y + old, x : x + w] += weighted[:, :old, :w]
-        if old < h:
-            fresh = slice(y + old, y + h)
-            split = min(w, max(0, self._fresh_until - x))  # columns of this strip's last tile
-            if split:
-                self.acc[:, fresh, x : x + split] += weighted[:, old:h, :split]
-            self.acc[:, fresh, x + split : x + w] = weighted[:, old:h, split:w]
-            self._fresh_until = max(self._fresh_until, x + w)
+        self.acc[:, y : y + h, x : x + w] += weighted[:, :h, :w]
+        self.wsum[y : y + h, x : x + w] += self.weights[:h, :w]
 
     def add_valid(self, row: int, mask: np.ndarray) -> None:
         """Mark the valid pixels of strip ``row`` (its ``(tile, W)`` mask from the band's
@@ -137,7 +104,7 @@ class BandBlender:
         top, inner = self.top, self.inner
         valid = self.valid[:n, inner]
         self.any_valid |= bool(valid.any())
-        normaliser = self._normaliser(top, done_until)[:, inner]
+        normaliser = np.maximum(self.wsum[:n, inner], 1e-12)
         step = self._chunk.shape[1]
         for first in range(0, n, step):
             rows = slice(first, min(n, first + step))
@@ -145,26 +112,8 @@ class BandBlender:
             np.divide(self.acc[:, rows, inner], normaliser[rows], out=channels)
             finish(channels, valid[rows], first, n)
         keep = max(0, self.touched - done_until)  # rows later strips add to
-        self.acc[:, :keep] = self.acc[:, n : n + keep]
-        self.valid[:keep] = self.valid[n : n + keep]
-        self.valid[keep:] = False
+        for held in (self.acc[:], self.wsum[None], self.valid[None]):
+            held[:, :keep] = held[:, n : n + keep]
+            held[:, keep:] = 0
         self.top = done_until
         return top, n
-
-    def _normaliser(self, top: int, bottom: int) -> np.ndarray:
-        """``max(weight sum, 1e-12)`` of rows ``top .. bottom``, summed in tile order."""
-        t = self.tile
-        strips = [(r, min(t, self.height - r)) for r in self.rows if r < bottom and r + t > top]
-        key = (tuple((r - top, h) for r, h in strips), bottom - top)
-        cached = self._normalisers.get(key)
-        if cached is not None:
-            return cached
-        wsum = np.zeros((bottom - top, self.acc.shape[-1]), np.float32)
-        for r, h in strips:
-            a, b = max(r, top), min(r + h, bottom)
-            ramp = self.weights[a - r : b - r]
-            for c in self.cols:
-                x, w = c - self.left, min(t, self.width - c)
-                wsum[a - top : b - top, x : x + w] += ramp[:, :w]
-        self._normalisers[key] = normaliser = np.maximum(wsum, 1e-12, out=wsum)
-        return normaliser

@@ -108,8 +108,9 @@ def write_danger_map(
     """``out_dir/danger_<date>.tif`` for the cube at ``cube_path``; refuses to overwrite."""
     import rasterio
 
+    from eofm.atomic import atomic_output
     from eofm.data.firecube import open_cube
-    from eofm.predict.outputs import atomic_output, check_output_dir
+    from eofm.predict.outputs import check_output_dir
 
     target = Path(out_dir) / f"danger_{date}.tif"
     if target.exists() and not overwrite:

@@ -3,32 +3,30 @@
 Memory is bounded by a few strips of tiles, never by the scene. Four stages run at
 once, each in its own thread, joined by bounded queues (``stages``):
 
-1. read: one rasterio read per strip of tiles (not per tile) into a pooled buffer, the
-   rows shared with the strip before copied rather than read again, validity and
-   normalisation on the whole strip; batches are views of it (``strips``);
+1. read: one rasterio read per strip of tiles (not per tile) into a reused buffer,
+   validity and normalisation on the whole strip; batches are views of it (``strips``);
 2. model: batches predicted under ``torch.inference_mode`` on the chosen device (pinned
-   host memory and non-blocking copies on CUDA, autocast in the chosen precision),
-   softmax, and the blending weights applied there;
-3. blend: weighted probabilities blended into finished rows, made into the products'
-   blocks (``blending``, ``products``);
-4. write: a class map's tiles, and its overviews' (``overviews``), compressed as soon as
-   their rows are final and laid out as GDAL's Cloud-Optimized GeoTIFF at the end
-   (``cog_stream``); other products written into a tiled GeoTIFF and copied by GDAL's
-   COG driver at the end, with every core compressing.
+   host memory and non-blocking copies on CUDA, one batch in flight, autocast in the
+   chosen precision), softmax, and the blending weights applied there;
+3. blend: weighted probabilities blended into finished rows, one column band at a time,
+   made into the products' blocks (``blending``, ``products``);
+4. write: the blocks written into a tiled GeoTIFF per product.
 
-Each stage keeps the order of the serial algorithm, so the output is byte for byte the
-same. Every output is written under a temporary name and renamed when complete.
+Each product is then finished by GDAL's COG driver (``cog``), on a one-slot background
+thread when the caller asks for it, so that one scene's COG tail overlaps the next
+scene's stream. Every output is written under a temporary name and renamed when complete
+(:mod:`eofm.atomic`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import errno
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from eofm.atomic import atomic_output, remove_stale_partials
 from eofm.errors import EofmError
 from eofm.models.trained import TrainedModel
 from eofm.predict import grid
-from eofm.predict.batch_buffers import BatchBuffers
 from eofm.predict.blending import BandBlender
-from eofm.predict.cog_stream import StreamedCog, streamed_cog
+from eofm.predict.cog import COG_BLOCK, staging_profile, write_cog
 from eofm.predict.device import (
     autocast_context,
     resolve_device,
@@ -49,27 +47,48 @@ from eofm.predict.device import (
     resolve_workers,
 )
 from eofm.predict.options import PredictOptions
-from eofm.predict.outputs import atomic_output
-from eofm.predict.pages import ordinary_pages
 from eofm.predict.plan import ScenePlan, plan_scene
 from eofm.predict.products import ProductRows, describe, product_profile, products_for
 from eofm.predict.scenes import SceneReader, inspect_scene
-from eofm.predict.stages import StageTimes, clock, consumer_thread, ordered_map
-from eofm.predict.strips import StripBuffer, StripPool, TileBatch
+from eofm.predict.stages import consumer_thread, ordered_map
+from eofm.predict.strips import Recycler, StripBuffer, TileBatch, strip_pool
 
 log = logging.getLogger(__name__)
 
 GDAL_CACHE_MB = 32  # bounded: GDAL's block cache would otherwise grow with the scene
-COG_BLOCK = 256
 
 
-def _write_staged(out: Any, pyramid: Any, block: np.ndarray, top: int, left: int) -> None:
-    """Write finished rows into a staging GeoTIFF (and its overview levels)."""
-    from rasterio.windows import Window
+def _is_io_error(exc: BaseException) -> bool:
+    """An error of the file system or of the libraries writing the outputs (GDAL reports a
+    full disk as its own error types), not a bug to show with its traceback."""
+    module = type(exc).__module__.split(".")[0]
+    return isinstance(exc, OSError) or module in ("rasterio", "pyogrio", "fiona", "shapely")
 
-    out.write(block, window=Window(left, top, block.shape[-1], block.shape[-2]))
-    if pyramid:
-        pyramid.add(block, top, left)
+
+def _check_complete(staging: Path, profile: dict[str, Any]) -> None:
+    """GDAL reports a block it failed to write (a full disk) without an exception: an
+    uncompressed tiled GeoTIFF holds every block once closed, so a short file is one."""
+    tiles = -(-profile["width"] // COG_BLOCK) * -(-profile["height"] // COG_BLOCK)
+    itemsize = np.dtype(profile["dtype"]).itemsize
+    if staging.stat().st_size < tiles * COG_BLOCK * COG_BLOCK * profile["count"] * itemsize:
+        raise OSError(errno.ENOSPC, "No space left on device (a block could not be written)")
+
+
+def _cannot_write(source: Path, where: Path, exc: BaseException) -> EofmError:
+    """One line for a full disk or a vanished folder (GDAL reports them as its own errors)."""
+    reason = getattr(exc, "strerror", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return EofmError(
+        f"Cannot write the prediction of {source} to {where}: {reason}. Nothing partial was "
+        "left behind."
+    )
+
+
+@dataclass
+class _Streamed:
+    """A streamed scene's outputs, held (locked, under temporary names) until finished."""
+
+    held: contextlib.ExitStack
+    staged: dict[str, tuple[Path, Path]]  # product -> (staging GeoTIFF, temporary output)
 
 
 @dataclass
@@ -109,12 +128,16 @@ class Predictor:
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
         channels, tile = self.tile_model.channels, options.tile
-        self._outputs = BatchBuffers(options.batch_size, channels, tile)
-        self._edge_stack: np.ndarray | None = None  # made on first need: `_host_tiles`
-        self._strips: StripPool | None = None  # kept for the next scene: `_strip_pool`
+        shape = (options.batch_size, channels, tile, tile)
+        self._outputs = Recycler(lambda: torch.empty(shape, dtype=torch.float32))
+        self._strips: Recycler[StripBuffer] | None = None  # kept for the next scene
+        self._strip_shape: tuple[int, int, int] | None = None
+        self._tail: Future | None = None  # the previous scene's COG step
+        self._tails: ThreadPoolExecutor | None = None
+        self._finishing: set[Path] = set()  # its outputs
+        self._swept: set[Path] = set()  # folders cleared of killed runs' partial files
         self._zero_tile = np.zeros((channels, tile, tile), np.float32)
         self._zero_tile.flags.writeable = False  # what a tile without valid pixels adds
-        self.timings = StageTimes()
         self.workers = resolve_workers(options.workers)
         self.coords = dict((trained.manifest.get("backbone") or {}).get("coords") or {})
         self._warned_undated = False
@@ -250,8 +273,13 @@ class Predictor:
         *,
         on_tiles: Callable[[int], None] | None = None,
         plan: ScenePlan | None = None,
+        background: bool = False,
     ) -> SceneResult:
-        """Predict one scene into ``out_dir`` following ``plan`` (made here if not given)."""
+        """Predict one scene into ``out_dir`` following ``plan`` (made here if not given).
+
+        With ``background``, the outputs are finished (COG, quicklook, vectors) on a
+        one-slot thread while the caller goes on to the next scene: :meth:`wait` returns
+        once they are written, and raises the error of one that failed."""
         from eofm.predict.outputs import check_output_dir
 
         plan = plan or self.plan(source, out_dir)
@@ -260,59 +288,101 @@ class Predictor:
             result.skipped = True
             return result
         check_output_dir(plan.raster.parent)
+        if plan.raster.parent not in self._swept:
+            remove_stale_partials(plan.raster.parent)  # of runs killed before
+            self._swept.add(plan.raster.parent)
+        if set(plan.targets()) & self._finishing:
+            self.wait()  # the same outputs again: once the earlier ones are written
+        streamed = self._stream_scene(plan, result, on_tiles)
+        result.outputs.extend(plan.targets())
         try:
-            self._write(plan, result, on_tiles)
-        except OSError as exc:
-            raise EofmError(
-                f"Cannot write the prediction of {source} to {plan.raster.parent}: "
-                f"{exc.strerror or exc}. Nothing partial was left behind."
-            ) from None
+            self.wait()  # one finishing step at a time
+        except BaseException as exc:  # the previous scene's: this one's partial files go
+            if streamed is not None:
+                streamed.held.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if not background:
+            self._finish(plan, result, streamed)
+            return result
+        if self._tails is None:
+            self._tails = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eofm-cog")
+        self._tail = self._tails.submit(self._finish, plan, result, streamed)
+        self._finishing = set(plan.targets())
         return result
 
-    def _write(
+    def wait(self) -> None:
+        """Wait for the outputs of the scene being finished in the background, if any."""
+        tail, self._tail, self._finishing = self._tail, None, set()
+        if tail is not None:
+            tail.result()
+
+    def _stream_scene(
         self, plan: ScenePlan, result: SceneResult, on_tiles: Callable[[int], None] | None
-    ) -> None:
+    ) -> _Streamed | None:
+        """Stream the scene into a staging GeoTIFF per product; returns its outputs, held
+        (locked, under temporary names) for :meth:`_finish`, or None without a raster."""
         import rasterio
-        from rasterio.errors import RasterioIOError
 
-        source, raster_path = plan.source, plan.raster
-        cache = self._gdal_cache_bytes(source)
-        with rasterio.Env(GDAL_CACHEMAX=cache), ordinary_pages():  # see `pages`
-            if plan.write_raster:
-                reader = self.open_scene(source)
-                paths = [raster_path, *plan.companions]
-                try:
-                    with contextlib.ExitStack() as stack:
-                        temporary = [stack.enter_context(atomic_output(p)) for p in paths]
-                        kinds = [kind for kind, _ in self.products]
-                        targets = dict(zip(kinds, temporary, strict=True))
-                        result.all_nodata = self._stream(reader, targets, on_tiles)
-                except RasterioIOError as exc:  # GDAL reports a full disk this way
-                    raise OSError(str(exc).splitlines()[0]) from None
-                finally:
-                    reader.close()
-                result.outputs.extend(paths)
+        if not plan.write_raster:
+            return None
+        source, paths = plan.source, [plan.raster, *plan.companions]
+        streamed = _Streamed(contextlib.ExitStack(), {})
+        try:
+            for (kind, _), path in zip(self.products, paths, strict=True):
+                tmp = streamed.held.enter_context(atomic_output(path))
+                staging = tmp.with_name(tmp.name + ".gtiff")
+                streamed.held.callback(staging.unlink, missing_ok=True)
+                streamed.staged[kind] = (staging, tmp)
+            reader = self.open_scene(source)
+            try:
+                with rasterio.Env(GDAL_CACHEMAX=self._gdal_cache_bytes(source)):
+                    result.all_nodata = self._stream(reader, streamed.staged, on_tiles)
+            finally:
+                reader.close()
+        except BaseException as exc:
+            streamed.held.__exit__(type(exc), exc, exc.__traceback__)  # partial files go
+            if _is_io_error(exc):
+                raise _cannot_write(source, plan.raster.parent, exc) from None
+            raise
+        return streamed
+
+    def _finish(self, plan: ScenePlan, result: SceneResult, streamed: _Streamed | None) -> None:
+        """Finish each streamed product with GDAL's COG driver and rename it into place,
+        then write the quicklook and the polygons, which read the finished map."""
+
+        try:
+            if streamed is not None:
+                with streamed.held:
+                    for kind, (staging, tmp) in streamed.staged.items():
+                        write_cog(staging, tmp, kind)
                 if result.all_nodata:
-                    log.warning("%s holds no valid pixel: its prediction is all nodata.", source)
-            if plan.quicklook:
-                from eofm.predict.outputs import write_quicklook
-
-                with atomic_output(plan.quicklook) as tmp:
-                    write_quicklook(
-                        raster_path,
-                        tmp,
-                        self.num_classes,
-                        probabilities=self.options.probabilities,
-                        class_names=self.trained.class_names,
-                        backdrop=(source, self.backdrop_bands(source)),
+                    log.warning(
+                        "%s holds no valid pixel: its prediction is all nodata.", plan.source
                     )
-                result.outputs.append(plan.quicklook)
-            if plan.vector:
-                from eofm.predict.vectors import write_polygons
+            self._write_extras(plan)
+        except Exception as exc:
+            if not _is_io_error(exc):
+                raise
+            raise _cannot_write(plan.source, plan.raster.parent, exc) from None
 
-                with atomic_output(plan.vector) as tmp:
-                    write_polygons(raster_path, tmp, self.trained.class_names, self.options.vector)
-                result.outputs.append(plan.vector)
+    def _write_extras(self, plan: ScenePlan) -> None:
+        if plan.quicklook:
+            from eofm.predict.outputs import write_quicklook
+
+            with atomic_output(plan.quicklook) as tmp:
+                write_quicklook(
+                    plan.raster,
+                    tmp,
+                    self.num_classes,
+                    probabilities=self.options.probabilities,
+                    class_names=self.trained.class_names,
+                    backdrop=(plan.source, self.backdrop_bands(plan.source)),
+                )
+        if plan.vector:
+            from eofm.predict.vectors import write_polygons
+
+            with atomic_output(plan.vector) as tmp:
+                write_polygons(plan.raster, tmp, self.trained.class_names, self.options.vector)
 
     def _gdal_cache_bytes(self, source: Path) -> int:
         """GDAL's block cache: enough for two rows of the input's blocks across one column
@@ -346,122 +416,69 @@ class Predictor:
     def _stream(
         self,
         reader: SceneReader,
-        targets: dict[str, Path],
+        staged: dict[str, tuple[Path, Path]],
         on_tiles: Callable[[int], None] | None,
     ) -> bool:
-        """Predict the whole scene into ``targets`` (a COG per product, in order: the
-        primary one first); returns True if it is all nodata."""
+        """Predict the whole scene into a staging GeoTIFF per product; returns True if it
+        is all nodata."""
         import rasterio
-        from rasterio.shutil import copy as raster_copy
-
-        from eofm.predict.overviews import OverviewPyramid
 
         ds, t = reader.ds, self.options.tile
         stride = t - self.options.overlap
         rows = grid.tile_starts(ds.height, t, stride)
-        base = {
-            "driver": "GTiff",
-            "width": ds.width,
-            "height": ds.height,
-            "crs": ds.crs,
-            "transform": ds.transform,
-            "tiled": True,
-            "blockxsize": COG_BLOCK,
-            "blockysize": COG_BLOCK,  # staging stays uncompressed: the COG copy compresses once
-        }
         any_valid = False
-        staged: list[tuple[str, Path, Any]] = []
-        streamed: list[StreamedCog] = []
-        try:
-            with contextlib.ExitStack() as writing:
-                sinks = {}
-                for kind, target in targets.items():
-                    profile = base | product_profile(kind, self.num_classes)
-                    cog = streamed_cog(target, profile, COG_BLOCK) if kind == "classes" else None
-                    if cog:  # compressed tile by tile while it streams (`cog_stream`)
-                        streamed.append(writing.enter_context(cog))
-                        sinks[kind] = cog.add
-                        continue
-                    staging = target.with_name(target.name + ".gtiff")
-                    # class maps take their (nearest) overviews on the way; floats are
-                    # averaged by GDAL from the finished map
-                    pyramid = (
-                        OverviewPyramid(staging, profile, COG_BLOCK) if kind == "classes" else None
-                    )
-                    staged.append((kind, staging, pyramid))
-                    out = writing.enter_context(rasterio.open(staging, "w", **profile))
-                    if pyramid:
-                        writing.enter_context(pyramid)
-                    describe(
-                        out, kind, self.trained.class_names, primary=kind == self.products[0][0]
-                    )
-                    sinks[kind] = functools.partial(_write_staged, out, pyramid)
-                for span, band_cols in grid.column_bands(ds.width, t, stride):
-                    blender = BandBlender(
-                        rows=rows,
-                        cols=band_cols,
-                        span=span,
-                        tile=t,
-                        height=ds.height,
-                        width=ds.width,
-                        num_classes=self.tile_model.channels,
-                        weights=self.weights,
-                    )
-                    self._stream_band(reader, blender, sinks, on_tiles)
-                    any_valid |= blender.any_valid
-                started = time.perf_counter()  # the tail: wall seconds
-                for cog in streamed:
-                    cog.finish()
-            for kind, staging, pyramid in staged:  # on GDAL's threads
-                vrt = staging.with_name(staging.name + ".vrt")
-                source = pyramid.write_vrt(staging, vrt) if pyramid else staging
-                raster_copy(
-                    source,
-                    targets[kind],
-                    driver="COG",
-                    compress="DEFLATE",
-                    blocksize=COG_BLOCK,
-                    overview_resampling="nearest" if kind == "classes" else "average",
-                    num_threads="ALL_CPUS",  # blocks are compressed independently: same bytes
+        profiles = {}
+        with contextlib.ExitStack() as writing:
+            sinks = {}
+            for kind, (staging, _) in staged.items():
+                profile = staging_profile(ds) | product_profile(kind, self.num_classes)
+                profiles[kind] = profile
+                out = writing.enter_context(rasterio.open(staging, "w", **profile))
+                describe(out, kind, self.trained.class_names, primary=kind == self.products[0][0])
+                sinks[kind] = out
+            for span, band_cols in grid.column_bands(ds.width, t, stride):
+                blender = BandBlender(
+                    rows=rows,
+                    cols=band_cols,
+                    span=span,
+                    tile=t,
+                    height=ds.height,
+                    width=ds.width,
+                    num_classes=self.tile_model.channels,
+                    weights=self.weights,
                 )
-            self.timings.add_seconds("cog", time.perf_counter() - started)
-        finally:
-            self._remove_staging(staged)
+                self._stream_band(reader, blender, sinks, on_tiles)
+                any_valid |= blender.any_valid
+        for kind, (staging, _) in staged.items():
+            _check_complete(staging, profiles[kind])
         return not any_valid
-
-    @staticmethod
-    def _remove_staging(staged: list) -> None:
-        for _, staging, pyramid in staged:
-            staging.unlink(missing_ok=True)
-            staging.with_name(staging.name + ".vrt").unlink(missing_ok=True)
-            if pyramid:
-                pyramid.remove()
 
     def _stream_band(
         self,
         reader: SceneReader,
         blender: BandBlender,
-        sinks: dict[str, tuple[Any, Any]],
+        sinks: dict[str, Any],
         on_tiles: Callable[[int], None] | None,
     ) -> None:
-        """Predict one column band of the scene, strip by strip, into every product.
+        """Predict one column band of the scene, strip by strip, into every product's
+        open staging dataset (``sinks``).
 
         Tiles come from the scene's global grid, so a tile that straddles two column
         bands is computed in both and every pixel is blended exactly as in one pass.
         """
-        timings, x0 = self.timings, blender.left + blender.inner.start
+        from rasterio.windows import Window
+
+        x0 = blender.left + blender.inner.start
         classes = self.num_classes
 
         def write(finished: tuple[int, dict[str, np.ndarray]]) -> None:
             top, blocks = finished
-            started = clock()
             for kind, block in blocks.items():
-                sinks[kind](block, top, x0)
-            timings.add("write", started)
+                window = Window(x0, top, block.shape[-1], block.shape[-2])
+                sinks[kind].write(block, window=window)
 
         def blend(item) -> None:  # writes behind through `write_behind`, bound below
             row, positions, weighted, strip_mask, buffer = item
-            started = clock()
             for position, probs in zip(positions, weighted, strict=True):
                 blender.add(position, probs)
             if buffer is not None:
@@ -469,12 +486,10 @@ class Predictor:
             if on_tiles:
                 on_tiles(len(positions))
             if row is None:
-                timings.add("blend", started)
                 return
             blender.add_valid(row, strip_mask)
             products = ProductRows(list(sinks), classes)
             finished = blender.end_strip(row, products)
-            timings.add("blend", started)
             if finished is not None:
                 write_behind((finished[0], products.blocks))
 
@@ -493,7 +508,7 @@ class Predictor:
         of a strip.
 
         Strips are read by ``--workers`` threads, each with its own dataset handle, into
-        pooled buffers, a few strips ahead of the model.
+        reused buffers, a few strips ahead of the model.
         """
         t, left = self.options.tile, cols[0]
         date = self._scene_date(reader)
@@ -502,66 +517,29 @@ class Predictor:
         opened: list[SceneReader] = []
         lock = threading.Lock()
         workers = self.workers
-        ahead = workers + 2
-        # held at once: the strips read ahead, the one being predicted, one in flight
-        pool = self._strip_pool(reader.strip_shape(left, cols[-1] + t), capacity=ahead + 3)
-        batches = len(rows) * -(-len(cols) // self.options.batch_size)
-        making = threading.Thread(
-            target=self._make_ahead, args=(pool, len(rows), batches), daemon=True
-        )
-        making.start()
+        pool = self._strip_pool(reader.strip_shape(left, cols[-1] + t))
 
         def read(row: int) -> list[tuple]:
-            started = clock()
             if not hasattr(local, "reader"):  # one reading thread reads through `reader`
                 local.reader = reader.reopen() if workers > 1 else reader
                 with lock:
                     opened.append(local.reader)
-            buffer = pool.take()
-            # one reader reads the strips in order: the rows it shares with the one
-            # before are copied, not read again (that strip's buffer is only read since)
-            carry = getattr(local, "previous", None) if workers == 1 else None
-            items = self._strip_batches(local.reader, row, cols, buffer, date, carry)
-            local.previous = (buffer.data, buffer.mask, row)
-            self.timings.add("read", started)
-            return items
+            return self._strip_batches(local.reader, row, cols, pool.take(), date)
 
         try:
-            for items in ordered_map(read, rows, workers=workers, ahead=ahead):
+            for items in ordered_map(read, rows, workers=workers, ahead=workers + 2):
                 yield from items
         finally:
-            making.join()
             for each in opened:
                 if each is not reader:
                     each.close()
 
-    def _strip_pool(self, shape: tuple[int, int, int], capacity: int) -> StripPool:
-        """The strip buffers of the last column band when they have this shape and all
-        came back, else a new pool (which replaces it: one pool is kept, whatever the
-        number of scenes or band widths seen).
-
-        A run over many scenes of one size, like the column bands of a wide scene, then
-        reads into buffers already made, as the model stage writes into its kept output
-        buffers: each new 8k-wide pool is 44 MB of fresh pages (three strips made ahead),
-        about 11k page faults a scene on this project's 2-core VM."""
-        kept = self._strips
-        if kept is not None and kept.shape == shape and kept.capacity == capacity and kept.idle:
-            return kept
-        self._strips = StripPool(*shape, capacity=capacity)
+    def _strip_pool(self, shape: tuple[int, int, int]) -> Recycler[StripBuffer]:
+        """The strip buffers of the last column band when they have this shape, else a
+        new pool (which replaces it: one pool is kept, whatever the scenes seen)."""
+        if self._strips is None or self._strip_shape != shape:
+            self._strips, self._strip_shape = strip_pool(shape), shape
         return self._strips
-
-    def _make_ahead(self, pool: StripPool, strips: int, batches: int) -> None:
-        """Make the buffers a band needs, and fault in their pages, while the first strip
-        is being read: the reading thread, on the pipeline's critical path, then takes
-        strip buffers ready made, and the model stage its output buffers (on the CPU).
-
-        A process's first scene otherwise faults them in as it streams; on a VM a fresh
-        page costs several microseconds. The other core is otherwise idle until the first
-        strip is read (``benchmarks/predict_pipeline.py``: 81.9 against 80.5 MP/s, later
-        scenes 86.6 against 80.7, 11 runs side by side)."""
-        pool.make_ahead(min(3, strips))
-        if self.device.type == "cpu":
-            self._outputs.make_ahead(min(3, batches))
 
     def _strip_batches(
         self,
@@ -570,11 +548,10 @@ class Predictor:
         cols: list[int],
         buffer: StripBuffer,
         date: tuple[int, int] | None,
-        carry: tuple[np.ndarray, np.ndarray, int] | None = None,
     ) -> list[tuple]:
         """The batches of strip ``row``, read into ``buffer``: their tiles are views of it."""
         size, t, left = self.options.batch_size, self.options.tile, cols[0]
-        reader.read_strip(row, left, cols[-1] + t, out=(buffer.data, buffer.mask), carry=carry)
+        reader.read_strip(row, left, cols[-1] + t, out=(buffer.data, buffer.mask))
         buffer.count_valid_columns()
         items = []
         for first in range(0, len(cols), size):
@@ -593,7 +570,6 @@ class Predictor:
         in_flight: deque = deque()
         depth = 1 if self.device.type == "cuda" else 0
         for row, positions, tiles, coords, mask in batches:
-            started = clock()
             useful = tiles.any_valid()
             if len(useful) == len(positions):
                 pending = self._weighted_probabilities(self._host_tiles(tiles), coords)
@@ -605,27 +581,18 @@ class Predictor:
                 pending = None
             strip = tiles.strip if row is not None else None
             in_flight.append((row, positions, useful, pending, mask, strip))
-            self.timings.add("model", started)
             if len(in_flight) > depth:
                 yield self._finished_batch(*in_flight.popleft())
         while in_flight:
             yield self._finished_batch(*in_flight.popleft())
 
     def _host_tiles(self, tiles: TileBatch) -> np.ndarray:
-        """What the model reads: views of the strip on the CPU (the edge batch stacked into
-        a reused buffer: the model has read it before the next batch), a pinned copy for
-        CUDA."""
-        if self.device.type == "cuda":
-            return tiles.pinned()
-        if self._edge_stack is None:
-            bands, t = tiles.strip.data.shape[0], tiles.tile
-            self._edge_stack = np.empty((self.options.batch_size, bands, t, t), np.float32)
-        return tiles.host(scratch=self._edge_stack)
+        """What the model reads: views of the strip on the CPU, a pinned copy for CUDA."""
+        return tiles.pinned() if self.device.type == "cuda" else tiles.host()
 
     def _finished_batch(self, row, positions, useful, pending, mask, strip) -> tuple:
         """``(row, positions, weighted tiles, strip mask, buffer to give back)``; tiles
         without a valid pixel add the zero tile."""
-        started = clock()
         buffer = None
         if len(useful) == len(positions):
             weighted, buffer = self._collect(pending)
@@ -637,5 +604,4 @@ class Predictor:
                     weighted[index] = tile
         if strip is not None:
             strip.release()  # the model has read every tile of it
-        self.timings.add("model", started)
         return row, positions, weighted, mask, buffer

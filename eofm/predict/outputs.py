@@ -1,22 +1,15 @@
-"""Writing outputs safely: temporary names renamed into place, and PNG quicklooks."""
+"""The output folder of ``eofm predict``, and PNG quicklooks of its maps (every output is
+written atomically: :mod:`eofm.atomic`)."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
-import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from eofm.errors import EofmError
-
-PARTIAL_MARK = ".partial-"
-#: Permissions of every output (a plain file under the usual umask).
-FILE_MODE = 0o644
 
 
 def check_output_dir(out_dir: Path) -> Path:
@@ -31,57 +24,6 @@ def check_output_dir(out_dir: Path) -> Path:
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise EofmError(f"Output folder {out_dir} is not writable.")
     return out_dir
-
-
-def _partial_prefix(path: Path) -> str:
-    return f".{path.name}{PARTIAL_MARK}"
-
-
-@contextlib.contextmanager
-def output_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (a hidden ``.NAME.lock`` beside it) or fail at once."""
-    lock_path = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise EofmError(
-                    f"Another process is writing {path} right now; wait for it, or write to "
-                    "another --out folder."
-                ) from None
-            raise
-        try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it to ``path`` only on success.
-
-    The output is locked while it is written, so two processes never write (or clean up)
-    the same output. A crash or kill leaves at most a hidden ``.NAME.partial-PID-TOKEN``
-    file, never a half-written ``NAME``; partial files of earlier runs of exactly this
-    output are removed first (names are compared exactly, never as glob patterns).
-    """
-    path = Path(path)
-    with output_lock(path):
-        prefix = _partial_prefix(path)
-        for entry in os.scandir(path.parent):
-            if entry.name.startswith(prefix):
-                Path(entry.path).unlink(missing_ok=True)
-        tmp = path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}")
-        try:
-            yield tmp
-            os.chmod(tmp, FILE_MODE)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def write_quicklook(

@@ -77,6 +77,12 @@ def plan_scene(
                 f"Output {path} would replace the input {path if path.exists() else source}; "
                 "write to another --out folder (even --overwrite never replaces an input)."
             )
+    for path in wanted.values():
+        if path.is_dir():
+            raise EofmError(
+                f"Output {path} is a folder; eofm never replaces a folder, even with "
+                "--overwrite. Move it, or write to another --out folder."
+            )
     existing = [p for p in wanted.values() if p.exists()]
     if overwrite:
         return ScenePlan(

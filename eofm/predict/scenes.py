@@ -82,24 +82,6 @@ def match_bands(
     )
 
 
-def open_for_strips(path: Path) -> Any:
-    """Open a scene for reading strip by strip, past GDAL's block cache where it can.
-
-    An uncompressed GeoTIFF is read with GDAL's direct I/O (``GTIFF_DIRECT_IO``, decided
-    when the dataset opens): each strip's rows go from the file into the strip buffer,
-    not through cached blocks first. The values are the same; the cache's blocks, which
-    are allocated afresh for every scene, are not made at all. Measured on this project's
-    2-core VM, reading an 8k scene's strips faulted in at most 450 pages against 20k, the read stage
-    of a first scene 15k against 34k, and ``benchmarks/predict_pipeline.py`` ran 85.7
-    against 82.1 MP/s (9 runs each, side by side). Compressed files are decoded through
-    the cache as before.
-    """
-    import rasterio
-
-    with rasterio.Env(GTIFF_DIRECT_IO=True):
-        return rasterio.open(path)
-
-
 class SceneReader:
     """Reads normalised tiles of one scene, strip by strip, in a background thread."""
 
@@ -107,7 +89,9 @@ class SceneReader:
         self, path: Path, indexes: list[int], mean: Sequence[float], std: Sequence[float], tile: int
     ) -> None:
         self.path = path
-        self.ds = open_for_strips(path)
+        import rasterio
+
+        self.ds = rasterio.open(path)
         self.indexes = indexes
         self.mean_values, self.std_values = list(mean), list(std)
         self.mean = np.asarray(mean, np.float32)[:, None, None]
@@ -133,20 +117,13 @@ class SceneReader:
         return np.zeros(shape, np.float32), np.zeros(shape[1:], bool)
 
     def read_strip(
-        self,
-        row: int,
-        left: int,
-        right: int,
-        out: tuple[np.ndarray, np.ndarray] | None = None,
-        carry: tuple[np.ndarray, np.ndarray, int] | None = None,
+        self, row: int, left: int, right: int, out: tuple[np.ndarray, np.ndarray] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``row .. row + tile`` of columns ``left .. right``, normalised, in one read.
 
         Zero-padded past the scene's edges to ``tile`` rows and at least ``tile`` columns;
         returns the data ``(C, tile, W)`` and its validity mask ``(tile, W)``, in ``out``
-        (from ``strip_buffers``, reused strip after strip) when given. ``carry`` is the
-        ``(data, mask, row)`` of the strip read before over the same columns: the rows
-        the two share are copied from it (already normalised) rather than read again.
+        (from ``strip_buffers``, reused strip after strip) when given.
         """
         from rasterio.windows import Window
 
@@ -157,18 +134,8 @@ class SceneReader:
         else:
             strip, mask = out
             strip[:, h:], strip[:, :, w:], mask[h:], mask[:, w:] = 0.0, 0.0, False, False
-        shared = 0
-        if carry is not None and carry[2] < row:
-            data, valid_before, before = carry
-            shared = max(0, min(h, before + min(t, self.ds.height - before) - row))
-            if shared:
-                offset = row - before
-                strip[:, :shared] = data[:, offset : offset + shared]
-                mask[:shared] = valid_before[offset : offset + shared]
-        if shared == h:
-            return strip, mask
-        window = Window(left, row + shared, w, h - shared)
-        view = strip[:, shared:h, :w]
+        window = Window(left, row, w, h)
+        view = strip[:, :h, :w]
         try:
             if self.float32:  # read straight into the strip: no conversion, no copy
                 self.ds.read(self.indexes, window=window, out=view)
@@ -178,7 +145,7 @@ class SceneReader:
                 view[...] = raw
         except Exception as exc:
             raise EofmError(f"Cannot read {self.path} at row {row}, col {left}: {exc}") from None
-        valid = mask[shared:h, :w]  # computed in place, band by band (contiguous planes)
+        valid = mask[:h, :w]  # computed in place, band by band (contiguous planes)
         np.isfinite(view[0], out=valid)
         for band in view[1:]:
             valid &= np.isfinite(band)

@@ -1,40 +1,14 @@
-"""Pipeline stages joined by bounded queues: work mapped over threads in order, a consumer
-run behind in a thread, and the busy seconds of each stage."""
+"""Pipeline stages joined by bounded queues: work mapped over threads in order, and a
+consumer run behind in a thread."""
 
 from __future__ import annotations
 
 import contextlib
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-
-
-def clock() -> float:
-    """CPU seconds of the calling thread: a stage's own work, not the time it spent
-    waiting for a core, the GIL or another stage."""
-    return time.thread_time()
-
-
-class StageTimes:
-    """CPU seconds each pipeline stage used (``started`` comes from :func:`clock`); the
-    final COG step (laying out a class map's COG, GDAL's copy of other products on its
-    own threads) is counted in wall seconds."""
-
-    STAGES = ("read", "model", "blend", "write", "cog")
-
-    def __init__(self) -> None:
-        self.seconds = dict.fromkeys(self.STAGES, 0.0)
-        self._lock = threading.Lock()  # several reading threads add to "read"
-
-    def add(self, stage: str, started: float) -> None:
-        self.add_seconds(stage, clock() - started)
-
-    def add_seconds(self, stage: str, seconds: float) -> None:
-        with self._lock:
-            self.seconds[stage] += seconds
 
 
 def ordered_map(

@@ -5,7 +5,7 @@ views into it when their columns are evenly spaced (every batch but the one hold
 edge-flush last column), so the host never copies tile pixels: a model on the CPU reads
 the strided view directly (every backbone we build starts with a convolution, which reads
 it exactly as it reads a copy: ``tests/test_strips.py``); for an accelerator the batch is
-copied into pinned memory for a non-blocking upload. Buffers go back to a bounded pool
+copied into pinned memory for a non-blocking upload. Buffers go back to a pool
 once the model is done with every batch of their strip, so memory is bounded by the
 strips in flight, never by the scene.
 """
@@ -13,13 +13,34 @@ strips in flight, never by the scene.
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 
-from eofm.predict.buffer_pool import BufferPool
-from eofm.predict.row_stride import wide_zeros
+T = TypeVar("T")
+
+
+class Recycler(Generic[T]):
+    """Buffers handed back by any thread and reused by the next taker; a new one is made
+    when none is free (never waited for: how many exist is bounded by the stages' queues).
+    A run of same-sized scenes, or column bands, then reads into buffers already made."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make, self._free, self._lock = make, [], threading.Lock()
+
+    def take(self) -> T:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return self._make()
+
+    def give_back(self, buffer: T) -> None:
+        with self._lock:
+            self._free.append(buffer)
 
 
 @dataclass
@@ -29,7 +50,7 @@ class StripBuffer:
 
     data: np.ndarray
     mask: np.ndarray
-    pool: StripPool | None = None
+    pool: Recycler | None = None
     valid_columns: np.ndarray | None = None  # running count of columns with a valid pixel
 
     def count_valid_columns(self) -> None:
@@ -45,28 +66,12 @@ class StripBuffer:
             self.pool.give_back(self)
 
 
-class StripPool(BufferPool[StripBuffer]):
-    """At most ``capacity`` strip buffers of one shape, made on first need (or ahead of
-    it, ``make_ahead``) and reused.
-
-    ``capacity`` must exceed the strips that can be held at once (read ahead, being
-    predicted, in flight on the device), or a reader would wait for itself.
-    """
-
-    def __init__(self, channels: int, tile: int, width: int, capacity: int) -> None:
-        self.shape = (channels, tile, width)
-        super().__init__(self._strip, self._touched_strip, capacity)
-
-    def _strip(self) -> StripBuffer:
-        _, tile, width = self.shape
-        data = wide_zeros(self.shape, np.float32)  # tiles are regions of it: `row_stride`
-        return StripBuffer(data, np.zeros((tile, width), bool), self)
-
-    def _touched_strip(self) -> StripBuffer:
-        buffer = self._strip()
-        buffer.data.base.fill(0)  # the padded storage, pages and all
-        buffer.mask.fill(False)
-        return buffer
+def strip_pool(shape: tuple[int, int, int]) -> Recycler[StripBuffer]:
+    """Reused strip buffers of ``shape`` ``(C, tile, W)``."""
+    pool: Recycler[StripBuffer] = Recycler(
+        lambda: StripBuffer(np.zeros(shape, np.float32), np.zeros(shape[1:], bool), pool)
+    )
+    return pool
 
 
 def _even(offsets: list[int]) -> int | None:
@@ -91,13 +96,13 @@ class TileBatch:
     def subset(self, keep: np.ndarray) -> TileBatch:
         return TileBatch(self.strip, [self.offsets[i] for i in keep], self.tile)
 
-    def host(self, scratch: np.ndarray | None = None) -> np.ndarray:
+    def host(self) -> np.ndarray:
         """``(B, C, tile, tile)`` on the host: a view of the strip where the offsets are
-        evenly spaced, else a stacked copy (into the first ``B`` of ``scratch`` when given)."""
+        evenly spaced, else a stacked copy."""
         data, t, offsets = self.strip.data, self.tile, self.offsets
         step = _even(offsets)
         if step is None:
-            return self.stacked(out=None if scratch is None else scratch[: len(offsets)])
+            return self.stacked()
         start = data[:, :, offsets[0] : offsets[0] + t]
         shape = (len(offsets), *start.shape)
         strides = (step * data.strides[-1], *start.strides)

@@ -11,16 +11,13 @@ temporary name and renamed when complete; memory holds one batch of steps.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from eofm.atomic import atomic_output, remove_stale_partials
 from eofm.errors import EofmError
 
 FORMATS = ("netcdf", "zarr")
@@ -85,25 +82,14 @@ def check_grid(run: Any, manifest: dict, where: Any) -> None:
             )
 
 
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary file or folder beside ``path``, renamed to it only when complete."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        yield tmp
-        if tmp.is_dir():
-            for entry in tmp.rglob("*"):
-                entry.chmod(0o755 if entry.is_dir() else 0o644)
-        else:
-            tmp.chmod(0o644)
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+def written_by_eofm(path: Path) -> bool:
+    """Whether the folder ``path`` is a zarr store that ``eofm predict`` wrote (its
+    attributes name eofm's version): the only folder ``--overwrite`` replaces."""
+    for name in ("zarr.json", ".zattrs"):
+        meta = path / name
+        if meta.is_file() and '"eofm_version"' in meta.read_text(errors="replace"):
+            return True
+    return False
 
 
 def _attrs(trained: Any, run: Any) -> dict[str, Any]:
@@ -134,21 +120,30 @@ def write_forecasts(trained: Any, run: Any, steps: Sequence[int], target: Path, 
     described = trained.manifest.get("targets") or {}
     attrs = _attrs(trained, run)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        writer = _NetCDF(tmp, run.names, lat, lon, described, attrs) if fmt == "netcdf" else None
-        first = True
-        try:
-            for now, fields in run.outputs(list(steps)):
-                time = np.datetime64(run.target_time(now), "m")
-                if writer is not None:
-                    writer.append(time, fields)
-                else:
-                    _append_zarr(tmp, time, fields, run.names, lat, lon, described, attrs, first)
-                first = False
-        finally:
-            if writer is not None:
-                writer.close()
+    remove_stale_partials(target.parent)
+    try:
+        with atomic_output(target, written_by_eofm if fmt == "zarr" else None) as tmp:
+            _write_steps(run, steps, tmp, fmt, lat, lon, described, attrs)
+    except (OSError, RuntimeError) as exc:  # a full disk: netCDF4 says "NetCDF: HDF error"
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise EofmError(
+            f"Cannot write {target}: {reason}. Nothing partial was left behind."
+        ) from None
     return target
+
+
+def _write_steps(run, steps, tmp, fmt, lat, lon, described, attrs) -> None:
+    writer = _NetCDF(tmp, run.names, lat, lon, described, attrs) if fmt == "netcdf" else None
+    try:
+        for index, (now, fields) in enumerate(run.outputs(list(steps))):
+            time = np.datetime64(run.target_time(now), "m")
+            if writer is not None:
+                writer.append(time, fields)
+            else:
+                _append_zarr(tmp, time, fields, run.names, lat, lon, described, attrs, index == 0)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 LAT_ATTRS = {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}

@@ -11,7 +11,6 @@ checkpoint saves each time it is due).
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from eofm.atomic import atomic_path
 
 LAST = "last"
 
@@ -30,10 +31,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with atomic_path(Path(path)) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 def checkpoint_callbacks(folder: Path, monitor: str, mode: str) -> list[ModelCheckpoint]:
@@ -67,8 +66,8 @@ class RandomState(Callback):
     ``seed_everything`` seeds a run once, at its start; a resumed run would otherwise draw
     its shuffles, crops and dropout masks from the seed again rather than from where the
     interrupted run stood. The states saved with a checkpoint are put back when training
-    restarts (``on_train_epoch_start`` of the first epoch run after the restore, before
-    the epoch's loader draws its shuffle), so the resumed epochs see the same draws.
+    restarts (``on_train_start``, after the sanity check and before the first epoch's
+    loader draws), so the resumed epochs see the same crops, flips and dropout masks.
     """
 
     def __init__(self) -> None:

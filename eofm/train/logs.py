@@ -19,6 +19,8 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import CSVLogger
 
+from eofm.atomic import atomic_path
+
 
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
@@ -48,12 +50,10 @@ def merge_csv(first: Path, second: Path, target: Path, *, epochs: int | None = N
     keys = sorted(set(keys_a) | set(keys_b))
     if not keys:
         return
-    tmp = target.with_name(f".{target.name}.merging")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(target) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows_a + rows_b)
-    os.replace(tmp, target)
 
 
 class ResumableCSVLogger(CSVLogger):

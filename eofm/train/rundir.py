@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from eofm.atomic import write_text
 from eofm.checkpoint_format import BASE_KEY
 from eofm.errors import EofmError
 from eofm.recipe import Recipe, load_recipe
@@ -38,23 +37,9 @@ def default_run_dir(recipe: Recipe) -> Path:
     return Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-#: Permissions of every file eofm writes: rw for the owner, r for the others, like a
-#: plain ``open()`` under the usual umask (temporary files would otherwise be 0600).
-FILE_MODE = 0o644
-
-
 def write_text_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename: never a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
 
 
 def write_json(path: Path, data: Any) -> None:
