@@ -27,7 +27,6 @@ anything is written, and each file is written under a temporary name, then renam
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from eofm.atomic import atomic_path
 from eofm.errors import EofmError
 
 log = logging.getLogger(__name__)
@@ -180,13 +180,9 @@ def _minutes(ds: Any, day: str) -> Any:
 
 
 def _write(ds: Any, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.partial")
     encoding = {n: {"zlib": True, "complevel": 4} for n in ds.data_vars}
-    try:
+    with atomic_path(path) as partial:
         ds.to_netcdf(partial, format="NETCDF4", encoding=encoding)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def prepare_day(files: dict[tuple[str, str], Path], day: str, out_dir: Path) -> list[Path]:
