@@ -78,7 +78,8 @@ class FireCubeConfig(DataConfig):
     split: dict[str, Any] | None = option(
         None,
         "hold out regions (instead of years): {by: region|country|continent|latitude_band, "
-        "test: [..], val: [..], regions: FILE, column: NAME}; samples go by their pixel",
+        "test: [..], val: [..], regions: FILE, column: NAME, overlap: first|drop}; samples go "
+        "by their pixel (one inside two overlapping regions is refused unless overlap is set)",
     )
     weather_run: str = option(
         "", "a weather run (run dir or hf://) whose view of each day joins the dynamic inputs"

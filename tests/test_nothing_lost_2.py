@@ -1,0 +1,61 @@
+"""Nothing lost, round 2 (issue 33): no silent half-answers (overlapping splits, all-NaN
+inputs, NaN in JSON), provenance (no local paths, random initialisation named everywhere)
+and messages that say what happened."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eofm.errors import EofmError
+from tests.test_training import flood_root  # noqa: F401 - fixture reuse
+
+
+def _overlapping_regions(path: Path) -> Path:
+    """Two basins that overlap over the India chip (26.7N 93.8E), a third elsewhere."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    gpd.GeoDataFrame(
+        {"basin": ["Brahmaputra", "Assam", "rest"]},
+        geometry=[box(85, 20, 100, 30), box(90, 25, 95, 28), box(-180, -90, 60, 90)],
+        crs=4326,
+    ).to_file(path)
+    return path
+
+
+def test_overlapping_region_polygons_are_refused_unless_chosen(
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Item 3: a chip inside two regions used to go silently to the first one."""
+    from eofm.data.sen1floods11 import Sen1Floods11DataModule
+
+    regions = _overlapping_regions(tmp_path / "basins.geojson")
+
+    def module(**extra: object) -> Sen1Floods11DataModule:
+        split = {"by": "region", "regions": str(regions), "column": "basin"}
+        split |= {"test": ["Assam"], "val": ["Brahmaputra"], "id_fraction": 0} | extra
+        return Sen1Floods11DataModule(flood_root, ["VV", "VH"], mean=None, std=None, split=split)
+
+    with pytest.raises(EofmError) as caught:
+        module()
+    message = str(caught.value)
+    assert "'Brahmaputra' and 'Assam'" in message or "'Assam' and 'Brahmaputra'" in message
+    assert "India_900498" in message and "data.split.overlap" in message
+    with pytest.raises(EofmError, match=r"\['Assam', 'Brahmaputra'\] match no sample"):
+        module(overlap="drop")  # the only chip of either is dropped: no split is left
+    first = module(overlap="first", test=["Brahmaputra"], val=[])
+    assert first.regions["India_900498"] == "Brahmaputra"  # listed first in the file
+    assert first.splits["test"] == ["India_900498"]
+
+
+def test_region_overlap_choice_is_typed() -> None:
+    from eofm.data.regions import parse_region_split
+    from eofm.errors import RecipeError
+
+    split = {"by": "country", "test": ["India"], "overlap": "last"}
+    with pytest.raises(RecipeError, match=r"data.split.overlap .* \['first', 'drop'\]"):
+        parse_region_split(split, "recipe.yaml")
+    assert parse_region_split(split | {"overlap": "drop"}, "r").overlap == "drop"
