@@ -59,3 +59,30 @@ def test_region_overlap_choice_is_typed() -> None:
     with pytest.raises(RecipeError, match=r"data.split.overlap .* \['first', 'drop'\]"):
         parse_region_split(split, "recipe.yaml")
     assert parse_region_split(split | {"overlap": "drop"}, "r").overlap == "drop"
+
+
+@pytest.fixture(scope="module")
+def cube(tmp_path_factory) -> Path:
+    from tests.firecube import make_cube
+
+    return make_cube(tmp_path_factory.mktemp("cube") / "mesogeos_cube.zarr")
+
+
+def fire_args(root: Path, run: Path, **extra: object) -> list[str]:
+    from tests.test_fire_danger import fit_args
+
+    return ["fit", "mesogeos_fire_danger_gru", *fit_args(root, run, **extra)]
+
+
+def test_overlapping_split_years_are_refused_before_anything(
+    cube: Path, tmp_path: Path, capsys
+) -> None:
+    """Item 4: a year in two splits trained and scored the same samples."""
+    from eofm.cli import main
+
+    run = tmp_path / "run"
+    years = "{train: [2019, 2020], val: [2020], test: [2021]}"
+    assert main(fire_args(cube, run, **{"data.split_years": years})) == 2
+    err = capsys.readouterr().err
+    assert "data.split_years" in err and "2020 in both train and val" in err
+    assert not run.exists()
