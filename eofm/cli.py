@@ -341,6 +341,15 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(value: float | None, spec: str) -> str:
+    """``value`` formatted, or ``n/a`` where it is missing (JSON null)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def _calibration_scores(values: dict) -> str:
+    return "  ".join(f"{key} {_shown(values[key], '.4f')}" for key in ("ECE", "NLL", "Brier"))
+
+
 def _print_evaluation(payload: dict) -> None:
     """Calibration and the per-region table of ``eofm test``, when it has them."""
     calibration = payload.get("calibration")
@@ -350,10 +359,7 @@ def _print_evaluation(payload: dict) -> None:
             if key in calibration:
                 values = calibration[key]
                 temperature = calibration["temperature"] if key == "calibrated" else 1.0
-                print(
-                    f"  {label:<13} T={temperature:<6.3g} ECE {values['ECE']:.4f}  "
-                    f"NLL {values['NLL']:.4f}  Brier {values['Brier']:.4f}"
-                )
+                print(f"  {label:<13} T={temperature:<6.3g} {_calibration_scores(values)}")
     spread = payload.get("spread_skill")
     if spread:
         print(f"\nspread-skill ({spread['members']} {spread['method']} members; 1 is calibrated)")
@@ -361,7 +367,7 @@ def _print_evaluation(payload: dict) -> None:
             if isinstance(values, dict):
                 print(
                     f"  {name:<10} spread {values['spread']:.4g}  RMSE of mean "
-                    f"{values['rmse_of_mean']:.4g}  ratio {values['ratio']:.3f}"
+                    f"{values['rmse_of_mean']:.4g}  ratio {_shown(values['ratio'], '.3f')}"
                 )
     regions = payload.get("regions")
     if regions:
@@ -480,9 +486,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     )
     for label in ("before", "after"):
         values = record[label]
-        print(
-            f"  {label:<7} ECE {values['ECE']:.4f}  NLL {values['NLL']:.4f}  Brier {values['Brier']:.4f}"
-        )
+        print(f"  {label:<7} {_calibration_scores(values)}")
     return 0
 
 

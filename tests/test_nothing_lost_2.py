@@ -86,3 +86,69 @@ def test_overlapping_split_years_are_refused_before_anything(
     err = capsys.readouterr().err
     assert "data.split_years" in err and "2020 in both train and val" in err
     assert not run.exists()
+
+
+def test_an_all_nan_input_variable_is_refused_by_name(cube: Path, tmp_path: Path, capsys) -> None:
+    """Item 5: an all-NaN variable trained silently and wrote NaN into model.json."""
+    import numpy as np
+    import xarray as xr
+
+    from eofm.cli import main
+
+    broken = tmp_path / "broken.zarr"
+    with xr.open_zarr(cube) as ds:
+        ds = ds.load()
+    ds["smi"] = ds["smi"] * np.float32(np.nan)
+    ds.to_zarr(broken, mode="w")
+    run = tmp_path / "run"
+    assert main(fire_args(broken, run, **{"trainer.max_epochs": 1})) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("eofm: error:")]
+    assert len(errors) == 1 and "['smi']" in errors[0] and "all NaN" in errors[0]
+    assert not run.exists()
+
+
+def test_no_json_file_eofm_writes_can_hold_nan(tmp_path: Path) -> None:
+    """Item 5: json.dumps writes NaN and Infinity (not JSON) unless told not to."""
+    import json
+
+    from eofm.evaluation.scores import PixelScores, calibration_metrics
+    from eofm.train.rundir import scalar, write_json
+
+    target = tmp_path / "model.json"
+    with pytest.raises(EofmError, match=r"nan at normalisation\.mean\[1\] of model\.json"):
+        write_json(target, {"normalisation": {"mean": [0.5, float("nan")]}})
+    with pytest.raises(EofmError, match=r"inf at t of model\.json"):
+        write_json(target, {"t": float("inf")})
+    assert not target.exists() and not list(tmp_path.iterdir())
+    # values that may be missing are null, explicitly
+    assert scalar(float("nan")) is None and scalar(float("-inf")) is None
+    assert scalar(0.1234567) == 0.123457
+    empty = calibration_metrics(PixelScores(2, (1.0,)))
+    write_json(target, {"metrics": {"val/loss": scalar(float("nan"))}, "calibration": empty})
+    assert json.loads(target.read_text()) == {
+        "metrics": {"val/loss": None},
+        "calibration": {"ECE": None, "NLL": None, "Brier": None},
+    }
+
+
+def test_every_json_file_goes_through_the_strict_writer() -> None:
+    """No json.dump / json.dumps in eofm but the one in eofm/jsonfile.py."""
+    import ast
+
+    import eofm
+
+    package = Path(eofm.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "jsonfile.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("dump", "dumps")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "json"
+            ):
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not offenders, offenders
