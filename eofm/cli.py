@@ -336,6 +336,8 @@ def _cmd_test(args: argparse.Namespace) -> int:
         mc_samples=args.mc_dropout,
     )
     target = test_target(args.run_dir, args.output)
+    if payload.get("warning"):
+        print(f"\nWARNING: {payload['warning']}")
     _print_table(f"test metrics ({target or args.run_dir})", payload["metrics"], prefix="test/")
     _print_evaluation(payload)
     return 0

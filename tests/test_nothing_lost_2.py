@@ -152,3 +152,93 @@ def test_every_json_file_goes_through_the_strict_writer() -> None:
             ):
                 offenders.append(f"{path.relative_to(package)}:{node.lineno}")
     assert not offenders, offenders
+
+
+@pytest.fixture(scope="module")
+def random_run(tmp_path_factory) -> Path:
+    """A run dir whose Prithvi-tiny backbone was randomly initialised (no training)."""
+    from tests.runs import make_run_dir
+
+    return make_run_dir(
+        tmp_path_factory.mktemp("random") / "run", ["VV", "VH"], [-11.0, -18.0], [4.0, 5.0]
+    )
+
+
+def _png(path: Path, seed: int) -> Path:
+    import numpy as np
+    from matplotlib.image import imsave
+
+    imsave(path, np.random.default_rng(seed).random((160, 160)))
+    return path
+
+
+def test_report_names_no_local_path_and_follows_no_symlink_out(
+    random_run: Path, tmp_path: Path
+) -> None:
+    """Provenance: report.html embedded the run dir, data.root and a symlinked picture."""
+    import json
+    import shutil
+
+    import yaml
+
+    from eofm.commands.report import render
+
+    run = tmp_path / "private-user" / "run"
+    shutil.copytree(random_run, run)
+    data_root = tmp_path / "private-user" / "data" / "sen1floods11"
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    recipe["data"]["root"] = str(data_root)
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    (run / "test_metrics.json").write_text(
+        json.dumps(
+            {"data_root": str(data_root), "checkpoint": "checkpoints/best.ckpt", "metrics": {}}
+        )
+    )
+    secret = _png(tmp_path / "secret.png", 0)
+    (run / "curves.png").symlink_to(secret)  # a picture from outside the run dir
+    _png(run / "confusion.png", 1)
+    text = render(run)
+    assert str(tmp_path) not in text and "private-user" not in text
+    assert "../data/sen1floods11" in text  # data.root, relative to the run dir
+    assert text.count("<img") == 1  # the confusion matrix only
+    assert "curves.png" in text and "symlinks pointing out of the run dir" in text
+    assert "random initialisation" in text and 'class="warning"' in text
+
+
+def test_random_initialisation_is_named_by_test_predict_and_the_card(
+    random_run: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys,
+) -> None:
+    """Provenance: a random-init model must say so wherever it is described."""
+    import json
+    import shutil
+
+    import rasterio
+
+    from eofm.cli import main
+    from eofm.publishing.provenance import RANDOM_INIT_ATTRIBUTE
+    from tests.realdata import SHARED
+
+    run = tmp_path / "run"
+    shutil.copytree(random_run, run)
+    data = [f"data.root={flood_root}", "data.split_csv=null", "data.eval_crop_size=32"]
+    assert main(["test", str(run), *data]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: this model's backbone (prithvi_eo_v2_tiny_tl) was trained from random" in out
+    assert "random initialisation" in json.loads((run / "test_metrics.json").read_text())["warning"]
+    scene = SHARED / "S1Hand" / "Nigeria_812045_S1Hand.tif"
+    args = ["predict", "--model", str(run), str(scene), "--no-progress", "--out"]
+    assert main([*args, str(tmp_path / "classes")]) == 0  # streamed tile by tile otherwise
+    assert main([*args, str(tmp_path / "probabilities"), "--probabilities"]) == 0
+    for kind in ("classes", "probabilities"):
+        (path,) = (tmp_path / kind).glob("*.tif")
+        with rasterio.open(path) as ds:
+            assert "random initialisation" in ds.tags()[RANDOM_INIT_ATTRIBUTE], kind
+            assert ds.profile["tiled"] and ds.overviews(1), kind  # still a COG
+    bundle = tmp_path / "bundle"
+    assert main(["publish", str(run), "--repo", "tester/x", "--dry-run", str(bundle)]) == 0
+    card = (bundle / "README.md").read_text()
+    title = card.index("\n# ")
+    assert card.index("> **Warning**: This model's backbone", title) < card.index("## Model")

@@ -56,6 +56,7 @@ from eofm.predict.products import ProductRows, describe, product_profile, produc
 from eofm.predict.scenes import SceneReader, inspect_scene
 from eofm.predict.stages import StageTimes, clock, consumer_thread, ordered_map
 from eofm.predict.strips import StripBuffer, StripPool, TileBatch
+from eofm.publishing.provenance import output_attributes
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class Predictor:
         self.weights = grid.blend_weights(options.tile)
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
+        #: tags every output carries (the random-initialisation flag, when it applies)
+        self.tags = output_attributes(trained.manifest)
         channels, tile = self.tile_model.channels, options.tile
         self._outputs = BatchBuffers(options.batch_size, channels, tile)
         self._edge_stack: np.ndarray | None = None  # made on first need: `_host_tiles`
@@ -377,7 +380,9 @@ class Predictor:
                 sinks = {}
                 for kind, target in targets.items():
                     profile = base | product_profile(kind, self.num_classes)
-                    cog = streamed_cog(target, profile, COG_BLOCK) if kind == "classes" else None
+                    # a tagged map takes GDAL's copy, which writes the tags
+                    streams = kind == "classes" and not self.tags
+                    cog = streamed_cog(target, profile, COG_BLOCK) if streams else None
                     if cog:  # compressed tile by tile while it streams (`cog_stream`)
                         streamed.append(writing.enter_context(cog))
                         sinks[kind] = cog.add
@@ -386,10 +391,13 @@ class Predictor:
                     # class maps take their (nearest) overviews on the way; floats are
                     # averaged by GDAL from the finished map
                     pyramid = (
-                        OverviewPyramid(staging, profile, COG_BLOCK) if kind == "classes" else None
+                        OverviewPyramid(staging, profile, COG_BLOCK, self.tags)
+                        if kind == "classes"
+                        else None
                     )
                     staged.append((kind, staging, pyramid))
                     out = writing.enter_context(rasterio.open(staging, "w", **profile))
+                    out.update_tags(**self.tags)
                     if pyramid:
                         writing.enter_context(pyramid)
                     describe(

@@ -14,7 +14,7 @@ checks this against GDAL on many sizes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,12 @@ class OverviewPicks:
             yield index, picked, int(r0), int(c0)
 
 
-def pyramid_vrt(profile: dict, full: Path | None, overviews: Sequence[Path]) -> str:
+def pyramid_vrt(
+    profile: dict, full: Path | None, overviews: Sequence[Path], tags: Mapping[str, str] = {}
+) -> str:
     """The VRT of a uint8 map (``full``, or no source: all nodata) that lists ``overviews``
-    as its band's overviews, with the georeferencing and nodata of ``profile``."""
+    as its band's overviews, with the georeferencing and nodata of ``profile`` and the
+    dataset metadata ``tags`` (which GDAL's COG copy keeps)."""
     from rasterio.crs import CRS
 
     width, height = profile["width"], profile["height"]
@@ -93,6 +96,9 @@ def pyramid_vrt(profile: dict, full: Path | None, overviews: Sequence[Path]) -> 
     georef = f"<SRS>{escape(CRS.from_user_input(crs).to_wkt())}</SRS>" if crs else ""
     values = ", ".join(repr(v) for v in profile["transform"].to_gdal())
     georef += f"<GeoTransform>{values}</GeoTransform>"  # rasterio sets one, even identity
+    if tags:
+        items = "".join(f"<MDI key={quoteattr(k)}>{escape(v)}</MDI>" for k, v in tags.items())
+        georef += f"<Metadata>{items}</Metadata>"
     levels = "".join(
         f'<Overview><SourceFilename relativeToVRT="0">{escape(str(path))}'
         "</SourceFilename><SourceBand>1</SourceBand></Overview>"
@@ -118,9 +124,11 @@ def pyramid_vrt(profile: dict, full: Path | None, overviews: Sequence[Path]) -> 
 class OverviewPyramid:
     """Stages the overview levels of a uint8 class map from its blocks of finished rows."""
 
-    def __init__(self, staging: Path, profile: dict, blocksize: int) -> None:
+    def __init__(
+        self, staging: Path, profile: dict, blocksize: int, tags: Mapping[str, str] = {}
+    ) -> None:
         self.picks = OverviewPicks(profile["height"], profile["width"], blocksize)
-        self.profile = profile
+        self.profile, self.tags = profile, dict(tags)
         self.levels = [
             OverviewLevel(len(rows), len(cols), staging.with_name(f"{staging.name}.ovr{index + 1}"))
             for index, (rows, cols) in enumerate(self.picks.rows_and_cols)
@@ -158,5 +166,6 @@ class OverviewPyramid:
     def write_vrt(self, full: Path, vrt: Path) -> Path:
         """A VRT of the full-resolution map ``full`` that lists the staged levels as its
         overviews (what the COG copy reads)."""
-        vrt.write_text(pyramid_vrt(self.profile, full, [level.path for level in self.levels]))
+        levels = [level.path for level in self.levels]
+        vrt.write_text(pyramid_vrt(self.profile, full, levels, self.tags))
         return vrt
