@@ -10,6 +10,7 @@ import pytest
 
 from eofm.errors import EofmError
 from tests.test_training import flood_root  # noqa: F401 - fixture reuse
+from tests.test_weather import tiny_repo  # noqa: F401 - fixture reuse
 
 
 def _overlapping_regions(path: Path) -> Path:
@@ -242,3 +243,49 @@ def test_random_initialisation_is_named_by_test_predict_and_the_card(
     card = (bundle / "README.md").read_text()
     title = card.index("\n# ")
     assert card.index("> **Warning**: This model's backbone", title) < card.index("## Model")
+
+
+def test_a_random_init_weather_run_never_claims_its_backbones_commit(
+    tmp_path: Path,
+    tiny_repo,  # noqa: F811
+) -> None:
+    """Provenance: the weather card and the NetCDF ``source`` said ``repo@sha``."""
+    import json
+
+    import xarray as xr
+
+    from eofm.cli import main
+    from eofm.commands.fit import fit
+    from eofm.publishing.provenance import RANDOM_INIT_ATTRIBUTE
+    from eofm.recipe import load_recipe
+    from tests.weather import copy_era5, regression_recipe
+
+    era5 = copy_era5(tmp_path / "era5")
+    recipe = regression_recipe(
+        era5,
+        "hydrology",
+        cache={"mode": "off"},
+        backbone={"pretrained": False},
+        trainer={"max_epochs": 1},
+    )
+    run = fit(load_recipe(recipe), tmp_path / "run")
+    manifest = json.loads((run / "model.json").read_text())
+    assert manifest["backbone"]["pretrained_loaded"] is False
+    claim = f"{manifest['backbone']['repo']}@{manifest['backbone']['revision']}"
+    out = tmp_path / "out"
+    assert (
+        main(["predict", "--model", str(run), str(era5), "--out", str(out), "--no-progress"]) == 0
+    )
+    (path,) = out.glob("*.nc")
+    with xr.open_dataset(path) as ds:
+        assert claim not in json.dumps(ds.attrs, default=str)
+        assert (
+            "random initialisation" in ds.attrs["source"]
+            and ds.attrs["backbone_revision"] == "none"
+        )
+        assert "random initialisation" in ds.attrs[RANDOM_INIT_ATTRIBUTE]
+    bundle = tmp_path / "bundle"
+    assert main(["publish", str(run), "--repo", "tester/h", "--dry-run", str(bundle)]) == 0
+    card = (bundle / "README.md").read_text()
+    assert "at revision" not in card and "random initialisation" in card
+    assert card.index("> **Warning**: This model's backbone") < card.index("## Model")
