@@ -289,3 +289,56 @@ def test_a_random_init_weather_run_never_claims_its_backbones_commit(
     card = (bundle / "README.md").read_text()
     assert "at revision" not in card and "random initialisation" in card
     assert card.index("> **Warning**: This model's backbone") < card.index("## Model")
+
+
+def test_a_pickle_under_a_matching_checksum_is_one_line(
+    random_run: Path, tmp_path: Path, hub, capsys
+) -> None:
+    """Provenance: a pickle published with its own SHA-256 gave a SafetensorError traceback."""
+    import hashlib
+    import io
+    import json
+
+    import torch
+
+    from eofm.cli import main
+    from tests.realdata import SHARED
+
+    bundle = tmp_path / "bundle"
+    assert main(["publish", str(random_run), "--repo", "tester/p", "--dry-run", str(bundle)]) == 0
+    files = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    config = json.loads(files["config.json"])
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, buffer)
+    files[config["weights"]] = buffer.getvalue()
+    config["weights_sha256"] = hashlib.sha256(buffer.getvalue()).hexdigest()
+    files["config.json"] = json.dumps(config).encode()
+    sha = hub.add_commit("tester/pickled", files)
+    capsys.readouterr()
+    scene = SHARED / "S1Hand" / "Nigeria_812045_S1Hand.tif"
+    args = ["--model", f"hf://tester/pickled@{sha}", str(scene), "--out", str(tmp_path / "out")]
+    assert main(["predict", *args, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "SafetensorError" in err
+    errors = [line for line in err.splitlines() if line.startswith("eofm: error:")]
+    assert len(errors) == 1 and "safetensors only" in errors[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+class _Payload:
+    """Not a tensor: torch's weights-only reader refuses it."""
+
+
+def test_pt_errors_do_not_advise_loading_with_weights_only_false(tmp_path: Path) -> None:
+    import torch
+
+    from eofm.backbones._weights import read_state_dict
+
+    path = tmp_path / "model.pt"
+    torch.save({"model": _Payload()}, path)
+    with pytest.raises(EofmError) as caught:
+        read_state_dict(path)
+    message = str(caught.value)
+    assert "weights_only" not in message and "can still be loaded" not in message
+    assert "\n" not in message
+    assert "Python objects besides tensors" in message and str(path) in message
