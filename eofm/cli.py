@@ -438,6 +438,14 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
 def _cmd_predict(args: argparse.Namespace) -> int:
     import dataclasses
 
+    if args.start and args.end:  # before anything is loaded
+        from eofm.predict.weather_files import parse_time
+
+        if parse_time(args.start, "--start") > parse_time(args.end, "--end"):
+            raise EofmError(
+                f"--start {args.start} is after --end {args.end}: give the earlier time first.",
+                exit_code=2,
+            )
     from eofm.commands.predict import run_predict
 
     options = dataclasses.replace(
@@ -474,6 +482,11 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     )
 
 
+def _units(record: dict) -> str:
+    """``, from N chips`` (or samples) of a calibration record."""
+    return "".join(f" from {record[k]:,} {k}" for k in ("chips", "samples") if k in record)
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from eofm.train.rundir import load_run_recipe, locate_run
 
@@ -484,11 +497,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     record = calibrate(args.run_dir, args.overrides, checkpoint=args.checkpoint)
     print(
         f"\ntemperature {record['temperature']:.4f} (fitted on {record['fitted_on']}, "
-        f"{record['pixels']:,} labelled values), recorded in {run_dir / 'model.json'}"
+        f"{record['pixels']:,} labelled values{_units(record)}), recorded in "
+        f"{run_dir / 'model.json'}"
     )
     for label in ("before", "after"):
         values = record[label]
         print(f"  {label:<7} {_calibration_scores(values)}")
+    if record.get("warning"):
+        print(f"WARNING: {record['warning']}")
     return 0
 
 

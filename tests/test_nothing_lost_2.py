@@ -342,3 +342,96 @@ def test_pt_errors_do_not_advise_loading_with_weights_only_false(tmp_path: Path)
     assert "weights_only" not in message and "can still be loaded" not in message
     assert "\n" not in message
     assert "Python objects besides tensors" in message and str(path) in message
+
+
+def test_calibration_says_when_it_hits_a_bound_or_has_too_little_data() -> None:
+    """Misleading messages: T stopped at 54.6 (a bound) silently; one chip gave T = 0.04."""
+    import numpy as np
+
+    from eofm.evaluation.calibration import calibration_record
+
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 2, 4000)
+    noise = rng.normal(0, 20, (4000, 2)).astype(np.float32)  # unrelated to the labels
+    record = calibration_record(noise, target, "val", units=5, unit="chips")
+    assert record["temperature"] == pytest.approx(np.exp(4.0), rel=1e-2)
+    assert "upper bound" in record["warning"] and record["chips"] == 5
+    honest = np.stack([np.zeros(4000), np.where(target == 1, 1.0, -1.0)], axis=1)
+    assert "warning" not in calibration_record(honest, target, "val", units=5, unit="chips")
+    with pytest.raises(EofmError, match=r"val split has 1 chips: too few .* at least 2 chips"):
+        calibration_record(honest, target, "val", units=1, unit="chips")
+    with pytest.raises(EofmError, match=r"at least 50 samples"):
+        calibration_record(honest, target, "val", units=12, unit="samples")
+    with pytest.raises(EofmError, match=r"hold class 0 only") as caught:
+        calibration_record(honest, np.zeros(4000, np.int64), "val", units=5, unit="chips")
+    assert caught.value.exit_code == 2
+
+
+def test_report_output_may_be_a_folder(random_run: Path, tmp_path: Path, capsys) -> None:
+    """Misleading messages: ``report --output DIR`` named a temporary file."""
+    from eofm.cli import main
+
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    assert main(["report", str(random_run), "--output", str(folder)]) == 0
+    assert [p.name for p in folder.iterdir()] == ["report.html"]
+    assert str(folder / "report.html") in capsys.readouterr().out
+
+
+def test_an_inverted_time_range_is_named_as_such(capsys) -> None:
+    """Misleading messages: --start after --end was reported as "outside the data"."""
+    import subprocess
+    import sys
+
+    args = ["predict", "--model", "no-such-run", "era5", "--out", "o"]
+    args += ["--start", "2020-01-02", "--end", "2020-01-01"]
+    code = "import sys; from eofm.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, *args], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("eofm: error:")]
+    assert errors == [
+        "eofm: error: --start 2020-01-02 is after --end 2020-01-01: give the earlier time first."
+    ]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "numpy" in imported and "torch" not in imported  # refused before anything heavy
+
+
+def test_a_missing_era5_variable_is_exit_2(tmp_path: Path) -> None:
+    """Misleading messages: the README promises exit 2; it was 1."""
+    from eofm.data.era5 import open_source
+    from tests.test_weather import spec
+    from tests.weather import copy_era5
+
+    root = copy_era5(tmp_path / "era5")
+    (root / "ERA5_2020-01-01_pl_q.nc").unlink()
+    with pytest.raises(EofmError, match=r"q \(atmos\) are missing") as caught:
+        open_source(root, spec())
+    assert caught.value.exit_code == 2
+
+
+def test_climatology_creates_its_folder(
+    tmp_path: Path,
+    tiny_repo,  # noqa: F811
+    capsys,
+) -> None:
+    """Misleading messages: a missing parent folder was reported as "Permission denied"."""
+    import xarray as xr
+    import yaml
+
+    from eofm.cli import main
+    from tests.weather import copy_era5, regression_recipe
+
+    recipe = tmp_path / "recipe.yaml"
+    era5 = copy_era5(tmp_path / "era5")
+    recipe.write_text(yaml.safe_dump(regression_recipe(era5, "acc", cache={"mode": "off"})))
+    target = tmp_path / "new" / "deeper" / "climatology.nc"
+    assert main(["climatology", str(recipe), "--out", str(target)]) == 0
+    with xr.open_dataset(target) as ds:
+        assert set(ds.data_vars) == {"tp", "e"}
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["climatology", str(recipe), "--out", str(blocked / "sub" / "c.nc")]) == 2
+    err = capsys.readouterr().err
+    assert f"Cannot create the folder {blocked / 'sub'} for the climatology" in err

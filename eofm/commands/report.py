@@ -243,7 +243,10 @@ def _recipe_text(text: str, run_dir: Path) -> str:
 
 
 def write_report(run_dir: Path, output: Path | None = None) -> Path:
-    """Write the report (atomically); the default place is ``RUN/report.html``."""
+    """Write the report (atomically); the default place is ``RUN/report.html``, and an
+    ``output`` that is a folder gets ``report.html`` in it."""
     target = Path(output) if output else Path(run_dir) / "report.html"
+    if target.is_dir():
+        target = target / "report.html"
     write_text_atomic(target, render(Path(run_dir)))
     return target
