@@ -580,14 +580,38 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _configure_logging(level: int) -> None:
-    """eofm's own messages to stderr; Lightning keeps its own handler (no duplicates)."""
-    logger = logging.getLogger("eofm")
-    logger.setLevel(level)
-    if not any(getattr(h, "_eofm", False) for h in logger.handlers):
+    """eofm's messages to stderr, once each; Lightning keeps its own handler.
+
+    The handler sits on the root logger: a library that logs through the root (absl's
+    ``logging.info``, a module-level ``logging.warning``) would otherwise call
+    ``logging.basicConfig()`` and add a second handler that prints every eofm message
+    again as ``INFO:eofm.module:...``; with a root handler in place that call does
+    nothing. Other libraries' records pass at WARNING and above, as Python's last-resort
+    handler showed them before.
+    """
+    logging.getLogger("eofm").setLevel(level)
+    root = logging.getLogger()
+    if not any(getattr(h, "_eofm", False) for h in root.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s eofm: %(message)s"))
+        handler.setFormatter(_LineFormatter())
+        handler.addFilter(_eofm_or_warning)
         handler._eofm = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+        root.addHandler(handler)
+
+
+def _eofm_or_warning(record: logging.LogRecord) -> bool:
+    return record.name == "eofm" or record.name.startswith("eofm.") or record.levelno >= 30
+
+
+class _LineFormatter(logging.Formatter):
+    """``LEVEL eofm: message`` (``LEVEL name: message`` for other libraries), on every
+    line of a message of several lines; no line without text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).strip("\n")
+        eofm = record.name == "eofm" or record.name.startswith("eofm.")
+        prefix = f"{record.levelname} {'eofm' if eofm else record.name}:"
+        return "\n".join(f"{prefix} {line}" for line in text.splitlines() if line.strip())
 
 
 class _NoAdverts(logging.Filter):

@@ -435,3 +435,30 @@ def test_climatology_creates_its_folder(
     assert main(["climatology", str(recipe), "--out", str(blocked / "sub" / "c.nc")]) == 2
     err = capsys.readouterr().err
     assert f"Cannot create the folder {blocked / 'sub'} for the climatology" in err
+
+
+def test_each_log_line_is_printed_once_and_never_empty() -> None:
+    """Misleading messages: ``INFO eofm:`` and ``INFO:eofm.…`` (two handlers) printed the
+    same line twice once a library logged through the root logger (absl, a module-level
+    ``logging.warning``), and a message opening with a newline gave an empty line."""
+    import subprocess
+    import sys
+
+    script = """
+import logging
+from eofm.cli import main
+main(["recipes"])  # sets up eofm's logging, as every command does
+logging.warning("a library logs through the root")  # basicConfig() unless a root handler
+logging.getLogger("eofm.data.chips").info("read 3 chips")
+logging.getLogger("eofm.backbones.fetch").warning("\\n!!!!\\n!! RANDOM WEIGHTS\\n!!!!")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines.count("INFO eofm: read 3 chips") == 1
+    assert not [
+        line for line in lines if "read 3 chips" in line and line != "INFO eofm: read 3 chips"
+    ]
+    assert "WARNING eofm: !! RANDOM WEIGHTS" in lines
+    assert not [line for line in lines if not line.split(":", 1)[-1].strip()], lines
+    assert "WARNING root: a library logs through the root" in lines
