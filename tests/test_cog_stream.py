@@ -139,13 +139,13 @@ def test_gdal_s_copy_is_kept_where_the_bytes_could_differ(tmp_path: Path, monkey
 
 
 def test_a_template_with_unknown_tags_is_not_extended() -> None:
-    """A first IFD holding a tag this module does not lay out (here GDAL_METADATA) makes
+    """A first IFD holding a tag this module does not lay out (here Software, 305) makes
     no header: GDAL's copy is used instead of guessing."""
     profile = profile_for(300, 300, "EPSG:32631", from_origin(0, 3000, 10, 10))
     template = bytearray(gdal_header_template(profile, BLOCK))
     ifd = cog_stream._tiff_entries(bytes(template))[0]
-    _, _, _, at = ifd[339]  # SampleFormat becomes GDAL_METADATA (42112)
-    template[at : at + 2] = (42112).to_bytes(2, "little")
+    _, _, _, at = ifd[339]  # SampleFormat becomes Software (305)
+    template[at : at + 2] = (305).to_bytes(2, "little")
     assert cog_header(bytes(template), [(300, 300), (150, 150)], BLOCK) is None
 
 

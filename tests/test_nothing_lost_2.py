@@ -462,3 +462,53 @@ logging.getLogger("eofm.backbones.fetch").warning("\\n!!!!\\n!! RANDOM WEIGHTS\\
     assert "WARNING eofm: !! RANDOM WEIGHTS" in lines
     assert not [line for line in lines if not line.split(":", 1)[-1].strip()], lines
     assert "WARNING root: a library logs through the root" in lines
+
+
+def test_a_tagged_class_map_still_streams_and_is_the_file_gdal_makes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The random-initialisation tag rides in the streamed COG's header (GDAL's own
+    metadata tag, made by GDAL for the 1 x 1 template): the same bytes as GDAL's COG of
+    the finished map with the same tags, and no fall-back to GDAL's slower copy."""
+    import hashlib
+
+    import rasterio
+    from rasterio.shutil import copy as raster_copy
+
+    from eofm.predict.cog_stream import StreamedCog
+    from eofm.predict.engine import Predictor
+    from eofm.predict.options import PredictOptions
+    from eofm.publishing.provenance import RANDOM_INIT_ATTRIBUTE
+    from tests.test_predict_pipeline import LANDSAT, crop, trained_for
+
+    monkeypatch.setattr("eofm.predict.grid.COLUMN_BAND", 700)
+    laid_out = []
+    finish = StreamedCog.finish
+    monkeypatch.setattr(StreamedCog, "finish", lambda cog: laid_out.append(finish(cog)))
+    path = crop(LANDSAT, tmp_path / "scene.tif", 0, 0, 1100, 900)
+    trained = trained_for(["BLUE", "GREEN", "RED"], [9000.0, 8500.0, 8000.0], [1500.0] * 3)
+    trained.manifest = {"backbone": {"name": "tiny", "pretrained_loaded": False}}
+    options = PredictOptions(tile=128, overlap=16, batch_size=16, quicklook=False)
+    cog = Predictor(trained, options).predict(path, tmp_path / "out").outputs[0]
+    with rasterio.open(cog) as ds:
+        assert "random initialisation" in ds.tags()[RANDOM_INIT_ATTRIBUTE]
+        assert ds.overviews(1) == [2, 4, 8]
+        profile, classes, tags = (
+            ds.profile | {"compress": None, "driver": "GTiff"},
+            ds.read(),
+            ds.tags(),
+        )
+    plain, reference = tmp_path / "plain.tif", tmp_path / "reference.tif"
+    with rasterio.open(plain, "w", **profile) as out:
+        out.write(classes)
+        out.update_tags(**tags)
+    raster_copy(
+        plain,
+        reference,
+        driver="COG",
+        compress="DEFLATE",
+        blocksize=256,
+        overview_resampling="nearest",
+    )
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (cog, reference)]
+    assert digest[0] == digest[1] and len(laid_out) == 1

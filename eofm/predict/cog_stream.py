@@ -31,6 +31,7 @@ import functools
 import os
 import struct
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -245,16 +246,18 @@ class LevelTiles:
 _STRUCTURE = {256, 257, 258, 259, 262, 277, 284, 317, 322, 323, 324, 325, 339, 42113}
 _GEOREFERENCING = {33550, 33922, 34264, 34735, 34736, 34737}
 _NEW_SUBFILE_TYPE = 254
+#: GDAL's dataset metadata (the tags of :mod:`eofm.publishing.provenance`): the map's IFD only.
+_GDAL_METADATA = 42112
 
 
-def gdal_header_template(profile: dict, blocksize: int) -> bytes:
+def gdal_header_template(profile: dict, blocksize: int, tags: Mapping[str, str] = {}) -> bytes:
     """GDAL's COG of a 1 x 1 px map with ``profile``'s georeferencing and nodata, made from
     a VRT as the staged COG is and written sparse (no tile): what :func:`cog_header`
-    extends to the map's size and levels."""
+    extends to the map's size and levels; ``tags`` are its dataset metadata."""
     from rasterio.io import MemoryFile
     from rasterio.shutil import copy as raster_copy
 
-    xml = pyramid_vrt(profile | {"width": 1, "height": 1}, None, [])
+    xml = pyramid_vrt(profile | {"width": 1, "height": 1}, None, [], tags)
     with MemoryFile(xml.encode(), ext=".vrt") as vrt, MemoryFile() as cog:
         raster_copy(
             vrt.name,
@@ -288,7 +291,7 @@ def cog_header(template: bytes, sizes: list[tuple[int, int]], blocksize: int) ->
     entries); then each IFD's tile offsets and byte counts, in IFD order. An array of
     one value sits in its entry; ImageWidth and ImageLength are SHORT where they fit."""
     entries = _tiff_entries(template)
-    if len(entries) != 1 or not set(entries[0]) <= _STRUCTURE | _GEOREFERENCING:
+    if len(entries) != 1 or not set(entries[0]) <= _STRUCTURE | _GEOREFERENCING | {_GDAL_METADATA}:
         return None
     ifd = entries[0]
     if any(kind not in _TYPE_CODES for kind, *_ in ifd.values()):
@@ -334,9 +337,12 @@ def cog_header(template: bytes, sizes: list[tuple[int, int]], blocksize: int) ->
     return bytes(head)
 
 
-def streamed_cog(target: Path, profile: dict, blocksize: int) -> StreamedCog | None:
+def streamed_cog(
+    target: Path, profile: dict, blocksize: int, tags: Mapping[str, str] = {}
+) -> StreamedCog | None:
     """A :class:`StreamedCog` writing ``target`` where this module makes the COG of a map
-    with ``profile`` byte for byte as GDAL would, else None (GDAL's copy is used)."""
+    with ``profile`` (and dataset metadata ``tags``) byte for byte as GDAL would, else None
+    (GDAL's copy is used)."""
     if profile.get("count") != 1 or np.dtype(profile.get("dtype")) != np.uint8:
         return None
     if profile["width"] * profile["height"] > MAX_PIXELS:
@@ -346,7 +352,7 @@ def streamed_cog(target: Path, profile: dict, blocksize: int) -> StreamedCog | N
     if level is None:
         return None
     sizes = level_sizes(profile["height"], profile["width"], blocksize)
-    header = cog_header(gdal_header_template(profile, blocksize), sizes, blocksize)
+    header = cog_header(gdal_header_template(profile, blocksize, tags), sizes, blocksize)
     if header is None:
         return None
     return StreamedCog(target, sizes, blocksize, (library, level), header)

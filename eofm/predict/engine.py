@@ -380,9 +380,11 @@ class Predictor:
                 sinks = {}
                 for kind, target in targets.items():
                     profile = base | product_profile(kind, self.num_classes)
-                    # a tagged map takes GDAL's copy, which writes the tags
-                    streams = kind == "classes" and not self.tags
-                    cog = streamed_cog(target, profile, COG_BLOCK) if streams else None
+                    cog = (
+                        streamed_cog(target, profile, COG_BLOCK, self.tags)
+                        if kind == "classes"
+                        else None
+                    )
                     if cog:  # compressed tile by tile while it streams (`cog_stream`)
                         streamed.append(writing.enter_context(cog))
                         sinks[kind] = cog.add
