@@ -9,7 +9,7 @@ later work, e.g. Kull et al. NeurIPS 2019, addresses with richer maps).
 One scalar is fitted on many pixels, but pixels of one chip are far from independent: a
 temperature fitted on one chip (or on labels of one class) says more about that chip
 than about the model. Calibration is refused below :data:`MIN_UNITS` chips or samples,
-and below two classes among the labels. The search is bounded (:data:`LOG_T_BOUNDS`); a
+and labels of one class only are named in a warning. The search is bounded (:data:`LOG_T_BOUNDS`); a
 temperature at a bound is not a minimum, and the record says so.
 """
 
@@ -54,8 +54,8 @@ def calibration_record(
 ) -> dict:
     """The fitted temperature and the ``split``'s ECE, NLL and Brier before and after
     (what ``model.json`` keeps under ``calibration``); ``units`` chips or samples gave
-    the labelled values ``target``. Refused on too little data (:data:`MIN_UNITS`, two
-    classes); a temperature at a bound of the search carries a ``warning``."""
+    the labelled values ``target``. Refused on too little data (:data:`MIN_UNITS`); a
+    temperature at a bound of the search, or labels of one class, carry a ``warning``."""
     from eofm.errors import EofmError
     from eofm.evaluation.scores import PixelScores, calibration_metrics
 
@@ -68,20 +68,20 @@ def calibration_record(
             "them, not the model). Calibrate on a larger validation split.",
             exit_code=2,
         )
-    classes = np.unique(target)
-    if len(classes) < 2:
-        raise EofmError(
-            f"The labels of the {split} split hold class {int(classes[0])} only: a temperature "
-            "fitted on them would only sharpen the probabilities. Calibrate on a validation "
-            "split with every class.",
-            exit_code=2,
-        )
     temperature = fit_temperature(logits, target)
     scores = PixelScores(logits.shape[1], (1.0, temperature))
     scores.update(logits, target)
-    bound = _bound_hit(temperature)
+    classes = np.unique(target)
+    warnings = [
+        _bound_hit(temperature),
+        f"the labels of the {split} split hold class {int(classes[0])} only: the temperature "
+        "reflects how sure the model is of that class alone."
+        if len(classes) < 2
+        else None,
+    ]
+    warning = " Also, ".join(w for w in warnings if w)
     return {
-        **({"warning": bound} if bound else {}),
+        **({"warning": warning[0].upper() + warning[1:]} if warning else {}),
         "method": "temperature scaling (Guo et al., ICML 2017)",
         "temperature": temperature,
         "fitted_on": split,
