@@ -6,12 +6,12 @@ DoRA: Liu et al., "DoRA: Weight-Decomposed Low-Rank Adaptation", ICML 2024.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from torch import nn
 
+from eofm.jsonfile import json_text
 from eofm.recipe import AdapterConfig
 
 log = logging.getLogger(__name__)
@@ -114,5 +114,7 @@ def save_adapter(model: nn.Module, folder: Path, base: dict) -> Path:
         }
     )
     save_file(others, str(folder / "trained_modules.safetensors"))
-    (folder / "base_model.json").write_text(json.dumps(base, indent=2) + "\n", encoding="utf-8")
+    (folder / "base_model.json").write_text(
+        json_text(base, "base_model.json", indent=2) + "\n", encoding="utf-8"
+    )
     return folder

@@ -353,9 +353,20 @@ def _cmd_test(args: argparse.Namespace) -> int:
         mc_samples=args.mc_dropout or 0,
     )
     target = test_target(args.run_dir, args.output)
+    if payload.get("warning"):
+        print(f"\nWARNING: {payload['warning']}")
     _print_table(f"test metrics ({target or args.run_dir})", payload["metrics"], prefix="test/")
     _print_evaluation(payload)
     return 0
+
+
+def _shown(value: float | None, spec: str) -> str:
+    """``value`` formatted, or ``n/a`` where it is missing (JSON null)."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def _calibration_scores(values: dict) -> str:
+    return "  ".join(f"{key} {_shown(values[key], '.4f')}" for key in ("ECE", "NLL", "Brier"))
 
 
 def _print_evaluation(payload: dict) -> None:
@@ -367,10 +378,7 @@ def _print_evaluation(payload: dict) -> None:
             if key in calibration:
                 values = calibration[key]
                 temperature = calibration["temperature"] if key == "calibrated" else 1.0
-                print(
-                    f"  {label:<13} T={temperature:<6.3g} ECE {values['ECE']:.4f}  "
-                    f"NLL {values['NLL']:.4f}  Brier {values['Brier']:.4f}"
-                )
+                print(f"  {label:<13} T={temperature:<6.3g} {_calibration_scores(values)}")
     spread = payload.get("spread_skill")
     if spread:
         print(f"\nspread-skill ({spread['members']} {spread['method']} members; 1 is calibrated)")
@@ -378,7 +386,7 @@ def _print_evaluation(payload: dict) -> None:
             if isinstance(values, dict):
                 print(
                     f"  {name:<10} spread {values['spread']:.4g}  RMSE of mean "
-                    f"{values['rmse_of_mean']:.4g}  ratio {values['ratio']:.3f}"
+                    f"{values['rmse_of_mean']:.4g}  ratio {_shown(values['ratio'], '.3f')}"
                 )
     regions = payload.get("regions")
     if regions:
@@ -449,6 +457,14 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
 def _cmd_predict(args: argparse.Namespace) -> int:
     import dataclasses
 
+    if args.start and args.end:  # before anything is loaded
+        from eofm.predict.weather_files import parse_time
+
+        if parse_time(args.start, "--start") > parse_time(args.end, "--end"):
+            raise EofmError(
+                f"--start {args.start} is after --end {args.end}: give the earlier time first.",
+                exit_code=2,
+            )
     from eofm.commands.predict import run_predict
 
     options = dataclasses.replace(
@@ -485,6 +501,11 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     )
 
 
+def _units(record: dict) -> str:
+    """``, from N chips`` (or samples) of a calibration record."""
+    return "".join(f" from {record[k]:,} {k}" for k in ("chips", "samples") if k in record)
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from eofm.families.base import family_of
     from eofm.train.rundir import load_run_recipe, locate_run
@@ -498,13 +519,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     record = calibrate(args.run_dir, args.overrides, checkpoint=args.checkpoint)
     print(
         f"\ntemperature {record['temperature']:.4f} (fitted on {record['fitted_on']}, "
-        f"{record['pixels']:,} labelled values), recorded in {run_dir / 'model.json'}"
+        f"{record['pixels']:,} labelled values{_units(record)}), recorded in "
+        f"{run_dir / 'model.json'}"
     )
     for label in ("before", "after"):
         values = record[label]
-        print(
-            f"  {label:<7} ECE {values['ECE']:.4f}  NLL {values['NLL']:.4f}  Brier {values['Brier']:.4f}"
-        )
+        print(f"  {label:<7} {_calibration_scores(values)}")
+    if record.get("warning"):
+        print(f"WARNING: {record['warning']}")
     return 0
 
 
@@ -589,14 +611,38 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _configure_logging(level: int) -> None:
-    """eofm's own messages to stderr; Lightning keeps its own handler (no duplicates)."""
-    logger = logging.getLogger("eofm")
-    logger.setLevel(level)
-    if not any(getattr(h, "_eofm", False) for h in logger.handlers):
+    """eofm's messages to stderr, once each; Lightning keeps its own handler.
+
+    The handler sits on the root logger: a library that logs through the root (absl's
+    ``logging.info``, a module-level ``logging.warning``) would otherwise call
+    ``logging.basicConfig()`` and add a second handler that prints every eofm message
+    again as ``INFO:eofm.module:...``; with a root handler in place that call does
+    nothing. Other libraries' records pass at WARNING and above, as Python's last-resort
+    handler showed them before.
+    """
+    logging.getLogger("eofm").setLevel(level)
+    root = logging.getLogger()
+    if not any(getattr(h, "_eofm", False) for h in root.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s eofm: %(message)s"))
+        handler.setFormatter(_LineFormatter())
+        handler.addFilter(_eofm_or_warning)
         handler._eofm = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+        root.addHandler(handler)
+
+
+def _eofm_or_warning(record: logging.LogRecord) -> bool:
+    return record.name == "eofm" or record.name.startswith("eofm.") or record.levelno >= 30
+
+
+class _LineFormatter(logging.Formatter):
+    """``LEVEL eofm: message`` (``LEVEL name: message`` for other libraries), on every
+    line of a message of several lines; no line without text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record).strip("\n")
+        eofm = record.name == "eofm" or record.name.startswith("eofm.")
+        prefix = f"{record.levelname} {'eofm' if eofm else record.name}:"
+        return "\n".join(f"{prefix} {line}" for line in text.splitlines() if line.strip())
 
 
 class _NoAdverts(logging.Filter):

@@ -87,7 +87,7 @@ def test_zarr_and_a_time_range(weather_run: Path, era5: Path, tmp_path: Path) ->
     [
         ("range", "outside the data", 2),
         ("grid", "is not the run's", 2),
-        ("variable", "are missing from", 1),
+        ("variable", "are missing from", 2),
     ],
 )
 def test_bad_weather_inputs_are_named(

@@ -34,7 +34,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as exc:
         raise EofmError(
             f"Checkpoint {path} could not be read (truncated, corrupt, or not a weights-only "
-            f"checkpoint): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"checkpoint): {load_failure(exc)}"
         ) from None
     for wrapper in ("state_dict", "model", "module"):
         if isinstance(state, Mapping) and wrapper in state and isinstance(state[wrapper], Mapping):
@@ -44,6 +44,20 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     ):
         raise EofmError(f"Checkpoint {path} does not hold a state dict of tensors.")
     return dict(state)
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why a weights file did not load, in one line, without torch's advice to reload it
+    with ``weights_only=False`` (which would run whatever code the pickle holds)."""
+    import pickle
+
+    text = str(exc).strip()
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text:
+        return (
+            "it holds Python objects besides tensors, and eofm reads weights only (it never "
+            "runs the code a pickle may hold)"
+        )
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def prithvi_encoder_state(

@@ -96,10 +96,12 @@ class AuroraLatentBackbone(nn.Module):
         try:
             self.model.load_checkpoint_local(path, strict=True)
         except Exception as exc:  # RuntimeError (keys/shapes), unpickling, AssertionError
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            from eofm.backbones._weights import load_failure
+
             raise EofmError(
                 f"Aurora checkpoint {source['file']} from hf://{source['repo']}@"
-                f"{source['revision']} does not load into {self.manifest.model_class}: {first}"
+                f"{source['revision']} does not load into {self.manifest.model_class}: "
+                f"{load_failure(exc)}"
             ) from None
         self.source = source
 

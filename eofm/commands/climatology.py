@@ -60,6 +60,29 @@ def write_climatology(recipe: Recipe, target: Path) -> Path:
         },
     )
     target = Path(target)
-    with atomic_path(target) as tmp:
-        out.to_netcdf(tmp)
+    made = _make_folder(target.parent)
+    try:
+        with atomic_path(target) as tmp:
+            out.to_netcdf(tmp)
+    except BaseException:
+        for folder in made:  # the folders made for it go with it
+            folder.rmdir()
+        raise
     return target
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents (an error names the one that cannot be
+    made); returns the folders made, deepest first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        for made in missing:
+            if made.is_dir():
+                made.rmdir()
+        raise EofmError(
+            f"Cannot create the folder {folder} for the climatology: {exc.strerror}.",
+            exit_code=2,
+        ) from None
+    return missing

@@ -9,6 +9,7 @@ from typing import Any
 from eofm.families.base import family_of
 from eofm.families.trained import load_trained
 from eofm.publishing.hub import is_hub_uri
+from eofm.publishing.provenance import random_init_warning
 from eofm.train.rundir import TEST_METRICS_FILE, relative_to, scalar, write_json
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ def test(
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
     target = test_target(spec, output)
+    warning = random_init_warning(trained.manifest)
     payload = {
+        **({"warning": warning} if warning else {}),
         "checkpoint": source,
         "data_root": recipe.data.root,
         **family.test_record(datamodule),

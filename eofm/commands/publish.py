@@ -11,13 +11,13 @@ one. No absolute path of the machine goes into any of them.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from eofm import __version__
 from eofm.errors import EofmError
 from eofm.families.base import family_of
+from eofm.jsonfile import json_text
 from eofm.publishing.bundle import (
     ADAPTER_WEIGHTS,
     CARD_FILE,
@@ -85,7 +85,9 @@ def build_bundle(
         "source_checkpoint": checkpoint.name,
         **{k: v for k, v in model_json.items() if k != "eofm_version"},
     }
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (folder / CONFIG_FILE).write_text(
+        json_text(config, CONFIG_FILE, indent=2) + "\n", encoding="utf-8"
+    )
     quicklooks = sorted(run_dir.glob("predictions/*.png"))
     if quicklooks:
         shutil.copyfile(quicklooks[0], folder / QUICKLOOK_FILE)

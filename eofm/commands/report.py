@@ -4,6 +4,10 @@ Recipe, data and split, training summary, validation and test metrics, calibrati
 the per-region table with the in-distribution vs held-out gap, and every picture the run
 has (training curves, confusion matrix, reliability diagram, prediction quicklooks),
 embedded as data URIs: the file opens offline, in any browser, with no JavaScript.
+
+The report may be shared: it names no absolute local path. Paths (the data root, those of
+the recipe) are written relative to the run dir, and a picture is embedded only when it
+lies inside the run dir (a symlink pointing out of it is left out, and said so).
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import base64
 import datetime
 import html
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from eofm.errors import EofmError
+from eofm.publishing.paths import is_local_absolute
+from eofm.publishing.provenance import random_init_warning
 from eofm.train.rundir import (
     METRICS_FILE,
     MODEL_FILE,
@@ -36,6 +43,7 @@ figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; 
 figure img { max-width: 30em; border: 1px solid #eee; }
 figcaption { font-size: 12px; color: #666; }
 .note { color: #666; font-size: 12px; }
+.warning { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em; }
 """
 
 
@@ -92,18 +100,21 @@ def render(run_dir: Path) -> str:
     name = fit.get("recipe") or run_dir.name
     parts = [
         f"<h1>eofm report: {html.escape(name)}</h1>",
-        f'<p class="note">{html.escape(str(run_dir.resolve()))} &middot; eofm {__version__} '
+        f'<p class="note">run {html.escape(run_dir.resolve().name)} &middot; eofm {__version__} '
         f"&middot; {datetime.date.today().isoformat()}</p>",
     ]
+    warning = random_init_warning(model)
+    if warning:
+        parts.append(f'<p class="warning"><strong>Warning</strong>: {html.escape(warning)}</p>')
     task = model.get("task") or {}
     parts.append("<h2>Model and data</h2>")
     facts = [
         ["task", task.get("type")],
         ["classes / targets", ", ".join(task.get("class_names") or task.get("targets") or [])],
-        ["backbone", (model.get("backbone") or {}).get("name")],
+        ["backbone", _backbone(model)],
         ["inputs", ", ".join(model.get("bands") or [])],
         ["normalisation", model.get("normalisation_source")],
-        ["test data", test.get("data_root")],
+        ["test data", _relative(test.get("data_root"), run_dir)],
     ]
     parts.append(_table(["", ""], [r for r in facts if r[1]]))
     if fit:
@@ -113,7 +124,7 @@ def render(run_dir: Path) -> str:
             ["steps", fit.get("global_step")],
             ["seconds", fit.get("fit_seconds")],
             ["trainable parameters", fit.get("trainable_parameters")],
-            ["best checkpoint", fit.get("best_checkpoint")],
+            ["best checkpoint", _relative(fit.get("best_checkpoint"), run_dir)],
             *[[f"best {k}", v] for k, v in (fit.get("best_score") or {}).items()],
         ]
         parts.append(_table(["", ""], summary))
@@ -123,7 +134,7 @@ def render(run_dir: Path) -> str:
     if test:
         parts.append("<h2>Test</h2>")
         parts.append(
-            f'<p class="note">checkpoint {html.escape(str(test.get("checkpoint")))}</p>'
+            f'<p class="note">checkpoint {html.escape(str(_relative(test.get("checkpoint"), run_dir)))}</p>'
             + _table(["metric", "value"], _metric_rows(test.get("metrics") or {}, "test/"))
         )
         calibration = test.get("calibration")
@@ -170,10 +181,23 @@ def render(run_dir: Path) -> str:
         (run_dir / "reliability.png", "reliability diagram (test)"),
         *[(p, f"prediction: {p.stem}") for p in sorted(run_dir.glob("predictions/*.png"))[:4]],
     ]
-    shown = [_figure(path, caption) for path, caption in pictures if path.is_file()]
+    shown, outside = [], []
+    for path, caption in pictures:
+        if not _inside(path, run_dir):
+            outside.append(path.relative_to(run_dir))
+        elif path.is_file():
+            shown.append(_figure(path, caption))
+    if outside:
+        shown.append(
+            '<p class="note">left out (symlinks pointing out of the run dir): '
+            + html.escape(", ".join(str(p) for p in outside))
+            + "</p>"
+        )
     if shown:
         parts.append("<h2>Pictures</h2>" + "".join(shown))
-    parts.append("<h2>Recipe</h2><pre>" + html.escape(recipe_text) + "</pre>")
+    parts.append(
+        "<h2>Recipe</h2><pre>" + html.escape(_recipe_text(recipe_text, run_dir)) + "</pre>"
+    )
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -182,8 +206,47 @@ def render(run_dir: Path) -> str:
     )
 
 
+def _backbone(model: dict[str, Any]) -> str | None:
+    name = (model.get("backbone") or {}).get("name")
+    return f"{name} (random initialisation)" if name and random_init_warning(model) else name
+
+
+def _inside(path: Path, run_dir: Path) -> bool:
+    """Whether ``path``, its symlinks followed, lies inside ``run_dir``."""
+    return path.resolve().is_relative_to(run_dir.resolve())
+
+
+def _relative(value: Any, run_dir: Path) -> Any:
+    """An absolute local path as it is seen from the run dir; anything else unchanged."""
+    if not isinstance(value, str) or not is_local_absolute(value):
+        return value
+    return os.path.relpath(Path(value).expanduser(), run_dir.resolve())
+
+
+def _recipe_text(text: str, run_dir: Path) -> str:
+    """The run's recipe with every absolute local path relative to the run dir."""
+    import yaml
+
+    try:
+        tree = yaml.safe_load(text)
+    except Exception:  # a recipe.yaml eofm did not write: shown as it is
+        return text
+
+    def relative(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: relative(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [relative(v) for v in node]
+        return _relative(node, run_dir)
+
+    return yaml.safe_dump(relative(tree), sort_keys=False)
+
+
 def write_report(run_dir: Path, output: Path | None = None) -> Path:
-    """Write the report (atomically); the default place is ``RUN/report.html``."""
+    """Write the report (atomically); the default place is ``RUN/report.html``, and an
+    ``output`` that is a folder gets ``report.html`` in it."""
     target = Path(output) if output else Path(run_dir) / "report.html"
+    if target.is_dir():
+        target = target / "report.html"
     write_text_atomic(target, render(Path(run_dir)))
     return target

@@ -76,7 +76,9 @@ class ChipDataConfig(DataConfig):
     split: dict[str, Any] | None = option(
         None,
         "hold out regions: {by: region|country|continent|latitude_band, test: [..], val: [..], "
-        "regions: FILE, column: NAME, width: 15, id_fraction: 0.2}",
+        "regions: FILE, column: NAME, width: 15, id_fraction: 0.2, overlap: first|drop (a "
+        "sample inside two overlapping regions: the first listed wins, or it joins no split; "
+        "default: refused)}",
     )
 
     def validate(self, where: str) -> None:

@@ -302,7 +302,8 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
         held = sorted(f"{n} ({k})" for k, n in fields)
         raise EofmError(
             f"Input variable(s) {', '.join(disallowed)} are missing from {root} (it holds "
-            f"{', '.join(held)}). List them in data.allow_missing to train without them."
+            f"{', '.join(held)}). List them in data.allow_missing to train without them.",
+            exit_code=2,
         )
     derived = [t for t in spec.targets if ("surf", t) not in fields]
     if derived and all(t in FIRE_TARGETS for t in derived):  # computed from the weather
@@ -313,7 +314,8 @@ def open_source(root: str | Path, spec: WeatherSpec, *, layout: str = "auto") ->
         if ("surf", target) not in fields:
             raise EofmError(
                 f"Target variable '{target}' is not a surface variable of {root} "
-                f"(it holds {', '.join(sorted(n for k, n in fields if k == 'surf'))})."
+                f"(it holds {', '.join(sorted(n for k, n in fields if k == 'surf'))}).",
+                exit_code=2,
             )
     if not any(("surf", n) in fields for n in spec.surf_vars) or not any(
         ("atmos", n) in fields for n in spec.atmos_vars

@@ -26,7 +26,8 @@ class ERA5DownscalingConfig(DataConfig):
     split: dict[str, Any] | None = option(
         None,
         "geographic shift: {by: region|country|continent|latitude_band, test: [..], ...}; "
-        "cells of the test/val regions are scored, the rest train (every time step)",
+        "cells of the test/val regions are scored, the rest train (every time step); "
+        "overlap: first|drop for cells inside two overlapping regions (default: refused)",
     )
 
     def validate(self, where: str) -> None:

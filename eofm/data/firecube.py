@@ -323,11 +323,23 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
             splits[split], split_labels[split] = index[chosen], labels[chosen]
         return splits, split_labels
 
-    @staticmethod
-    def _statistics(dynamic: np.ndarray, static: np.ndarray) -> tuple[list[float], list[float]]:
-        """Per-variable mean and std of the training windows (NaN left out)."""
+    def _statistics(
+        self, dynamic: np.ndarray, static: np.ndarray
+    ) -> tuple[list[float], list[float]]:
+        """Per-variable mean and std of the training windows (NaN left out); a variable
+        with no value in any training window is refused (its mean would be NaN, and the
+        model would learn from a constant)."""
         values = [dynamic[:, :, c] for c in range(dynamic.shape[2])]
         values += [static[:, c] for c in range(static.shape[1])]
+        names = [*self.dynamic_vars, *self.static_vars]
+        empty = [name for name, v in zip(names, values, strict=True) if not np.isfinite(v).any()]
+        if empty:
+            raise EofmError(
+                f"Input variable(s) {empty} of the cube {self.root} have no finite value in "
+                f"any training window ({len(dynamic)} samples): all NaN. Remove them from "
+                "data.dynamic_vars / data.static_vars, or fill them in the cube.",
+                exit_code=2,
+            )
         mean = [float(np.nanmean(v)) for v in values]
         std = [float(np.nanstd(v)) or 1.0 for v in values]
         return mean, std

@@ -45,6 +45,22 @@ def check_date_ranges(ranges: dict[str, list[str]], where: str) -> None:
             raise RecipeError(f"data.split_dates {a} and {b} in {where} share days.")
 
 
+def check_years(years: dict[str, list[int]], where: str) -> None:
+    """train/val/test each a list of years, and no year in two (a sample of a shared year
+    would both train and score)."""
+    if set(years) != {"train", "val", "test"}:
+        raise RecipeError(f"data.split_years in {where} needs exactly train, val and test.")
+    seen: dict[int, str] = {}
+    for split in ("train", "val", "test"):
+        for year in years[split] or []:
+            if year in seen:
+                raise RecipeError(
+                    f"data.split_years in {where} lists {year} in both {seen[year]} and "
+                    f"{split}; a year belongs to one split."
+                )
+            seen[year] = split
+
+
 @dataclass
 class FireCubeConfig(DataConfig):
     """A zarr datacube with dims (time, y, x): daily dynamic layers, static layers, and
@@ -79,7 +95,8 @@ class FireCubeConfig(DataConfig):
     split: dict[str, Any] | None = option(
         None,
         "hold out regions (instead of years): {by: region|country|continent|latitude_band, "
-        "test: [..], val: [..], regions: FILE, column: NAME}; samples go by their pixel",
+        "test: [..], val: [..], regions: FILE, column: NAME, overlap: first|drop}; samples go "
+        "by their pixel (one inside two overlapping regions is refused unless overlap is set)",
     )
     weather_run: str = option(
         "", "a weather run (run dir or hf://) whose view of each day joins the dynamic inputs"
@@ -99,8 +116,8 @@ class FireCubeConfig(DataConfig):
         check_positive(self, where, "data.buffer_pixels", "data.buffer_days", allow_zero=True)
         if self.patch % 2 == 0:
             raise RecipeError(f"data.patch in {where} must be odd, got {self.patch}.")
-        if self.split_years is not None and set(self.split_years) != {"train", "val", "test"}:
-            raise RecipeError(f"data.split_years in {where} needs exactly train, val and test.")
+        if self.split_years is not None:
+            check_years(self.split_years, where)
         from eofm.data.regions import parse_region_split
 
         parse_region_split(self.split, where)

@@ -18,6 +18,12 @@ within 1 degree), or a band of latitude. Samples of the ``test`` and ``val`` reg
 those splits; the rest (or only the ``train`` regions, when listed) train, and
 ``id_fraction`` of them is kept aside as an in-distribution test, so that ``eofm test``
 can report the gap between seen and unseen regions.
+
+Polygons of a regions file may overlap: a centroid inside two differently named regions
+could then train although it lies in a held-out one. That is refused, naming the regions
+and the samples in both, unless ``overlap`` says what to do: ``first`` (the region listed
+first in the file wins) or ``drop`` (such samples join no split). A centroid exactly on a
+shared border is not an overlap: it takes the first region that touches it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from eofm.errors import EofmError, RecipeError
 
 BOUNDARIES = Path(__file__).parent / "boundaries" / "ne_110m_countries.geojson"
 KINDS = ("region", "country", "continent", "latitude_band")
+#: ``data.split.overlap``: what a sample inside two regions does (None: refused).
+OVERLAP_CHOICES = ("first", "drop")
 #: Degrees within which a coastal centroid outside every country takes the nearest one.
 COAST_TOLERANCE = 1.0
 
@@ -46,6 +54,7 @@ class RegionSplit:
     column: str = ""
     width: float = 15.0
     id_fraction: float = 0.2
+    overlap: str | None = None
 
     def names(self) -> list[str]:
         return [*self.test, *self.val, *self.train]
@@ -93,6 +102,13 @@ def parse_region_split(value: Mapping[str, Any] | None, where: str) -> RegionSpl
             )
     elif by in ("country", "continent"):
         split.column = str(value.get("column") or ("continent" if by == "continent" else "name"))
+    overlap = value.get("overlap")
+    if overlap is not None and overlap not in OVERLAP_CHOICES:
+        raise RecipeError(
+            f"data.split.overlap in {where} must be one of {list(OVERLAP_CHOICES)} "
+            f"(or left out to refuse overlapping regions), got {overlap!r}."
+        )
+    split.overlap = overlap
     split.width = float(value.get("width", split.width))
     split.id_fraction = float(value.get("id_fraction", split.id_fraction))
     if by == "latitude_band" and not 0 < split.width <= 90:
@@ -238,6 +254,11 @@ def assign_regions(
     inside = gpd.sjoin(located, regions, how="left", predicate="intersects")
     inside = inside[~inside.index.duplicated(keep="first")]
     found = dict(zip(inside["key"], inside[split.column], strict=True))
+    overlapping = _overlaps(located, regions, split, path)
+    if split.overlap == "drop":
+        found = {k: v for k, v in found.items() if k not in overlapping}
+        keys = [k for k in keys if k not in overlapping]
+        located = located[~located["key"].isin(list(overlapping))]
     if split.by != "region":  # coarse coasts: the nearest country within the tolerance
         missing = located[[found.get(k) is None or found[k] != found[k] for k in keys]]
         if len(missing):
@@ -247,6 +268,35 @@ def assign_regions(
             near = near[~near.index.duplicated(keep="first")]
             found.update(dict(zip(near["key"], near[split.column], strict=True)))
     return {k: (str(v) if isinstance(v, str) or v == v else None) for k, v in found.items()}
+
+
+def _overlaps(located: Any, regions: Any, split: RegionSplit, path: Path) -> dict[str, list[str]]:
+    """The samples inside (not on the border of) two or more differently named regions,
+    with those regions; refused unless ``split.overlap`` says what to do with them."""
+    import geopandas as gpd
+
+    within = gpd.sjoin(located, regions, how="inner", predicate="within")
+    names: dict[str, list[str]] = {}
+    for key, name in zip(within["key"], within[split.column], strict=True):
+        held = names.setdefault(key, [])
+        if str(name) not in held:
+            held.append(str(name))
+    overlapping = {k: v for k, v in names.items() if len(v) > 1}
+    if overlapping and split.overlap is None:
+        pairs: dict[tuple[str, ...], list[str]] = {}
+        for key in sorted(overlapping):
+            pairs.setdefault(tuple(overlapping[key]), []).append(key)
+        lines = "; ".join(
+            f"{' and '.join(repr(n) for n in regs)}: {', '.join(keys[:5])}"
+            + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+            for regs, keys in pairs.items()
+        )
+        raise EofmError(
+            f"Regions of {path} overlap: {len(overlapping)} sample(s) lie inside more than one "
+            f"(regions: samples) {lines}. Fix the polygons, or set data.split.overlap: first "
+            "(the region listed first wins) or drop (those samples join no split)."
+        )
+    return overlapping
 
 
 def split_by_region(

@@ -100,11 +100,12 @@ def segmentation_metrics(scores: PixelScores, class_names: Sequence[str]) -> dic
     return out
 
 
-def calibration_metrics(scores: PixelScores, index: int = 0) -> dict[str, float]:
-    """ECE, NLL (per pixel) and Brier score (per pixel) at temperature ``index``."""
+def calibration_metrics(scores: PixelScores, index: int = 0) -> dict[str, float | None]:
+    """ECE, NLL (per pixel) and Brier score (per pixel) at temperature ``index``; None
+    (JSON null) without a labelled pixel to score."""
     n = scores.bin_count[index].sum()
     if not n:
-        return {"ECE": float("nan"), "NLL": float("nan"), "Brier": float("nan")}
+        return {"ECE": None, "NLL": None, "Brier": None}
     gap = np.abs(scores.bin_correct[index] - scores.bin_confidence[index]).sum()
     return {
         "ECE": float(gap / n),

@@ -66,6 +66,6 @@ def spread_skill(
         out[name] = {
             "spread": spread,
             "rmse_of_mean": rmse,
-            "ratio": spread / rmse if rmse else float("nan"),
+            "ratio": spread / rmse if rmse else None,  # JSON null: no error to compare
         }
     return out

@@ -176,7 +176,7 @@ class ClassificationFamily(TaskFamily):
         from eofm.evaluation.splits import sample_scores
 
         logits, labels = sample_scores(trained.model, datamodule.val_dataloader())
-        record = calibration_record(logits, labels, "val")
+        record = calibration_record(logits, labels, "val", units=len(labels), unit="samples")
         threshold = float(trained.model.threshold)
         logit = math.log(threshold / (1 - threshold)) if 0 < threshold < 1 else 0.0
         # the same decisions: p_T >= t_T exactly where p >= t

@@ -77,7 +77,14 @@ def load_published(spec: str, overrides: list[str] | None = None) -> TrainedMode
             )
     else:
         model = family.build_model(recipe, bands=config["bands"], pretrained=False)
-    state = load_file(str(weights_path))
+    try:
+        state = load_file(str(weights_path))
+    except Exception as exc:  # safetensors' SafetensorError: a pickle, a damaged header
+        raise EofmError(
+            f"Weights {config['weights']} of hf://{ref.repo_id}@{pinned} are not a readable "
+            f"safetensors file ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+            "eofm loads published weights from safetensors only."
+        ) from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     expected_missing = set()
     if config["adapter_only"]:

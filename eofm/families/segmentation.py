@@ -224,7 +224,8 @@ class SegmentationFamily(TaskFamily):
             len(trained.class_names),
             trained.recipe.task.ignore_index,
         )
-        return calibration_record(logits, target, "val")
+        units = len(datamodule.val_dataloader().dataset)
+        return calibration_record(logits, target, "val", units=units, unit="chips")
 
     def check_predictable(self, model_spec: str) -> None:
         return None

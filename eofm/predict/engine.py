@@ -52,6 +52,7 @@ from eofm.predict.products import ProductRows, describe, product_profile, produc
 from eofm.predict.scenes import SceneReader, inspect_scene
 from eofm.predict.stages import consumer_thread, ordered_map
 from eofm.predict.strips import Recycler, StripBuffer, TileBatch, strip_pool
+from eofm.publishing.provenance import output_attributes
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ class Predictor:
         self.weights = grid.blend_weights(options.tile)
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)
+        #: tags every output carries (the random-initialisation flag, when it applies)
+        self.tags = output_attributes(trained.manifest)
         channels, tile = self.tile_model.channels, options.tile
         shape = (options.batch_size, channels, tile, tile)
         self._outputs = Recycler(lambda: torch.empty(shape, dtype=torch.float32))
@@ -434,6 +437,7 @@ class Predictor:
                 profile = staging_profile(ds) | product_profile(kind, self.num_classes)
                 profiles[kind] = profile
                 out = writing.enter_context(rasterio.open(staging, "w", **profile))
+                out.update_tags(**self.tags)
                 describe(out, kind, self.trained.class_names, primary=kind == self.products[0][0])
                 sinks[kind] = out
             for span, band_cols in grid.column_bands(ds.width, t, stride):

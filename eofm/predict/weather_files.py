@@ -94,6 +94,7 @@ def written_by_eofm(path: Path) -> bool:
 
 def _attrs(trained: Any, run: Any) -> dict[str, Any]:
     from eofm import __version__
+    from eofm.publishing.provenance import backbone_source, is_random_init, output_attributes
 
     base = trained.manifest.get("backbone") or {}
     timing = trained.manifest.get("timing") or {}
@@ -101,14 +102,16 @@ def _attrs(trained: Any, run: Any) -> dict[str, Any]:
     return {
         "Conventions": "CF-1.8",
         "title": f"eofm predictions of {', '.join(run.names)}",
-        "source": f"eofm {__version__}, model {model}, backbone {base.get('repo')}@"
-        f"{base.get('revision')}",
+        "source": f"eofm {__version__}, model {model}, backbone {backbone_source(trained.manifest)}",
         "model": str(model),
         "backbone_repo": str(base.get("repo")),
-        "backbone_revision": str(base.get("revision")),
+        "backbone_revision": "none"
+        if is_random_init(trained.manifest)
+        else str(base.get("revision")),
         "eofm_version": __version__,
         "lead_hours": int(timing.get("lead_hours", 0)),
         "history": "eofm predict",
+        **output_attributes(trained.manifest),
     }
 
 

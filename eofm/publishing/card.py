@@ -7,6 +7,7 @@ from string import Template
 from typing import Any
 
 from eofm.publishing.paths import public_path
+from eofm.publishing.provenance import random_init_warning
 
 
 def render_segmentation_card(
@@ -87,17 +88,15 @@ def render_segmentation_card(
     return template.substitute(
         front_matter="---\n" + yaml.safe_dump(meta, sort_keys=False) + "---",
         title=name,
-        summary=recipe.description
-        or f"{task['type'].capitalize()} of {', '.join(task['class_names'])}.",
+        summary=_warned(
+            config,
+            recipe.description
+            or f"{task['type'].capitalize()} of {', '.join(task['class_names'])}.",
+        ),
         eofm_version=config["eofm_version"],
         task_type=task["type"],
         class_list=", ".join(f"{i} = {c}" for i, c in enumerate(task["class_names"])),
-        backbone_text=(
-            f"`{backbone['name']}` from [`{backbone['repo']}`](https://huggingface.co/{backbone['repo']}) "
-            f"at revision `{backbone['revision']}`"
-            if backbone.get("pretrained_loaded")
-            else f"`{backbone['name']}` architecture, trained from **random initialisation** (no pretrained weights were loaded)"
-        ),
+        backbone_text=_backbone_text(backbone),
         adapter_text=adapter_text,
         decoder_text=f"{config['decoder']['name']} ({config['decoder']['channels']} channels)",
         patch_size=backbone["patch_size"][-1],
@@ -119,6 +118,27 @@ def render_segmentation_card(
             f"Mapping {', '.join(task['class_names'][1:])} per pixel in {dataset}-like imagery, "
             "for research and for screening that a person reviews."
         ),
+    )
+
+
+def _warned(config: dict, summary: str) -> str:
+    """The card's summary, under a warning when the backbone was randomly initialised
+    (the first thing a reader of the card sees)."""
+    warning = random_init_warning(config)
+    if not warning:
+        return summary
+    return f"> **Warning**: {warning[0].upper()}{warning[1:]}\n\n{summary}"
+
+
+def _backbone_text(backbone: dict) -> str:
+    if backbone.get("pretrained_loaded"):
+        return (
+            f"`{backbone['name']}` from [`{backbone['repo']}`](https://huggingface.co/{backbone['repo']}) "
+            f"at revision `{backbone['revision']}`"
+        )
+    return (
+        f"`{backbone['name']}` architecture, trained from **random initialisation** (no "
+        "pretrained weights were loaded)"
     )
 
 
@@ -220,13 +240,12 @@ def render_weather_card(
     return template.substitute(
         front_matter="---\n" + yaml.safe_dump(meta, sort_keys=False) + "---",
         title=name,
-        summary=recipe.description or f"{', '.join(targets)} from a weather model's latent.",
+        summary=_warned(
+            config, recipe.description or f"{', '.join(targets)} from a weather model's latent."
+        ),
         eofm_version=config["eofm_version"],
         variable_list=", ".join(targets),
-        backbone_text=(
-            f"`{backbone['name']}` from [`{backbone['repo']}`](https://huggingface.co/{backbone['repo']}) "
-            f"at revision `{backbone['revision']}`"
-        ),
+        backbone_text=_backbone_text(backbone),
         adapter_text=adapter_text,
         decoder_text=f"{config['decoder']['name']}, one per variable ({config['decoder']['channels']} hidden)",
         weights_text=(

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from eofm.data.sampling import order_options
 from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
+from eofm.jsonfile import json_text
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def file_stamps(paths: Iterable[str | Path]) -> list[list[Any]]:
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
-    text = json.dumps(parts, sort_keys=True, default=str)
+    text = json_text(parts, "the latent cache key", sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
@@ -99,7 +100,9 @@ class LatentCache:
                 shards.append(self._save_shard(staging, len(shards), shard, save_file))
             meta = {"parts": parts, "samples": count, "shards": shards, "extras": extras}
             meta["created"] = time.time()
-            (staging / COMPLETE).write_text(json.dumps(meta, default=str), encoding="utf-8")
+            (staging / COMPLETE).write_text(
+                json_text(meta, COMPLETE, default=str), encoding="utf-8"
+            )
             final = self.entry(key)
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)

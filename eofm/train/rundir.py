@@ -23,6 +23,7 @@ from typing import Any
 from eofm.atomic import write_text
 from eofm.checkpoint_format import BASE_KEY
 from eofm.errors import EofmError
+from eofm.jsonfile import finite_or_none, json_text
 from eofm.recipe import Recipe, load_recipe
 from eofm.train.precision import with_resolved_precision
 
@@ -43,7 +44,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """``data`` as strict JSON (never NaN or inf: :mod:`eofm.jsonfile`), atomically."""
+    write_text_atomic(path, json_text(data, str(path.name), indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -144,12 +146,14 @@ def with_absolute_paths(recipe: Recipe) -> Recipe:
 
 
 def scalar(value: Any) -> float | None:
-    """A metric as a plain float with 6 significant digits (tensors included)."""
+    """A metric as a plain float with 6 significant digits (tensors included); None
+    (JSON null) when there was nothing to score it on (NaN) or it is infinite."""
     if value is None:
         return None
     if hasattr(value, "detach"):
         value = value.detach().cpu().item()
-    return float(f"{float(value):.6g}")
+    value = finite_or_none(value)
+    return None if value is None else float(f"{value:.6g}")
 
 
 def relative_to(path: str | None, root: Path) -> str | None:
