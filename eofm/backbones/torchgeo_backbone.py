@@ -185,7 +185,7 @@ def _normalisation(weight: Any, n: int) -> tuple[tuple[float, ...], tuple[float,
     return (tuple(mean), tuple(std)) if found else ((), ())
 
 
-def _licence(weight: Any) -> str:
+def licence_of(weight: Any) -> str:
     meta = weight.meta
     return str(
         meta.get("license")
@@ -252,7 +252,7 @@ def torchgeo_manifest(spec: str) -> TorchGeoManifest:
         tap_layers=taps,
         weight=spec[len(PREFIX) :],
         architecture=arch,
-        licence=_licence(weight),
+        licence=licence_of(weight),
         url=weight.url,
         in_chans=in_chans,
     )
