@@ -282,7 +282,7 @@ def _print_keys(name: str) -> int:
 def _cmd_backbones(_: argparse.Namespace) -> int:
     from eofm.registry import REGISTRY
 
-    rows = [("name", "hub repo@revision", "bands", "params")]
+    rows = [("name", "hub repo@revision", "bands", "params", "licence")]
     for entry in REGISTRY.entries("backbone"):
         m = entry.meta["manifest"]
         if m.family in ("aurora", "prithvi_wxc"):
@@ -292,10 +292,13 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
             if m.family == "scalemae":  # plus the stored (unused) positional table
                 grid = m.config.img_size // m.config.patch_size[-1]
                 params += (1 + grid * grid) * m.config.embed_dim / 1e6
-        rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M"))
+        rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M", "see its card"))
+    for prefix in REGISTRY.prefixes("backbone"):  # catalogues such as torchgeo:
+        resolver = REGISTRY.resolver("backbone", prefix)
+        rows += [(n, ref, bands, "", lic) for n, ref, bands, lic in resolver.catalogue()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
-        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}")
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}  {r[4]}")
     return 0
 
 

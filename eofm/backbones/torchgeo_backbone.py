@@ -191,6 +191,7 @@ def licence_of(weight: Any) -> str:
         meta.get("license")
         or _LICENCE_BY_CLASS.get(type(weight).__name__)
         or _LICENCE_BY_DATASET.get(meta.get("dataset", ""))
+        or ("Apache-2.0" if weight.name.endswith("_SECO") else None)  # SeCo's Hub cards
         or "unknown"
     )
 
@@ -212,6 +213,11 @@ def torchgeo_manifest(spec: str) -> TorchGeoManifest:
             "architecture; it takes ResNet, ViT, Swin and DOFA weights."
         )
     bands = _eofm_bands(spec, weight)
+    if not bands and arch != "dofa":
+        raise EofmError(
+            f"backbone.name {spec}: the weight's meta has no band list, so eofm cannot map "
+            "data bands onto its input; pick a weight with 'bands' in its meta."
+        )
     in_chans = int(weight.meta.get("in_chans", len(bands)))
     model = _build(arch, model_name, in_chans)
     if arch in ("resnet", "swin"):
@@ -382,7 +388,11 @@ class TorchGeoBackbone(nn.Module):
 
     def _vit(self, x: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int, int]]:
         m = self.model
-        grid = (1, x.shape[-2] // m.patch_embed.patch_size[0], x.shape[-1] // m.patch_embed.patch_size[1])
+        grid = (
+            1,
+            x.shape[-2] // m.patch_embed.patch_size[0],
+            x.shape[-1] // m.patch_embed.patch_size[1],
+        )
         x = m.norm_pre(m.patch_drop(m._pos_embed(m.patch_embed(x))))
         out = []
         for i, block in enumerate(m.blocks):
@@ -444,13 +454,17 @@ def build_torchgeo_backbone(
     data_bands = check_band_names(bands, where="data.bands") if bands else list(manifest.bands)
     if not data_bands:
         raise EofmError(f"{manifest.name} has no band list of its own; set data.bands.")
-    wavelengths = wavelengths_of(manifest.name, data_bands) if manifest.wavelength_conditioned else None
+    wavelengths = (
+        wavelengths_of(manifest.name, data_bands) if manifest.wavelength_conditioned else None
+    )
     state, source = None, None
     if pretrained:
         state, source = fetch_or_random_init(
             manifest.name, lambda: read_torchgeo_weights(manifest), allow_random_init
         )
-    model = _build(manifest.architecture, str(get_weight(manifest.name).meta["model"]), manifest.in_chans)
+    model = _build(
+        manifest.architecture, str(get_weight(manifest.name).meta["model"]), manifest.in_chans
+    )
     if state is not None:
         _load(model, state, manifest)
         log.info("Loaded %s from %s (torchgeo %s).", manifest.name, manifest.url, _version())
@@ -507,12 +521,35 @@ def _map_first_conv(backbone: TorchGeoBackbone, bands: list[str]) -> None:
     )
 
 
+def catalogue() -> list[tuple[str, str, str, str]]:
+    """``(name, url-file@revision, bands, licence)`` of every torchgeo weight eofm takes,
+    read from the enums alone (no model is built)."""
+    rows = []
+    for cls_name, enum in _weights_enums().items():
+        for member, weight in enum.__members__.items():
+            if not _architecture(str(weight.meta.get("model", ""))):
+                continue
+            spec = f"{PREFIX}{cls_name}.{member}"
+            try:
+                bands = ",".join(_eofm_bands(spec, weight))
+            except EofmError:
+                continue  # bands outside eofm's table (Landsat)
+            if _architecture(str(weight.meta["model"])) == "dofa":
+                bands = "any (by wavelength)"
+            elif not bands:
+                continue  # no band list to map data bands onto
+            file = PurePosixPath(urlparse(weight.url).path).name
+            rows.append((spec, f"{file}@{_revision(weight.url)[:12]}", bands, licence_of(weight)))
+    return rows
+
+
 class TorchGeoResolver:
     """The registry's resolver for the ``torchgeo:`` prefix: spec -> manifest -> backbone."""
 
     prefix = PREFIX
     manifest = staticmethod(torchgeo_manifest)
     build = staticmethod(build_torchgeo_backbone)
+    catalogue = staticmethod(catalogue)
 
 
 RESOLVER = TorchGeoResolver()
