@@ -293,9 +293,8 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
                 grid = m.config.img_size // m.config.patch_size[-1]
                 params += (1 + grid * grid) * m.config.embed_dim / 1e6
         rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M", "see its card"))
-    for prefix in REGISTRY.prefixes("backbone"):  # catalogues such as torchgeo:
-        resolver = REGISTRY.resolver("backbone", prefix)
-        rows += [(n, ref, bands, "", lic) for n, ref, bands, lic in resolver.catalogue()]
+    for entry in REGISTRY.prefix_entries("backbone"):  # catalogues such as torchgeo:
+        rows += [(n, ref, bands, "", lic) for n, ref, bands, lic in entry.load_meta("catalogue")()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}  {r[4]}")

@@ -49,7 +49,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Entry] = {}
-        self._prefixes: dict[tuple[str, str], str] = {}
+        self._prefixes: dict[tuple[str, str], Entry] = {}
 
     def add(self, kind: Kind, name: str, target: str, **meta: Any) -> None:
         key = (kind, name)
@@ -57,19 +57,23 @@ class Registry:
             raise ValueError(f"{kind} {name!r} is registered twice")
         self._entries[key] = Entry(kind, name, target, meta)
 
-    def add_prefix(self, kind: Kind, prefix: str, target: str) -> None:
+    def add_prefix(self, kind: Kind, prefix: str, target: str, **meta: Any) -> None:
         """Names ``<prefix><anything>`` resolve through ``target`` (an object with
-        ``manifest(name)`` and ``build(...)``), e.g. every torchgeo weight at once."""
-        self._prefixes[(kind, prefix)] = target
+        ``manifest(name)`` and ``build(...)``), e.g. every torchgeo weight at once;
+        ``meta["catalogue"]`` lists the names it takes without importing torch."""
+        self._prefixes[(kind, prefix)] = Entry(kind, prefix, target, meta)
+
+    def prefix_entries(self, kind: Kind) -> list[Entry]:
+        return [e for (k, _), e in self._prefixes.items() if k == kind]
 
     def prefixes(self, kind: Kind) -> list[str]:
         return [p for (k, p) in self._prefixes if k == kind]
 
     def resolver(self, kind: Kind, name: str) -> Any | None:
         """The resolver whose prefix starts ``name``, or ``None``."""
-        for (k, prefix), target in self._prefixes.items():
+        for (k, prefix), entry in self._prefixes.items():
             if k == kind and name.startswith(prefix):
-                return load_target(target)
+                return entry.load()
         return None
 
     def names(self, kind: Kind) -> list[str]:
@@ -101,7 +105,12 @@ def _build() -> Registry:
     ):
         for manifest in load_target(f"eofm.backbones.manifest:{manifests}"):
             reg.add("backbone", manifest.name, encoder, manifest=manifest)
-    reg.add_prefix("backbone", "torchgeo:", "eofm.backbones.torchgeo_backbone:RESOLVER")
+    reg.add_prefix(
+        "backbone",
+        "torchgeo:",
+        "eofm.backbones.torchgeo_backbone:RESOLVER",
+        catalogue="eofm.backbones.torchgeo_catalogue:catalogue_rows",
+    )
     # Decoders: every class takes (in_channels, channels, *, patch_size, **options).
     reg.add("decoder", "progressive", "eofm.decoders.progressive:ProgressiveDecoder", input="maps")
     reg.add("decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", input="maps")

@@ -226,3 +226,17 @@ def test_torchgeo_weights_fit_and_test(
         assert model["normalisation_source"] == "backbone manifest"
     assert main(["test", str(run)]) == 0
     assert (run / "test_metrics.json").is_file()
+
+
+def test_eofm_backbones_lists_the_torchgeo_catalogue_with_licences(capsys) -> None:
+    from eofm.backbones.torchgeo_backbone import catalogue
+    from eofm.backbones.torchgeo_catalogue import catalogue_rows
+    from eofm.cli import main
+
+    assert catalogue_rows() == catalogue()  # the shipped list is what torchgeo says now
+    assert main(["backbones"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    dofa = next(line for line in lines if line.startswith("torchgeo:DOFABase16_Weights.DOFA_MAE"))
+    assert "any (by wavelength)" in dofa and dofa.endswith("CC-BY-4.0")
+    swin = next(line for line in lines if "Swin_V2_T_Weights.SENTINEL2_SI_MS_SATLAS" in line)
+    assert "sentinel2_swint_si_ms-bc68e396.pth@081d6607431b" in swin

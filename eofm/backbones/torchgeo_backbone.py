@@ -549,7 +549,6 @@ class TorchGeoResolver:
     prefix = PREFIX
     manifest = staticmethod(torchgeo_manifest)
     build = staticmethod(build_torchgeo_backbone)
-    catalogue = staticmethod(catalogue)
 
 
 RESOLVER = TorchGeoResolver()
