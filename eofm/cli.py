@@ -88,6 +88,20 @@ def _parser() -> argparse.ArgumentParser:
         help="write the folder that would be uploaded, upload nothing",
     )
 
+    export = sub.add_parser(
+        "export", help="write a run as one ONNX or torch.export graph (adapter merged)"
+    )
+    export.add_argument(
+        "run_dir", help="a run dir written by 'eofm fit', or one of its checkpoints"
+    )
+    export.add_argument("--format", required=True, choices=("onnx", "pt2"), dest="fmt")
+    export.add_argument(
+        "--output", type=Path, help="the file to write (default RUN_DIR/export/model.FORMAT)"
+    )
+    export.add_argument("--tile", type=int, default=224, help="tile size in pixels (default 224)")
+    export.add_argument(
+        "--dynamic-batch", action="store_true", help="let the batch size vary at inference"
+    )
     predict = sub.add_parser("predict", help="stream a model over GeoTIFF scenes of any size")
     predict.add_argument(
         "--model",
@@ -298,6 +312,26 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}  {r[4]}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from eofm.commands.export import check_output
+
+    run = Path(args.run_dir)
+    out = (
+        args.output or (run if run.is_dir() else run.parent.parent) / "export" / f"model.{args.fmt}"
+    )
+    check_output(out, args.fmt)  # before any heavy import
+    from eofm.commands.export import export_run
+
+    result = export_run(
+        args.run_dir, args.fmt, out, tile=args.tile, dynamic_batch=args.dynamic_batch
+    )
+    _echo(
+        f"Exported {result.path} (max |diff| vs PyTorch {result.max_abs_diff:.1e}); "
+        f"inference settings in {result.sidecar}"
+    )
     return 0
 
 
@@ -536,6 +570,7 @@ def _print_table(title: str, metrics: dict[str, float | None], *, prefix: str) -
 COMMANDS = {
     "recipes": _cmd_recipes,
     "backbones": _cmd_backbones,
+    "export": _cmd_export,
     "fit": _cmd_fit,
     "test": _cmd_test,
     "predict": _cmd_predict,
