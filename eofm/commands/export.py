@@ -55,14 +55,14 @@ def check_output(out: Path, fmt: str) -> None:
             raise EofmError(f"{path} exists; choose another --output (nothing is overwritten).")
 
 
-def inference_module(trained: Any) -> Any:
+def inference_module(network: Any, mean: list[float], std: list[float]) -> Any:
     """The trained network with its adapter merged and ``(x - mean) / std`` in front."""
     import torch
     from torch import nn
 
     from eofm.adapters import is_lora
 
-    model = copy.deepcopy(trained.model).eval()
+    model = copy.deepcopy(network).eval()
     if is_lora(model.backbone):
         model.backbone = model.backbone.merge_and_unload()
 
@@ -70,9 +70,9 @@ def inference_module(trained: Any) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.model = model
-            shape = (1, len(trained.mean), 1, 1)
-            self.register_buffer("mean", torch.tensor(trained.mean).reshape(shape))
-            self.register_buffer("std", torch.tensor(trained.std).reshape(shape))
+            shape = (1, len(mean), 1, 1)
+            self.register_buffer("mean", torch.tensor(mean).reshape(shape))
+            self.register_buffer("std", torch.tensor(std).reshape(shape))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model((x - self.mean) / self.std)
@@ -111,34 +111,20 @@ def export_run(
         raise EofmError(
             f"--tile {tile} must be a multiple of the backbone's stride {trained.patch_size}."
         )
-    module = inference_module(trained)
+    module = inference_module(trained.model, trained.mean, trained.std)
     torch.manual_seed(0)
     example = torch.rand(2, len(trained.bands), tile, tile) * 2000.0
     with torch.no_grad():
         expected = module(example)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    dynamic = {"x": {0: batch}} if dynamic_batch else None
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     try:
+        save_graph(module, example, fmt, partial, dynamic_batch=dynamic_batch)
         if fmt == "pt2":
-            program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
-            torch.export.save(program, str(partial))
             with torch.no_grad():
                 got = torch.export.load(str(partial)).module()(example)
             diff = float((got - expected).abs().max())
         else:
-            torch.onnx.export(
-                module,
-                (example,),
-                str(partial),
-                dynamo=True,
-                dynamic_shapes=dynamic,
-                input_names=["x"],
-                output_names=["logits"],
-                external_data=False,
-                optimize=True,
-            )
             diff = _onnx_parity(partial, example.numpy(), expected.numpy())
         if diff > TOLERANCE[fmt]:
             raise EofmError(
@@ -155,6 +141,30 @@ def export_run(
     )
     log.info("Exported %s to %s (max |diff| %.2e vs PyTorch).", run, out, diff)
     return ExportResult(out, sidecar, diff)
+
+
+def save_graph(module: Any, example: Any, fmt: str, path: Path, *, dynamic_batch: bool) -> None:
+    """Write ``module`` traced on ``example`` as ``fmt`` to ``path`` (batch dimension
+    dynamic when asked; the tile size is fixed)."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    dynamic = {"x": {0: batch}} if dynamic_batch else None
+    if fmt == "pt2":
+        program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
+        torch.export.save(program, str(path))
+        return
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        dynamo=True,
+        dynamic_shapes=dynamic,
+        input_names=["x"],
+        output_names=["logits"],
+        external_data=False,
+        optimize=True,
+    )
 
 
 def _onnx_parity(path: Path, x: Any, expected: Any) -> float:
