@@ -99,3 +99,29 @@ def test_export_argument_errors_are_light(tmp_path: Path, capsys) -> None:
     args = ["export", str(tmp_path), "--format", "onnx", "--output", str(out)]
     assert main(args) == 1
     assert "exists" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_predict_from_onnx_writes_the_class_map_of_the_run(
+    lora_run: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import rasterio
+
+    out = tmp_path / "model.onnx"
+    export = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
+    assert main([*export, "--dynamic-batch"]) == 0
+    chips = sorted((flood_root / "S1Hand").glob("*.tif"))[:2]
+    options = ["--overlap", "8", "--no-progress", "--device", "cpu"]
+    common = [*map(str, chips), "--tile", "32", *options]
+    assert main(["predict", "--model", str(lora_run), *common, "--out", str(tmp_path / "pt")]) == 0
+    assert main(["predict", "--model", str(out), *common, "--out", str(tmp_path / "ort")]) == 0
+    for chip in chips:
+        with (
+            rasterio.open(tmp_path / "pt" / chip.name) as a,
+            rasterio.open(tmp_path / "ort" / chip.name) as b,
+        ):
+            assert (a.read(1) == b.read(1)).all()
+    other_tile = [*map(str, chips), "--tile", "64", *options, "--out", str(tmp_path / "x")]
+    assert main(["predict", "--model", str(out), *other_tile]) == 1  # the graph's tile is 32
+    assert not (tmp_path / "x").exists()

@@ -200,4 +200,6 @@ def _sidecar(trained: Any, fmt: str, tile: int, dynamic_batch: bool, diff: float
         "backbone": trained.manifest.get("backbone"),
         "source": trained.source,
         "parity_max_abs_diff": diff,
+        "recipe": trained.recipe.to_dict(),
+        "model_json": trained.manifest,
     }
