@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         "--license", default="apache-2.0", help="licence id for the card (default apache-2.0)"
     )
     publish.add_argument(
+        "--with-onnx",
+        type=int,
+        nargs="?",
+        const=224,
+        metavar="TILE",
+        help="also upload the run exported as ONNX (eofm export; tiles of TILE px, default 224)",
+    )
+    publish.add_argument(
         "--dry-run",
         type=Path,
         metavar="DIR",
@@ -430,6 +438,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         adapter_only=args.adapter_only,
         license_id=args.license,
         dry_run=args.dry_run,
+        onnx_tile=args.with_onnx,
     )
     if args.dry_run:
         print(f"eofm publish: dry run, wrote {result}:")

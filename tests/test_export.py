@@ -125,3 +125,17 @@ def test_predict_from_onnx_writes_the_class_map_of_the_run(
     other_tile = [*map(str, chips), "--tile", "64", *options, "--out", str(tmp_path / "x")]
     assert main(["predict", "--model", str(out), *other_tile]) == 1  # the graph's tile is 32
     assert not (tmp_path / "x").exists()
+
+
+def test_publish_with_onnx_bundles_the_exported_graph(
+    lora_run: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "bundle"
+    args = ["publish", str(lora_run), "--repo", "org/flood", "--dry-run", str(folder)]
+    assert main([*args, "--with-onnx", "32"]) == 0
+    sidecar = (folder / "model.onnx.json").read_text()
+    assert (folder / "model.onnx").stat().st_size > 0 and (folder / "model.safetensors").is_file()
+    assert json.loads(sidecar)["source"] == "hf://org/flood" and json.loads(sidecar)["tile"] == 32
+    assert str(flood_root) not in sidecar and str(lora_run) not in sidecar  # paths scrubbed

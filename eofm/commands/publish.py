@@ -41,8 +41,10 @@ def build_bundle(
     adapter_only: bool,
     license_id: str,
     revision: str | None = None,
+    onnx_tile: int | None = None,
 ) -> Path:
-    """Write the exact folder that ``publish`` uploads."""
+    """Write the exact folder that ``publish`` uploads; with ``onnx_tile``, also the run
+    exported as ONNX (``eofm export``, dynamic batch) and its sidecar, paths scrubbed."""
     import yaml
     from safetensors.torch import save_file
 
@@ -100,6 +102,15 @@ def build_bundle(
         revision=revision,
     )
     (folder / CARD_FILE).write_text(card, encoding="utf-8")
+    if onnx_tile:
+        from eofm.commands.export import export_run
+
+        exported = export_run(
+            str(run_dir), "onnx", folder / "model.onnx", tile=onnx_tile, dynamic_batch=True
+        )
+        sidecar = json.loads(exported.sidecar.read_text(encoding="utf-8"))
+        sidecar.update(recipe=public_recipe, source=f"hf://{repo_id}")
+        exported.sidecar.write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
     for path in folder.iterdir():
         path.chmod(0o644)
     return folder
@@ -114,6 +125,7 @@ def publish(
     adapter_only: bool = False,
     license_id: str = "apache-2.0",
     dry_run: Path | None = None,
+    onnx_tile: int | None = None,
 ) -> str | Path:
     """Build the bundle and upload it in one commit; returns the commit sha (or the folder)."""
     import tempfile
@@ -126,6 +138,7 @@ def publish(
         "adapter_only": adapter_only,
         "license_id": license_id,
         "revision": revision,
+        "onnx_tile": onnx_tile,
     }
     if dry_run is not None:
         return build_bundle(run_dir, Path(dry_run), **options)
