@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,aurora,fire,wxc]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,aurora,fire,wxc,export]'
 	@touch $(STAMP)
 
 demo: setup

@@ -30,6 +30,24 @@ BAND_NAMES: dict[str, str] = {
     "VH": "Sentinel-1 C-band backscatter, VH polarisation (dB)",
 }
 
+#: Central wavelengths (µm) of the optical bands, for wavelength-conditioned encoders (DOFA):
+#: Sentinel-2A MSI spectral response (ESA, "Sentinel-2 User Handbook", 2015, Table 1).
+BAND_WAVELENGTH_UM: dict[str, float] = {
+    "COASTAL_AEROSOL": 0.443,
+    "BLUE": 0.490,
+    "GREEN": 0.560,
+    "RED": 0.665,
+    "RED_EDGE_1": 0.705,
+    "RED_EDGE_2": 0.740,
+    "RED_EDGE_3": 0.783,
+    "NIR_BROAD": 0.842,
+    "NIR_NARROW": 0.865,
+    "WATER_VAPOR": 0.945,
+    "CIRRUS": 1.375,
+    "SWIR_1": 1.610,
+    "SWIR_2": 2.190,
+}
+
 #: The 13 Sentinel-2 L1C bands in the order Sen1Floods11 ``S2Hand`` chips store them.
 SENTINEL2_L1C_BANDS: tuple[str, ...] = (
     "COASTAL_AEROSOL",

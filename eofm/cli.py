@@ -82,12 +82,34 @@ def _parser() -> argparse.ArgumentParser:
         "--license", default="apache-2.0", help="licence id for the card (default apache-2.0)"
     )
     publish.add_argument(
+        "--with-onnx",
+        type=int,
+        nargs="?",
+        const=224,
+        metavar="TILE",
+        help="also upload the run exported as ONNX (eofm export; tiles of TILE px, default 224)",
+    )
+    publish.add_argument(
         "--dry-run",
         type=Path,
         metavar="DIR",
         help="write the folder that would be uploaded, upload nothing",
     )
 
+    export = sub.add_parser(
+        "export", help="write a run as one ONNX or torch.export graph (adapter merged)"
+    )
+    export.add_argument(
+        "run_dir", help="a run dir written by 'eofm fit', or one of its checkpoints"
+    )
+    export.add_argument("--format", required=True, choices=("onnx", "pt2"), dest="fmt")
+    export.add_argument(
+        "--output", type=Path, help="the file to write (default RUN_DIR/export/model.FORMAT)"
+    )
+    export.add_argument("--tile", type=int, default=224, help="tile size in pixels (default 224)")
+    export.add_argument(
+        "--dynamic-batch", action="store_true", help="let the batch size vary at inference"
+    )
     predict = sub.add_parser("predict", help="stream a model over GeoTIFF scenes of any size")
     predict.add_argument(
         "--model",
@@ -289,7 +311,7 @@ def _print_keys(name: str) -> int:
 def _cmd_backbones(_: argparse.Namespace) -> int:
     from eofm.registry import REGISTRY
 
-    rows = [("name", "hub repo@revision", "bands", "params")]
+    rows = [("name", "hub repo@revision", "bands", "params", "licence")]
     for entry in REGISTRY.entries("backbone"):
         m = entry.meta["manifest"]
         if m.family in ("aurora", "prithvi_wxc"):
@@ -299,10 +321,32 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
             if m.family == "scalemae":  # plus the stored (unused) positional table
                 grid = m.config.img_size // m.config.patch_size[-1]
                 params += (1 + grid * grid) * m.config.embed_dim / 1e6
-        rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M"))
+        rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M", "see its card"))
+    for entry in REGISTRY.prefix_entries("backbone"):  # catalogues such as torchgeo:
+        rows += [(n, ref, bands, "", lic) for n, ref, bands, lic in entry.load_meta("catalogue")()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
-        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}")
+        print(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>7}  {r[4]}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from eofm.commands.export import check_output
+
+    run = Path(args.run_dir)
+    out = (
+        args.output or (run if run.is_dir() else run.parent.parent) / "export" / f"model.{args.fmt}"
+    )
+    check_output(out, args.fmt)  # before any heavy import
+    from eofm.commands.export import export_run
+
+    result = export_run(
+        args.run_dir, args.fmt, out, tile=args.tile, dynamic_batch=args.dynamic_batch
+    )
+    _echo(
+        f"Exported {result.path} (max |diff| vs PyTorch {result.max_abs_diff:.1e}); "
+        f"inference settings in {result.sidecar}"
+    )
     return 0
 
 
@@ -421,6 +465,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         adapter_only=args.adapter_only,
         license_id=args.license,
         dry_run=args.dry_run,
+        onnx_tile=args.with_onnx,
     )
     if args.dry_run:
         print(f"eofm publish: dry run, wrote {result}:")
@@ -586,6 +631,7 @@ def _print_table(title: str, metrics: dict[str, float | None], *, prefix: str) -
 COMMANDS = {
     "recipes": _cmd_recipes,
     "backbones": _cmd_backbones,
+    "export": _cmd_export,
     "fit": _cmd_fit,
     "test": _cmd_test,
     "predict": _cmd_predict,

@@ -48,12 +48,32 @@ class Registry:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str], Entry] = {}
+        self._prefixes: dict[tuple[str, str], Entry] = {}
 
     def add(self, kind: Kind, name: str, target: str, **meta: Any) -> None:
         key = (kind, name)
         if key in self._entries:
             raise ValueError(f"{kind} {name!r} is registered twice")
         self._entries[key] = Entry(kind, name, target, meta)
+
+    def add_prefix(self, kind: Kind, prefix: str, target: str, **meta: Any) -> None:
+        """Names ``<prefix><anything>`` resolve through ``target`` (an object with
+        ``manifest(name)`` and ``build(...)``), e.g. every torchgeo weight at once;
+        ``meta["catalogue"]`` lists the names it takes without importing torch."""
+        self._prefixes[(kind, prefix)] = Entry(kind, prefix, target, meta)
+
+    def prefix_entries(self, kind: Kind) -> list[Entry]:
+        return [e for (k, _), e in self._prefixes.items() if k == kind]
+
+    def prefixes(self, kind: Kind) -> list[str]:
+        return [p for (k, p) in self._prefixes if k == kind]
+
+    def resolver(self, kind: Kind, name: str) -> Any | None:
+        """The resolver whose prefix starts ``name``, or ``None``."""
+        for (k, prefix), entry in self._prefixes.items():
+            if k == kind and name.startswith(prefix):
+                return entry.load()
+        return None
 
     def names(self, kind: Kind) -> list[str]:
         return [name for (k, name) in self._entries if k == kind]
@@ -84,6 +104,12 @@ def _build() -> Registry:
     ):
         for manifest in load_target(f"eofm.backbones.manifest:{manifests}"):
             reg.add("backbone", manifest.name, encoder, manifest=manifest)
+    reg.add_prefix(
+        "backbone",
+        "torchgeo:",
+        "eofm.backbones.torchgeo_backbone:RESOLVER",
+        catalogue="eofm.backbones.torchgeo_catalogue:catalogue_rows",
+    )
     # Decoders: every class takes (in_channels, channels, *, patch_size, **options).
     reg.add("decoder", "progressive", "eofm.decoders.progressive:ProgressiveDecoder", input="maps")
     reg.add("decoder", "upernet", "eofm.decoders.upernet:UperNetDecoder", input="maps")

@@ -33,8 +33,11 @@ def resolve_manifest(spec: str) -> BackboneManifest | AuroraManifest:
     weights file, or the one named with ``#FILE``.
     """
     from eofm.backbones.timm_backbone import is_timm_spec, timm_manifest
-    from eofm.registry import backbone_manifest, manifest_for_repo
+    from eofm.registry import REGISTRY, backbone_manifest, manifest_for_repo
 
+    resolver = REGISTRY.resolver("backbone", spec)
+    if resolver is not None:  # a prefix such as torchgeo: names a whole catalogue
+        return resolver.manifest(spec)
     if is_timm_spec(spec):
         return timm_manifest(spec)
     if not hub.is_hub_uri(spec):
@@ -103,6 +106,12 @@ def load_backbone(
         from eofm.backbones.timm_backbone import build_timm_backbone
 
         return build_timm_backbone(
+            manifest, bands, pretrained=pretrained, allow_random_init=allow_random_init
+        )
+    if manifest.family == "torchgeo":
+        from eofm.registry import REGISTRY
+
+        return REGISTRY.resolver("backbone", spec).build(
             manifest, bands, pretrained=pretrained, allow_random_init=allow_random_init
         )
     if manifest.family == "scalemae" and bands is not None:

@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 def describe_model(spec: str) -> tuple[Any, dict]:
     """The recipe and ``model.json`` of a run dir, or the recipe and ``config.json`` of a
     published model, without loading any weight (fast)."""
+    from eofm.predict.onnx_model import describe_onnx, is_onnx_model
     from eofm.publishing.hub import is_hub_uri
 
+    if is_onnx_model(spec):  # a graph written by 'eofm export', run in onnxruntime
+        return describe_onnx(spec)
     if is_hub_uri(spec):
         from eofm.publishing.hub import parse_hub_uri
 
@@ -70,11 +73,18 @@ def run_predict(
     check_supported(model_spec, recipe, family, options, ensemble=bool(members))
     for member in members:
         check_same_outputs(model_spec, recipe, manifest, member)
+    from eofm.predict.onnx_model import check_onnx_options, is_onnx_model
+
+    if is_onnx_model(model_spec):
+        check_onnx_options(model_spec, options)
 
     def load() -> Any:  # torch is imported only once inputs and options are checked
         from eofm.families.trained import load_trained
+        from eofm.predict.onnx_model import is_onnx_model, load_onnx_model
 
-        return load_trained(model_spec)
+        return (
+            load_onnx_model(model_spec) if is_onnx_model(model_spec) else load_trained(model_spec)
+        )
 
     handled = family.predict_own_inputs(load, list(inputs), out_dir, options, echo)
     if handled is not None:

@@ -31,7 +31,7 @@ from eofm.publishing.bundle import (
 )
 from eofm.publishing.paths import scrub_recipe
 from eofm.train.model_json import load_model_json, read_model_json
-from eofm.train.rundir import MODEL_FILE, TEST_METRICS_FILE, load_run_recipe, read_json
+from eofm.train.rundir import MODEL_FILE, TEST_METRICS_FILE, load_run_recipe, read_json, write_json
 
 
 def build_bundle(
@@ -42,8 +42,10 @@ def build_bundle(
     adapter_only: bool,
     license_id: str,
     revision: str | None = None,
+    onnx_tile: int | None = None,
 ) -> Path:
-    """Write the exact folder that ``publish`` uploads."""
+    """Write the exact folder that ``publish`` uploads; with ``onnx_tile``, also the run
+    exported as ONNX (``eofm export``, dynamic batch) and its sidecar, paths scrubbed."""
     run_dir = check_publish_request(run_dir, adapter_only=adapter_only)
     family = family_of(load_run_recipe(run_dir))
     if folder.exists() and any(folder.iterdir()):
@@ -103,6 +105,15 @@ def build_bundle(
         revision=revision,
     )
     (folder / CARD_FILE).write_text(card, encoding="utf-8")
+    if onnx_tile:
+        from eofm.commands.export import export_run
+
+        exported = export_run(
+            str(run_dir), "onnx", folder / "model.onnx", tile=onnx_tile, dynamic_batch=True
+        )
+        sidecar = read_json(exported.sidecar)
+        sidecar.update(recipe=public_recipe, source=f"hf://{repo_id}")
+        write_json(exported.sidecar, sidecar)
     for path in folder.iterdir():
         path.chmod(0o644)
     return folder
@@ -141,6 +152,7 @@ def publish(
     adapter_only: bool = False,
     license_id: str = "apache-2.0",
     dry_run: Path | None = None,
+    onnx_tile: int | None = None,
 ) -> str | Path:
     """Build the bundle and upload it in one commit; returns the commit sha (or the folder)."""
     import tempfile
@@ -153,6 +165,7 @@ def publish(
         "adapter_only": adapter_only,
         "license_id": license_id,
         "revision": revision,
+        "onnx_tile": onnx_tile,
     }
     if dry_run is not None:
         return build_bundle(run_dir, Path(dry_run), **options)

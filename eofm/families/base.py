@@ -223,6 +223,16 @@ class TaskFamily:
             "and weather runs so far."
         )
 
+    def check_exportable(self, run_dir: Any) -> None:
+        """Refuse what ``eofm export`` cannot write as one graph of image tiles."""
+        raise EofmError(
+            f"{run_dir} is a {self.name} model; eofm export writes models that map image "
+            "tiles to per-pixel outputs (segmentation). Weather models cannot: their "
+            "inputs are variable-and-level dictionaries with time steps and static fields "
+            "rather than one tensor, and the encoders (Aurora, Prithvi WxC) run their own "
+            "rollout and normalisation outside the network."
+        )
+
     def publishes_trained_only(self, trained: Any) -> bool:
         """Whether ``eofm publish`` uploads only the trained weights (with a pointer to the
         pretrained backbone) even without ``--adapter-only``."""

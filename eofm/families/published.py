@@ -103,6 +103,10 @@ def pin_backbone(recipe: Any, base: dict) -> None:
     """Point ``recipe.backbone.name`` at the exact commit (and file) that the frozen
     weights of a light checkpoint or an adapter-only upload came from, whatever the
     branch the name follows now."""
+    from eofm.registry import REGISTRY
+
+    if REGISTRY.resolver("backbone", recipe.backbone.name) is not None:
+        return  # a catalogue name (torchgeo:) pins its file and revision itself
     if base.get("repo") and base.get("revision"):
         file = f"#{base['file']}" if base.get("file") else ""
         recipe.backbone.name = f"hf://{base['repo']}@{base['revision']}{file}"

@@ -238,6 +238,9 @@ class SegmentationFamily(TaskFamily):
     def check_publishable(self, run_dir: Any) -> None:
         return None
 
+    def check_exportable(self, run_dir: Any) -> None:
+        return None
+
     def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
         from eofm.publishing.card import render_segmentation_card
 

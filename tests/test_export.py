@@ -1,0 +1,141 @@
+"""``eofm export``: one graph (adapter merged, normalisation inside) in ONNX and ``.pt2``,
+equal to the PyTorch model: <= 1e-4 in onnxruntime on CPU, <= 1e-5 for ``.pt2``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eofm.cli import main
+from tests.test_training import flood_root, overrides  # noqa: F401 - fixture reuse
+
+
+@pytest.fixture(scope="module")
+def lora_run(flood_root: Path, tmp_path_factory) -> Path:  # noqa: F811
+    """A LoRA run of the Prithvi-EO-2.0 tiny architecture on real Sen1Floods11 S1 chips."""
+    run = tmp_path_factory.mktemp("export") / "run"
+    args = overrides(
+        flood_root,
+        **{
+            "adapter.mode": "lora",
+            "backbone.coords": "false",
+            "trainer.max_epochs": 1,
+            "data.num_workers": 0,
+        },
+    )
+    assert main(["fit", "demo", *args, "--run-dir", str(run)]) == 0
+    return run
+
+
+def _reference(run: Path, x: torch.Tensor) -> torch.Tensor:
+    from eofm.families.trained import load_trained
+
+    trained = load_trained(str(run))
+    mean = torch.tensor(trained.mean).reshape(1, -1, 1, 1)
+    std = torch.tensor(trained.std).reshape(1, -1, 1, 1)
+    with torch.no_grad():
+        return trained.model((x - mean) / std)
+
+
+def _chip_tiles(flood_root: Path, tile: int) -> torch.Tensor:  # noqa: F811
+    import rasterio
+
+    tiles = []
+    for path in sorted((flood_root / "S1Hand").glob("*.tif"))[:3]:
+        with rasterio.open(path) as src:
+            tiles.append(np.nan_to_num(src.read(window=((0, tile), (0, tile))).astype("float32")))
+    return torch.from_numpy(np.stack(tiles))
+
+
+def test_pt2_export_equals_the_run(lora_run: Path, flood_root: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "model.pt2"
+    args = ["export", str(lora_run), "--format", "pt2", "--tile", "32", "--output", str(out)]
+    assert main([*args, "--dynamic-batch"]) == 0
+    sidecar = json.loads((tmp_path / "model.pt2.json").read_text())
+    assert sidecar["tile"] == 32 and sidecar["bands"] == ["VV", "VH"]
+    assert sidecar["normalisation_in_graph"] is True
+    x = _chip_tiles(flood_root, 32)
+    program = torch.export.load(str(out)).module()
+    assert not [n for n, _ in program.named_parameters() if "lora" in n]  # merged
+    got = program(x)
+    assert got.shape == (3, 2, 32, 32)
+    assert (got - _reference(lora_run, x)).abs().max() <= 1e-5
+    assert main(args) == 1  # nothing is overwritten
+
+
+def test_onnx_export_equals_the_run_in_onnxruntime(
+    lora_run: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "model.onnx"
+    args = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
+    assert main([*args, "--dynamic-batch"]) == 0
+    x = _chip_tiles(flood_root, 32)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"x": x.numpy()})
+    expected = _reference(lora_run, x).numpy()
+    assert np.abs(got - expected).max() <= 1e-4
+    assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_weather_models_say_why_they_cannot_export() -> None:
+    from eofm.errors import EofmError
+    from eofm.families.regression import RegressionFamily
+
+    with pytest.raises(EofmError, match="Weather models cannot"):
+        RegressionFamily().check_exportable("run")
+
+
+def test_export_argument_errors_are_light(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "model.onnx"
+    out.write_text("mine")
+    args = ["export", str(tmp_path), "--format", "onnx", "--output", str(out)]
+    assert main(args) == 1
+    assert "exists" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_predict_from_onnx_writes_the_class_map_of_the_run(
+    lora_run: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    import rasterio
+
+    out = tmp_path / "model.onnx"
+    export = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
+    assert main([*export, "--dynamic-batch"]) == 0
+    chips = sorted((flood_root / "S1Hand").glob("*.tif"))[:2]
+    options = ["--overlap", "8", "--no-progress", "--device", "cpu"]
+    common = [*map(str, chips), "--tile", "32", *options]
+    assert main(["predict", "--model", str(lora_run), *common, "--out", str(tmp_path / "pt")]) == 0
+    assert main(["predict", "--model", str(out), *common, "--out", str(tmp_path / "ort")]) == 0
+    for chip in chips:
+        with (
+            rasterio.open(tmp_path / "pt" / chip.name) as a,
+            rasterio.open(tmp_path / "ort" / chip.name) as b,
+        ):
+            assert (a.read(1) == b.read(1)).all()
+    other_tile = [*map(str, chips), "--tile", "64", *options, "--out", str(tmp_path / "x")]
+    assert main(["predict", "--model", str(out), *other_tile]) == 1  # the graph's tile is 32
+    assert not (tmp_path / "x").exists()
+
+
+def test_publish_with_onnx_bundles_the_exported_graph(
+    lora_run: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "bundle"
+    args = ["publish", str(lora_run), "--repo", "org/flood", "--dry-run", str(folder)]
+    assert main([*args, "--with-onnx", "32"]) == 0
+    sidecar = (folder / "model.onnx.json").read_text()
+    assert (folder / "model.onnx").stat().st_size > 0 and (folder / "model.safetensors").is_file()
+    assert json.loads(sidecar)["source"] == "hf://org/flood" and json.loads(sidecar)["tile"] == 32
+    assert str(flood_root) not in sidecar and str(lora_run) not in sidecar  # paths scrubbed

@@ -1,0 +1,242 @@
+"""``torchgeo:<WeightsEnum member>`` backbones: served offline to torchgeo's own loader.
+
+Each weight's release file (random tensors in the release's layout: the builder's model
+less the classifier keys the release lacks) is put in torch hub's cache under the file
+name of the weight's pinned URL, exactly where ``weights.get_state_dict`` looks first.
+torch hub checks the SHA-256 prefix only when it downloads, so the cached file is used as
+is. The reference is torchgeo's builder itself, given the same member.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
+
+import pytest
+import torch
+
+from eofm.errors import EofmError
+from tests.test_training import overrides
+
+RGB = ["RED", "GREEN", "BLUE"]
+S2_ALL = [
+    "COASTAL_AEROSOL",
+    "BLUE",
+    "GREEN",
+    "RED",
+    "RED_EDGE_1",
+    "RED_EDGE_2",
+    "RED_EDGE_3",
+    "NIR_BROAD",
+    "NIR_NARROW",
+    "WATER_VAPOR",
+    "CIRRUS",
+    "SWIR_1",
+    "SWIR_2",
+]
+
+#: (weight, the data bands its fit uses): 6 weights of 4 architectures.
+WEIGHTS = [
+    ("ResNet18_Weights.SENTINEL2_RGB_MOCO", RGB),
+    ("ResNet18_Weights.SENTINEL2_ALL_MOCO", S2_ALL),
+    ("ResNet50_Weights.SENTINEL2_RGB_MOCO", RGB),
+    ("ViTSmall16_Weights.SENTINEL2_ALL_DINO", S2_ALL),
+    ("Swin_V2_T_Weights.SENTINEL2_SI_RGB_SATLAS", RGB),
+    ("DOFABase16_Weights.DOFA_MAE", RGB),
+]
+#: Keys the ResNet, ViT and DOFA releases lack (the builders regenerate them).
+NOT_RELEASED = ("fc.", "head.", "fc_norm.")
+
+
+def _weight(name: str):
+    from eofm.backbones.torchgeo_backbone import get_weight
+
+    return get_weight(f"torchgeo:{name}")
+
+
+def _builder(weight, weights=None):
+    """torchgeo's own builder of the weight's architecture."""
+    from torchgeo.models import get_model
+
+    return get_model(weight.meta["model"], weights)
+
+
+def _write_release(cache: Path, name: str) -> None:
+    weight = _weight(name)
+    target = cache / "hub" / "checkpoints" / PurePosixPath(urlparse(weight.url).path).name
+    if target.exists():
+        return
+    from torchgeo.models import get_model
+
+    torch.manual_seed(0)
+    arch = weight.meta["model"]
+    if arch.startswith(("resnet", "vit")):
+        model = get_model(arch, None, in_chans=weight.meta["in_chans"])
+    else:
+        model = get_model(arch, None)
+    if arch.startswith("swin"):  # torchgeo's builder swaps the first conv the same way
+        first = model.features[0][0]
+        model.features[0][0] = torch.nn.Conv2d(weight.meta["in_chans"], first.out_channels, 4, 4)
+    dropped = () if arch.startswith("swin") else NOT_RELEASED  # Satlas releases keep the head
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(dropped)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, target)
+
+
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory):
+    """torch hub's cache holding every weight of :data:`WEIGHTS` in its release layout."""
+    cache = tmp_path_factory.mktemp("torch_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(cache))
+        for name, _ in WEIGHTS:
+            _write_release(cache, name)
+        yield cache
+
+
+def test_the_registry_has_one_resolver_line_for_every_torchgeo_weight() -> None:
+    from eofm.registry import REGISTRY
+
+    assert REGISTRY.prefixes("backbone") == ["torchgeo:"]
+    assert not [n for n in REGISTRY.names("backbone") if n.startswith("torchgeo:")]
+
+
+def test_manifest_comes_from_the_weights_meta() -> None:
+    from eofm.backbones.loading import resolve_manifest
+
+    m = resolve_manifest("torchgeo:ResNet50_Weights.SENTINEL1_ALL_MOCO")
+    assert m.bands == ("VV", "VH") and m.architecture == "resnet"
+    assert m.mean == pytest.approx((-12.59, -20.26)) and m.std == pytest.approx((5.26, 5.91))
+    assert m.revision == "e79862c667853c10a709bdd77ea8ffbad0e0f1cf"
+    assert m.hub_file == "resnet50_sentinel1_all_moco-906e4356.pth"
+    assert m.licence == "CC-BY-4.0"
+    swin = resolve_manifest("torchgeo:Swin_V2_T_Weights.SENTINEL2_SI_MS_SATLAS")
+    assert swin.bands[:3] == ("RED", "GREEN", "BLUE") and swin.bands[-1] == "SWIR_2"
+    assert swin.std == pytest.approx((255,) * 3 + (8160,) * 6)
+    # SeCo's three Normalize steps compose into one mean/std per band
+    seco = resolve_manifest("torchgeo:ResNet18_Weights.SENTINEL2_RGB_SECO")
+    x = torch.tensor([50.0, 60.0, 70.0])
+    reference = _weight("ResNet18_Weights.SENTINEL2_RGB_SECO").transforms[2:](
+        x.clone().view(1, 3, 1, 1)
+    )
+    ours = (x - torch.tensor(seco.mean)) / torch.tensor(seco.std)
+    assert torch.allclose(ours, reference.flatten(), atol=1e-5)
+    from eofm.backbones.torchgeo_backbone import licence_of
+
+    assert licence_of(_weight("ScaleMAELarge16_Weights.FMOW_RGB")) == "CC-BY-NC-4.0"
+
+
+def test_unknown_weight_is_a_clear_error_with_a_suggestion() -> None:
+    from eofm.backbones.loading import resolve_manifest
+
+    with pytest.raises(EofmError, match="ResNet50_Weights.SENTINEL2_ALL_MOCO"):
+        resolve_manifest("torchgeo:ResNet50_Weights.SENTINEL2_ALL_MOC")
+    with pytest.raises(EofmError, match="Landsat bands"):
+        resolve_manifest("torchgeo:ResNet18_Weights.LANDSAT_TM_TOA_MOCO")
+
+
+def test_wavelength_model_takes_its_wavelengths_from_the_band_table() -> None:
+    from eofm.backbones.loading import load_backbone
+
+    dofa = load_backbone("torchgeo:DOFABase16_Weights.DOFA_MAE", bands=RGB, pretrained=False)
+    assert dofa.wavelengths.tolist() == pytest.approx([0.665, 0.560, 0.490])
+    with pytest.raises(EofmError, match="'VV' has none in eofm's band table"):
+        load_backbone("torchgeo:DOFABase16_Weights.DOFA_MAE", bands=["VV", "RED"], pretrained=False)
+
+
+def test_a_missing_file_is_an_error_unless_random_init_is_allowed(tmp_path, monkeypatch) -> None:
+    from eofm.backbones.loading import load_backbone
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    bad = tmp_path / "hub" / "checkpoints" / "resnet18_sentinel2_rgb_moco-e3a335e3.pth"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")  # found in the cache, so nothing is downloaded
+    spec = "torchgeo:ResNet18_Weights.SENTINEL2_RGB_MOCO"
+    with pytest.raises(EofmError, match="could not be loaded.*--allow-random-init"):
+        load_backbone(spec, bands=RGB, pretrained=True)
+    backbone = load_backbone(spec, bands=RGB, pretrained=True, allow_random_init=True)
+    assert backbone.source is None
+
+
+@pytest.mark.parametrize(("name", "bands"), WEIGHTS, ids=[w for w, _ in WEIGHTS])
+def test_features_equal_torchgeos_own_model(torch_home, name: str, bands: list[str]) -> None:
+    from eofm.backbones.loading import load_backbone
+
+    weight = _weight(name)
+    reference = _builder(weight, weight).eval()  # torchgeo's loader reads the cached file
+    own = weight.meta.get("bands")
+    ours = load_backbone(f"torchgeo:{name}", bands=None if own else bands, pretrained=True).eval()
+    assert ours.source["revision"] in weight.url
+    size = 64 if weight.meta["model"].startswith(("resnet", "swin")) else 224
+    torch.manual_seed(1)
+    x = torch.randn(2, len(own or bands), size, size)
+    with torch.no_grad():
+        features, grid = ours(x)
+        model = weight.meta["model"]
+        if model.startswith("resnet"):
+            expected = reference.forward_intermediates(x, indices=4, intermediates_only=True)
+            got = features
+        elif model.startswith("swin"):
+            expected, got = [reference.features(x).permute(0, 3, 1, 2)], features[-1:]
+        elif model.startswith("vit"):
+            expected, got = [reference.forward_features(x)], [reference.norm(features[-1])]
+        else:  # DOFA: its global pool of the last block's patch tokens
+            waves = ours.wavelengths.tolist()
+            expected = [reference.forward_features(x, waves)]
+            got = [reference.fc_norm(features[-1][:, 1:].mean(dim=1))]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-5, rtol=0), (a - b).abs().max()
+
+
+@pytest.fixture(scope="module")
+def s2_root(tmp_path_factory) -> Path:
+    from tests.realdata import make_s2hand_chips
+
+    return make_s2hand_chips(tmp_path_factory.mktemp("s2") / "HandLabeled", count=4)
+
+
+@pytest.mark.parametrize(("name", "bands"), WEIGHTS, ids=[w for w, _ in WEIGHTS])
+def test_torchgeo_weights_fit_and_test(
+    torch_home, s2_root: Path, tmp_path: Path, name: str, bands: list[str]
+) -> None:
+    from eofm.cli import main
+
+    run = tmp_path / "run"
+    vit = "ViT" in name or "DOFA" in name
+    args = overrides(
+        s2_root,
+        **{
+            "backbone.name": f"torchgeo:{name}",
+            "backbone.pretrained": "true",
+            "data.bands": "[" + ",".join(bands) + "]",
+            "decoder.name": "upernet" if vit else "unet",
+            "adapter.mode": "lora" if vit else "full",
+            "trainer.max_epochs": 1,
+            "data.num_workers": 0,
+        },
+    )
+    assert main(["fit", "demo", *args, "--run-dir", str(run)]) == 0
+    model = json.loads((run / "model.json").read_text())
+    assert model["backbone"]["pretrained_loaded"] is True
+    assert model["backbone"]["file"] in _weight(name).url
+    if _weight(name).meta.get("bands"):
+        assert model["normalisation_source"] == "backbone manifest"
+    assert main(["test", str(run)]) == 0
+    assert (run / "test_metrics.json").is_file()
+
+
+def test_eofm_backbones_lists_the_torchgeo_catalogue_with_licences(capsys) -> None:
+    from eofm.backbones.torchgeo_backbone import catalogue
+    from eofm.backbones.torchgeo_catalogue import catalogue_rows
+    from eofm.cli import main
+
+    assert catalogue_rows() == catalogue()  # the shipped list is what torchgeo says now
+    assert main(["backbones"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    dofa = next(line for line in lines if line.startswith("torchgeo:DOFABase16_Weights.DOFA_MAE"))
+    assert "any (by wavelength)" in dofa and dofa.endswith("CC-BY-4.0")
+    swin = next(line for line in lines if "Swin_V2_T_Weights.SENTINEL2_SI_MS_SATLAS" in line)
+    assert "sentinel2_swint_si_ms-bc68e396.pth@081d6607431b" in swin
