@@ -185,9 +185,16 @@ def _streaming_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=8, help="tiles per forward pass (default 8)"
     )
     parser.add_argument(
-        "--probabilities", action="store_true", help="write class probabilities (float32)"
+        "--probabilities",
+        action="store_true",
+        help="also write <stem>_probabilities.tif (float32, one band per class) beside the map",
     )
-    parser.add_argument("--vector", choices=("geoparquet", "geojson"), help="also write polygons")
+    parser.add_argument(
+        "--vector",
+        choices=("parquet", "geoparquet", "geojson"),
+        help="also write polygons: <stem>.parquet (GeoParquet; 'geoparquet' is the same) or "
+        "<stem>.geojson",
+    )
     parser.add_argument("--tta", choices=("flip",), help="test-time augmentation")
     parser.add_argument("--no-quicklook", action="store_true", help="skip the PNG quicklook")
     parser.add_argument(

@@ -302,7 +302,7 @@ class Predictor:
                         raster_path,
                         tmp,
                         self.num_classes,
-                        probabilities=self.options.probabilities,
+                        probabilities=False,  # <stem>.tif is always the class map
                         class_names=self.trained.class_names,
                         backdrop=(source, self.backdrop_bands(source)),
                     )
@@ -311,7 +311,13 @@ class Predictor:
                 from eofm.predict.vectors import write_polygons
 
                 with atomic_output(plan.vector) as tmp:
-                    write_polygons(raster_path, tmp, self.trained.class_names, self.options.vector)
+                    write_polygons(
+                        raster_path,
+                        tmp,
+                        self.trained.class_names,
+                        self.options.vector,
+                        layer=plan.vector.stem,
+                    )
                 result.outputs.append(plan.vector)
 
     def _gdal_cache_bytes(self, source: Path) -> int:

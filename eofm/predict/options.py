@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 from eofm.errors import EofmError
 
-#: How ``--vector`` formats map to file suffixes.
-VECTOR_FORMATS = ("geoparquet", "geojson")
+#: The ``--vector`` formats: ``parquet`` (GeoParquet, written as ``<stem>.parquet``, the
+#: usual GeoParquet extension) and ``geojson`` (``<stem>.geojson``).
+VECTOR_FORMATS = ("parquet", "geojson")
+#: Other names accepted for them.
+VECTOR_ALIASES = {"geoparquet": "parquet"}
 
 
 @dataclass
@@ -17,7 +20,7 @@ class PredictOptions:
     batch_size: int = 8
     probabilities: bool = False
     tta_flip: bool = False
-    vector: str | None = None  # "geoparquet" | "geojson"
+    vector: str | None = None  # "parquet" (alias "geoparquet") | "geojson"
     quicklook: bool = True
     overwrite: bool = False
     bands: list[str] | None = None
@@ -43,8 +46,11 @@ class PredictOptions:
             raise bad(f"--batch-size must be at least 1, got {self.batch_size}.")
         if not 0 <= self.overlap < self.tile:
             raise bad(f"--overlap must be in [0, {self.tile}), got {self.overlap}.")
+        self.vector = VECTOR_ALIASES.get(self.vector or "", self.vector)
         if self.vector not in (None, *VECTOR_FORMATS):
-            raise bad(f"--vector must be geoparquet or geojson, got {self.vector!r}.")
+            raise bad(
+                f"--vector must be parquet (also spelled geoparquet) or geojson, got {self.vector!r}."
+            )
         from eofm.predict.device import (
             check_device_spec,
             check_precision_spec,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from eofm.errors import EofmError
 
-VECTOR_SUFFIXES = {"geoparquet": ".parquet", "geojson": ".geojson"}
+VECTOR_SUFFIXES = {"parquet": ".parquet", "geoparquet": ".parquet", "geojson": ".geojson"}
 
 
 @dataclass
