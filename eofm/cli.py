@@ -177,6 +177,13 @@ def _streaming_options(parser: argparse.ArgumentParser) -> None:
     """The options of the streaming engine, shared by predict and ensemble."""
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--bands", help="names of the input's bands in file order, e.g. VV,VH")
+    parser.add_argument(
+        "--gsd",
+        type=float,
+        metavar="METRES",
+        help="Scale-MAE models: the inputs' metres per pixel (default: from each raster's "
+        "CRS and resolution; needed for a raster without CRS)",
+    )
     parser.add_argument("--tile", type=int, default=224, help="tile size in pixels (default 224)")
     parser.add_argument(
         "--overlap", type=int, default=32, help="overlap between tiles (default 32)"
@@ -450,6 +457,7 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
         precision=args.precision,
         workers=args.workers,
         uncertainty=uncertainty,
+        gsd_m=args.gsd,
     )
 
 

@@ -214,7 +214,7 @@ class Predictor:
             from eofm.data.coords import metres_per_pixel
 
             if self._gsd_m is None:
-                self._gsd_m = metres_per_pixel(reader.path)
+                self._gsd_m = self.options.gsd_m or metres_per_pixel(reader.path)
             coords["gsd_m"] = np.full(len(positions), self._gsd_m, np.float32)
         if date is not None:
             coords["temporal"] = np.tile(np.float32(date), (len(positions), 1, 1))

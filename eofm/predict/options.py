@@ -33,6 +33,7 @@ class PredictOptions:
     start: str | None = None  # weather runs: first target time
     end: str | None = None  # weather runs: last target time
     output_format: str = "netcdf"  # weather runs: netcdf | zarr
+    gsd_m: float | None = None  # Scale-MAE: metres per pixel of the inputs (else each CRS's)
 
     def validate(self, patch_size: int | None = None) -> None:
         """One error naming the option, exit code 2 like any argument error."""
@@ -46,6 +47,8 @@ class PredictOptions:
             raise bad(f"--batch-size must be at least 1, got {self.batch_size}.")
         if not 0 <= self.overlap < self.tile:
             raise bad(f"--overlap must be in [0, {self.tile}), got {self.overlap}.")
+        if self.gsd_m is not None and not (self.gsd_m > 0 and self.gsd_m < float("inf")):
+            raise bad(f"--gsd must be a positive number of metres per pixel, got {self.gsd_m}.")
         self.vector = VECTOR_ALIASES.get(self.vector or "", self.vector)
         if self.vector not in (None, *VECTOR_FORMATS):
             raise bad(
