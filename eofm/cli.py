@@ -178,6 +178,13 @@ def _streaming_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--bands", help="names of the input's bands in file order, e.g. VV,VH")
     parser.add_argument(
+        "--resolution",
+        type=float,
+        metavar="METRES",
+        help="grid of Sentinel-2 products, per-band folders and STAC items (default 10 m; "
+        "coarser bands are resampled bilinearly)",
+    )
+    parser.add_argument(
         "--gsd",
         type=float,
         metavar="METRES",
@@ -458,6 +465,7 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
         workers=args.workers,
         uncertainty=uncertainty,
         gsd_m=args.gsd,
+        resolution_m=args.resolution,
     )
 
 

@@ -77,7 +77,7 @@ def run_predict(
     handled = family.predict_own_inputs(load, list(inputs), out_dir, options, echo)
     if handled is not None:
         return handled
-    scenes = expand_inputs(inputs)
+    scenes = expand_inputs(inputs, options.resolution_m)
     index, count = parse_shard(shard)
     mine = scenes[index::count]
     options.validate(int(manifest["backbone"]["patch_size"][-1]))

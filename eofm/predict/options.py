@@ -33,6 +33,7 @@ class PredictOptions:
     start: str | None = None  # weather runs: first target time
     end: str | None = None  # weather runs: last target time
     output_format: str = "netcdf"  # weather runs: netcdf | zarr
+    resolution_m: float | None = None  # grid of multi-file products (default 10 m)
     gsd_m: float | None = None  # Scale-MAE: metres per pixel of the inputs (else each CRS's)
 
     def validate(self, patch_size: int | None = None) -> None:
@@ -47,6 +48,8 @@ class PredictOptions:
             raise bad(f"--batch-size must be at least 1, got {self.batch_size}.")
         if not 0 <= self.overlap < self.tile:
             raise bad(f"--overlap must be in [0, {self.tile}), got {self.overlap}.")
+        if self.resolution_m is not None and not 0 < self.resolution_m < float("inf"):
+            raise bad(f"--resolution must be a positive number of metres, got {self.resolution_m}.")
         if self.gsd_m is not None and not (self.gsd_m > 0 and self.gsd_m < float("inf")):
             raise bad(f"--gsd must be a positive number of metres per pixel, got {self.gsd_m}.")
         self.vector = VECTOR_ALIASES.get(self.vector or "", self.vector)
