@@ -136,6 +136,21 @@ def test_l1c_img_data_folder_band_files_and_stac_item(tmp_path: Path) -> None:
         expand_inputs([str(folder / "item.json")])
 
 
+def test_band_codes_of_file_names() -> None:
+    from eofm.predict.band_products import band_file
+
+    names = {
+        "T21JXX_20200518T133211_B8A.jp2": "NIR_NARROW",  # L1C
+        "T21JXX_20200518T133211_B11_20m.jp2": "SWIR_1",  # L2A
+        "HLS.S30.T10TGS.2020245T185921.v2.0.B05.tif": "RED_EDGE_1",
+        "HLS.L30.T10TGS.2020245T185921.v2.0.B05.tif": "NIR_NARROW",  # HLS v2.0 Table 5
+    }
+    for name, band in names.items():
+        assert band_file(Path(name)).name == band
+    for name in ("T21JXX_20200518T133211_SCL_20m.jp2", "T21JXX_TCI.jp2", "scene.tif"):
+        assert band_file(Path(name)) is None
+
+
 def test_a_folder_of_scenes_is_not_a_product_and_resolution_needs_one(tmp_path: Path) -> None:
     data, profile = landsat_window()
     for name in ("a.tif", "b.tif"):

@@ -71,7 +71,11 @@ def band_file(path: Path) -> BandFile | None:
     if path.suffix.lower() not in RASTER_SUFFIXES:
         return None
     match = BAND_FILE.match(path.name[: -len(path.suffix)])
-    name = canonical_band(match.group("code")) if match else None
+    if not match:
+        return None
+    # HLS L30 (Landsat) codes differ from S2's: HLS.L30.<tile>.<time>.v2.0.B05.tif is NIR
+    sensor = "L30." if ".L30." in f".{match.group('prefix').upper()}." else ""
+    name = canonical_band(sensor + match.group("code"))
     return BandFile(name, path) if name else None
 
 
