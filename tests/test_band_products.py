@@ -136,6 +136,24 @@ def test_l1c_img_data_folder_band_files_and_stac_item(tmp_path: Path) -> None:
         expand_inputs([str(folder / "item.json")])
 
 
+def test_processing_baseline_offset_is_added_back(tmp_path: Path) -> None:
+    """Baseline >= 04.00: DN = reflectance x10000 + 1000, BOA_ADD_OFFSET -1000 in
+    MTD_MSIL2A.xml (Product_Image_Characteristics/BOA_ADD_OFFSET_VALUES_LIST)."""
+    data, _ = landsat_window()
+    safe = l2a_product(tmp_path)
+    offsets = "".join(f'<BOA_ADD_OFFSET band_id="{i}">-1000</BOA_ADD_OFFSET>' for i in range(13))
+    (safe / "MTD_MSIL2A.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<n1:Level-2A_User_Product><n1:General_Info>'
+        "<Product_Image_Characteristics><BOA_ADD_OFFSET_VALUES_LIST>"
+        f"{offsets}</BOA_ADD_OFFSET_VALUES_LIST></Product_Image_Characteristics>"
+        "</n1:General_Info></n1:Level-2A_User_Product>\n"
+    )
+    [vrt] = expand_inputs([str(safe)], 30.0)
+    with rasterio.open(vrt) as ds:
+        assert ds.dtypes[0] == "int32"
+        np.testing.assert_array_equal(ds.read(), data.astype(np.int64) - 1000)
+
+
 def test_band_codes_of_file_names() -> None:
     from eofm.predict.band_products import band_file
 

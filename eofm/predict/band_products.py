@@ -28,7 +28,11 @@ Accepted inputs:
   hrefs are resolved against the item's folder; remote hrefs are refused.
 
 The no-data value is the band files' own, else 0 for ``.SAFE`` products (ESA's NODATA
-special value of L1C and L2A reflectances).
+special value of L1C and L2A reflectances). Products of processing baseline 04.00 and
+later store reflectance x10000 plus 1000: their ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml``
+give ``RADIO_ADD_OFFSET`` / ``BOA_ADD_OFFSET`` per ``band_id`` (0..12 = B01..B12 with B8A
+at 8), which the VRT adds back (``ScaleOffset``; the bands become Int32), so such a
+product has the values of older ones and of the training chips.
 """
 
 from __future__ import annotations
@@ -89,9 +93,9 @@ def is_product(path: Path) -> bool:
 def product_vrt(path: Path, resolution_m: float | None) -> Path:
     """The VRT of the product at ``path`` (a file in a temporary folder removed at exit)."""
     if path.is_dir() and path.suffix.upper() == ".SAFE":
-        return stack_bands(
-            _safe_bands(path), path.name[: -len(path.suffix)], resolution_m, path, SAFE_NODATA
-        )
+        stem = path.name[: -len(path.suffix)]
+        bands = _safe_bands(path)
+        return stack_bands(bands, stem, resolution_m, path, SAFE_NODATA, safe_offsets(path))
     if path.is_dir():
         return stack_bands(_band_folder(path), _stem_of_folder(path), resolution_m, path)
     bands, stem = _stac_bands(path)
@@ -148,6 +152,21 @@ def _safe_bands(safe: Path) -> list[BandFile]:
     return bands
 
 
+def safe_offsets(safe: Path) -> dict[str, float]:
+    """eofm band name -> the ``RADIO_ADD_OFFSET`` (L1C) or ``BOA_ADD_OFFSET`` (L2A) of a
+    ``.SAFE``'s product metadata (none before processing baseline 04.00)."""
+    from eofm.bands import SENTINEL2_L1C_BANDS
+
+    offsets: dict[str, float] = {}
+    for mtd in sorted(safe.glob("MTD_MSIL*.xml")):
+        text = mtd.read_text(errors="replace")
+        pattern = r'<(?:BOA|RADIO)_ADD_OFFSET\s+band_id="(\d+)"\s*>\s*(-?[\d.]+)\s*<'
+        for band_id, value in re.findall(pattern, text):
+            if int(band_id) < len(SENTINEL2_L1C_BANDS):
+                offsets[SENTINEL2_L1C_BANDS[int(band_id)]] = float(value)
+    return offsets
+
+
 def _stem_of_folder(folder: Path) -> str:
     """A per-band folder's output stem: its product or granule name, not ``IMG_DATA``."""
     for part in [folder, *folder.parents]:
@@ -199,6 +218,7 @@ def stack_bands(
     resolution_m: float | None,
     where: Path,
     default_nodata: float | None = None,
+    offsets: dict[str, float] | None = None,
 ) -> Path:
     """Write ``<tmp>/<stem>.vrt``: ``bands`` on one grid of ``resolution_m`` metres in
     the CRS and extent of the finest band (GDAL VRT format, ``ComplexSource`` with
@@ -235,6 +255,9 @@ def stack_bands(
         raise EofmError(f"--resolution {resolution} m is coarser than {where} is wide.")
     dtypes = {i[6] for i in chosen.values()}
     dtype = dtypes.pop() if len(dtypes) == 1 else "Float32"
+    offsets = {k: v for k, v in (offsets or {}).items() if v and k in chosen}
+    if offsets and dtype != "Float32":
+        dtype = "Int32"  # uint16 + a negative offset: integers still, without wrapping
     lines = [
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
         f"  <SRS>{escape(crs.to_wkt())}</SRS>",
@@ -258,6 +281,14 @@ def stack_bands(
             f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
             '      <DstRect xOff="{:.10g}" yOff="{:.10g}" xSize="{:.10g}" ySize="{:.10g}"/>'.format(
                 *dst
+            ),
+            *(
+                [
+                    f"      <ScaleOffset>{offsets[band.name]!r}</ScaleOffset>",
+                    "      <ScaleRatio>1</ScaleRatio>",
+                ]
+                if band.name in offsets
+                else []
             ),
             *([f"      <NODATA>{nodata!r}</NODATA>"] if nodata is not None else []),
             "    </ComplexSource>",
