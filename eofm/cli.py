@@ -199,6 +199,20 @@ def _streaming_options(parser: argparse.ArgumentParser) -> None:
     """The options of the streaming engine, shared by predict and ensemble."""
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--bands", help="names of the input's bands in file order, e.g. VV,VH")
+    parser.add_argument(
+        "--resolution",
+        type=float,
+        metavar="METRES",
+        help="grid of Sentinel-2 products, per-band folders and STAC items (default 10 m; "
+        "coarser bands are resampled bilinearly)",
+    )
+    parser.add_argument(
+        "--gsd",
+        type=float,
+        metavar="METRES",
+        help="Scale-MAE models: the inputs' metres per pixel (default: from each raster's "
+        "CRS and resolution; needed for a raster without CRS)",
+    )
     parser.add_argument("--tile", type=int, default=224, help="tile size in pixels (default 224)")
     parser.add_argument(
         "--overlap", type=int, default=32, help="overlap between tiles (default 32)"
@@ -207,9 +221,16 @@ def _streaming_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=int, default=8, help="tiles per forward pass (default 8)"
     )
     parser.add_argument(
-        "--probabilities", action="store_true", help="write class probabilities (float32)"
+        "--probabilities",
+        action="store_true",
+        help="also write <stem>_probabilities.tif (float32, one band per class) beside the map",
     )
-    parser.add_argument("--vector", choices=("geoparquet", "geojson"), help="also write polygons")
+    parser.add_argument(
+        "--vector",
+        choices=("parquet", "geoparquet", "geojson"),
+        help="also write polygons: <stem>.parquet (GeoParquet; 'geoparquet' is the same) or "
+        "<stem>.geojson",
+    )
     parser.add_argument("--tta", choices=("flip",), help="test-time augmentation")
     parser.add_argument("--no-quicklook", action="store_true", help="skip the PNG quicklook")
     parser.add_argument(
@@ -496,6 +517,8 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
         precision=args.precision,
         workers=args.workers,
         uncertainty=uncertainty,
+        gsd_m=args.gsd,
+        resolution_m=args.resolution,
     )
 
 

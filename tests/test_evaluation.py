@@ -164,7 +164,8 @@ def test_calibration_lowers_the_validation_ece(
             assert (
                 main([*args, "--no-progress", *(["--probabilities"] if probabilities else [])]) == 0
             )
-            with rasterio.open(out / "Nigeria_812045_S1Hand.tif") as ds:
+            name = "_probabilities" if probabilities else ""
+            with rasterio.open(out / f"Nigeria_812045_S1Hand{name}.tif") as ds:
                 outputs[probabilities] = ds.read()
     probs, classes = outputs[True], outputs[False][0]
     valid = classes != 255
@@ -277,7 +278,7 @@ def test_ensemble_mean_probabilities_and_mutual_information(tmp_path: Path) -> N
         one = tmp_path / f"single{i}"
         predict = ["predict", "--model", str(run), str(NIGERIA), "--out", str(one)]
         assert main([*predict, "--no-progress", "--tile", "128", "--probabilities"]) == 0
-        with rasterio.open(one / "Nigeria_812045_S1Hand.tif") as ds:
+        with rasterio.open(one / "Nigeria_812045_S1Hand_probabilities.tif") as ds:
             singles.append(ds.read())
     assert np.allclose(np.mean(singles, axis=0)[:, valid], mean[:, valid], atol=1e-5)
 

@@ -235,6 +235,113 @@ def test_scaled_integer_scene_warns_loudly_and_strict_refuses(
     assert "does not look like" not in caplog.text
 
 
+def _corner_crop(src: Path, dst: Path, size: int = 64) -> Path:
+    """The top-left ``size`` px of a real chip (training saw only its centre crop)."""
+    from rasterio.windows import Window
+
+    with rasterio.open(src) as ds:
+        window = Window(0, 0, size, size)
+        profile = ds.profile | {"width": size, "height": size}
+        profile |= {"transform": ds.window_transform(window), "tiled": False}
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        data = ds.read(window=window)
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(data)
+    return dst
+
+
+def test_honest_scenes_from_other_regions_pass_strict(fitted: Path, tmp_path: Path) -> None:
+    """Issue 34 item 2: held-out chips (Ghana_53713/83483 were never trained on) and the
+    corners of the others are real dB scenes from other places: no warning, even --strict."""
+    from eofm.predict.scenes import inspect_scene
+
+    expected = json.loads((fitted / "model.json").read_text())["input_range"]
+    assert {"p25", "p50", "p75"} <= set(expected)  # the robust statistics are recorded
+    scenes = [SHARED / "S1Hand" / f"Ghana_{i}_S1Hand.tif" for i in (53713, 83483)]
+    for chip in SHARED.joinpath("S1Hand").glob("*_S1Hand.tif"):
+        if not chip.name.startswith("Paraguay"):  # entirely NaN: nothing to compare
+            scenes.append(_corner_crop(chip, tmp_path / chip.name))
+    for scene in scenes:
+        inspect_scene(scene, ["VV", "VH"], None, input_range=expected, strict=True)
+
+
+def test_linear_power_scene_warns_and_strict_refuses(
+    fitted: Path, tmp_path: Path, caplog, capsys
+) -> None:
+    """Issue 34 item 2: a real chip converted from dB to linear power (10^(dB/10))."""
+    scene = tmp_path / "linear.tif"
+    with rasterio.open(NIGERIA) as ds:
+        data, profile = ds.read(), ds.profile
+    with rasterio.open(scene, "w", **profile) as out:
+        out.write((10.0 ** (data / 10.0)).astype(np.float32))
+        out.descriptions = ("VV", "VH")
+    assert predict("--model", str(fitted), str(scene), "--out", str(tmp_path / "o")) == 0
+    assert "does not look like the data the model was trained on" in caplog.text
+    assert "band VV" in caplog.text and "band VH" in caplog.text
+    assert (
+        predict("--model", str(fitted), str(scene), "--out", str(tmp_path / "s"), "--strict") == 1
+    )
+    assert "dB vs linear" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_old_model_json_with_p1_p99_only_still_checks(fitted: Path, tmp_path: Path) -> None:
+    """Runs fitted before the quartiles were recorded keep working (IQR estimated)."""
+    from eofm.predict.scenes import inspect_scene
+
+    expected = json.loads((fitted / "model.json").read_text())["input_range"]
+    old = {k: expected[k] for k in ("dtype", "bands", "p01", "p99")}
+    inspect_scene(NIGERIA, ["VV", "VH"], None, input_range=old, strict=True)
+    scene = tmp_path / "linear.tif"
+    with rasterio.open(NIGERIA) as ds:
+        data, profile = ds.read(), ds.profile
+    with rasterio.open(scene, "w", **profile) as out:
+        out.write((10.0 ** (data / 10.0)).astype(np.float32))
+    with pytest.raises(EofmError, match="--strict"):
+        inspect_scene(scene, ["VV", "VH"], None, input_range=old, strict=True)
+
+
+LANDSAT8 = SHARED.parent / "landsat" / "LC08_L1TP_224078_20200518_20200518_01_RT.TIF"
+
+
+def _landsat_window(col: int, row: int, size: int = 256) -> np.ndarray:
+    from rasterio.windows import Window
+
+    with rasterio.open(LANDSAT8) as ds:
+        return ds.read(window=Window(col, row, size, size)).astype(np.float64)
+
+
+def test_eight_bit_preview_of_a_16_bit_scene_warns(tmp_path: Path, caplog) -> None:
+    """Issue 34 item 2: a model trained on a real Landsat 8 scene's reflectance x10000
+    (blue, green, red; Collection 1 rescaling REFLECTANCE_MULT 2.0E-05, ADD -0.1, without
+    the sun-angle term; 0 is fill) is given an 8-bit RGB preview of another part of the
+    scene (a 2..98 % stretch to 1..255, as quicklooks are made): both are integers, so
+    only the values tell them apart. The same part as reflectance x10000 passes."""
+    from eofm.data.geotiff import band_statistics
+    from eofm.predict.scenes import check_input_range
+
+    def reflectance(dn: np.ndarray) -> np.ndarray:
+        return np.where(dn > 0, 10000 * (2.0e-5 * dn - 0.1), 0.0).round()
+
+    train = reflectance(_landsat_window(600, 600, 512)).reshape(3, -1)
+    train[train == 0] = np.nan
+    expected = {"dtype": "uint16", "bands": ["BLUE", "GREEN", "RED"], **band_statistics(train)}
+    other = _landsat_window(1200, 1200)
+    assert (other > 0).mean() > 0.9
+    lo, hi = np.percentile(other, [2, 98], axis=(1, 2), keepdims=True)
+    preview = np.clip(1 + 254 * (other - lo) / (hi - lo), 1, 255).astype(np.uint8)
+    bands = expected["bands"]
+    honest = np.ma.masked_equal(reflectance(other), 0)
+    check_input_range(tmp_path, ["uint16"] * 3, honest, bands, expected, strict=True)
+    check_input_range(
+        tmp_path, ["uint8"] * 3, np.ma.masked_array(preview), bands, expected, strict=False
+    )
+    assert all(f"band {band} has median" in caplog.text for band in bands)
+    with pytest.raises(EofmError, match="reflectance x10000"):
+        check_input_range(
+            tmp_path, ["uint8"] * 3, np.ma.masked_array(preview), bands, expected, strict=True
+        )
+
+
 # 7. invalid numbers fail at once and leave nothing ------------------------------------------
 
 

@@ -268,7 +268,12 @@ def test_vectors_probabilities_and_tta(s1_run: Path, tmp_path: Path) -> None:
         )
         == 0
     )
-    polygons = gpd.read_file(tmp_path / "v" / "Nigeria_812045_S1Hand.geojson")
+    import pyogrio
+
+    geojson = tmp_path / "v" / "Nigeria_812045_S1Hand.geojson"
+    # issue 34 item 13: the layer is named after the output, not its temporary file
+    assert [layer for layer, _ in pyogrio.list_layers(geojson)] == ["Nigeria_812045_S1Hand"]
+    polygons = gpd.read_file(geojson)
     with rasterio.open(tmp_path / "v" / "Nigeria_812045_S1Hand.tif") as ds:
         water = int((ds.read(1) == 1).sum())
     assert water > 0 and len(polygons) > 0
@@ -292,9 +297,19 @@ def test_vectors_probabilities_and_tta(s1_run: Path, tmp_path: Path) -> None:
         )
         == 0
     )
+    # issue 34 item 12: the probabilities go beside the class map, named by class
     with rasterio.open(tmp_path / "p" / "Nigeria_812045_S1Hand.tif") as ds:
+        assert ds.count == 1 and ds.dtypes[0] == "uint8"
+        classes = ds.read(1)
+    with rasterio.open(tmp_path / "p" / "Nigeria_812045_S1Hand_probabilities.tif") as ds:
         assert ds.count == 2 and ds.dtypes[0] == "float32"
+        assert list(ds.descriptions) == ["not_water", "water"]
         probs = ds.read()
+    # issue 34 item 14: GeoParquet is written as .parquet, asked for as parquet or geoparquet
+    assert (tmp_path / "p" / "Nigeria_812045_S1Hand.parquet").is_file()
+    assert np.array_equal(
+        np.nan_to_num(probs, nan=-1).argmax(0)[classes != 255], classes[classes != 255]
+    )
     finite = np.isfinite(probs).all(axis=0)
     assert finite.any() and (~finite).any()
     np.testing.assert_allclose(probs[:, finite].sum(axis=0), 1.0, atol=1e-4)
@@ -427,3 +442,26 @@ def test_band_aliases() -> None:
     assert source_for_bands(prithvi) == ("S2Hand", [2, 3, 4, 9, 12, 13])
     with pytest.raises(EofmError, match="Duplicate"):
         check_band_names(["B8A", "NIR_NARROW"], where="t")
+
+
+@pytest.mark.parametrize("name", ["parquet", "geoparquet"])
+def test_vector_parquet_option_and_file_agree(name: str) -> None:
+    """Issue 34 item 14: ``--vector parquet`` (or its alias ``geoparquet``) -> ``.parquet``."""
+    from eofm.cli import _parser
+    from eofm.predict.options import PredictOptions
+    from eofm.predict.plan import plan_scene
+
+    args = _parser().parse_args(
+        ["predict", "--model", "m", "a.tif", "--out", "o", "--vector", name]
+    )
+    options = PredictOptions(vector=args.vector)
+    options.validate()
+    assert options.vector == "parquet"
+    plan = plan_scene(
+        Path("/nowhere/a.tif"),
+        Path("/nowhere/out"),
+        quicklook=False,
+        vector="parquet",
+        overwrite=False,
+    )
+    assert plan.vector == Path("/nowhere/out/a.parquet")

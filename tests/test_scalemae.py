@@ -144,7 +144,9 @@ def test_scalemae_needs_rgb(served) -> None:
         load_backbone(spec, bands=["VV", "VH"])
 
 
-def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(served, tmp_path, capsys) -> None:
+def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(
+    served, tmp_path, capsys, monkeypatch
+) -> None:
     """The S2 RGB recipe end to end at test scale: S2Hand chips in the released format,
     res from each chip's resolution (about 10 m over the backbone's reference)."""
     from pathlib import Path
@@ -192,12 +194,59 @@ def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(served, tmp_path, capsys
         assert not [k for k in frozen if k.endswith(".weight") and "blocks" in k], frozen[:3]
         assert any("lora_" in k for k in state)
     assert main(["test", str(run)]) == 0
+    check_predict_without_crs(run, tmp_path, capsys, monkeypatch)
     # a random base keeps everything: nothing could bring its weights back
     random_run = tmp_path / "random"
     fit = ["fit", "sen1floods11_s2_scalemae_rgb_lora", *args, "backbone.pretrained=false"]
     assert main([*fit, "--run-dir", str(random_run)]) == 0
     state, base = load_checkpoint(random_run / "checkpoints" / "last.ckpt")
     assert base is None and any(k.startswith("model.backbone.") and "blocks" in k for k in state)
+
+
+def check_predict_without_crs(run, tmp_path, capsys, monkeypatch) -> None:
+    """Issue 34 item 6: a raster without CRS is refused before the model loads, names
+    --gsd and leaves no output folder; with --gsd it is predicted."""
+    import numpy as np
+    import rasterio
+
+    import eofm.families.trained
+    from eofm.cli import main
+
+    scene = tmp_path / "nocrs.tif"
+    values = np.random.default_rng(1).integers(1, 4000, size=(3, 64, 64)).astype(np.int16)
+    with rasterio.open(
+        scene, "w", driver="GTiff", width=64, height=64, count=3, dtype="int16"
+    ) as ds:
+        ds.write(values)
+    out = tmp_path / "pred"
+    predict = ["predict", "--model", str(run), str(scene), "--out", str(out), "--no-progress"]
+    real_load = eofm.families.trained.load_trained
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(eofm.families.trained, "load_trained", no_loading)
+    assert main(predict) == 1
+    err = capsys.readouterr().err
+    assert "no CRS" in err and "--gsd" in err and "backbone.gsd" not in err
+    assert not out.exists()
+    monkeypatch.setattr(eofm.families.trained, "load_trained", real_load)
+    assert main([*predict, "--gsd", "10"]) == 0
+    with rasterio.open(out / "nocrs.tif") as ds:
+        assert ds.count == 1 and ds.crs is None
+
+
+def test_gsd_is_refused_for_a_model_that_does_not_read_it(tmp_path, capsys) -> None:
+    """--gsd on a model whose GSD is not read from the inputs would be silently ignored."""
+    from eofm.cli import main
+    from tests.runs import make_run_dir
+    from tests.test_nothing_lost import NIGERIA
+
+    run = make_run_dir(tmp_path / "run", ["VV", "VH"], [-11.0, -18.0], [4.0, 5.0])
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(run), str(NIGERIA), "--out", str(out), "--gsd", "10"]
+    assert main(args) == 2
+    assert "--gsd" in capsys.readouterr().err and not out.exists()
 
 
 def test_only_a_pinned_pretrained_base_is_left_out_of_checkpoints() -> None:

@@ -89,13 +89,15 @@ def run_predict(
     handled = family.predict_own_inputs(load, list(inputs), out_dir, options, echo)
     if handled is not None:
         return handled
-    scenes = expand_inputs(inputs)
+    scenes = expand_inputs(inputs, options.resolution_m)
     index, count = parse_shard(shard)
     mine = scenes[index::count]
     options.validate(int(manifest["backbone"]["patch_size"][-1]))
     products = products_for(
         options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
     )
+    needs_gsd = bool(((manifest.get("backbone") or {}).get("coords") or {}).get("gsd"))
+    check_gsd_option(model_spec, options, needs_gsd)
     infos, plans = {}, {}
     for scene in mine:  # every scene and every output, before anything is written
         infos[scene] = inspect_scene(
@@ -105,6 +107,8 @@ def run_predict(
             input_range=manifest.get("input_range"),
             strict=options.strict,
         )
+        if needs_gsd and options.gsd_m is None:
+            check_scene_gsd(scene)
         plans[scene] = plan_scene(
             scene,
             out_dir,
@@ -190,6 +194,32 @@ def check_supported(
             "use entropy or tta, or train with decoder.dropout > 0.",
             exit_code=2,
         )
+
+
+def check_gsd_option(model_spec: str, options: PredictOptions, needs_gsd: bool) -> None:
+    """``--gsd`` only for a model that reads each input's GSD (Scale-MAE with
+    ``backbone.gsd: null``); any other model would silently ignore it."""
+    if options.gsd_m is not None and not needs_gsd:
+        raise EofmError(
+            f"--gsd: {model_spec} does not take the inputs' ground sample distance (only "
+            "Scale-MAE runs fitted with backbone.gsd: null do); leave --gsd out.",
+            exit_code=2,
+        )
+
+
+def check_scene_gsd(scene: Path) -> None:
+    """A Scale-MAE model needs each scene's metres per pixel: a raster without a CRS
+    cannot give it, so it is refused here, before the model loads, naming ``--gsd``."""
+    from eofm.data.coords import metres_per_pixel
+
+    try:
+        metres_per_pixel(scene)
+    except EofmError:
+        raise EofmError(
+            f"{scene} has no CRS, so its ground sample distance in metres is unknown and "
+            "this Scale-MAE model needs it; give it with --gsd METRES (e.g. --gsd 10 for "
+            "Sentinel-2's 10 m bands)."
+        ) from None
 
 
 def check_writable(out_dir: Path) -> None:

@@ -392,9 +392,10 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         return found
 
     def input_range(self, max_pixels: int = 200_000) -> dict:
-        """The training data's dtype and per-band 1st/99th percentiles (raw values), which
-        ``eofm predict`` compares each scene with (recorded in ``model.json``)."""
-        from eofm.data.geotiff import band_percentiles, raster_dtype
+        """The training data's dtype and per-band 1st, 25th, 50th, 75th and 99th percentiles
+        (raw values), which ``eofm predict`` compares each scene with (recorded in
+        ``model.json``)."""
+        from eofm.data.geotiff import band_statistics, raster_dtype
 
         chips = self.splits["train"]
         per_chip = max(1, max_pixels // max(1, len(chips)))
@@ -406,9 +407,9 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
             if pixels.shape[1] > per_chip:
                 pixels = pixels[:, rng.choice(pixels.shape[1], per_chip, replace=False)]
             samples.append(pixels)
-        p01, p99 = band_percentiles(np.concatenate(samples, axis=1))
+        stats = band_statistics(np.concatenate(samples, axis=1))
         dtype = raster_dtype(self.pairs[chips[0]][0])
-        return {"dtype": dtype, "bands": list(self.bands), "p01": p01, "p99": p99}
+        return {"dtype": dtype, "bands": list(self.bands), **stats}
 
     def fingerprint(self, split: str) -> dict:
         """What the samples of ``split`` depend on (for the latent cache key)."""

@@ -86,13 +86,28 @@ def raster_size(path: Path) -> tuple[int, int]:
 
 def band_percentiles(values: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-band 1st and 99th percentiles of the finite values of ``(C, N)``."""
-    p01, p99 = [], []
+    stats = band_statistics(values)
+    return stats["p01"], stats["p99"]
+
+
+#: The percentiles ``band_statistics`` records: the tails (1st/99th) and the quartiles,
+#: whose median and spread (IQR) are robust to a few odd pixels.
+BAND_PERCENTILES = {"p01": 1, "p25": 25, "p50": 50, "p75": 75, "p99": 99}
+
+
+def band_statistics(values: np.ndarray) -> dict[str, list[float]]:
+    """Per-band percentiles (``BAND_PERCENTILES``) of the finite values of ``(C, N)``."""
+    out: dict[str, list[float]] = {key: [] for key in BAND_PERCENTILES}
     for band in values:
         finite = band[np.isfinite(band)]
-        lo, hi = np.percentile(finite, [1, 99]) if finite.size else (np.nan, np.nan)
-        p01.append(float(lo))
-        p99.append(float(hi))
-    return p01, p99
+        found = (
+            np.percentile(finite, list(BAND_PERCENTILES.values()))
+            if finite.size
+            else [np.nan] * len(BAND_PERCENTILES)
+        )
+        for key, value in zip(BAND_PERCENTILES, found, strict=True):
+            out[key].append(float(value))
+    return out
 
 
 def raster_dtype(path: Path) -> str:

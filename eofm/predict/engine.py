@@ -240,7 +240,7 @@ class Predictor:
             from eofm.data.coords import metres_per_pixel
 
             if self._gsd_m is None:
-                self._gsd_m = metres_per_pixel(reader.path)
+                self._gsd_m = self.options.gsd_m or metres_per_pixel(reader.path)
             coords["gsd_m"] = np.full(len(positions), self._gsd_m, np.float32)
         if date is not None:
             coords["temporal"] = np.tile(np.float32(date), (len(positions), 1, 1))
@@ -377,7 +377,7 @@ class Predictor:
                     plan.raster,
                     tmp,
                     self.num_classes,
-                    probabilities=self.options.probabilities,
+                    probabilities=False,  # <stem>.tif is always the class map
                     class_names=self.trained.class_names,
                     backdrop=(plan.source, self.backdrop_bands(plan.source)),
                 )
@@ -385,7 +385,13 @@ class Predictor:
             from eofm.predict.vectors import write_polygons
 
             with atomic_output(plan.vector) as tmp:
-                write_polygons(plan.raster, tmp, self.trained.class_names, self.options.vector)
+                write_polygons(
+                    plan.raster,
+                    tmp,
+                    self.trained.class_names,
+                    self.options.vector,
+                    layer=plan.vector.stem,
+                )
 
     def _gdal_cache_bytes(self, source: Path) -> int:
         """GDAL's block cache: enough for two rows of the input's blocks across one column

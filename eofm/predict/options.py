@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 from eofm.errors import EofmError
 
-#: How ``--vector`` formats map to file suffixes.
-VECTOR_FORMATS = ("geoparquet", "geojson")
+#: The ``--vector`` formats: ``parquet`` (GeoParquet, written as ``<stem>.parquet``, the
+#: usual GeoParquet extension) and ``geojson`` (``<stem>.geojson``).
+VECTOR_FORMATS = ("parquet", "geojson")
+#: Other names accepted for them.
+VECTOR_ALIASES = {"geoparquet": "parquet"}
 
 
 @dataclass
@@ -17,7 +20,7 @@ class PredictOptions:
     batch_size: int = 8
     probabilities: bool = False
     tta_flip: bool = False
-    vector: str | None = None  # "geoparquet" | "geojson"
+    vector: str | None = None  # "parquet" (alias "geoparquet") | "geojson"
     quicklook: bool = True
     overwrite: bool = False
     bands: list[str] | None = None
@@ -30,6 +33,8 @@ class PredictOptions:
     start: str | None = None  # weather runs: first target time
     end: str | None = None  # weather runs: last target time
     output_format: str = "netcdf"  # weather runs: netcdf | zarr
+    resolution_m: float | None = None  # grid of multi-file products (default 10 m)
+    gsd_m: float | None = None  # Scale-MAE: metres per pixel of the inputs (else each CRS's)
 
     def validate(self, patch_size: int | None = None) -> None:
         """One error naming the option, exit code 2 like any argument error."""
@@ -43,8 +48,15 @@ class PredictOptions:
             raise bad(f"--batch-size must be at least 1, got {self.batch_size}.")
         if not 0 <= self.overlap < self.tile:
             raise bad(f"--overlap must be in [0, {self.tile}), got {self.overlap}.")
+        if self.resolution_m is not None and not 0 < self.resolution_m < float("inf"):
+            raise bad(f"--resolution must be a positive number of metres, got {self.resolution_m}.")
+        if self.gsd_m is not None and not (self.gsd_m > 0 and self.gsd_m < float("inf")):
+            raise bad(f"--gsd must be a positive number of metres per pixel, got {self.gsd_m}.")
+        self.vector = VECTOR_ALIASES.get(self.vector or "", self.vector)
         if self.vector not in (None, *VECTOR_FORMATS):
-            raise bad(f"--vector must be geoparquet or geojson, got {self.vector!r}.")
+            raise bad(
+                f"--vector must be parquet (also spelled geoparquet) or geojson, got {self.vector!r}."
+            )
         from eofm.predict.device import (
             check_device_spec,
             check_precision_spec,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from eofm.errors import EofmError
 
-VECTOR_SUFFIXES = {"geoparquet": ".parquet", "geojson": ".geojson"}
+VECTOR_SUFFIXES = {"parquet": ".parquet", "geoparquet": ".parquet", "geojson": ".geojson"}
 
 
 @dataclass
@@ -121,12 +121,21 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def expand_inputs(specs: Sequence[str]) -> list[Path]:
-    """Files, folders (their *.tif / *.tiff) and glob patterns -> sorted unique paths."""
+def expand_inputs(specs: Sequence[str], resolution_m: float | None = None) -> list[Path]:
+    """Files, folders (their *.tif / *.tiff) and glob patterns -> sorted unique paths.
+
+    Multi-file products (a Sentinel-2 ``.SAFE`` folder, a folder of per-band files, band
+    files given one by one, a local STAC item) become one VRT each, on a grid of
+    ``resolution_m`` metres (``eofm.predict.band_products``)."""
+    from eofm.predict import band_products
+
     found: list[Path] = []
+    products: list[Path] = []
     for spec in specs:
         path = Path(spec)
-        if path.is_dir():
+        if band_products.is_product(path):
+            products.append(band_products.product_vrt(path, resolution_m))
+        elif path.is_dir():
             found += [
                 p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
             ]
@@ -137,6 +146,12 @@ def expand_inputs(specs: Sequence[str]) -> list[Path]:
             if not matches:
                 raise EofmError(f"Input {spec} does not exist (and matches no file as a glob).")
             found += [p for p in matches if p.is_file()]
+    found = band_products.group_band_files(found, resolution_m) + products
+    if resolution_m is not None and not any(p.suffix == ".vrt" for p in found):
+        raise EofmError(
+            "--resolution sets the grid of multi-file products (a .SAFE folder, per-band "
+            f"files, a STAC item); {list(specs)} holds none, so it would be ignored."
+        )
     unique = sorted({p.resolve(): p for p in found}.values(), key=lambda p: str(p))
     if not unique:
         raise EofmError(f"No GeoTIFF found in {list(specs)}.")

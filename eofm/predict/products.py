@@ -7,8 +7,9 @@ there is one).
 - ``entropy``: float32 predictive entropy ``H(p) = -sum p log p`` in nats;
 - ``mutual_information``: float32 ``H(p) - E[H]``, the members' disagreement, in nats.
 
-The first product is the primary output (``<stem>.tif``); the others are written beside
-it as ``<stem>_<product>.tif``.
+The class map is the primary output (``<stem>.tif``); the others are written beside
+it as ``<stem>_<product>.tif`` (``--probabilities``: ``<stem>_probabilities.tif``, one
+band per class, described by the class's name).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ CLASS_NODATA = 255
 
 def products_for(options: Any, uncertainty: str | None, *, ensemble: bool) -> list[tuple[str, str]]:
     """``(product, file suffix)`` in writing order, for the options of a run."""
-    primary = "probabilities" if options.probabilities else "classes"
-    out = [(primary, "")]
-    if ensemble and primary != "probabilities":
+    out = [("classes", "")]  # --probabilities adds a map beside it, never replaces it
+    if ensemble or options.probabilities:
         out.append(("probabilities", "_probabilities"))
     if uncertainty == "entropy":
         out.append(("entropy", "_entropy"))
@@ -111,7 +111,7 @@ def describe(dataset: Any, kind: str, class_names: Sequence[str], *, primary: bo
         return
     if kind == "probabilities":
         for band, name in enumerate(class_names, start=1):
-            dataset.set_band_description(band, f"probability of {name}")
+            dataset.set_band_description(band, name)
     elif kind == "entropy":
         dataset.set_band_description(1, "predictive entropy (nats)")
     elif kind == "mutual_information":

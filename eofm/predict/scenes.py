@@ -26,8 +26,17 @@ log = logging.getLogger(__name__)
 SAMPLE_GRID = 8
 SAMPLE_WINDOW = 32
 #: A band is "far outside" the training data when its median lies more than this many
-#: training spans (p99 - p1) beyond the training range.
-RANGE_TOLERANCE = 1.0
+#: training spreads (interquartile ranges, p75 - p25) beyond the training's 1st..99th
+#: percentiles. Half an IQR keeps every held-out Sen1Floods11 chip of ../shared/data
+#: inside, and puts a linear-power chip (median 0.07, 0.02) 2 and 4.6 IQRs out.
+RANGE_TOLERANCE = 0.5
+#: A band whose training values are all positive is compared on a log scale: a scene
+#: whose median lies more than this factor below p1 or above p99 is far outside (an
+#: 8-bit preview, median 54..89, against reflectance x10000, 554..2616).
+RATIO_TOLERANCE = 2.0
+#: Old model.json files record p1/p99 only; their IQR is estimated as this share of the
+#: p1..p99 span (a normal distribution's, 1.35 sigma / 4.65 sigma).
+IQR_PER_SPAN = 0.29
 
 
 def match_bands(
@@ -248,9 +257,12 @@ def check_input_range(
     """Warn loudly (or, ``strict``, refuse) when a scene is unlike the training data.
 
     ``expected`` is the ``input_range`` of ``model.json``: the training data's dtype and
-    per-band 1st/99th percentiles. A scene differs when its dtype kind (integer vs float)
-    differs, or when a band's median lies far outside the training range: the usual
-    signs of other units (dB vs linear, scaled integers) or another product level.
+    per-band 1st/99th percentiles, and (runs fitted since issue 34) quartiles. A scene
+    differs when its dtype kind (integer vs float) differs, or when a band's median lies
+    far outside the training range (``expected_bounds``): the usual signs of other units
+    (dB vs linear, scaled integers, 8-bit previews) or another product level. The median
+    and the interquartile range are robust statistics (Hampel et al., *Robust
+    Statistics*, 1986): one flooded or cloudy corner does not move them.
     """
     problems = []
     trained_kind = np.dtype(expected["dtype"]).kind
@@ -258,16 +270,19 @@ def check_input_range(
     if any((k in "iu") != (trained_kind in "iu") for k in kinds):
         problems.append(f"its data type is {dtypes[0]}, the training data was {expected['dtype']}")
     values = np.ma.filled(sample.astype(np.float64), np.nan).reshape(len(bands), -1)
-    for band, row, lo, hi in zip(bands, values, expected["p01"], expected["p99"], strict=True):
+    for i, (band, row) in enumerate(zip(bands, values, strict=True)):
         finite = row[np.isfinite(row)]
+        lo, hi = float(expected["p01"][i]), float(expected["p99"][i])
         if not finite.size or not (math.isfinite(lo) and math.isfinite(hi)):
             continue
         median = float(np.median(finite))
-        span = max(hi - lo, 1e-6)
-        if median < lo - RANGE_TOLERANCE * span or median > hi + RANGE_TOLERANCE * span:
+        low, high = expected_bounds(lo, hi, _iqr(expected, i))
+        if not low <= median <= high:
             problems.append(
                 f"band {band} has median {median:.4g}, the training data spanned "
-                f"{lo:.4g}..{hi:.4g} (1st..99th percentile)"
+                f"{lo:.4g}..{hi:.4g} (1st..99th percentile"
+                + (f", median {expected['p50'][i]:.4g}" if "p50" in expected else "")
+                + ")"
             )
     if not problems:
         return
@@ -282,3 +297,32 @@ def check_input_range(
     log.warning("!! %s", message)
     log.warning("!! Predictions on it are unlikely to be meaningful; --strict refuses such scenes.")
     log.warning("!" * 78)
+
+
+def _iqr(expected: dict, band: int) -> float:
+    """The training data's interquartile range of ``band`` (estimated for old runs)."""
+    if "p25" in expected and "p75" in expected:
+        iqr = float(expected["p75"][band]) - float(expected["p25"][band])
+        if math.isfinite(iqr):
+            return iqr
+    return IQR_PER_SPAN * (float(expected["p99"][band]) - float(expected["p01"][band]))
+
+
+def expected_bounds(lo: float, hi: float, iqr: float) -> tuple[float, float]:
+    """The values a scene band's median may take, given the training band's 1st and 99th
+    percentiles ``lo``, ``hi`` and its interquartile range ``iqr``.
+
+    All-positive training data is compared on a log scale (``RATIO_TOLERANCE``), so an
+    8-bit preview of reflectances is caught; otherwise the range is widened by
+    ``RANGE_TOLERANCE`` IQRs, never across zero when the training data kept one sign
+    (dB values are negative; their linear powers are positive).
+    """
+    if lo > 0:
+        return lo / RATIO_TOLERANCE, hi * RATIO_TOLERANCE
+    margin = RANGE_TOLERANCE * max(iqr, 1e-6 * max(abs(lo), abs(hi), 1.0))
+    low, high = lo - margin, hi + margin
+    if lo >= 0:
+        low = max(low, 0.0)
+    if hi < 0:
+        high = min(high, 0.0)
+    return low, high

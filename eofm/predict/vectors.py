@@ -11,8 +11,18 @@ BLOCK_ROWS = 2048
 EQUAL_AREA_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global, for areas in m²
 
 
-def write_polygons(raster: Path, target: Path, class_names: Sequence[str], fmt: str) -> int:
+def write_polygons(
+    raster: Path,
+    target: Path,
+    class_names: Sequence[str],
+    fmt: str,
+    *,
+    layer: str | None = None,
+) -> int:
     """Polygonise every non-background class of ``raster`` into GeoParquet or GeoJSON.
+
+    ``layer`` names the GeoJSON layer (its ``name`` member; default: ``target``'s stem),
+    so a file written to a temporary name and renamed is named after its output.
 
     Each block of rows is polygonised with rasterio; polygons that touch across block
     edges are merged afterwards, so results do not depend on the block size. Returns the
@@ -51,10 +61,10 @@ def write_polygons(raster: Path, target: Path, class_names: Sequence[str], fmt: 
         frame["area_m2"] = metric.geometry.area.to_numpy()
     else:
         frame["area_m2"] = np.asarray(frame.geometry.area, dtype=float) if len(frame) else []
-    if fmt == "geoparquet":
+    if fmt in ("parquet", "geoparquet"):
         frame.to_parquet(target)
     else:
-        frame.to_file(target, driver="GeoJSON")
+        frame.to_file(target, driver="GeoJSON", layer=layer or Path(target).stem)
     return len(frame)
 
 
