@@ -93,7 +93,7 @@ def _periods(times: pd.DatetimeIndex, days: int | str) -> np.ndarray:
     on 1 January; ``"dekad"``: days 1-10, 11-20 and 21-end of each month (EDO's SMI)."""
     if days == "dekad":
         return (times.year * 12 + times.month) * 3 + np.minimum((times.day - 1) // 10, 2)
-    return times.year * 100 + (times.dayofyear - 1) // int(days)
+    return times.year * 100 + (times.day_of_year - 1) // int(days)
 
 
 def _repeat_over(periods: np.ndarray, rng: np.random.Generator, shape, scale=1.0) -> np.ndarray:
@@ -106,7 +106,7 @@ def make_mesogeos_cube(
     path: Path,
     *,
     start: str = "2019-04-01",
-    days: int = 700,
+    days: int = 913,
     size: int = 24,
     seed: int = 0,
     drop: tuple[str, ...] = (),
@@ -124,7 +124,7 @@ def make_mesogeos_cube(
     roads_distance are ``(y, x)``; ``population`` and the ``lc_*`` fractions are
     ``(time, y, x)`` with values on 1 January of each year and on the cube's first day,
     NaN on every other day; ndvi repeats over 16-day periods, lai over 8 days, smi over
-    dekads; the ERA5-Land layers are NaN over the sea (here the south-west corner); ``rh``
+    dekads; LST has cloud gaps (NaN); the ERA5-Land layers are NaN over the sea (here the south-west corner); ``rh``
     is a fraction (%/100); ``ignition_points[t]`` holds the hectares of fires that ignite
     on day t+1 (the release shifts each fire one day back, ``sample_positives.ipynb``) and
     ``burned_areas[t]`` their final perimeters (1 inside).
@@ -141,7 +141,7 @@ def make_mesogeos_cube(
     sea = (yy + (size - 1 - xx)) > int(1.4 * size)  # the south-west corner
     y = np.round(origin[0] - np.arange(size) * 0.01, 4)
     x = np.round(origin[1] + np.arange(size) * 0.01, 4)
-    season = np.cos(2 * np.pi * (times.dayofyear.values - 200) / 365.25)[:, None, None]
+    season = np.cos(2 * np.pi * (times.day_of_year.values - 200) / 365.25)[:, None, None]
     data: dict[str, np.ndarray] = {}
     data["t2m"] = 290 + 8 * season + 3 * rng.normal(0, 1, (t, *shape))
     data["d2m"] = data["t2m"] - 8 - 2 * rng.uniform(0, 1, (t, *shape))
@@ -158,6 +158,8 @@ def make_mesogeos_cube(
     data["lai"] = np.abs(data["lai"])
     data["ndvi"] = np.clip(0.4 + 0.1 * data["ndvi"], -1, 1)
     data["smi"] = np.clip(0.5 + 0.1 * _repeat_over(_periods(times, "dekad"), rng, shape), 0, 1)
+    for name in ("lst_day", "lst_night"):  # MODIS LST has cloud gaps
+        data[name][rng.uniform(0, 1, data[name].shape) < 0.1] = np.nan
     for name in data:
         data[name][:, sea] = np.nan
     static = {
@@ -169,7 +171,7 @@ def make_mesogeos_cube(
     }
     for v in static.values():
         v[sea] = np.nan
-    jan1 = np.flatnonzero((times.dayofyear == 1) | (np.arange(t) == 0))
+    jan1 = np.flatnonzero((times.day_of_year == 1) | (np.arange(t) == 0))
     cover = rng.dirichlet(np.ones(8), (len(jan1), *shape)).astype(np.float32)  # (K, H, W, 8)
     cover[:, :, :, 1] += 0.3 * (xx > size // 3)  # forest in the east
     cover /= cover.sum(-1, keepdims=True)
@@ -212,3 +214,34 @@ def make_mesogeos_cube(
     }
     ds.to_zarr(path, mode="w", zarr_format=2, encoding=encoding, consolidated=True)
     return path
+
+
+def write_release_csv(datamodule, folder: Path) -> Path:
+    """The samples a cube gave ``datamodule`` (``data.name: mesogeos``), written as the
+    release's ``positives.csv`` and ``negatives.csv``: 30 rows per sample, oldest day
+    first, ``time`` (the index of ``Dataset.to_dataframe()``), the variables, the cell's
+    ``x``/``y``, ``burned_area_has``, ``time_idx`` and ``sample``
+    (``ml_tracks/a.fire_danger/dataset-extraction/sample_*.ipynb``)."""
+    import xarray as xr
+
+    folder.mkdir(parents=True, exist_ok=True)
+    samples, rows = datamodule.samples, datamodule.rows
+    cube = xr.open_zarr(datamodule.root)
+    lon, lat = cube["x"].values, cube["y"].values
+    lag = samples.dynamic.shape[1]
+    for name, label in (("positives.csv", 1.0), ("negatives.csv", 0.0)):
+        chosen = np.flatnonzero(samples.label == label)
+        frames = []
+        for number, i in enumerate(chosen):
+            days = pd.date_range(end=pd.Timestamp(samples.day[i]), periods=lag, freq="D")
+            frame = pd.DataFrame(samples.dynamic[i], columns=datamodule.dynamic_vars, index=days)
+            frame.index.name = "time"
+            for c, var in enumerate(datamodule.static_vars):
+                frame[var] = samples.static[i, c]
+            frame["x"], frame["y"] = lon[rows[i, 2]], lat[rows[i, 1]]
+            frame["burned_area_has"] = samples.hectares[i]
+            frame["time_idx"] = np.arange(lag)
+            frame["sample"] = number
+            frames.append(frame)
+        pd.concat(frames).to_csv(folder / name)
+    return folder
