@@ -149,6 +149,17 @@ def test_a_vector_mask_keeps_samples_inside(cube: Path, dm, tmp_path: Path) -> N
     assert np.array_equal(inside.rows[inside.samples.label == 1], east_positives)
 
 
+def test_the_simpler_strategies_stay_options(cube: Path, dm) -> None:
+    """buffer: uniform negatives (sea included), none within 3 days and 2 px of a positive."""
+    buffered = module(cube, sampling="buffer", buffer_pixels=2, buffer_days=3)
+    positives = buffered.rows[buffered.samples.label == 1]
+    negatives = buffered.rows[buffered.samples.label == 0]
+    assert np.array_equal(positives, dm.rows[dm.samples.label == 1])
+    gap = np.abs(negatives[:, None, :] - positives[None, :, :])
+    assert not (gap <= [3, 2, 2]).all(axis=2).any()
+    assert len(negatives) and not np.array_equal(negatives, dm.rows[dm.samples.label == 0])
+
+
 def test_annual_layers_take_the_value_of_the_windows_year(cube: Path, dm) -> None:
     import xarray as xr
 

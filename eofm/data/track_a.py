@@ -193,6 +193,7 @@ def track_a_negatives(
     """Negatives of ``sample_negatives.ipynb`` (see the module docstring)."""
     rng = np.random.default_rng(seed)
     p = landcover_weights(cube, positive_cover, min_fires, landcover_date)
+    cdf = np.cumsum(p)  # drawn by inverse CDF: one pass over the grid, not one per draw
     years = cube.times.astype("datetime64[Y]").astype(int) + 1970
     months = cube.times.astype("datetime64[M]").astype(int) % 12 + 1
     pos_years, pos_counts = np.unique(years[positives.rows[:, 0]], return_counts=True)
@@ -224,7 +225,8 @@ def track_a_negatives(
             warm = np.isfinite(t2m[t - first_t]).ravel()
             found = 0
             for _ in range(tries):
-                cells = rng.choice(p.size, size=max(4 * count, 16), p=p)
+                draws = rng.uniform(0, cdf[-1], max(4 * count, 16))
+                cells = np.minimum(np.searchsorted(cdf, draws, side="right"), p.size - 1)
                 y, x = np.divmod(cells, cube.width)
                 ok = allowed[cells] & warm[cells]
                 ok &= _patch_sum(fires, y, x, half) == 0

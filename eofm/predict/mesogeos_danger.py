@@ -62,6 +62,7 @@ def mesogeos_danger_map(
         raise EofmError(f"--date {date} leaves fewer than {lag} days of history in the cube.")
     out = np.full((cube.height, cube.width), np.nan, np.float32)
     rows = band_rows(cube, lag, len(dynamic) + 1)
+    device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
         for top in range(0, cube.height, rows):
@@ -76,11 +77,11 @@ def mesogeos_danger_map(
                 part = slice(start, start + batch_size)
                 d, s = standardise(windows[part], statics[part], manifest["mean"], manifest["std"])
                 logits = model(
-                    torch.from_numpy(d[..., None, None]),
-                    torch.from_numpy(s[..., None, None]),
-                    torch.full((len(d),), float(doy)),
+                    torch.from_numpy(d[..., None, None]).to(device),
+                    torch.from_numpy(s[..., None, None]).to(device),
+                    torch.full((len(d),), float(doy), device=device),
                 )
-                probs[part] = (logits / temperature).sigmoid().float().numpy()
+                probs[part] = (logits / temperature).sigmoid().float().cpu().numpy()
             flat = np.full(land.size, np.nan, np.float32)
             flat[land] = probs
             out[band] = flat.reshape(-1, cube.width)
