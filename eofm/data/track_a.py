@@ -106,7 +106,7 @@ def positive_rows(
     found = []
     for start in range(0, len(cube.times), block):
         values = cube.days("ignition_points", start, min(start + block, len(cube.times)))
-        hits = np.argwhere(values >= min_ha)  # NaN compares False
+        hits = np.argwhere((values >= min_ha) & (values > 0))  # NaN compares False
         hectares = values[hits[:, 0], hits[:, 1], hits[:, 2]]
         hits[:, 0] += start
         found.append((hits, hectares))

@@ -100,9 +100,9 @@ def danger_map(
     return out
 
 
-def window_end(manifest: dict, date: str) -> str:
-    """The cube day the inputs of a map of fires on ``date`` end on (ISO): the day before
-    (``ignition_points[t]`` holds the fires igniting on t+1, for both layouts)."""
+def window_end(date: str) -> str:
+    """The cube day the inputs of a map of fires on ``date`` end on (ISO): the day before,
+    for both datasets (Mesogeos records a fire igniting on t+1 at cube day t)."""
     from eofm.data.coords import parse_date
 
     year, doy = parse_date(date)
@@ -157,7 +157,5 @@ def write_danger_map(
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(probabilities, 1)
             dst.set_band_description(1, f"probability of a fire starting on {date}")
-            dst.update_tags(
-                ACQUISITION_DATE=date, FIRE_DAY=date, CUBE_DAY=window_end(manifest, date)
-            )
+            dst.update_tags(ACQUISITION_DATE=date, FIRE_DAY=date, CUBE_DAY=window_end(date))
     return target
