@@ -91,7 +91,7 @@ ds.encoding["source"] = root
 probs = mesogeos_danger_map(model, manifest, ds, date, batch_size=8192)
 wall = time.perf_counter() - start
 cube = MesogeosCube(root, budget_bytes=budget << 20, ds=ds)
-rows = band_rows(cube, 30, len(TRACK_A_DYNAMIC) + 1)
+rows = band_rows(cube, 30, len(TRACK_A_DYNAMIC))
 print(json.dumps({"wall_s": round(wall, 1),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                   "bands": -(-cube.height // rows), "mapped_pixels": int(np.isfinite(probs).sum())}))

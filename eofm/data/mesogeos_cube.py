@@ -211,13 +211,25 @@ class MesogeosCube:
         return runs
 
     def band(
-        self, t: int, rows: slice, lag: int, dynamic: Sequence[str], static: Sequence[str]
+        self,
+        t: int,
+        rows: slice,
+        lag: int,
+        dynamic: Sequence[str],
+        static: Sequence[str],
+        keep: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Every pixel of grid rows ``rows`` for a window ending on day t: dynamic
-        ``(P, lag, Cd)`` and static ``(P, Cs)``, P = rows x width (a danger map's band)."""
+        """The pixels of grid rows ``rows`` (those where ``keep``, flat, is True) for a
+        window ending on day t: dynamic ``(P, lag, Cd)`` and static ``(P, Cs)`` (a danger
+        map's band). Holds the output and one layer's window of the band."""
         count = (rows.stop - rows.start) * self.width
-        out_d = np.empty((lag, len(dynamic), count), np.float32)
+        keep = np.ones(count, bool) if keep is None else keep
+        out_d = np.empty((int(keep.sum()), lag, len(dynamic)), np.float32)
         for c, name in enumerate(dynamic):
-            out_d[:, c] = self.days(name, t - lag + 1, t + 1, rows).reshape(lag, count)
-        out_s = np.stack([self.static(name, t, rows).ravel() for name in static], axis=1)
-        return np.ascontiguousarray(out_d.transpose(2, 0, 1)), out_s
+            out_d[:, :, c] = (
+                self.days(name, t - lag + 1, t + 1, rows).reshape(lag, count)[:, keep].T
+            )
+        out_s = np.empty((len(out_d), len(static)), np.float32)
+        for c, name in enumerate(static):
+            out_s[:, c] = self.static(name, t, rows).ravel()[keep]
+        return out_d, out_s

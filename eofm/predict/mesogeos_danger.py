@@ -24,8 +24,9 @@ from eofm.errors import EofmError
 
 
 def band_rows(cube: MesogeosCube, lag: int, channels: int) -> int:
-    """Grid rows per band: the window's inputs of a band, twice (raw and scored), in budget."""
-    per_row = cube.width * lag * max(1, channels) * 4 * 2
+    """Grid rows per band: a band's windows (``channels`` layers) and one layer's read of
+    the band's days fit in the budget."""
+    per_row = cube.width * lag * (max(1, channels) + 1) * 4
     return max(1, min(cube.height, cube.budget // per_row))
 
 
@@ -61,7 +62,7 @@ def mesogeos_danger_map(
     if t < lag - 1:
         raise EofmError(f"--date {date} leaves fewer than {lag} days of history in the cube.")
     out = np.full((cube.height, cube.width), np.nan, np.float32)
-    rows = band_rows(cube, lag, len(dynamic) + 1)
+    rows = band_rows(cube, lag, len(dynamic))
     device = next(model.parameters()).device
     model.eval()
     with torch.inference_mode():
@@ -70,8 +71,7 @@ def mesogeos_danger_map(
             land = np.isfinite(cube.days("t2m", t, t + 1, band)[0]).ravel()
             if not land.any():
                 continue
-            windows, statics = cube.band(t, band, lag, dynamic, static)
-            windows, statics = windows[land], statics[land]
+            windows, statics = cube.band(t, band, lag, dynamic, static, keep=land)
             probs = np.empty(len(windows), np.float32)
             for start in range(0, len(windows), batch_size):
                 part = slice(start, start + batch_size)
