@@ -129,12 +129,17 @@ class CacheConfig:
 
 @dataclass
 class OptimizerConfig:
-    """AdamW with an optional cosine schedule (Loshchilov & Hutter, ICLR 2019)."""
+    """AdamW (or Adam) with an optional cosine or step schedule (Loshchilov & Hutter, ICLR 2019)."""
 
     lr: float = option(1e-4, "learning rate")
-    weight_decay: float = option(0.05, "AdamW weight decay")
-    scheduler: Literal["none", "cosine"] = option("cosine", "learning-rate schedule")
+    weight_decay: float = option(0.05, "AdamW weight decay (adam: L2 penalty)")
+    scheduler: Literal["none", "cosine", "step"] = option(
+        "cosine", "learning-rate schedule (step: x step_gamma every step_epochs epochs)"
+    )
     warmup_steps: int = option(0, "linear warm-up steps")
+    algorithm: Literal["adamw", "adam"] = option("adamw", "the optimizer")
+    step_epochs: int = option(15, "scheduler step: epochs between decays (StepLR step_size)")
+    step_gamma: float = option(0.1, "scheduler step: the decay factor (StepLR gamma)")
 
 
 @dataclass

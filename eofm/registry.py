@@ -122,8 +122,12 @@ def _build() -> Registry:
         "eofm.decoders.pixel_shuffle:PixelShuffleDecoder",
         input="coarse",
     )
-    reg.add("decoder", "gru", "eofm.models.fire_danger:TemporalGRU", input="datacube")
-    reg.add("decoder", "loan", "eofm.models.fire_danger:LOAN", input="datacube")
+    reg.add("decoder", "lstm", "eofm.decoders.lstm:MesogeosLSTM", input="datacube")
+    reg.add(
+        "decoder", "transformer", "eofm.decoders.transformer:MesogeosTransformer", input="datacube"
+    )
+    reg.add("decoder", "gru", "eofm.decoders.gru:TemporalGRU", input="datacube")
+    reg.add("decoder", "loan", "eofm.decoders.loan:LOAN", input="datacube")
     # Task families: what is predicted, from which model, scored how, written where.
     reg.add("family", "segmentation", "eofm.families.segmentation:SegmentationFamily")
     reg.add("family", "regression", "eofm.families.regression:RegressionFamily")
@@ -147,6 +151,12 @@ def _build() -> Registry:
         "firecube",
         "eofm.data.firecube:FireCubeDataModule",
         config="eofm.data.firecube_config:FireCubeConfig",
+    )
+    reg.add(
+        "dataset",
+        "mesogeos",
+        "eofm.data.mesogeos:MesogeosDataModule",
+        config="eofm.data.mesogeos_config:MesogeosConfig",
     )
     reg.add(
         "dataset",

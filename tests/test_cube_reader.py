@@ -77,7 +77,7 @@ def test_negatives_are_distinct_and_outside_every_event_box() -> None:
 def test_danger_map_is_the_same_read_in_small_blocks(cube, monkeypatch, tmp_path: Path) -> None:
     import torch
 
-    from eofm.models.fire_danger import TemporalGRU
+    from eofm.decoders.gru import TemporalGRU
     from eofm.predict.danger_map import danger_map
 
     torch.manual_seed(0)

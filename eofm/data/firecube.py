@@ -365,6 +365,10 @@ class FireCubeDataModule(SplitLoaders, L.LightningDataModule):
     def augmentations(self) -> list[str]:
         return []
 
+    def manifest_inputs(self) -> dict[str, Any]:
+        """Nothing beyond the variable lists: windows end the day before the label day."""
+        return {}
+
     def label_days(self, split: str) -> list[str]:
         """The label dates of a split (ISO), for the record and the leak test."""
         rows = self.splits[split]

@@ -1,9 +1,10 @@
 """Classification of datacube samples: next-day wildfire danger (Mesogeos / FireCube).
 
 Model: a lightweight temporal head on the sample's days of dynamic variables and its
-static variables (``gru`` or ``loan``, :mod:`eofm.models.fire_danger`); task: focal or
-weighted BCE with AUPRC, AUROC, calibration error and F1 at the validation-best threshold
-(:mod:`eofm.tasks.classification`); data: :mod:`eofm.data.firecube`.
+static variables (the Mesogeos baselines ``lstm`` and ``transformer``, or ``gru`` and
+``loan``; :mod:`eofm.decoders`); task: focal or weighted BCE with AUPRC, AUROC,
+calibration error and F1 at the validation-best threshold (:mod:`eofm.tasks.classification`);
+data: :mod:`eofm.data.mesogeos` (Track A) or :mod:`eofm.data.firecube`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ class ClassificationFamily(TaskFamily):
         if not hasattr(recipe.data, "dynamic_vars"):
             raise RecipeError(
                 f"A classification recipe ({where}) needs datacube samples (data.name: "
-                f"firecube), not data.name: {recipe.data.name}."
+                f"mesogeos or firecube), not data.name: {recipe.data.name}."
             )
-        if recipe.task.loss not in ("focal", "bce"):
-            raise RecipeError(f"task.loss in {where} must be focal or bce for {self.name}.")
+        if recipe.task.loss not in ("focal", "bce", "ce"):
+            raise RecipeError(f"task.loss in {where} must be focal, bce or ce for {self.name}.")
 
     def weather_features(self, recipe: Recipe, weather: dict | None = None) -> Any:
         """The weather run's features for the cube (``data.weather_run``), or None.
@@ -49,11 +50,11 @@ class ClassificationFamily(TaskFamily):
         from eofm.families.base import family_of
         from eofm.families.trained import load_trained
 
-        data = recipe.data
+        keys = asdict(recipe.data)  # data.name mesogeos has no weather keys
         weather = weather or {
-            "run": data.weather_run,
-            "root": data.weather_root,
-            "features": data.weather_features,
+            "run": keys.get("weather_run", ""),
+            "root": keys.get("weather_root", ""),
+            "features": keys.get("weather_features", "outputs"),
         }
         if not weather.get("run"):
             return None
@@ -160,6 +161,7 @@ class ClassificationFamily(TaskFamily):
                     if datamodule.weather is not None
                     else None
                 ),
+                **datamodule.manifest_inputs(),
             },
             "backbone": {"name": "none", "patch_size": [1, 1, 1]},
             "adapter": asdict(recipe.adapter),

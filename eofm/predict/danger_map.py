@@ -1,8 +1,10 @@
 """Next-day danger maps from a datacube: one GeoTIFF of fire probability over the cube's grid.
 
-For a label day D (``--date``), every pixel whose window fits in the grid gets the
-model's probability of a fire starting on D, from the ``lag_days`` days before D and the
-static layers, normalised exactly as in training (``model.json``). The map is float32
+For a fire day D (``--date``), every pixel whose window fits in the grid gets the
+model's probability of a fire starting on D, from the ``lag_days`` cube days ending on
+D-1 (the file's ``CUBE_DAY`` tag; ``FIRE_DAY`` is D) and the static layers, normalised
+exactly as in training (``model.json``). Models trained on ``data.name: mesogeos`` are
+mapped by :mod:`eofm.predict.mesogeos_danger`. The map is float32
 with NaN where no prediction was made, written atomically, georeferenced from the cube's
 ``x``/``y`` coordinates (cell centres) and its ``crs`` attribute (default EPSG:4326).
 The cube is read a block of grid rows at a time (:mod:`eofm.data.cube_reader`).
@@ -50,6 +52,10 @@ def danger_map(
     from eofm.data.coords import parse_date
 
     inputs = manifest["inputs"]
+    if inputs.get("dataset") == "mesogeos":
+        from eofm.predict.mesogeos_danger import mesogeos_danger_map
+
+        return mesogeos_danger_map(model, manifest, cube, date, batch_size, temperature)
     dynamic_vars, static_vars = inputs["dynamic_vars"], inputs["static_vars"]
     lag, patch = int(inputs["lag_days"]), int(inputs["patch"])
     times = cube["time"].values.astype("datetime64[D]")
@@ -94,6 +100,16 @@ def danger_map(
     return out
 
 
+def window_end(date: str) -> str:
+    """The cube day the inputs of a map of fires on ``date`` end on (ISO): the day before,
+    for both datasets (Mesogeos records a fire igniting on t+1 at cube day t)."""
+    from eofm.data.coords import parse_date
+
+    year, doy = parse_date(date)
+    day = np.datetime64(f"{year}-01-01") + np.timedelta64(doy - 2, "D")
+    return str(day)
+
+
 def write_danger_map(
     model: Any,
     manifest: dict,
@@ -115,7 +131,11 @@ def write_danger_map(
     target = Path(out_dir) / f"danger_{date}.tif"
     if target.exists() and not overwrite:
         raise EofmError(f"{target} exists; use --overwrite to replace it.")
+    mesogeos = manifest["inputs"].get("dataset") == "mesogeos"
+    if mesogeos:
+        from eofm.data.mesogeos_cube import open_mesogeos as open_cube  # no dask: whole chunks
     cube = open_cube(Path(cube_path))
+    cube.encoding.setdefault("source", str(cube_path))
     probabilities = danger_map(
         model, manifest, cube, date, weather=weather, temperature=temperature
     )
@@ -138,5 +158,5 @@ def write_danger_map(
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(probabilities, 1)
             dst.set_band_description(1, f"probability of a fire starting on {date}")
-            dst.update_tags(ACQUISITION_DATE=date)
+            dst.update_tags(ACQUISITION_DATE=date, FIRE_DAY=date, CUBE_DAY=window_end(date))
     return target

@@ -31,11 +31,15 @@ class StageTask(L.LightningModule):
         weight_decay: float = 0.05,
         scheduler: str = "cosine",
         warmup_steps: int = 0,
+        algorithm: str = "adamw",
+        step_epochs: int = 15,
+        step_gamma: float = 0.1,
     ) -> None:
         super().__init__()
         self.model = model
         self.lr, self.weight_decay = lr, weight_decay
         self.scheduler, self.warmup_steps = scheduler, warmup_steps
+        self.algorithm, self.step_epochs, self.step_gamma = algorithm, step_epochs, step_gamma
         self.base_pointer: dict | None = None
 
     # --- light checkpoints -------------------------------------------------------------
@@ -140,15 +144,22 @@ class StageTask(L.LightningModule):
         self._log_epoch("test")
 
     def configure_optimizers(self) -> Any:
-        """AdamW on the trainable parameters, with optional warmup + cosine decay per step
-        (Loshchilov & Hutter, ICLR 2017 and 2019)."""
+        """AdamW (or Adam) on the trainable parameters, with optional warmup + cosine decay
+        per step (Loshchilov & Hutter, ICLR 2017 and 2019) or a StepLR decay per epoch."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         fused = bool(params) and all(p.is_cuda for p in params)  # one kernel for all params
-        optimizer = torch.optim.AdamW(
+        kind = torch.optim.Adam if self.algorithm == "adam" else torch.optim.AdamW
+        optimizer = kind(
             params, lr=self.lr, weight_decay=self.weight_decay, **({"fused": True} if fused else {})
         )
         if self.scheduler == "none":
             return optimizer
+        if self.scheduler == "step":  # StepLR per epoch, as the Mesogeos baselines train
+            step = torch.optim.lr_scheduler.StepLR(optimizer, self.step_epochs, self.step_gamma)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": step, "interval": "epoch"},
+            }
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(self.warmup_steps, total - 1)
 

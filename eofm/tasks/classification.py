@@ -2,7 +2,7 @@
 
 Imbalance-aware losses: the focal loss (Lin et al., "Focal Loss for Dense Object
 Detection", ICCV 2017; torchvision's ``sigmoid_focal_loss``) or BCE weighted by the
-negative/positive ratio. Scores (torchmetrics): AUPRC (average precision, the headline
+negative/positive ratio; or ``ce``, the unweighted cross-entropy of the Mesogeos baselines. Scores (torchmetrics): AUPRC (average precision, the headline
 for rare events), AUROC, the expected calibration error (a reliability check of the
 probabilities; Guo et al., ICML 2017), and F1, precision and recall at the threshold that
 maximised F1 on the validation split, which the model keeps for testing and prediction.
@@ -53,6 +53,8 @@ class ClassificationTask(StageTask):
             from torchvision.ops import sigmoid_focal_loss
 
             return sigmoid_focal_loss(outputs, target, reduction="mean")
+        if self.loss_name == "ce":  # the two-class cross-entropy of the Mesogeos baselines
+            return F.binary_cross_entropy_with_logits(outputs, target)
         return F.binary_cross_entropy_with_logits(outputs, target, pos_weight=self.pos_weight)
 
     def update_metrics(self, metrics: nn.ModuleDict, outputs: torch.Tensor, batch: dict) -> None:
