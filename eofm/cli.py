@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     recipes.add_argument(
         "--keys",
         metavar="NAME",
-        help="list the keys (type, default, help) of a dataset (e.g. sen1floods11), a recipe "
-        "section (e.g. trainer), or 'datasets' / 'families' / 'decoders' for the registered names",
+        help="list the keys (type, default, help) of a dataset (e.g. sen1floods11), a family's "
+        "task keys (e.g. regression), a recipe section (e.g. trainer), or 'datasets' / "
+        "'families' (with their commands) / 'decoders' for the registered names",
     )
     sub.add_parser("backbones", help="list the registered backbones")
 
@@ -250,22 +251,32 @@ def _print_keys(name: str) -> int:
     from eofm.registry import REGISTRY
     from eofm.typed_config import describe_keys
 
-    kinds = {"datasets": "dataset", "families": "family", "decoders": "decoder"}
+    kinds = {"datasets": "dataset", "decoders": "decoder"}
     if name in kinds:
         print("\n".join(REGISTRY.names(kinds[name])))  # type: ignore[arg-type]
+        return 0
+    if name == "families":  # each with its commands; --keys FAMILY lists its task keys
+        families = [(e.name, e.load()) for e in REGISTRY.entries("family")]
+        width = max(len(n) for n, _ in families)
+        for family_name, family in families:
+            print(f"{family_name:<{width}}  {', '.join(sorted(family.commands))}")
         return 0
     sections = {f.name: f for f in dataclasses.fields(Recipe)}
     hints = typing.get_type_hints(Recipe)
     if name in REGISTRY.names("dataset"):
         cls, prefix = REGISTRY.get("dataset", name).load_meta("config"), "data."
+    elif name in REGISTRY.names("family"):
+        cls, prefix = REGISTRY.get("family", name).load().task_config, "task."
     elif name in sections and dataclasses.is_dataclass(hints[name]):
         cls, prefix = hints[name], f"{name}."
     else:
-        known = REGISTRY.names("dataset") + [
-            n for n in sections if dataclasses.is_dataclass(hints[n])
-        ]
+        known = (
+            REGISTRY.names("dataset")
+            + REGISTRY.names("family")
+            + [n for n in sections if dataclasses.is_dataclass(hints[n])]
+        )
         raise EofmError(
-            f"--keys {name}: not a dataset or a recipe section; use one of {known}, or "
+            f"--keys {name}: not a dataset, a family or a recipe section; use one of {known}, or "
             "datasets / families / decoders.",
             exit_code=2,
         )

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eofm.families.base import family_of
-from eofm.families.trained import load_trained
-from eofm.train.rundir import MODEL_FILE, locate_run, read_json, write_json
+from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +22,12 @@ def calibrate(
 ) -> dict[str, Any]:
     """Fit the temperature on the validation split and record it in ``model.json``."""
     run_dir, _ = locate_run(str(spec), checkpoint)
+    family = family_of(load_run_recipe(run_dir, overrides or []))
+    family.require("calibrate", run_dir)  # before any model loads
+    from eofm.families.trained import load_trained
+
     trained = load_trained(str(spec), overrides, checkpoint=checkpoint)
     recipe = trained.recipe
-    family = family_of(recipe)
     datamodule = family.build_eval_datamodule(recipe, trained)
     record = family.calibrate(trained, datamodule)
     manifest = read_json(run_dir / MODEL_FILE)

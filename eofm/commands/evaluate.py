@@ -9,7 +9,14 @@ from typing import Any
 from eofm.families.base import family_of
 from eofm.families.trained import load_trained
 from eofm.publishing.hub import is_hub_uri
-from eofm.train.rundir import TEST_METRICS_FILE, relative_to, scalar, write_json
+from eofm.train.rundir import (
+    TEST_METRICS_FILE,
+    load_run_recipe,
+    locate_run,
+    relative_to,
+    scalar,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,9 @@ def test(
     """
     from eofm.train.trainer import build_trainer
 
+    if not is_hub_uri(str(spec)):  # refused before any model loads
+        run_dir, _ = locate_run(str(spec), checkpoint)
+        family_of(load_run_recipe(run_dir, overrides or [])).require("test", spec)
     trained = load_trained(str(spec), overrides, checkpoint=checkpoint)
     source = trained.source
     if not is_hub_uri(str(spec)):

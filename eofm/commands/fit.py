@@ -50,6 +50,7 @@ def fit(
     Everything that can fail on bad input runs before the run dir is written, and a run
     that fails before its first checkpoint leaves no run dir behind.
     """
+    family_of(recipe).require("fit", f"recipe {recipe.name}")
     recipe = with_resolved_precision(with_absolute_paths(recipe))
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     resume = check_run_dir(run_dir, recipe)

@@ -1,4 +1,4 @@
-"""``eofm predict``: inputs -> checks -> shards -> streaming predictions, with progress.
+"""``eofm predict`` and ``eofm ensemble``: the model's family predicts (``TaskFamily.predict``).
 
 Everything that can be wrong with the options, the inputs or the outputs is found
 before the model is loaded and before the output folder is created: such errors cost
@@ -8,7 +8,6 @@ well under a second and leave nothing behind.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,12 +45,8 @@ def run_predict(
     members: Sequence[str] = (),
 ) -> int:
     """Predict ``inputs`` with ``model_spec`` (averaged with the ``members`` of an
-    ensemble: same classes and bands, checked before any weight is loaded)."""
-    from eofm.families.base import family_of
-    from eofm.predict.options import parse_uncertainty
-    from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
-    from eofm.predict.products import products_for
-    from eofm.predict.scenes import inspect_scene
+    ensemble, checked before any weight is loaded) through its family's ``predict``."""
+    from eofm.families.base import PredictRequest, family_of
 
     options.validate()
     out_dir = Path(out_dir)
@@ -59,133 +54,26 @@ def run_predict(
         raise EofmError(f"Output folder {out_dir} exists and is not a folder.")
     recipe, manifest = describe_model(model_spec)
     family = family_of(recipe)
-    family.check_predictable(model_spec)
+    family.require("ensemble" if members else "predict", model_spec)
     for member in members:
-        check_same_outputs(model_spec, recipe, manifest, member)
+        family.check_ensemble_member(model_spec, recipe, manifest, member, *describe_model(member))
 
     def load() -> Any:  # torch is imported only once inputs and options are checked
         from eofm.families.trained import load_trained
 
         return load_trained(model_spec)
 
-    handled = family.predict_own_inputs(load, list(inputs), out_dir, options, echo)
-    if handled is not None:
-        return handled
-    scenes = expand_inputs(inputs)
-    index, count = parse_shard(shard)
-    mine = scenes[index::count]
-    options.validate(int(manifest["backbone"]["patch_size"][-1]))
-    products = products_for(
-        options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
+    request = PredictRequest(
+        model_spec=model_spec,
+        recipe=recipe,
+        manifest=manifest,
+        inputs=list(inputs),
+        out_dir=out_dir,
+        options=options,
+        load=load,
+        members=list(members),
+        shard=shard,
+        progress=progress,
+        echo=echo,
     )
-    infos, plans = {}, {}
-    for scene in mine:  # every scene and every output, before anything is written
-        infos[scene] = inspect_scene(
-            scene,
-            manifest["bands"],
-            options.bands,
-            input_range=manifest.get("input_range"),
-            strict=options.strict,
-        )
-        plans[scene] = plan_scene(
-            scene,
-            out_dir,
-            quicklook=options.quicklook,
-            vector=options.vector,
-            overwrite=options.overwrite,
-            inputs=scenes,
-            companions=[suffix for _, suffix in products[1:]],
-        )
-
-    from eofm.families.trained import load_trained
-    from eofm.predict.grid import count_tiles
-
-    trained = load()
-    predictor = family.predictor(trained, options, [load_trained(m) for m in members])
-    todo = [s for s in mine if plans[s].write_raster]
-    tiles = {
-        s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo
-    }
-    echo(
-        f"eofm predict: {len(mine)} of {len(scenes)} scene(s) (shard {index}/{count}), "
-        f"{sum(tiles.values())} tiles of {options.tile} px, model {trained.source}"
-    )
-    started = time.perf_counter()
-    pixels = 0
-    with _progress(progress) as bar:
-        scenes_task = bar.add_task("scenes", total=len(mine))
-        for scene in mine:
-            plan = plans[scene]
-            tiles_task = bar.add_task(scene.name, total=tiles.get(scene, 0))
-            result = predictor.predict(
-                scene, out_dir, plan=plan, on_tiles=lambda n, t=tiles_task: bar.advance(t, n)
-            )
-            bar.remove_task(tiles_task)
-            bar.advance(scenes_task)
-            if result.skipped:
-                echo(f"  {scene}: skipped, {plan.raster} exists (use --overwrite)")
-                continue
-            if plan.write_raster:
-                pixels += infos[scene].height * infos[scene].width
-            for output in result.outputs:
-                echo(f"  {output}")
-    seconds = time.perf_counter() - started
-    if pixels:
-        echo(
-            f"eofm predict: {pixels / 1e6:.2f} MP in {seconds:.1f} s ({pixels / 1e6 / seconds:.2f} MP/s)"
-        )
-    return 0
-
-
-def check_same_outputs(first: str, recipe: Any, manifest: dict, other: str) -> None:
-    """Ensemble members must predict the same classes from the same bands."""
-    other_recipe, other_manifest = describe_model(other)
-    if list(other_recipe.task.class_names) != list(recipe.task.class_names):
-        raise EofmError(
-            f"Ensemble members predict different classes: {first} "
-            f"{list(recipe.task.class_names)} vs {other} {list(other_recipe.task.class_names)}.",
-            exit_code=2,
-        )
-    if list(other_manifest["bands"]) != list(manifest["bands"]):
-        raise EofmError(
-            f"Ensemble members read different bands: {first} {manifest['bands']} vs {other} "
-            f"{other_manifest['bands']}.",
-            exit_code=2,
-        )
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: object, **kwargs: object) -> int:
-        return 0
-
-    def advance(self, *args: object) -> None:
-        return None
-
-    def remove_task(self, *args: object) -> None:
-        return None
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    )
+    return family.predict(request)

@@ -30,7 +30,13 @@ from eofm.publishing.bundle import (
     sha256_of,
 )
 from eofm.publishing.paths import scrub_recipe
-from eofm.train.rundir import MODEL_FILE, TEST_METRICS_FILE, load_run_recipe, read_json
+from eofm.train.rundir import (
+    MODEL_FILE,
+    TEST_METRICS_FILE,
+    load_run_recipe,
+    locate_run,
+    read_json,
+)
 
 
 def build_bundle(
@@ -43,15 +49,15 @@ def build_bundle(
     revision: str | None = None,
 ) -> Path:
     """Write the exact folder that ``publish`` uploads."""
+    run_dir, checkpoint = locate_run(str(run_dir))
+    family = family_of(load_run_recipe(run_dir))
+    family.require("publish", run_dir)  # before any model loads
     import yaml
     from safetensors.torch import save_file
 
     from eofm.adapters import is_lora
-    from eofm.families.trained import load_trained, locate_run
+    from eofm.families.trained import load_trained
 
-    run_dir, checkpoint = locate_run(str(run_dir))
-    family = family_of(load_run_recipe(run_dir))
-    family.check_publishable(run_dir)
     if folder.exists() and any(folder.iterdir()):
         raise EofmError(f"{folder} exists and is not empty; choose a new folder.")
     trained = load_trained(str(run_dir))

@@ -8,16 +8,30 @@ weighted BCE with AUPRC, AUROC, calibration error and F1 at the validation-best 
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
+from eofm.data.firecube_config import FireCubeConfig
 from eofm.errors import RecipeError
-from eofm.families.base import FitSetup, TaskFamily
-from eofm.recipe import Recipe
+from eofm.families.base import FitSetup, PredictRequest, TaskFamily
+from eofm.recipe import Recipe, TaskConfig
+from eofm.typed_config import option
+
+
+@dataclass
+class ClassificationTaskConfig(TaskConfig):
+    """The ``task`` keys of a classification (datacube sample) recipe."""
+
+    class_names: list[str] = option(
+        help="class names, index = label value", factory=lambda: ["background", "foreground"]
+    )
+    loss: Literal["focal", "bce"] = option("focal", "focal or (weighted) bce")
 
 
 class ClassificationFamily(TaskFamily):
     name = "classification"
+    task_config = ClassificationTaskConfig
+    commands = frozenset({"fit", "test", "predict", "calibrate"})
     decoder_input = "datacube"
     metric_directions = {
         "loss": "min",
@@ -31,13 +45,11 @@ class ClassificationFamily(TaskFamily):
 
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         super().check_recipe(recipe, where)
-        if not hasattr(recipe.data, "dynamic_vars"):
+        if not isinstance(recipe.data, FireCubeConfig):
             raise RecipeError(
                 f"A classification recipe ({where}) needs datacube samples (data.name: "
                 f"firecube), not data.name: {recipe.data.name}."
             )
-        if recipe.task.loss not in ("focal", "bce"):
-            raise RecipeError(f"task.loss in {where} must be focal or bce for {self.name}.")
 
     def weather_features(self, recipe: Recipe, weather: dict | None = None) -> Any:
         """The weather run's features for the cube (``data.weather_run``), or None.
@@ -58,13 +70,10 @@ class ClassificationFamily(TaskFamily):
         if not weather.get("run"):
             return None
         trained = load_trained(weather["run"])
-        family = family_of(trained.recipe)
-        if not hasattr(family, "weather_run"):
-            raise EofmError(
-                f"data.weather_run {weather['run']} is a {family.name} run, not a weather run "
-                "(a regression run on ERA5)."
-            )
-        run = family.weather_run(trained, weather.get("root") or None)
+        try:
+            run = family_of(trained.recipe).weather_run(trained, weather.get("root") or None)
+        except EofmError as exc:
+            raise EofmError(f"data.weather_run {weather['run']}: {exc}") from None
         return WeatherFeatures(run, weather["features"], str(run.source.root))
 
     def build_datamodule(self, recipe: Recipe, weather: dict | None = None) -> Any:
@@ -189,15 +198,11 @@ class ClassificationFamily(TaskFamily):
         threshold = float(trained.model.threshold)
         return evaluate_binary(trained, datamodule, out_dir, threshold=threshold)
 
-    def check_predictable(self, model_spec: str) -> None:
-        return None
-
-    def predict_own_inputs(
-        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
-    ) -> int | None:
+    def predict(self, request: PredictRequest) -> int:
         """``eofm predict --model RUN CUBE --date D``: a danger map of fires starting on D."""
         from eofm.errors import EofmError
 
+        inputs, options = request.inputs, request.options
         if not options.date:
             raise EofmError(
                 "--date YYYY-MM-DD is needed: the day whose fire danger to map.", exit_code=2
@@ -206,13 +211,13 @@ class ClassificationFamily(TaskFamily):
             raise EofmError(f"Give one datacube to map, got {len(inputs)} inputs.", exit_code=2)
         from eofm.predict.danger_map import write_danger_map
 
-        trained = load()
+        trained = request.load()
         weather = self.weather_features(trained.recipe, trained.manifest["inputs"].get("weather"))
         target = write_danger_map(
-            trained.model, trained.manifest, inputs[0], out_dir, options.date,
+            trained.model, trained.manifest, inputs[0], request.out_dir, options.date,
             overwrite=options.overwrite, weather=weather, temperature=trained.temperature,
         )  # fmt: skip
-        echo(f"  {target}")
+        request.echo(f"  {target}")
         return 0
 
     def test_record(self, datamodule: Any) -> dict[str, Any]:

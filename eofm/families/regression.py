@@ -9,17 +9,33 @@ masked MSE on normalised targets with latitude-weighted RMSE, MAE, bias and ACC
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from eofm.data.era5_config import ERA5Config
 from eofm.errors import EofmError, RecipeError
-from eofm.families.base import FitSetup, TaskFamily
-from eofm.recipe import Recipe
+from eofm.families.base import FitSetup, PredictRequest, TaskFamily
+from eofm.recipe import Recipe, TaskConfig
+from eofm.typed_config import option
+
+
+@dataclass
+class RegressionTaskConfig(TaskConfig):
+    """The ``task`` keys of a gridded-regression (weather) recipe."""
+
+    targets: list[str] = option(help="variables to predict", factory=list)
+    land_only: list[str] = option(help="variables scored over land only", factory=list)
+    climatology: str | None = option(
+        None, "NetCDF/zarr of the targets on the grid; enables ACC (eofm climatology)"
+    )
+    path_keys: ClassVar[tuple[str, ...]] = ("climatology",)
 
 
 class RegressionFamily(TaskFamily):
     name = "regression"
+    task_config = RegressionTaskConfig
+    commands = frozenset({"fit", "test", "predict", "climatology", "publish"})
     decoder_input = "latent"
     metric_directions = {
         "loss": "min",
@@ -32,7 +48,7 @@ class RegressionFamily(TaskFamily):
         super().check_recipe(recipe, where)
         if not recipe.task.targets:
             raise RecipeError(f"task.targets in {where} must name at least one variable.")
-        if not hasattr(recipe.data, "surf_vars"):
+        if not isinstance(recipe.data, ERA5Config):
             raise RecipeError(
                 f"A regression recipe ({where}) needs weather data (data.name: era5), "
                 f"not data.name: {recipe.data.name}."
@@ -98,16 +114,9 @@ class RegressionFamily(TaskFamily):
             accumulated=data.accumulated,
         )
 
-    def check_predictable(self, model_spec: str) -> None:
-        return None
-
-    def predict_own_inputs(
-        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
-    ) -> int | None:
+    def predict(self, request: PredictRequest) -> int:
         """``eofm predict --model RUN ERA5 --out DIR``: one NetCDF (or zarr) of the run's
         variables at every target time of the data (or ``--start`` .. ``--end``)."""
-        from pathlib import Path
-
         from eofm.predict.weather_files import (
             SUFFIXES,
             check_grid,
@@ -115,6 +124,7 @@ class RegressionFamily(TaskFamily):
             write_forecasts,
         )
 
+        inputs, options, echo = request.inputs, request.options, request.echo
         if len(inputs) != 1:
             raise EofmError(
                 f"Give one ERA5 folder or zarr store to predict from, got {len(inputs)} inputs.",
@@ -124,13 +134,13 @@ class RegressionFamily(TaskFamily):
             raise EofmError(
                 f"--format must be netcdf or zarr, got {options.output_format!r}.", exit_code=2
             )
-        trained = load()
+        trained = request.load()
         run = self.weather_run(trained, inputs[0])
         check_grid(run, trained.manifest, inputs[0])
         steps = forecast_steps(run, options.start, options.end)
         first, last = (str(run.target_time(i))[:13].replace("-", "") for i in (steps[0], steps[-1]))
         name = f"{trained.recipe.name}_{first}_{last}{SUFFIXES[options.output_format]}"
-        target = Path(out_dir) / name
+        target = Path(request.out_dir) / name
         if target.exists() and not options.overwrite:
             echo(f"  {target}: exists, skipped (use --overwrite to replace it)")
             return 0
@@ -139,14 +149,52 @@ class RegressionFamily(TaskFamily):
         echo(f"  {target}")
         return 0
 
-    def check_publishable(self, run_dir: Any) -> None:
-        return None
-
     def publishes_trained_only(self, trained: Any) -> bool:
         """A weather run publishes its decoders (and LoRA weights) only, with a pointer to
         its pretrained backbone, unless it fine-tuned the whole backbone."""
         backbone = trained.manifest.get("backbone") or {}
         return bool(backbone.get("pretrained_loaded")) and trained.recipe.adapter.mode != "full"
+
+    def climatology(self, recipe: Recipe, target: Path) -> Path:
+        """The training-split mean of each target as the recipe defines it (accumulated
+        variables summed over the lead window), on the data's grid (NetCDF)."""
+        import numpy as np
+        import xarray as xr
+
+        from eofm.data.variables import describe_variable
+        from eofm.predict.weather_files import atomic_path
+
+        datamodule = self.build_datamodule(recipe)
+        dataset = datamodule.dataset("train")
+        rows = len(datamodule.lat)
+        fields = {}
+        for name in recipe.task.targets:
+            total = np.zeros((rows, len(datamodule.lon)))
+            count = np.zeros_like(total)
+            for now in dataset.now:
+                values = dataset.target_field(name, now)[:rows].astype(np.float64)
+                finite = np.isfinite(values)
+                total[finite] += values[finite]
+                count += finite
+            mean = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+            attrs = describe_variable(name, datamodule.source.fields[("surf", name)].array.attrs)
+            attrs["cell_methods"] = f"time: mean over {len(dataset.now)} training samples"
+            fields[name] = (("latitude", "longitude"), mean, attrs)
+        out = xr.Dataset(
+            {k: xr.Variable(dims, values, attrs) for k, (dims, values, attrs) in fields.items()},
+            coords={
+                "latitude": ("latitude", datamodule.lat.numpy().astype(np.float64)),
+                "longitude": ("longitude", datamodule.lon.numpy().astype(np.float64)),
+            },
+            attrs={
+                "Conventions": "CF-1.8",
+                "title": f"Climatology of {', '.join(recipe.task.targets)} for {recipe.name}",
+                "source": "eofm climatology: mean of the training split's targets",
+            },
+        )
+        with atomic_path(target) as tmp:
+            out.to_netcdf(tmp)
+        return target
 
     def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
         from eofm.publishing.card import render_weather_card

@@ -9,18 +9,35 @@ over scenes of any size (:mod:`eofm.predict.engine`); card: classes and bands.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from typing import Any
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
+from eofm.data.config import ChipDataConfig
 from eofm.errors import EofmError, RecipeError
-from eofm.families.base import FitSetup, TaskFamily
-from eofm.recipe import Recipe
+from eofm.families.base import FitSetup, PredictRequest, TaskFamily
+from eofm.recipe import Recipe, TaskConfig
+from eofm.typed_config import option
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class SegmentationTaskConfig(TaskConfig):
+    """The ``task`` keys of a segmentation recipe."""
+
+    class_names: list[str] = option(
+        help="class names, index = label value", factory=lambda: ["background", "foreground"]
+    )
+    ignore_index: int = option(-1, "label value that is never scored")
+    loss: Literal["ce", "dice", "ce+dice"] = option("ce", "ce, dice or ce+dice")
+    class_weights: list[float] | None = option(None, "cross-entropy class weights")
+
+
 class SegmentationFamily(TaskFamily):
     name = "segmentation"
+    task_config = SegmentationTaskConfig
+    commands = frozenset({"fit", "test", "predict", "ensemble", "calibrate", "publish"})
     decoder_input = "maps"
     metric_directions = {
         "loss": "min",
@@ -35,7 +52,7 @@ class SegmentationFamily(TaskFamily):
         super().check_recipe(recipe, where)
         if len(recipe.task.class_names) < 2:
             raise RecipeError(f"task.class_names in {where} needs at least 2 classes.")
-        if not hasattr(recipe.data, "bands"):
+        if not isinstance(recipe.data, ChipDataConfig):
             raise RecipeError(
                 f"data.name {recipe.data.name} in {where} holds no image bands for a "
                 "segmentation task (task.type)."
@@ -212,16 +229,27 @@ class SegmentationFamily(TaskFamily):
         )
         return calibration_record(logits, target, "val")
 
-    def check_predictable(self, model_spec: str) -> None:
-        return None
+    def predict(self, request: PredictRequest) -> int:
+        """GeoTIFF scenes of any size streamed through the model (:mod:`eofm.predict.engine`)."""
+        return predict_scenes(request)
 
-    def predictor(self, trained: Any, options: Any, members: Any = ()) -> Any:
-        from eofm.predict.engine import Predictor
-
-        return Predictor(trained, options, members)
-
-    def check_publishable(self, run_dir: Any) -> None:
-        return None
+    def check_ensemble_member(
+        self, first: str, recipe: Recipe, manifest: dict, other: str, other_recipe: Recipe,
+        other_manifest: dict,
+    ) -> None:  # fmt: skip
+        """Ensemble members must predict the same classes from the same bands."""
+        if list(other_recipe.task.class_names) != list(recipe.task.class_names):
+            raise EofmError(
+                f"Ensemble members predict different classes: {first} "
+                f"{list(recipe.task.class_names)} vs {other} {list(other_recipe.task.class_names)}.",
+                exit_code=2,
+            )
+        if list(other_manifest["bands"]) != list(manifest["bands"]):
+            raise EofmError(
+                f"Ensemble members read different bands: {first} {manifest['bands']} vs {other} "
+                f"{other_manifest['bands']}.",
+                exit_code=2,
+            )
 
     def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
         from eofm.publishing.card import render_segmentation_card
@@ -240,3 +268,121 @@ def wanted_coords(recipe: Recipe) -> dict[str, bool]:
         return {"time": False, "location": False, "gsd": gsd}
     encoding = getattr(manifest.config, "coords_encoding", ())
     return {"time": "time" in encoding, "location": "location" in encoding, "gsd": gsd}
+
+
+def predict_scenes(request: PredictRequest) -> int:
+    """Every scene and every output checked before the model loads, then each scene
+    streamed (with the ensemble's members) to its outputs, with progress."""
+    from eofm.families.trained import load_trained
+    from eofm.predict.engine import Predictor
+    from eofm.predict.grid import count_tiles
+    from eofm.predict.options import parse_uncertainty
+    from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
+    from eofm.predict.products import products_for
+    from eofm.predict.scenes import inspect_scene
+
+    options, manifest, out_dir, echo = (
+        request.options,
+        request.manifest,
+        request.out_dir,
+        request.echo,
+    )
+    members = request.members
+    scenes = expand_inputs(request.inputs)
+    index, count = parse_shard(request.shard)
+    mine = scenes[index::count]
+    options.validate(int(manifest["backbone"]["patch_size"][-1]))
+    products = products_for(
+        options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
+    )
+    infos, plans = {}, {}
+    for scene in mine:  # every scene and every output, before anything is written
+        infos[scene] = inspect_scene(
+            scene,
+            manifest["bands"],
+            options.bands,
+            input_range=manifest.get("input_range"),
+            strict=options.strict,
+        )
+        plans[scene] = plan_scene(
+            scene,
+            out_dir,
+            quicklook=options.quicklook,
+            vector=options.vector,
+            overwrite=options.overwrite,
+            inputs=scenes,
+            companions=[suffix for _, suffix in products[1:]],
+        )
+
+    trained = request.load()
+    predictor = Predictor(trained, options, [load_trained(m) for m in members])
+    todo = [s for s in mine if plans[s].write_raster]
+    tiles = {
+        s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo
+    }
+    echo(
+        f"eofm predict: {len(mine)} of {len(scenes)} scene(s) (shard {index}/{count}), "
+        f"{sum(tiles.values())} tiles of {options.tile} px, model {trained.source}"
+    )
+    started = time.perf_counter()
+    pixels = 0
+    with _progress(request.progress) as bar:
+        scenes_task = bar.add_task("scenes", total=len(mine))
+        for scene in mine:
+            plan = plans[scene]
+            tiles_task = bar.add_task(scene.name, total=tiles.get(scene, 0))
+            result = predictor.predict(
+                scene, out_dir, plan=plan, on_tiles=lambda n, t=tiles_task: bar.advance(t, n)
+            )
+            bar.remove_task(tiles_task)
+            bar.advance(scenes_task)
+            if result.skipped:
+                echo(f"  {scene}: skipped, {plan.raster} exists (use --overwrite)")
+                continue
+            if plan.write_raster:
+                pixels += infos[scene].height * infos[scene].width
+            for output in result.outputs:
+                echo(f"  {output}")
+    seconds = time.perf_counter() - started
+    if pixels:
+        echo(
+            f"eofm predict: {pixels / 1e6:.2f} MP in {seconds:.1f} s ({pixels / 1e6 / seconds:.2f} MP/s)"
+        )
+    return 0
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+    def advance(self, *args: object) -> None:
+        return None
+
+    def remove_task(self, *args: object) -> None:
+        return None
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
