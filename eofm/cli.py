@@ -103,8 +103,6 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--end", help="weather runs: last target time")
     predict.add_argument(
         "--format",
-        dest="output_format",
-        default="netcdf",
         choices=("netcdf", "zarr"),
         help="weather runs: one NetCDF file (default) or a zarr store",
     )
@@ -439,24 +437,22 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from eofm.commands.predict import run_predict
 
-    options = dataclasses.replace(
-        _streaming_predict_options(args, args.uncertainty),
-        start=args.start,
-        end=args.end,
-        output_format=args.output_format,
-    )
+    family_options = {  # the options only some families read, when given
+        f"--{name}": value
+        for name in ("start", "end", "format")
+        if (value := getattr(args, name)) is not None
+    }
     return run_predict(
         args.model,
         args.inputs,
         args.out,
-        options,
+        _streaming_predict_options(args, args.uncertainty),
         shard=args.shard,
         progress=not args.no_progress,
         echo=_echo,
+        family_options=family_options,
     )
 
 

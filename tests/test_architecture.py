@@ -236,7 +236,7 @@ def test_every_registered_component_resolves() -> None:
 
 
 def test_model_card_names_the_branch_it_was_published_to() -> None:
-    from eofm.publishing.card import render_segmentation_card
+    from eofm.families.segmentation import SegmentationFamily
 
     recipe = load_recipe("demo")
     config = {
@@ -259,7 +259,7 @@ def test_model_card_names_the_branch_it_was_published_to() -> None:
         "weights": "model.safetensors",
         "adapter_only": False,
     }
-    card = render_segmentation_card(
+    card = SegmentationFamily().model_card(
         config, recipe, None, repo_id="me/m", license_id="mit", quicklook=False, revision="v2"
     )
     assert "hf://me/m@v2" in card and "@main" not in card
@@ -424,3 +424,14 @@ def test_the_constraint_kinds_a_recipe_may_name_are_the_models() -> None:
 
     hint = typing.get_type_hints(DownscalingTaskConfig)["constraints"]
     assert typing.get_args(typing.get_args(hint)[1]) == KINDS
+
+
+def test_a_predict_option_of_another_family_is_refused_at_once(tmp_path: Path, capsys) -> None:
+    from eofm.cli import main
+
+    run = write_fake_run(tmp_path / "run", "demo")
+    argv = ["predict", "--model", str(run), "x.tif", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--start", "2020-01-01T12"]) == 2
+    err = capsys.readouterr().err
+    assert "--start is an option of regression runs" in err and "segmentation" in err
+    assert not (tmp_path / "out").exists()

@@ -8,7 +8,7 @@ well under a second and leave nothing behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,11 @@ def run_predict(
     progress: bool = True,
     echo: Callable[[str], None] = log.info,
     members: Sequence[str] = (),
+    family_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Predict ``inputs`` with ``model_spec`` (averaged with the ``members`` of an
-    ensemble, checked before any weight is loaded) through its family's ``predict``."""
+    ensemble, checked before any weight is loaded) through its family's ``predict``;
+    ``family_options`` are the given options that only some families read (``--start``)."""
     from eofm.families.base import PredictRequest, family_of
 
     options.validate()
@@ -55,6 +57,7 @@ def run_predict(
     recipe, manifest = describe_model(model_spec)
     family = family_of(recipe)
     family.require("ensemble" if members else "predict", model_spec)
+    family.check_predict_options(family_options or {}, model_spec)
     for member in members:
         family.check_ensemble_member(model_spec, recipe, manifest, member, *describe_model(member))
 
@@ -75,5 +78,6 @@ def run_predict(
         shard=shard,
         progress=progress,
         echo=echo,
+        family_options=dict(family_options or {}),
     )
     return family.predict(request)

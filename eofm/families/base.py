@@ -56,7 +56,8 @@ class PredictRequest:
     shard: str | None = None
     progress: bool = True
     echo: Callable[[str], None] = log.info
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The family's own options that were given (:attr:`TaskFamily.predict_options`).
+    family_options: dict[str, Any] = field(default_factory=dict)
 
 
 class TaskFamily:
@@ -70,6 +71,9 @@ class TaskFamily:
     #: model loads (``fit``, ``test``, ``predict``, ``ensemble``, ``calibrate``,
     #: ``climatology``, ``publish``).
     commands: ClassVar[frozenset[str]] = frozenset({"fit", "test"})
+    #: The options of ``eofm predict`` that only this family reads (option -> help),
+    #: besides the streaming engine's (:class:`eofm.predict.options.PredictOptions`).
+    predict_options: ClassVar[Mapping[str, str]] = {}
     #: What its decoders consume: ``maps`` (feature maps) or ``latent`` (weather latents).
     decoder_input: ClassVar[str] = "maps"
     #: Metric names (after ``stage/``) by prefix, and whether lower or higher is better.
@@ -210,6 +214,25 @@ class TaskFamily:
         raise EofmError(f"it is a {self.name} run, not a weather run (a regression run on ERA5).")
 
     # --- outputs ----------------------------------------------------------------------
+    def check_predict_options(self, given: Mapping[str, Any], what: object) -> None:
+        """Refuse an option of another family's ``predict`` (e.g. ``--start`` for a
+        segmentation model) before anything is read."""
+        from eofm.registry import REGISTRY
+
+        for option_name in given:
+            if option_name in self.predict_options:
+                continue
+            owners = [
+                e.name
+                for e in REGISTRY.entries("family")
+                if option_name in e.load().predict_options
+            ]
+            raise EofmError(
+                f"{option_name} is an option of {' and '.join(owners) or 'no'} runs; {what} is a "
+                f"{self.name} run.",
+                exit_code=2,
+            )
+
     def predict(self, request: PredictRequest) -> int:
         """``eofm predict``: check the inputs and options, then ``request.load()`` the model
         and write the family's outputs (returns the exit code)."""
@@ -227,9 +250,18 @@ class TaskFamily:
         pretrained backbone) even without ``--adapter-only``."""
         return False
 
-    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
-        """The README.md that ``eofm publish`` uploads."""
+    def card_section(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> Any:
+        """The family's part of the model card (an :class:`eofm.publishing.card.CardSection`):
+        its template, metadata, model-index result and the template's fields. ``card``
+        holds ``repo_id``, ``license_id``, ``quicklook`` and ``revision``."""
         raise NotImplementedError
+
+    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
+        """The README.md that ``eofm publish`` uploads: the family's section, rendered."""
+        from eofm.publishing.card import render_card
+
+        section = self.card_section(config, recipe, metrics, **card)
+        return render_card(config, section, repo_id=card["repo_id"], license_id=card["license_id"])
 
 
 def backbone_record(recipe: Recipe, encoder: Any) -> dict[str, Any]:

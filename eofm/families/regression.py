@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eofm.data.era5_config import ERA5Config
 from eofm.errors import EofmError, RecipeError
 from eofm.families.base import FitSetup, PredictRequest, TaskFamily
 from eofm.recipe import Recipe, TaskConfig
 from eofm.typed_config import option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from eofm.publishing.card import CardSection
 
 
 @dataclass
@@ -36,6 +39,11 @@ class RegressionFamily(TaskFamily):
     name = "regression"
     task_config = RegressionTaskConfig
     commands = frozenset({"fit", "test", "predict", "climatology", "publish"})
+    predict_options = {
+        "--start": "first target time, e.g. 2020-01-01T12",
+        "--end": "last target time",
+        "--format": "netcdf (one file, the default) or zarr",
+    }
     decoder_input = "latent"
     metric_directions = {
         "loss": "min",
@@ -125,27 +133,27 @@ class RegressionFamily(TaskFamily):
         )
 
         inputs, options, echo = request.inputs, request.options, request.echo
+        given = request.family_options
+        output_format = given.get("--format") or "netcdf"
         if len(inputs) != 1:
             raise EofmError(
                 f"Give one ERA5 folder or zarr store to predict from, got {len(inputs)} inputs.",
                 exit_code=2,
             )
-        if options.output_format not in SUFFIXES:
-            raise EofmError(
-                f"--format must be netcdf or zarr, got {options.output_format!r}.", exit_code=2
-            )
+        if output_format not in SUFFIXES:
+            raise EofmError(f"--format must be netcdf or zarr, got {output_format!r}.", exit_code=2)
         trained = request.load()
         run = self.weather_run(trained, inputs[0])
         check_grid(run, trained.manifest, inputs[0])
-        steps = forecast_steps(run, options.start, options.end)
+        steps = forecast_steps(run, given.get("--start"), given.get("--end"))
         first, last = (str(run.target_time(i))[:13].replace("-", "") for i in (steps[0], steps[-1]))
-        name = f"{trained.recipe.name}_{first}_{last}{SUFFIXES[options.output_format]}"
+        name = f"{trained.recipe.name}_{first}_{last}{SUFFIXES[output_format]}"
         target = Path(request.out_dir) / name
         if target.exists() and not options.overwrite:
             echo(f"  {target}: exists, skipped (use --overwrite to replace it)")
             return 0
         echo(f"eofm predict: {len(steps)} time steps of {', '.join(run.names)} to {target}")
-        write_forecasts(trained, run, steps, target, options.output_format)
+        write_forecasts(trained, run, steps, target, output_format)
         echo(f"  {target}")
         return 0
 
@@ -196,10 +204,83 @@ class RegressionFamily(TaskFamily):
             out.to_netcdf(tmp)
         return target
 
-    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
-        from eofm.publishing.card import render_weather_card
+    def card_section(
+        self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any
+    ) -> CardSection:
+        """Variables with units, grid, lead time, inputs and the test scores."""
+        from eofm.publishing.card import CardSection, adapter_text, evaluation_table
+        from eofm.publishing.paths import public_path
 
-        return render_weather_card(config, recipe, metrics, **card)
+        repo_id, backbone = card["repo_id"], config["backbone"]
+        targets = config.get("targets") or {v: {} for v in config["bands"]}
+        evaluation, entries = evaluation_table(metrics, repo_id, "ERA5-layout data")
+        meta = {
+            "tags": ["weather", "climate", "eofm", "regression", *targets],
+            "datasets": ["era5"],
+        }
+        result = None
+        if entries:
+            result = {
+                "task": {"type": "regression", "name": "Gridded regression"},
+                "dataset": {"type": "era5", "name": "ERA5", "split": "test"},
+                "metrics": entries,
+            }
+        rows = []
+        for variable, info in targets.items():
+            window = info.get("accumulated_hours")
+            kind = (
+                f"accumulated over the {window} h before the target time"
+                if window
+                else "at the target time"
+            )
+            rows.append(
+                f"| {variable} | {info.get('long_name', variable)} | {info.get('units', '1')} | {kind} |"
+            )
+        grid = config.get("grid") or {}
+        lat, lon = grid.get("lat") or [float("nan")], grid.get("lon") or [float("nan")]
+        step = abs(lat[1] - lat[0]) if len(lat) > 1 else float("nan")
+        grid_text = (
+            f"{len(lat)} x {len(lon)} cells of {step:g} degrees, latitudes {lat[0]:g} .. {lat[-1]:g} "
+            f"(north to south), longitudes {lon[0]:g} .. {lon[-1]:g}"
+        )
+        timing = config.get("timing") or {}
+        inputs = config.get("inputs") or {}
+        fractions = recipe.data.split_fractions
+        fields = dict(
+            summary=recipe.description or f"{', '.join(targets)} from a weather model's latent.",
+            eofm_version=config["eofm_version"],
+            variable_list=", ".join(targets),
+            backbone_text=(
+                f"`{backbone['name']}` from [`{backbone['repo']}`](https://huggingface.co/{backbone['repo']}) "
+                f"at revision `{backbone['revision']}`"
+            ),
+            adapter_text=adapter_text(
+                config["adapter"], frozen="backbone frozen (lightweight decoders on its latent)"
+            ),
+            decoder_text=f"{config['decoder']['name']}, one per variable ({config['decoder']['channels']} hidden)",
+            weights_text=(
+                f"the trained decoders (and LoRA weights) only, `{config['weights']}`; the "
+                "backbone is fetched from its pinned revision"
+                if config["adapter_only"]
+                else f"the complete model (`{config['weights']}`)"
+            ),
+            variable_rows="\n".join(rows),
+            grid_text=grid_text,
+            history_steps=timing.get("history_steps", "?"),
+            step_hours=timing.get("step_hours", "?"),
+            lead_hours=timing.get("lead_hours", "?"),
+            surf_vars=", ".join(inputs.get("surf_vars", [])) or "none",
+            atmos_vars=", ".join(inputs.get("atmos_vars", [])) or "none",
+            levels=", ".join(f"{v:g}" for v in inputs.get("levels_hpa", [])) or "-",
+            static_vars=", ".join(inputs.get("static_vars", [])) or "none",
+            data_root=public_path(recipe.data.root),
+            split_fractions=list(fractions),
+            evaluation_text=evaluation,
+            repo_id=repo_id,
+            revision_hint=card.get("revision") or "main",
+            train_period=f"the first {fractions[0]:.0%} of the record",
+        )
+        return CardSection("weather_model_card.md", meta, result, fields)
 
     def weather_run(self, trained: Any, root: str | None = None) -> Any:
         """The trained run over ERA5-layout data at ``root`` (default: where it trained),

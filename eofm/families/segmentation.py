@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from eofm.data.config import ChipDataConfig
 from eofm.errors import EofmError, RecipeError
 from eofm.families.base import FitSetup, PredictRequest, TaskFamily
 from eofm.recipe import Recipe, TaskConfig
 from eofm.typed_config import option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from eofm.publishing.card import CardSection
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +254,97 @@ class SegmentationFamily(TaskFamily):
                 exit_code=2,
             )
 
-    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
-        from eofm.publishing.card import render_segmentation_card
+    def card_section(
+        self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any
+    ) -> CardSection:
+        """Classes, bands with their normalisation, split, and the test scores."""
+        from eofm.publishing.card import CardSection, adapter_text
+        from eofm.publishing.paths import public_path
 
-        return render_segmentation_card(config, recipe, metrics, **card)
+        repo_id, quicklook = card["repo_id"], card["quicklook"]
+        backbone, task = config["backbone"], config["task"]
+        dataset = recipe.data.name
+        meta = {
+            "tags": ["earth-observation", "remote-sensing", "eofm", task["type"], "image-segmentation"],
+            "pipeline_tag": "image-segmentation",
+            "datasets": [dataset],
+        }  # fmt: skip
+        result = None
+        if metrics and metrics.get("metrics"):
+            values = metrics["metrics"]
+            result = {
+                "task": {"type": "image-segmentation", "name": "Semantic segmentation"},
+                "dataset": {"type": dataset, "name": dataset, "split": "test"},
+                "metrics": [
+                    {
+                        "type": key.split("/", 1)[1],
+                        "value": round(float(value), 4),
+                        "name": key,
+                    }
+                    for key, value in sorted(values.items())
+                    if value is not None and key.startswith("test/")
+                ],
+            }
+            rows = "\n".join(
+                f"| {k} | {v:.4f} |" for k, v in sorted(values.items()) if v is not None
+            )
+            evaluation = (
+                f"On the test split ({len(metrics.get('test_chips', []))} chips), with checkpoint "
+                f"`{metrics.get('checkpoint')}`:\n\n| metric | value |\n|---|---|\n{rows}"
+            )
+        else:
+            evaluation = (
+                "**This model was not evaluated**: its run has no test metrics. Run "
+                f"`eofm test hf://{repo_id} data.root=...` on labelled data before use."
+            )
+        mapping = backbone.get("band_mapping", {})
+        band_rows = "\n".join(
+            f"| {i} | {band} | {mean:.6g} | {std:.6g} | {'copied' if band in mapping.get('copied', []) else 'new'} |"
+            for i, (band, mean, std) in enumerate(
+                zip(config["bands"], config["mean"], config["std"], strict=True), 1
+            )
+        )
+        split = recipe.data.split_csv
+        split_text = (
+            f"official split files {', '.join(f'{k}: `{v}`' for k, v in split.items())}."
+            if split
+            else f"deterministic split by event, fractions {recipe.data.split_fractions} (train/val/test)."
+        )
+        fields = dict(
+            summary=recipe.description
+            or f"{task['type'].capitalize()} of {', '.join(task['class_names'])}.",
+            eofm_version=config["eofm_version"],
+            task_type=task["type"],
+            class_list=", ".join(f"{i} = {c}" for i, c in enumerate(task["class_names"])),
+            backbone_text=(
+                f"`{backbone['name']}` from [`{backbone['repo']}`](https://huggingface.co/{backbone['repo']}) "
+                f"at revision `{backbone['revision']}`"
+                if backbone.get("pretrained_loaded")
+                else f"`{backbone['name']}` architecture, trained from **random initialisation** (no pretrained weights were loaded)"
+            ),
+            adapter_text=adapter_text(config["adapter"], frozen="backbone frozen"),
+            decoder_text=f"{config['decoder']['name']} ({config['decoder']['channels']} channels)",
+            patch_size=backbone["patch_size"][-1],
+            num_frames=backbone["num_frames"],
+            weights_text=(
+                f"LoRA adapter and trained head only (`{config['weights']}`); the base model is fetched from its pinned revision"
+                if config["adapter_only"]
+                else f"the complete model (`{config['weights']}`)"
+            ),
+            band_rows=band_rows,
+            dataset_name=dataset,
+            data_root=public_path(recipe.data.root),
+            split_text=split_text,
+            evaluation_text=evaluation,
+            repo_id=repo_id,
+            revision_hint=card.get("revision") or "main",
+            quicklook_text="![quicklook](quicklook.png)" if quicklook else "",
+            intended_use=(
+                f"Mapping {', '.join(task['class_names'][1:])} per pixel in {dataset}-like imagery, "
+                "for research and for screening that a person reviews."
+            ),
+        )
+        return CardSection("model_card.md", meta, result, fields)
 
 
 def wanted_coords(recipe: Recipe) -> dict[str, bool]:

@@ -27,9 +27,6 @@ class PredictOptions:
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     workers: int | str = "auto"  # reading threads: auto | N >= 1
     uncertainty: str | None = None  # entropy | mc-dropout:N | tta
-    start: str | None = None  # weather runs: first target time
-    end: str | None = None  # weather runs: last target time
-    output_format: str = "netcdf"  # weather runs: netcdf | zarr
 
     def validate(self, patch_size: int | None = None) -> None:
         """One error naming the option, exit code 2 like any argument error."""
