@@ -331,20 +331,20 @@ def _cmd_test(args: argparse.Namespace) -> int:
         from eofm.train.rundir import load_run_recipe
 
         load_run_recipe(Path(args.run_dir), args.overrides)  # validated before heavy imports
-    from eofm.commands.evaluate import test, test_target
+    from eofm.commands.evaluate import metrics_target, run_test
 
     if args.mc_dropout and args.mc_dropout < 2:
         raise EofmError(
             f"--mc-dropout needs at least 2 passes, got {args.mc_dropout}.", exit_code=2
         )
-    payload = test(
+    payload = run_test(
         args.run_dir,
         args.overrides,
         checkpoint=args.checkpoint,
         output=args.output,
         mc_samples=args.mc_dropout,
     )
-    target = test_target(args.run_dir, args.output)
+    target = metrics_target(args.run_dir, args.output)
     _print_table(f"test metrics ({target or args.run_dir})", payload["metrics"], prefix="test/")
     _print_evaluation(payload)
     return 0

@@ -62,7 +62,7 @@ def test_no_reference_to_a_guide_outside_the_repository() -> None:
 
 def test_dead_code_is_gone() -> None:
     from eofm.backbones.manifest import AuroraManifest, BackboneManifest
-    from eofm.tasks.regression import LatWeightedScores
+    from eofm.lightning_tasks.regression import LatWeightedScores
 
     for cls in (BackboneManifest, AuroraManifest):
         names = {f.name for f in dataclasses.fields(cls)}

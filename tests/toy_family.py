@@ -101,7 +101,7 @@ class ToyFamily(TaskFamily):
         from torch import nn
         from torchmetrics import MeanAbsoluteError
 
-        from eofm.tasks.base import StageTask
+        from eofm.lightning_tasks.base import StageTask
 
         loss = recipe.task.loss
 

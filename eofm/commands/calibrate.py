@@ -24,7 +24,7 @@ def calibrate(
     run_dir, _ = locate_run(str(spec), checkpoint)
     family = family_of(load_run_recipe(run_dir, overrides or []))
     family.require("calibrate", run_dir)  # before any model loads
-    from eofm.families.trained import load_trained
+    from eofm.families.restore import load_trained
 
     trained = load_trained(str(spec), overrides, checkpoint=checkpoint)
     recipe = trained.recipe

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from eofm.families.base import family_of
-from eofm.families.trained import load_trained
+from eofm.families.restore import load_trained
 from eofm.publishing.hub import is_hub_uri
 from eofm.train.rundir import (
     TEST_METRICS_FILE,
@@ -21,14 +21,14 @@ from eofm.train.rundir import (
 log = logging.getLogger(__name__)
 
 
-def test_target(spec: str | Path, output: Path | None) -> Path | None:
+def metrics_target(spec: str | Path, output: Path | None) -> Path | None:
     """Where ``test`` writes its JSON: ``output``, else a run dir's ``test_metrics.json``."""
     if output:
         return Path(output)
     return None if is_hub_uri(str(spec)) else Path(spec) / TEST_METRICS_FILE
 
 
-def test(
+def run_test(
     spec: str | Path,
     overrides: list[str] | None = None,
     *,
@@ -60,7 +60,7 @@ def test(
     task = family.build_task(recipe, trained.model, datamodule)
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
-    target = test_target(spec, output)
+    target = metrics_target(spec, output)
     payload = {
         "checkpoint": source,
         "data_root": recipe.data.root,

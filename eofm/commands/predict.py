@@ -62,7 +62,7 @@ def run_predict(
         family.check_ensemble_member(model_spec, recipe, manifest, member, *describe_model(member))
 
     def load() -> Any:  # torch is imported only once inputs and options are checked
-        from eofm.families.trained import load_trained
+        from eofm.families.restore import load_trained
 
         return load_trained(model_spec)
 

@@ -56,7 +56,7 @@ def build_bundle(
     from safetensors.torch import save_file
 
     from eofm.adapters import is_lora
-    from eofm.families.trained import load_trained
+    from eofm.families.restore import load_trained
 
     if folder.exists() and any(folder.iterdir()):
         raise EofmError(f"{folder} exists and is not empty; choose a new folder.")

@@ -3,7 +3,7 @@
 Model: a lightweight temporal head on the sample's days of dynamic variables and its
 static variables (``gru`` or ``loan``, :mod:`eofm.models.fire_danger`); task: focal or
 weighted BCE with AUPRC, AUROC, calibration error and F1 at the validation-best threshold
-(:mod:`eofm.tasks.classification`); data: :mod:`eofm.data.firecube`.
+(:mod:`eofm.lightning_tasks.classification`); data: :mod:`eofm.data.firecube`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ClassificationFamily(TaskFamily):
         from eofm.data.weather_features import WeatherFeatures
         from eofm.errors import EofmError
         from eofm.families.base import family_of
-        from eofm.families.trained import load_trained
+        from eofm.families.restore import load_trained
 
         data = recipe.data
         weather = weather or {
@@ -128,7 +128,7 @@ class ClassificationFamily(TaskFamily):
         return self.build_datamodule(recipe, trained.manifest["inputs"].get("weather"))
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.classification import ClassificationTask
+        from eofm.lightning_tasks.classification import ClassificationTask
 
         labels = datamodule.tensors["train"]["label"]
         positives = float(labels.sum())
@@ -179,7 +179,7 @@ class ClassificationFamily(TaskFamily):
         import math
 
         from eofm.evaluation.calibration import calibration_record
-        from eofm.evaluation.splits import sample_scores
+        from eofm.evaluation.passes import sample_scores
 
         logits, labels = sample_scores(trained.model, datamodule.val_dataloader())
         record = calibration_record(logits, labels, "val")
@@ -193,7 +193,7 @@ class ClassificationFamily(TaskFamily):
         self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
     ) -> dict[str, Any]:
         super().evaluate(trained, datamodule, out_dir, mc_samples=mc_samples)
-        from eofm.evaluation.splits import evaluate_binary
+        from eofm.evaluation.passes import evaluate_binary
 
         threshold = float(trained.model.threshold)
         return evaluate_binary(trained, datamodule, out_dir, threshold=threshold)

@@ -4,7 +4,7 @@ Model: a super-resolution decoder on the coarse fields (:mod:`eofm.decoders.pixe
 with constraint layers that make every coarse cell's fine prediction average to its
 coarse value (:mod:`eofm.models.constraints`; Harder et al., JMLR 2023); task: masked MSE
 with RMSE, bias, Pearson r, CSI, the power-spectrum ratio and the mass violation
-(:mod:`eofm.tasks.downscaling`); data: ERA5 coarsened from itself
+(:mod:`eofm.lightning_tasks.downscaling`); data: ERA5 coarsened from itself
 (:mod:`eofm.data.era5_downscaling`), with geographic splits for the shift of RainShift.
 """
 
@@ -178,7 +178,7 @@ class DownscalingFamily(TaskFamily):
         return self.build_datamodule(recipe, trained.manifest, trained.model.backbone)
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.downscaling import DownscalingTask
+        from eofm.lightning_tasks.downscaling import DownscalingTask
 
         return DownscalingTask(
             model,

@@ -4,7 +4,7 @@ Model: a weather backbone (Aurora) and one MLP per target on its latent
 (:mod:`eofm.models.latent_regression`), after Lehmann et al., "Finetuning a Weather
 Foundation Model with Lightweight Decoders for Unseen Physical Processes", 2025; task:
 masked MSE on normalised targets with latitude-weighted RMSE, MAE, bias and ACC
-(:mod:`eofm.tasks.regression`); data: ERA5 (:mod:`eofm.data.era5`).
+(:mod:`eofm.lightning_tasks.regression`); data: ERA5 (:mod:`eofm.data.era5`).
 """
 
 from __future__ import annotations
@@ -330,7 +330,7 @@ class RegressionFamily(TaskFamily):
         return self.build_datamodule(recipe, trained.mean, trained.std)
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.regression import RegressionTask
+        from eofm.lightning_tasks.regression import RegressionTask
 
         return RegressionTask(
             model,

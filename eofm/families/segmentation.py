@@ -2,7 +2,7 @@
 
 Model: a ViT backbone, a neck, a map decoder and a 1x1 head
 (:mod:`eofm.models.segmentation`); task: CE/dice losses with IoU, F1 and accuracy
-(:mod:`eofm.tasks.segmentation`); outputs: Cloud-Optimized GeoTIFF class maps streamed
+(:mod:`eofm.lightning_tasks.segmentation`); outputs: Cloud-Optimized GeoTIFF class maps streamed
 over scenes of any size (:mod:`eofm.predict.engine`); card: classes and bands.
 """
 
@@ -171,7 +171,7 @@ class SegmentationFamily(TaskFamily):
         )
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.segmentation import SegmentationTask
+        from eofm.lightning_tasks.segmentation import SegmentationTask
 
         return SegmentationTask(
             model,
@@ -215,14 +215,14 @@ class SegmentationFamily(TaskFamily):
         self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
     ) -> dict[str, Any]:
         super().evaluate(trained, datamodule, out_dir, mc_samples=mc_samples)
-        from eofm.evaluation.splits import evaluate_segmentation
+        from eofm.evaluation.passes import evaluate_segmentation
 
         ignore = trained.recipe.task.ignore_index
         return evaluate_segmentation(trained, datamodule, out_dir, ignore_index=ignore)
 
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         from eofm.evaluation.calibration import calibration_record
-        from eofm.evaluation.splits import sample_logits
+        from eofm.evaluation.passes import sample_logits
 
         logits, target = sample_logits(
             trained.model,
@@ -363,7 +363,7 @@ def wanted_coords(recipe: Recipe) -> dict[str, bool]:
 def predict_scenes(request: PredictRequest) -> int:
     """Every scene and every output checked before the model loads, then each scene
     streamed (with the ensemble's members) to its outputs, with progress."""
-    from eofm.families.trained import load_trained
+    from eofm.families.restore import load_trained
     from eofm.predict.engine import Predictor
     from eofm.predict.grid import count_tiles
     from eofm.predict.options import parse_uncertainty
