@@ -363,9 +363,6 @@ def wanted_coords(recipe: Recipe) -> dict[str, bool]:
 def predict_scenes(request: PredictRequest) -> int:
     """Every scene and every output checked before the model loads, then each scene
     streamed (with the ensemble's members) to its outputs, with progress."""
-    from eofm.families.restore import load_trained
-    from eofm.predict.engine import Predictor
-    from eofm.predict.grid import count_tiles
     from eofm.predict.options import parse_uncertainty
     from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
     from eofm.predict.products import products_for
@@ -403,6 +400,10 @@ def predict_scenes(request: PredictRequest) -> int:
             inputs=scenes,
             companions=[suffix for _, suffix in products[1:]],
         )
+
+    from eofm.families.restore import load_trained  # torch: only once all is checked
+    from eofm.predict.engine import Predictor
+    from eofm.predict.grid import count_tiles
 
     trained = request.load()
     predictor = Predictor(trained, options, [load_trained(m) for m in members])
