@@ -30,7 +30,7 @@ from pathlib import Path
 torch.set_num_threads(int(sys.argv[4]))
 from eofm.predict.engine import Predictor
 from eofm.predict.options import PredictOptions
-from eofm.families.trained import load_trained
+from eofm.families.restore import load_trained
 predictor = Predictor(load_trained(sys.argv[1]), PredictOptions(tile=224, overlap=32, batch_size=16, overwrite=True, quicklook=False))
 start = time.perf_counter()
 predictor.predict(Path(sys.argv[2]), Path(sys.argv[3]))
@@ -43,7 +43,7 @@ import json, sys, time, numpy as np, rasterio, torch
 from pathlib import Path
 torch.set_num_threads(int(sys.argv[4]))
 from terratorch.tasks.tiled_inference import tiled_inference
-from eofm.families.trained import load_trained
+from eofm.families.restore import load_trained
 trained = load_trained(sys.argv[1])
 model = trained.model
 start = time.perf_counter()

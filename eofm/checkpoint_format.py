@@ -13,7 +13,7 @@ def light_checkpoint_base(backbone: dict) -> dict | None:
     base was pretrained (not random) and came from one Hub commit (a 40-hex sha, not a
     branch such as timm's ``main``). This holds for any backbone and adapter mode
     (frozen, LoRA, DoRA): only trainable weights are written, the frozen ones come back
-    from the pin (``eofm.tasks.base.StageTask``).
+    from the pin (``eofm.lightning_tasks.base.StageTask``).
     """
     import re
 

@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     recipes.add_argument(
         "--keys",
         metavar="NAME",
-        help="list the keys (type, default, help) of a dataset (e.g. sen1floods11), a recipe "
-        "section (e.g. trainer), or 'datasets' / 'families' / 'decoders' for the registered names",
+        help="list the keys (type, default, help) of a dataset (e.g. sen1floods11), a family's "
+        "task keys (e.g. regression), a recipe section (e.g. trainer), or 'datasets' / "
+        "'families' (with their commands) / 'decoders' for the registered names",
     )
     sub.add_parser("backbones", help="list the registered backbones")
 
@@ -124,8 +125,6 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--end", help="weather runs: last target time")
     predict.add_argument(
         "--format",
-        dest="output_format",
-        default="netcdf",
         choices=("netcdf", "zarr"),
         help="weather runs: one NetCDF file (default) or a zarr store",
     )
@@ -300,22 +299,32 @@ def _print_keys(name: str) -> int:
     from eofm.registry import REGISTRY
     from eofm.typed_config import describe_keys
 
-    kinds = {"datasets": "dataset", "families": "family", "decoders": "decoder"}
+    kinds = {"datasets": "dataset", "decoders": "decoder"}
     if name in kinds:
         print("\n".join(REGISTRY.names(kinds[name])))  # type: ignore[arg-type]
+        return 0
+    if name == "families":  # each with its commands; --keys FAMILY lists its task keys
+        families = [(e.name, e.load()) for e in REGISTRY.entries("family")]
+        width = max(len(n) for n, _ in families)
+        for family_name, family in families:
+            print(f"{family_name:<{width}}  {', '.join(sorted(family.commands))}")
         return 0
     sections = {f.name: f for f in dataclasses.fields(Recipe)}
     hints = typing.get_type_hints(Recipe)
     if name in REGISTRY.names("dataset"):
         cls, prefix = REGISTRY.get("dataset", name).load_meta("config"), "data."
+    elif name in REGISTRY.names("family"):
+        cls, prefix = REGISTRY.get("family", name).load().task_config, "task."
     elif name in sections and dataclasses.is_dataclass(hints[name]):
         cls, prefix = hints[name], f"{name}."
     else:
-        known = REGISTRY.names("dataset") + [
-            n for n in sections if dataclasses.is_dataclass(hints[n])
-        ]
+        known = (
+            REGISTRY.names("dataset")
+            + REGISTRY.names("family")
+            + [n for n in sections if dataclasses.is_dataclass(hints[n])]
+        )
         raise EofmError(
-            f"--keys {name}: not a dataset or a recipe section; use one of {known}, or "
+            f"--keys {name}: not a dataset, a family or a recipe section; use one of {known}, or "
             "datasets / families / decoders.",
             exit_code=2,
         )
@@ -408,16 +417,16 @@ def _cmd_test(args: argparse.Namespace) -> int:
         raise EofmError(
             f"--mc-dropout needs at least 2 passes, got {args.mc_dropout}.", exit_code=2
         )
-    from eofm.commands.evaluate import test, test_target
+    from eofm.commands.evaluate import metrics_target, run_test
 
-    payload = test(
+    payload = run_test(
         args.run_dir,
         args.overrides,
         checkpoint=args.checkpoint,
         output=args.output,
         mc_samples=args.mc_dropout or 0,
     )
-    target = test_target(args.run_dir, args.output)
+    target = metrics_target(args.run_dir, args.output)
     if payload.get("warning"):
         print(f"\nWARNING: {payload['warning']}")
     _print_table(f"test metrics ({target or args.run_dir})", payload["metrics"], prefix="test/")
@@ -523,7 +532,6 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import dataclasses
 
     if args.start and args.end:  # before anything is loaded
         from eofm.predict.weather_files import parse_time
@@ -535,20 +543,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             )
     from eofm.commands.predict import run_predict
 
-    options = dataclasses.replace(
-        _streaming_predict_options(args, args.uncertainty),
-        start=args.start,
-        end=args.end,
-        output_format=args.output_format,
-    )
+    family_options = {  # the options only some families read, when given
+        f"--{name}": value
+        for name in ("start", "end", "format")
+        if (value := getattr(args, name)) is not None
+    }
     return run_predict(
         args.model,
         args.inputs,
         args.out,
-        options,
+        _streaming_predict_options(args, args.uncertainty),
         shard=args.shard,
         progress=not args.no_progress,
         echo=_echo,
+        family_options=family_options,
     )
 
 

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 from eofm.data.config import DataConfig
 from eofm.errors import EofmError, RecipeError
@@ -34,36 +34,20 @@ from eofm.typed_config import (
 log = logging.getLogger(__name__)
 
 DEFAULT_DATASET = "sen1floods11"
+DEFAULT_FAMILY = "segmentation"
 
 
 @dataclass
 class TaskConfig:
-    """What is predicted. ``definition`` names a file in ``tasks/`` whose keys are defaults."""
+    """What is predicted: the keys every family has. ``task.type`` selects the family, whose
+    own config dataclass (``TaskFamily.task_config``) extends this one with its keys.
+    ``definition`` names a file in ``tasks/`` whose keys are defaults."""
 
     definition: str | None = option(None, "a task definition in tasks/ whose keys are defaults")
-    type: str = option("segmentation", "the task family (eofm recipes --keys families)")
-    class_names: list[str] = option(
-        help="segmentation: class names, index = label value",
-        factory=lambda: ["background", "foreground"],
-    )
-    targets: list[str] = option(help="regression: variables to predict", factory=list)
-    land_only: list[str] = option(help="regression: variables scored over land only", factory=list)
-    climatology: str | None = option(
-        None, "regression: NetCDF/zarr of the targets on the grid; enables ACC"
-    )
-    constraints: dict[str, str] = option(
-        help="downscaling: target -> additive | multiplicative | softmax hard constraint",
-        factory=dict,
-    )
-    thresholds: dict[str, list[float]] = option(
-        help="downscaling: target -> thresholds (physical units) for CSI", factory=dict
-    )
-    ignore_index: int = option(-1, "segmentation: label value that is never scored")
-    loss: Literal["ce", "dice", "ce+dice", "focal", "bce"] = option(
-        "ce", "segmentation: ce, dice, ce+dice; classification: focal or (weighted) bce"
-    )
-    class_weights: list[float] | None = option(None, "segmentation: cross-entropy class weights")
+    type: str = option(DEFAULT_FAMILY, "the task family (eofm recipes --keys families)")
     monitor: str = option("val/mIoU", "metric that picks best.ckpt (its direction is declared)")
+    #: Keys holding local paths, made absolute when a run dir records the recipe.
+    path_keys: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass
@@ -181,6 +165,18 @@ def dataset_config_class(data: Mapping[str, Any], where: str) -> type:
     return entry.load_meta("config")
 
 
+def task_config_class(task: Mapping[str, Any], where: str) -> type:
+    """The task config dataclass of the family that ``task.type`` names."""
+    from eofm.registry import REGISTRY
+
+    name = task.get("type", DEFAULT_FAMILY)
+    try:
+        entry = REGISTRY.get("family", str(name))
+    except EofmError as exc:
+        raise RecipeError(f"task.type in {where}: {exc}") from None
+    return entry.load().task_config
+
+
 @dataclass
 class Recipe:
     """A complete, runnable recipe."""
@@ -188,7 +184,7 @@ class Recipe:
     name: str = option("recipe", "run name")
     description: str = option("", "one line shown by eofm recipes and on the model card")
     seed: int = option(0, "random seed")
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: TaskConfig = selected_by(task_config_class, "selected by task.type")
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -261,14 +257,17 @@ def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
 
 
 def recipe_keys(tree: Mapping[str, Any] | None = None, *, mappings: bool = False) -> list[str]:
-    """Every valid dotted key, with the ``data`` keys of the dataset ``tree`` selects."""
-    data = (tree or {}).get("data")
-    data = data if isinstance(data, Mapping) else {}
-    try:
-        data_cls = dataset_config_class(data, "recipe")
-    except RecipeError:
-        data_cls = dataset_config_class({}, "recipe")
-    return all_keys(Recipe, sections={"data": data_cls}, mappings=mappings)
+    """Every valid dotted key, with the ``data`` keys of the dataset ``tree`` selects and
+    the ``task`` keys of its family."""
+    sections = {}
+    for name, select in (("data", dataset_config_class), ("task", task_config_class)):
+        raw = (tree or {}).get(name)
+        raw = raw if isinstance(raw, Mapping) else {}
+        try:
+            sections[name] = select(raw, "recipe")
+        except RecipeError:
+            sections[name] = select({}, "recipe")
+    return all_keys(Recipe, sections=sections, mappings=mappings)
 
 
 def load_recipe(
@@ -307,6 +306,7 @@ def load_recipe(
         tree["task"] = {**defaults, **task}
     if saved:
         _drop_legacy_data_keys(tree)
+        _drop_legacy_task_keys(tree)
     for key in from_overrides:
         check_dotted_key(
             key, recipe_keys(tree), recipe_keys(tree, mappings=True), "the command-line overrides"
@@ -401,6 +401,36 @@ def _drop_legacy_data_keys(tree: dict[str, Any]) -> None:
             and data[key] == _LEGACY_DATA_DEFAULTS[key]
         ):
             del data[key]
+
+
+#: Keys of the single ``task`` section that releases before per-family task configs wrote
+#: for every family. A saved recipe carries them all; the ones its family does not own
+#: had no effect on it.
+_LEGACY_TASK_KEYS = (
+    "class_names",
+    "targets",
+    "land_only",
+    "climatology",
+    "constraints",
+    "thresholds",
+    "ignore_index",
+    "loss",
+    "class_weights",
+)
+
+
+def _drop_legacy_task_keys(tree: dict[str, Any]) -> None:
+    task = tree.get("task")
+    if not isinstance(task, dict):
+        return
+    try:
+        cls = task_config_class(task, "recipe")
+    except RecipeError:
+        return
+    own = {f.name for f in dataclasses.fields(cls)}
+    for key in list(task):
+        if key not in own and key in _LEGACY_TASK_KEYS:
+            del task[key]
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import torch
 
 from eofm.commands.fit import model_manifest as _model_manifest
+from eofm.lightning_tasks.segmentation import SegmentationTask
 from eofm.models.segmentation import build_segmentation_model
 from eofm.recipe import dump_recipe, load_recipe
-from eofm.tasks.segmentation import SegmentationTask
 from eofm.train.rundir import write_json
 
 

@@ -62,7 +62,7 @@ def test_no_reference_to_a_guide_outside_the_repository() -> None:
 
 def test_dead_code_is_gone() -> None:
     from eofm.backbones.manifest import AuroraManifest, BackboneManifest
-    from eofm.tasks.regression import LatWeightedScores
+    from eofm.lightning_tasks.regression import LatWeightedScores
 
     for cls in (BackboneManifest, AuroraManifest):
         names = {f.name for f in dataclasses.fields(cls)}
@@ -245,7 +245,7 @@ def test_every_registered_component_resolves() -> None:
 
 
 def test_model_card_names_the_branch_it_was_published_to() -> None:
-    from eofm.publishing.card import render_segmentation_card
+    from eofm.families.segmentation import SegmentationFamily
 
     recipe = load_recipe("demo")
     config = {
@@ -268,7 +268,179 @@ def test_model_card_names_the_branch_it_was_published_to() -> None:
         "weights": "model.safetensors",
         "adapter_only": False,
     }
-    card = render_segmentation_card(
+    card = SegmentationFamily().model_card(
         config, recipe, None, repo_id="me/m", license_id="mit", quicklook=False, revision="v2"
     )
     assert "hf://me/m@v2" in card and "@main" not in card
+
+
+# --- no side doors around the family seam ---------------------------------------------
+
+#: What ``hasattr`` must not probe outside families/base.py: a family, a recipe or one of
+#: its sections (data, task), or a config; the families declare what they have instead.
+PROBED = re.compile(r"(^|\.)(family|recipe|data|task|config)(\.|$)")
+
+
+def hasattr_side_doors(source: str, name: str = "<source>") -> list[str]:
+    """``hasattr(X, ...)`` calls whose ``X`` is a family, a recipe or a data config."""
+    import ast
+
+    return [
+        f"{name}:{node.lineno}: hasattr({ast.unparse(node.args[0])}, ...)"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "hasattr"
+        and node.args
+        and PROBED.search(ast.unparse(node.args[0]))
+    ]
+
+
+def test_the_side_door_scan_finds_a_probe() -> None:
+    probes = "if hasattr(recipe.data, 'bands'):\n    pass\nok = hasattr(family, 'weather_spec')\n"
+    assert len(hasattr_side_doors(probes)) == 2
+    assert hasattr_side_doors("ok = hasattr(encoder, 'gsd')\n") == []
+
+
+def test_no_hasattr_on_a_family_recipe_or_config_outside_the_family_base() -> None:
+    offenders = [
+        door
+        for path in python_files()
+        if path != PACKAGE / "families" / "base.py"
+        for door in hasattr_side_doors(path.read_text(), str(path.relative_to(ROOT)))
+    ]
+    assert offenders == []
+
+
+def test_every_dataset_config_is_under_the_light_import_contract() -> None:
+    contract = (ROOT / ".importlinter").read_text()
+    light = contract.split("[importlinter:contract:light]", 1)[1].split("forbidden_modules")[0]
+    configs = [f"eofm.data.{p.stem}" for p in (PACKAGE / "data").glob("*_config.py")]
+    assert configs and [c for c in configs if c not in light.split()] == []
+
+
+# --- per-family task configs and declared commands ------------------------------------
+
+
+def test_task_keys_are_validated_against_the_selected_family() -> None:
+    with pytest.raises(RecipeError) as info:  # a regression key in a segmentation recipe
+        load_recipe("demo", ["task.targets=[tp]"])
+    assert "task.targets" in str(info.value)
+    with pytest.raises(RecipeError) as info:
+        load_recipe("era5_aurora_hydrology_decoder", ["task.class_names=[a,b]"])
+    assert "task.class_names" in str(info.value)
+    with pytest.raises(RecipeError) as info:
+        load_recipe("demo", ["task.type=regresion"])
+    assert "task.type" in str(info.value) and "regression" in str(info.value)
+    recipe = load_recipe("era5_aurora_hydrology_decoder", ["data.root=/tmp"])
+    assert recipe.task.targets == ["tp", "e"] and not hasattr(recipe.task, "class_names")
+
+
+def old_release_task(task: dict) -> dict:
+    """The single task section that releases before per-family configs wrote."""
+    return {
+        "class_names": ["background", "foreground"],
+        "targets": [],
+        "land_only": [],
+        "climatology": None,
+        "constraints": {},
+        "thresholds": {},
+        "ignore_index": -1,
+        "loss": "ce",
+        "class_weights": None,
+        **task,
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["demo", "era5_aurora_hydrology_decoder", "mesogeos_fire_danger_gru"]
+)
+def test_a_run_dir_recipe_of_an_earlier_release_still_loads(name: str) -> None:
+    import yaml
+
+    from eofm.recipe import dump_recipe
+
+    tree = yaml.safe_load(dump_recipe(load_recipe(name, ["data.root=/tmp"])))
+    tree["task"] = old_release_task(tree["task"])
+    with pytest.raises(RecipeError):  # a recipe a person wrote gets no such leniency
+        load_recipe(tree)
+    loaded = load_recipe(tree, saved=True)
+    assert loaded.task == load_recipe(name, ["data.root=/tmp"]).task
+
+
+def test_families_list_their_commands_and_their_task_keys() -> None:
+    def keys(name: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "eofm", "recipes", "--keys", name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    families = {line.split()[0]: line.split(None, 1)[1] for line in keys("families").splitlines()}
+    assert set(families) == set(REGISTRY.names("family"))
+    assert "calibrate" in families["segmentation"] and "calibrate" not in families["regression"]
+    regression = keys("regression")
+    assert "task.targets" in regression and "task.class_names" not in regression
+
+
+def write_fake_run(run: Path, recipe: str) -> Path:
+    """A run dir with a recipe, a model.json and a checkpoint that is not one: whatever
+    reads the checkpoint fails, so a command that refuses first never gets there."""
+    from eofm.recipe import dump_recipe
+
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "recipe.yaml").write_text(dump_recipe(load_recipe(recipe, ["data.root=/tmp"])))
+    (run / "model.json").write_text('{"bands": [], "backbone": {"patch_size": [1, 4, 4]}}')
+    (run / "checkpoints" / "last.ckpt").write_text("not a checkpoint")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("recipe", "command"),
+    [
+        ("era5_aurora_hydrology_decoder", ["calibrate", "{run}"]),
+        ("era5_downscaling_constrained", ["publish", "{run}", "--repo", "me/m", "--dry-run", "{out}"]),
+        ("era5_downscaling_constrained", ["predict", "--model", "{run}", "x.tif", "--out", "{out}"]),
+        ("mesogeos_fire_danger_gru", ["ensemble", "{run}", "{run}", "--inputs", "x", "--out", "{out}"]),
+    ],
+)  # fmt: skip
+def test_a_command_the_family_does_not_list_is_refused_before_any_model_loads(
+    tmp_path: Path, recipe: str, command: list[str]
+) -> None:
+    run = write_fake_run(tmp_path / "run", recipe)
+    argv = [a.format(run=run, out=tmp_path / "out") for a in command]
+    code = (
+        "import sys\nfrom eofm.cli import main\n"
+        f"rc = main({argv!r})\n"
+        "print('HEAVY:' + ','.join(m for m in ('torch', 'lightning') if m in sys.modules))\n"
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"eofm {command[0]} does not work on" in proc.stderr
+    assert "HEAVY:\n" in proc.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_constraint_kinds_a_recipe_may_name_are_the_models() -> None:
+    import typing
+
+    from eofm.families.downscaling import DownscalingTaskConfig
+    from eofm.models.constraints import KINDS
+
+    hint = typing.get_type_hints(DownscalingTaskConfig)["constraints"]
+    assert typing.get_args(typing.get_args(hint)[1]) == KINDS
+
+
+def test_a_predict_option_of_another_family_is_refused_at_once(tmp_path: Path, capsys) -> None:
+    from eofm.cli import main
+
+    run = write_fake_run(tmp_path / "run", "demo")
+    argv = ["predict", "--model", str(run), "x.tif", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--start", "2020-01-01T12"]) == 2
+    err = capsys.readouterr().err
+    assert "--start is an option of regression runs" in err and "segmentation" in err
+    assert not (tmp_path / "out").exists()

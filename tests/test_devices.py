@@ -82,7 +82,7 @@ def test_impossible_device_or_precision_exits_2_before_anything(
 def test_bf16_autocast_on_cpu_predicts_nearly_the_same_classes(tmp_path: Path) -> None:
     import rasterio
 
-    from eofm.families.trained import load_trained
+    from eofm.families.restore import load_trained
     from eofm.predict.engine import Predictor
     from eofm.predict.options import PredictOptions
     from tests.runs import make_run_dir
@@ -105,7 +105,7 @@ def test_cuda_fp32_class_maps_equal_cpu_up_to_ties(tmp_path: Path) -> None:
     """fp32 on a GPU: the same classes as the CPU except where two classes tie within 1e-5."""
     import numpy as np
 
-    from eofm.families.trained import load_trained
+    from eofm.families.restore import load_trained
     from eofm.predict.engine import Predictor
     from eofm.predict.options import PredictOptions
     from tests.runs import make_run_dir

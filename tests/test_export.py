@@ -32,7 +32,7 @@ def lora_run(flood_root: Path, tmp_path_factory) -> Path:  # noqa: F811
 
 
 def _reference(run: Path, x: torch.Tensor) -> torch.Tensor:
-    from eofm.families.trained import load_trained
+    from eofm.families.restore import load_trained
 
     trained = load_trained(str(run))
     mean = torch.tensor(trained.mean).reshape(1, -1, 1, 1)

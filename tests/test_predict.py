@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from eofm.atomic import atomic_output
 from eofm.cli import main
 from eofm.errors import EofmError
-from eofm.families.trained import load_trained
+from eofm.families.restore import load_trained
 from eofm.predict.engine import Predictor
 from eofm.predict.grid import blend_weights, tile_starts
 from eofm.predict.options import PredictOptions

@@ -15,7 +15,7 @@ import yaml
 
 from eofm.cli import main
 from eofm.errors import EofmError
-from eofm.families.trained import load_trained
+from eofm.families.restore import load_trained
 from tests.realdata import SHARED
 from tests.runs import make_run_dir
 from tests.test_training import flood_root, overrides  # noqa: F401 - fixture reuse
@@ -135,7 +135,7 @@ def test_offline_cache_after_one_download(evaluated_run: Path, hub, tmp_path: Pa
     assert main(["publish", str(evaluated_run), "--repo", "tester/flood-offline"]) == 0
     sha = hub.commits("tester/flood-offline")[-1]
     load_trained(f"hf://tester/flood-offline@{sha}")  # fills the cache
-    code = "import sys; from eofm.families.trained import load_trained; print(load_trained(sys.argv[1]).source)"
+    code = "import sys; from eofm.families.restore import load_trained; print(load_trained(sys.argv[1]).source)"
     env = dict(
         os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9"
     )  # nothing listens there

@@ -206,10 +206,10 @@ def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(
 def check_predict_without_crs(run, tmp_path, capsys, monkeypatch) -> None:
     """Issue 34 item 6: a raster without CRS is refused before the model loads, names
     --gsd and leaves no output folder; with --gsd it is predicted."""
+    import eofm.families.restore
     import numpy as np
     import rasterio
 
-    import eofm.families.trained
     from eofm.cli import main
 
     scene = tmp_path / "nocrs.tif"
@@ -220,17 +220,17 @@ def check_predict_without_crs(run, tmp_path, capsys, monkeypatch) -> None:
         ds.write(values)
     out = tmp_path / "pred"
     predict = ["predict", "--model", str(run), str(scene), "--out", str(out), "--no-progress"]
-    real_load = eofm.families.trained.load_trained
+    real_load = eofm.families.restore.load_trained
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was checked")
 
-    monkeypatch.setattr(eofm.families.trained, "load_trained", no_loading)
+    monkeypatch.setattr(eofm.families.restore, "load_trained", no_loading)
     assert main(predict) == 1
     err = capsys.readouterr().err
     assert "no CRS" in err and "--gsd" in err and "backbone.gsd" not in err
     assert not out.exists()
-    monkeypatch.setattr(eofm.families.trained, "load_trained", real_load)
+    monkeypatch.setattr(eofm.families.restore, "load_trained", real_load)
     assert main([*predict, "--gsd", "10"]) == 0
     with rasterio.open(out / "nocrs.tif") as ds:
         assert ds.count == 1 and ds.crs is None

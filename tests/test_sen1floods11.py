@@ -18,7 +18,7 @@ from eofm.data.sen1floods11 import (
 )
 from eofm.data.splits import chip_event, read_split_csv, split_by_event
 from eofm.errors import EofmError
-from eofm.tasks.segmentation import SegmentationTask
+from eofm.lightning_tasks.segmentation import SegmentationTask
 from tests.realdata import CHIPS, SHARED, crop_chip
 
 ALL_CHIPS = sorted(p.name.removesuffix("_S1Hand.tif") for p in (SHARED / "S1Hand").glob("*.tif"))

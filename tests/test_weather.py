@@ -250,7 +250,7 @@ def test_mlp_decoder_unpatchifies_each_variable() -> None:
 
 
 def test_scores_are_latitude_weighted_and_masked() -> None:
-    from eofm.tasks.regression import LatWeightedScores, latitude_weights, masked_mse
+    from eofm.lightning_tasks.regression import LatWeightedScores, latitude_weights, masked_mse
 
     lat = torch.tensor([60.0, 0.0])
     w = latitude_weights(lat)
@@ -306,7 +306,7 @@ def test_decoder_training_caches_latents_and_reuses_them(tmp_path, tiny_repo, ca
     fourth, _ = _fit(tmp_path, "e", recipe)
     assert fourth["latent_cache"]["hits"]["train"] is False
     # eofm test works from the run dir, scores in physical units
-    from eofm.commands.evaluate import test as run_test
+    from eofm.commands.evaluate import run_test
 
     metrics = run_test(run)["metrics"]
     assert {"test/rmse_tp", "test/mae_e", "test/bias_tp"} <= set(metrics)
@@ -412,7 +412,7 @@ def test_frozen_backbone_stays_out_of_checkpoints(tmp_path, tiny_repo) -> None:
     """A frozen Aurora run checkpoints only its decoders and a pointer to the base commit;
     resuming and testing rebuild the backbone from that commit."""
     from eofm.checkpoint_format import BASE_KEY
-    from eofm.commands.evaluate import test as run_test
+    from eofm.commands.evaluate import run_test
     from eofm.train.rundir import load_checkpoint
 
     root = copy_era5(tmp_path / "era5")

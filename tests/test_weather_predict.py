@@ -57,7 +57,7 @@ def test_predictions_are_cf_netcdf_with_the_runs_values(
         saved = ds["tp"].values
     # the values are the run's own predictions in physical units
     from eofm.families.regression import RegressionFamily
-    from eofm.families.trained import load_trained
+    from eofm.families.restore import load_trained
 
     trained = load_trained(str(weather_run))
     run = RegressionFamily().weather_run(trained, str(era5))

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from eofm.families.base import family_of
-from eofm.families.trained import load_trained
+from eofm.families.restore import load_trained
 from eofm.train.model_json import read_model_json
-from eofm.train.rundir import MODEL_FILE, locate_run, write_json
+from eofm.train.rundir import MODEL_FILE, load_run_recipe, locate_run, write_json
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,11 @@ def calibrate(
 ) -> dict[str, Any]:
     """Fit the temperature on the validation split and record it in ``model.json``."""
     run_dir, _ = locate_run(str(spec), checkpoint)
+    family = family_of(load_run_recipe(run_dir, overrides or []))
+    family.require("calibrate", run_dir)  # before any model loads
+
     trained = load_trained(str(spec), overrides, checkpoint=checkpoint)
     recipe = trained.recipe
-    family = family_of(recipe)
     datamodule = family.build_eval_datamodule(recipe, trained)
     record = family.calibrate(trained, datamodule)
     manifest = read_model_json(run_dir / MODEL_FILE)

@@ -7,22 +7,29 @@ from pathlib import Path
 from typing import Any
 
 from eofm.families.base import family_of
-from eofm.families.trained import load_trained
+from eofm.families.restore import load_trained
 from eofm.publishing.hub import is_hub_uri
 from eofm.publishing.provenance import random_init_warning
-from eofm.train.rundir import TEST_METRICS_FILE, relative_to, scalar, write_json
+from eofm.train.rundir import (
+    TEST_METRICS_FILE,
+    load_run_recipe,
+    locate_run,
+    relative_to,
+    scalar,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
 
-def test_target(spec: str | Path, output: Path | None) -> Path | None:
+def metrics_target(spec: str | Path, output: Path | None) -> Path | None:
     """Where ``test`` writes its JSON: ``output``, else a run dir's ``test_metrics.json``."""
     if output:
         return Path(output)
     return None if is_hub_uri(str(spec)) else Path(spec) / TEST_METRICS_FILE
 
 
-def test(
+def run_test(
     spec: str | Path,
     overrides: list[str] | None = None,
     *,
@@ -39,6 +46,9 @@ def test(
     """
     from eofm.train.trainer import build_trainer
 
+    if not is_hub_uri(str(spec)):  # refused before any model loads
+        run_dir, _ = locate_run(str(spec), checkpoint)
+        family_of(load_run_recipe(run_dir, overrides or [])).require("test", spec)
     trained = load_trained(str(spec), overrides, checkpoint=checkpoint)
     source = trained.source
     if not is_hub_uri(str(spec)):
@@ -51,7 +61,7 @@ def test(
     task = family.build_task(recipe, trained.model, datamodule)
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
-    target = test_target(spec, output)
+    target = metrics_target(spec, output)
     warning = random_init_warning(trained.manifest)
     payload = {
         **({"warning": warning} if warning else {}),

@@ -94,7 +94,7 @@ def export_run(
     import torch
 
     from eofm.families.base import family_of
-    from eofm.families.trained import load_trained, locate_run
+    from eofm.families.restore import load_trained, locate_run
     from eofm.train.rundir import load_run_recipe
 
     run_dir, _ = locate_run(run)

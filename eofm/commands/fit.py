@@ -51,6 +51,7 @@ def fit(
     Everything that can fail on bad input runs before the run dir is written, and a run
     that fails before its first checkpoint leaves no run dir behind.
     """
+    family_of(recipe).require("fit", f"recipe {recipe.name}")
     recipe = with_absolute_paths(recipe)
     recipe.data.check_files("the recipe")  # metadata only: before torch and the run dir
     recipe = with_resolved_precision(recipe)

@@ -1,4 +1,4 @@
-"""``eofm predict``: inputs -> checks -> shards -> streaming predictions, with progress.
+"""``eofm predict`` and ``eofm ensemble``: the model's family predicts (``TaskFamily.predict``).
 
 Everything that can be wrong with the options, the inputs or the outputs is found
 before the model is loaded and before the output folder is created: such errors cost
@@ -8,8 +8,7 @@ well under a second and leave nothing behind.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +52,12 @@ def run_predict(
     progress: bool = True,
     echo: Callable[[str], None] = log.info,
     members: Sequence[str] = (),
+    family_options: Mapping[str, Any] | None = None,
 ) -> int:
     """Predict ``inputs`` with ``model_spec`` (averaged with the ``members`` of an
-    ensemble: same classes and bands, checked before any weight is loaded)."""
-    from eofm.families.base import family_of
-    from eofm.predict.options import parse_uncertainty
-    from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
-    from eofm.predict.products import products_for
-    from eofm.predict.scenes import inspect_scene
+    ensemble, checked before any weight is loaded) through its family's ``predict``;
+    ``family_options`` are the given options that only some families read (``--start``)."""
+    from eofm.families.base import PredictRequest, family_of
 
     options.validate()
     out_dir = Path(out_dir)
@@ -69,99 +66,48 @@ def run_predict(
     check_writable(out_dir)
     recipe, manifest = describe_model(model_spec)
     family = family_of(recipe)
-    family.check_predictable(model_spec)
+    family.require("ensemble" if members else "predict", model_spec)
+    family.check_predict_options(family_options or {}, model_spec)
     check_supported(model_spec, recipe, family, options, ensemble=bool(members))
     for member in members:
-        check_same_outputs(model_spec, recipe, manifest, member)
+        other_recipe, other_manifest = describe_model(member)
+        if family_of(other_recipe).name != family.name:
+            raise EofmError(
+                f"Ensemble members are of different task families: {model_spec} is "
+                f"{family.name}, {member} is {family_of(other_recipe).name}.",
+                exit_code=2,
+            )
+        family.check_ensemble_member(
+            model_spec, recipe, manifest, member, other_recipe, other_manifest
+        )
     from eofm.predict.onnx_model import check_onnx_options, is_onnx_model
 
     if is_onnx_model(model_spec):
         check_onnx_options(model_spec, options)
 
     def load() -> Any:  # torch is imported only once inputs and options are checked
-        from eofm.families.trained import load_trained
+        from eofm.families.restore import load_trained
         from eofm.predict.onnx_model import is_onnx_model, load_onnx_model
 
         return (
             load_onnx_model(model_spec) if is_onnx_model(model_spec) else load_trained(model_spec)
         )
 
-    handled = family.predict_own_inputs(load, list(inputs), out_dir, options, echo)
-    if handled is not None:
-        return handled
-    scenes = expand_inputs(inputs, options.resolution_m)
-    index, count = parse_shard(shard)
-    mine = scenes[index::count]
-    options.validate(int(manifest["backbone"]["patch_size"][-1]))
-    products = products_for(
-        options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
+    request = PredictRequest(
+        model_spec=model_spec,
+        recipe=recipe,
+        manifest=manifest,
+        inputs=list(inputs),
+        out_dir=out_dir,
+        options=options,
+        load=load,
+        members=list(members),
+        shard=shard,
+        progress=progress,
+        echo=echo,
+        family_options=dict(family_options or {}),
     )
-    needs_gsd = bool(((manifest.get("backbone") or {}).get("coords") or {}).get("gsd"))
-    check_gsd_option(model_spec, options, needs_gsd)
-    infos, plans = {}, {}
-    for scene in mine:  # every scene and every output, before anything is written
-        infos[scene] = inspect_scene(
-            scene,
-            manifest["bands"],
-            options.bands,
-            input_range=manifest.get("input_range"),
-            strict=options.strict,
-        )
-        if needs_gsd and options.gsd_m is None:
-            check_scene_gsd(scene)
-        plans[scene] = plan_scene(
-            scene,
-            out_dir,
-            quicklook=options.quicklook,
-            vector=options.vector,
-            overwrite=options.overwrite,
-            inputs=scenes,
-            companions=[suffix for _, suffix in products[1:]],
-        )
-
-    from eofm.families.trained import load_trained
-    from eofm.predict.grid import count_tiles
-
-    trained = load()
-    predictor = family.predictor(trained, options, [load_trained(m) for m in members])
-    todo = [s for s in mine if plans[s].write_raster]
-    tiles = {
-        s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo
-    }
-    echo(
-        f"eofm predict: {len(mine)} of {len(scenes)} scene(s) (shard {index}/{count}), "
-        f"{sum(tiles.values())} tiles of {options.tile} px, model {trained.source}"
-    )
-    started = time.perf_counter()
-    pixels = 0
-    with _progress(progress) as bar:
-        scenes_task = bar.add_task("scenes", total=len(mine))
-        for scene in mine:
-            plan = plans[scene]
-            tiles_task = bar.add_task(scene.name, total=tiles.get(scene, 0))
-            result = predictor.predict(
-                scene,
-                out_dir,
-                plan=plan,
-                on_tiles=lambda n, t=tiles_task: bar.advance(t, n),
-                background=True,  # its COGs are finished while the next scene streams
-            )
-            bar.remove_task(tiles_task)
-            bar.advance(scenes_task)
-            if result.skipped:
-                echo(f"  {scene}: skipped, {plan.raster} exists (use --overwrite)")
-                continue
-            if plan.write_raster:
-                pixels += infos[scene].height * infos[scene].width
-            for output in result.outputs:
-                echo(f"  {output}")
-        predictor.wait()
-    seconds = time.perf_counter() - started
-    if pixels:
-        echo(
-            f"eofm predict: {pixels / 1e6:.2f} MP in {seconds:.1f} s ({pixels / 1e6 / seconds:.2f} MP/s)"
-        )
-    return 0
+    return family.predict(request)
 
 
 def check_supported(
@@ -196,32 +142,6 @@ def check_supported(
         )
 
 
-def check_gsd_option(model_spec: str, options: PredictOptions, needs_gsd: bool) -> None:
-    """``--gsd`` only for a model that reads each input's GSD (Scale-MAE with
-    ``backbone.gsd: null``); any other model would silently ignore it."""
-    if options.gsd_m is not None and not needs_gsd:
-        raise EofmError(
-            f"--gsd: {model_spec} does not take the inputs' ground sample distance (only "
-            "Scale-MAE runs fitted with backbone.gsd: null do); leave --gsd out.",
-            exit_code=2,
-        )
-
-
-def check_scene_gsd(scene: Path) -> None:
-    """A Scale-MAE model needs each scene's metres per pixel: a raster without a CRS
-    cannot give it, so it is refused here, before the model loads, naming ``--gsd``."""
-    from eofm.data.coords import metres_per_pixel
-
-    try:
-        metres_per_pixel(scene)
-    except EofmError:
-        raise EofmError(
-            f"{scene} has no CRS, so its ground sample distance in metres is unknown and "
-            "this Scale-MAE model needs it; give it with --gsd METRES (e.g. --gsd 10 for "
-            "Sentinel-2's 10 m bands)."
-        ) from None
-
-
 def check_writable(out_dir: Path) -> None:
     """``--out`` (or, while it does not exist, the nearest folder above it) must take a
     file: probed with a temporary file, removed at once, so that a read-only folder is
@@ -242,65 +162,3 @@ def check_writable(out_dir: Path) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
-
-
-def check_same_outputs(first: str, recipe: Any, manifest: dict, other: str) -> None:
-    """Ensemble members must predict the same classes from the same bands."""
-    other_recipe, other_manifest = describe_model(other)
-    from eofm.families.base import family_of
-
-    if family_of(other_recipe).name != family_of(recipe).name:
-        raise EofmError(
-            f"Ensemble members are of different task families: {first} is "
-            f"{family_of(recipe).name}, {other} is {family_of(other_recipe).name}.",
-            exit_code=2,
-        )
-    if list(other_recipe.task.class_names) != list(recipe.task.class_names):
-        raise EofmError(
-            f"Ensemble members predict different classes: {first} "
-            f"{list(recipe.task.class_names)} vs {other} {list(other_recipe.task.class_names)}.",
-            exit_code=2,
-        )
-    if list(other_manifest["bands"]) != list(manifest["bands"]):
-        raise EofmError(
-            f"Ensemble members read different bands: {first} {manifest['bands']} vs {other} "
-            f"{other_manifest['bands']}.",
-            exit_code=2,
-        )
-
-
-class _NoProgress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: object, **kwargs: object) -> int:
-        return 0
-
-    def advance(self, *args: object) -> None:
-        return None
-
-    def remove_task(self, *args: object) -> None:
-        return None
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _NoProgress()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    )

@@ -31,7 +31,14 @@ from eofm.publishing.bundle import (
 )
 from eofm.publishing.paths import scrub_recipe
 from eofm.train.model_json import load_model_json, read_model_json
-from eofm.train.rundir import MODEL_FILE, TEST_METRICS_FILE, load_run_recipe, read_json, write_json
+from eofm.train.rundir import (
+    MODEL_FILE,
+    TEST_METRICS_FILE,
+    load_run_recipe,
+    locate_run,
+    read_json,
+    write_json,
+)
 
 
 def build_bundle(
@@ -48,13 +55,14 @@ def build_bundle(
     exported as ONNX (``eofm export``, dynamic batch) and its sidecar, paths scrubbed."""
     run_dir = check_publish_request(run_dir, adapter_only=adapter_only)
     family = family_of(load_run_recipe(run_dir))
+    family.require("publish", run_dir)  # before any model loads
     if folder.exists() and any(folder.iterdir()):
         raise EofmError(f"{folder} exists and is not empty; choose a new folder.")
     import yaml
     from safetensors.torch import save_file
 
     from eofm.adapters import is_lora
-    from eofm.families.trained import load_trained, locate_run
+    from eofm.families.restore import load_trained
 
     run_dir, checkpoint = locate_run(str(run_dir))
     trained = load_trained(str(run_dir))

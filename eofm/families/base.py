@@ -13,16 +13,18 @@ hooks, so that recipe checks (:meth:`TaskFamily.check_recipe`) stay fast.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
 
 from eofm.errors import EofmError, RecipeError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from eofm.recipe import Recipe
+from eofm.recipe import Recipe, TaskConfig
 
 Direction = Literal["min", "max"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,10 +36,44 @@ class FitSetup:
     norm_source: str
 
 
+@dataclass
+class PredictRequest:
+    """What ``eofm predict`` (and ``eofm ensemble``) hands a family's :meth:`TaskFamily.predict`.
+
+    ``recipe`` and ``manifest`` are read without any weight; ``load()`` gives the trained
+    model, to be called only once the inputs and options are checked. ``members`` are the
+    other models of an ensemble (already checked by :meth:`TaskFamily.check_ensemble_member`).
+    """
+
+    model_spec: str
+    recipe: Recipe
+    manifest: dict
+    inputs: list[str]
+    out_dir: Path
+    options: Any
+    load: Callable[[], Any]
+    members: Sequence[str] = ()
+    shard: str | None = None
+    progress: bool = True
+    echo: Callable[[str], None] = log.info
+    #: The family's own options that were given (:attr:`TaskFamily.predict_options`).
+    family_options: dict[str, Any] = field(default_factory=dict)
+
+
 class TaskFamily:
     """The hooks of one task family. Subclasses set the class attributes and hooks."""
 
     name: ClassVar[str] = ""
+    #: The ``task`` keys of the family (``task.type`` selects it): a dataclass extending
+    #: :class:`eofm.recipe.TaskConfig`.
+    task_config: ClassVar[type[TaskConfig]] = TaskConfig
+    #: The commands that work on the family's runs; any other is refused at once, before a
+    #: model loads (``fit``, ``test``, ``predict``, ``ensemble``, ``calibrate``,
+    #: ``climatology``, ``publish``).
+    commands: ClassVar[frozenset[str]] = frozenset({"fit", "test"})
+    #: The options of ``eofm predict`` that only this family reads (option -> help),
+    #: besides the streaming engine's (:class:`eofm.predict.options.PredictOptions`).
+    predict_options: ClassVar[Mapping[str, str]] = {}
     #: What its decoders consume: ``maps`` (feature maps) or ``latent`` (weather latents).
     decoder_input: ClassVar[str] = "maps"
     #: Metric names (after ``stage/``) by prefix, and whether lower or higher is better.
@@ -49,7 +85,23 @@ class TaskFamily:
     #: Whether ``eofm test --mc-dropout N`` scores the family's runs (spread-skill).
     tests_mc_dropout: ClassVar[bool] = False
 
-    # --- light: recipe checks -------------------------------------------------------
+    # --- light: what the family supports and recipe checks ----------------------------
+    def require(self, command: str, what: object) -> None:
+        """Refuse ``eofm <command>`` on ``what`` (a run, model or recipe of this family)
+        unless the family lists the command (:attr:`commands`)."""
+        if command in self.commands:
+            return
+        from eofm.registry import REGISTRY
+
+        able = [e.name for e in REGISTRY.entries("family") if command in e.load().commands]
+        names = ", ".join(able[:-1]) + " and " + able[-1] if len(able) > 1 else "".join(able)
+        runs = f"{names} runs" if able else "no task family yet"
+        raise EofmError(
+            f"eofm {command} does not work on {what}: it is a {self.name} run, and eofm "
+            f"{command} supports {runs}.",
+            exit_code=2,
+        )
+
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         """Checks that need no heavy import; subclasses extend them."""
         from eofm.registry import REGISTRY
@@ -192,36 +244,48 @@ class TaskFamily:
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         """``eofm calibrate``: the temperature fitted on the validation split, with the
         validation scores before and after (what ``model.json`` records)."""
-        raise EofmError(
-            f"eofm calibrate supports classifiers (segmentation, classification), not "
-            f"{self.name} runs."
-        )
-
-    # --- outputs ----------------------------------------------------------------------
-    def check_predictable(self, model_spec: str) -> None:
-        """Refuse, before any input is read, a model that ``eofm predict`` cannot run."""
-        raise EofmError(
-            f"{model_spec} is a {self.name} model; eofm predict (GeoTIFF scenes) supports "
-            "segmentation, weather and fire-danger models."
-        )
-
-    def predict_own_inputs(
-        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
-    ) -> int | None:
-        """A family whose inputs are not GeoTIFF scenes predicts them here (returns the exit
-        code; ``load()`` gives the trained model); ``None`` means the GeoTIFF scene path."""
-        return None
-
-    def predictor(self, trained: Any, options: Any, members: Any = ()) -> Any:
-        """The object that streams ``trained`` (with ensemble ``members``) over scenes."""
         raise NotImplementedError
 
-    def check_publishable(self, run_dir: Any) -> None:
-        """Refuse, before anything is written, what ``eofm publish`` cannot upload."""
-        raise EofmError(
-            f"{run_dir} is a {self.name} model; eofm publish supports segmentation models "
-            "and weather runs so far."
-        )
+    def climatology(self, recipe: Recipe, target: Path) -> Path:
+        """``eofm climatology``: write the climatology of the recipe's targets to ``target``."""
+        raise NotImplementedError
+
+    def weather_run(self, trained: Any, root: str | None = None) -> Any:
+        """The trained weather run over data at ``root`` (default: where it trained), which
+        other families read as features."""
+        raise EofmError(f"it is a {self.name} run, not a weather run (a regression run on ERA5).")
+
+    # --- outputs ----------------------------------------------------------------------
+    def check_predict_options(self, given: Mapping[str, Any], what: object) -> None:
+        """Refuse an option of another family's ``predict`` (e.g. ``--start`` for a
+        segmentation model) before anything is read."""
+        from eofm.registry import REGISTRY
+
+        for option_name in given:
+            if option_name in self.predict_options:
+                continue
+            owners = [
+                e.name
+                for e in REGISTRY.entries("family")
+                if option_name in e.load().predict_options
+            ]
+            raise EofmError(
+                f"{option_name} is an option of {' and '.join(owners) or 'no'} runs; {what} is a "
+                f"{self.name} run.",
+                exit_code=2,
+            )
+
+    def predict(self, request: PredictRequest) -> int:
+        """``eofm predict``: check the inputs and options, then ``request.load()`` the model
+        and write the family's outputs (returns the exit code)."""
+        raise NotImplementedError
+
+    def check_ensemble_member(
+        self, first: str, recipe: Recipe, manifest: dict, other: str, other_recipe: Recipe,
+        other_manifest: dict,
+    ) -> None:  # fmt: skip
+        """Refuse, before any weight loads, an ensemble member unlike the first model."""
+        raise NotImplementedError
 
     def check_exportable(self, run_dir: Any) -> None:
         """Refuse what ``eofm export`` cannot write as one graph of image tiles."""
@@ -238,9 +302,18 @@ class TaskFamily:
         pretrained backbone) even without ``--adapter-only``."""
         return False
 
-    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
-        """The README.md that ``eofm publish`` uploads."""
+    def card_section(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> Any:
+        """The family's part of the model card (an :class:`eofm.publishing.card.CardSection`):
+        its template, metadata, model-index result and the template's fields. ``card``
+        holds ``repo_id``, ``license_id``, ``quicklook`` and ``revision``."""
         raise NotImplementedError
+
+    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
+        """The README.md that ``eofm publish`` uploads: the family's section, rendered."""
+        from eofm.publishing.card import render_card
+
+        section = self.card_section(config, recipe, metrics, **card)
+        return render_card(config, section, repo_id=card["repo_id"], license_id=card["license_id"])
 
 
 def backbone_record(recipe: Recipe, encoder: Any) -> dict[str, Any]:

@@ -3,22 +3,38 @@
 Model: a lightweight temporal head on the sample's days of dynamic variables and its
 static variables (the Mesogeos baselines ``lstm`` and ``transformer``, or ``gru`` and
 ``loan``; :mod:`eofm.decoders`); task: focal or weighted BCE with AUPRC, AUROC,
-calibration error and F1 at the validation-best threshold (:mod:`eofm.tasks.classification`);
+calibration error and F1 at the validation-best threshold (:mod:`eofm.lightning_tasks.classification`);
 data: :mod:`eofm.data.mesogeos` (Track A) or :mod:`eofm.data.firecube`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
+from eofm.data.firecube_config import FireCubeConfig
 from eofm.errors import RecipeError
-from eofm.families.base import FitSetup, TaskFamily
-from eofm.recipe import Recipe
+from eofm.families.base import FitSetup, PredictRequest, TaskFamily
+from eofm.recipe import Recipe, TaskConfig
+from eofm.typed_config import option
+
+
+@dataclass
+class ClassificationTaskConfig(TaskConfig):
+    """The ``task`` keys of a classification (datacube sample) recipe."""
+
+    class_names: list[str] = option(
+        help="class names, index = label value", factory=lambda: ["background", "foreground"]
+    )
+    loss: Literal["focal", "bce", "ce"] = option(
+        "focal", "focal, (weighted) bce, or ce (unweighted, as Mesogeos Track A trains)"
+    )
 
 
 class ClassificationFamily(TaskFamily):
     name = "classification"
+    task_config = ClassificationTaskConfig
+    commands = frozenset({"fit", "test", "predict", "calibrate"})
     decoder_input = "datacube"
     metric_directions = {
         "loss": "min",
@@ -32,13 +48,11 @@ class ClassificationFamily(TaskFamily):
 
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         super().check_recipe(recipe, where)
-        if not hasattr(recipe.data, "dynamic_vars"):
+        if not isinstance(recipe.data, FireCubeConfig):
             raise RecipeError(
                 f"A classification recipe ({where}) needs datacube samples (data.name: "
                 f"mesogeos or firecube), not data.name: {recipe.data.name}."
             )
-        if recipe.task.loss not in ("focal", "bce", "ce"):
-            raise RecipeError(f"task.loss in {where} must be focal, bce or ce for {self.name}.")
 
     def weather_features(self, recipe: Recipe, weather: dict | None = None) -> Any:
         """The weather run's features for the cube (``data.weather_run``), or None.
@@ -48,7 +62,7 @@ class ClassificationFamily(TaskFamily):
         from eofm.data.weather_features import WeatherFeatures
         from eofm.errors import EofmError
         from eofm.families.base import family_of
-        from eofm.families.trained import load_trained
+        from eofm.families.restore import load_trained
 
         keys = asdict(recipe.data)  # data.name mesogeos has no weather keys
         weather = weather or {
@@ -59,13 +73,10 @@ class ClassificationFamily(TaskFamily):
         if not weather.get("run"):
             return None
         trained = load_trained(weather["run"])
-        family = family_of(trained.recipe)
-        if not hasattr(family, "weather_run"):
-            raise EofmError(
-                f"data.weather_run {weather['run']} is a {family.name} run, not a weather run "
-                "(a regression run on ERA5)."
-            )
-        run = family.weather_run(trained, weather.get("root") or None)
+        try:
+            run = family_of(trained.recipe).weather_run(trained, weather.get("root") or None)
+        except EofmError as exc:
+            raise EofmError(f"data.weather_run {weather['run']}: {exc}") from None
         return WeatherFeatures(run, weather["features"], str(run.source.root))
 
     def build_datamodule(self, recipe: Recipe, weather: dict | None = None) -> Any:
@@ -120,7 +131,7 @@ class ClassificationFamily(TaskFamily):
         return self.build_datamodule(recipe, trained.manifest["inputs"].get("weather"))
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.classification import ClassificationTask
+        from eofm.lightning_tasks.classification import ClassificationTask
 
         labels = datamodule.tensors["train"]["label"]
         positives = float(labels.sum())
@@ -175,7 +186,7 @@ class ClassificationFamily(TaskFamily):
         import math
 
         from eofm.evaluation.calibration import calibration_record
-        from eofm.evaluation.splits import sample_scores
+        from eofm.evaluation.passes import sample_scores
 
         logits, labels = sample_scores(trained.model, datamodule.val_dataloader())
         record = calibration_record(logits, labels, "val", units=len(labels), unit="samples")
@@ -189,20 +200,16 @@ class ClassificationFamily(TaskFamily):
         self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
     ) -> dict[str, Any]:
         super().evaluate(trained, datamodule, out_dir, mc_samples=mc_samples)
-        from eofm.evaluation.splits import evaluate_binary
+        from eofm.evaluation.passes import evaluate_binary
 
         threshold = float(trained.model.threshold)
         return evaluate_binary(trained, datamodule, out_dir, threshold=threshold)
 
-    def check_predictable(self, model_spec: str) -> None:
-        return None
-
-    def predict_own_inputs(
-        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
-    ) -> int | None:
+    def predict(self, request: PredictRequest) -> int:
         """``eofm predict --model RUN CUBE --date D``: a danger map of fires starting on D."""
         from eofm.errors import EofmError
 
+        inputs, options = request.inputs, request.options
         if not options.date:
             raise EofmError(
                 "--date YYYY-MM-DD is needed: the day whose fire danger to map.", exit_code=2
@@ -214,13 +221,13 @@ class ClassificationFamily(TaskFamily):
         check_date_in_cube(inputs[0], options.date)  # the cube's time axis, not the model
         from eofm.predict.danger_map import write_danger_map
 
-        trained = load()
+        trained = request.load()
         weather = self.weather_features(trained.recipe, trained.manifest["inputs"].get("weather"))
         target = write_danger_map(
-            trained.model, trained.manifest, inputs[0], out_dir, options.date,
+            trained.model, trained.manifest, inputs[0], request.out_dir, options.date,
             overwrite=options.overwrite, weather=weather, temperature=trained.temperature,
         )  # fmt: skip
-        echo(f"  {target}")
+        request.echo(f"  {target}")
         return 0
 
     def test_record(self, datamodule: Any) -> dict[str, Any]:

@@ -4,22 +4,41 @@ Model: a super-resolution decoder on the coarse fields (:mod:`eofm.decoders.pixe
 with constraint layers that make every coarse cell's fine prediction average to its
 coarse value (:mod:`eofm.models.constraints`; Harder et al., JMLR 2023); task: masked MSE
 with RMSE, bias, Pearson r, CSI, the power-spectrum ratio and the mass violation
-(:mod:`eofm.tasks.downscaling`); data: ERA5 coarsened from itself
+(:mod:`eofm.lightning_tasks.downscaling`); data: ERA5 coarsened from itself
 (:mod:`eofm.data.era5_downscaling`), with geographic splits for the shift of RainShift.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
+from eofm.data.era5_downscaling_config import ERA5DownscalingConfig
+from eofm.data.merra2_downscaling_config import MERRA2DownscalingConfig
 from eofm.errors import EofmError, RecipeError
 from eofm.families.base import FitSetup, TaskFamily, backbone_record
-from eofm.recipe import Recipe
+from eofm.recipe import Recipe, TaskConfig
+from eofm.typed_config import option
+
+
+@dataclass
+class DownscalingTaskConfig(TaskConfig):
+    """The ``task`` keys of a downscaling recipe."""
+
+    targets: list[str] = option(help="fine-grid variables to predict", factory=list)
+    constraints: dict[str, Literal["additive", "multiplicative", "softmax"]] = option(
+        help="target -> additive | multiplicative | softmax hard constraint "
+        "(eofm.models.constraints.KINDS)",
+        factory=dict,
+    )
+    thresholds: dict[str, list[float]] = option(
+        help="target -> thresholds (physical units) for CSI", factory=dict
+    )
 
 
 class DownscalingFamily(TaskFamily):
     name = "downscaling"
+    task_config = DownscalingTaskConfig
     decoder_input = "coarse"
     metric_directions = {
         "loss": "min",
@@ -41,25 +60,19 @@ class DownscalingFamily(TaskFamily):
         ]
 
     def check_recipe(self, recipe: Recipe, where: str) -> None:
-        from eofm.models.constraints import KINDS
-
         super().check_recipe(recipe, where)
         data, task = recipe.data, recipe.task
-        if not hasattr(data, "factor"):
+        if not isinstance(data, (ERA5DownscalingConfig, MERRA2DownscalingConfig)):
             raise RecipeError(
                 f"A downscaling recipe ({where}) needs coarse and fine fields (data.name: "
                 f"era5_downscaling), not data.name: {data.name}."
             )
         if not task.targets:
             raise RecipeError(f"task.targets in {where} must name at least one variable.")
-        for name, kind in task.constraints.items():
-            if kind not in KINDS:
-                raise RecipeError(
-                    f"task.constraints.{name} in {where} must be one of {list(KINDS)}, got {kind!r}."
-                )
+        for name in task.constraints:  # the kinds are checked with the keys' types
             if name not in task.targets:
                 raise RecipeError(f"task.constraints.{name} in {where}: {name} is not a target.")
-            if hasattr(data, "inputs") and name not in data.inputs:
+            if isinstance(data, ERA5DownscalingConfig) and name not in data.inputs:
                 raise RecipeError(
                     f"task.constraints.{name} in {where}: {name} has no coarse counterpart "
                     f"(data.inputs {data.inputs}), so there is nothing to conserve."
@@ -148,7 +161,7 @@ class DownscalingFamily(TaskFamily):
     @staticmethod
     def build_backbone(recipe: Recipe, pretrained: bool | None, allow_random_init: bool) -> Any:
         """Prithvi WxC for MERRA-2 downscaling (frozen unless adapter.mode is full)."""
-        if recipe.data.name != "merra2_downscaling":
+        if not isinstance(recipe.data, MERRA2DownscalingConfig):
             return None
         from eofm.backbones.loading import resolve_manifest
         from eofm.backbones.manifest import WxCManifest
@@ -175,7 +188,7 @@ class DownscalingFamily(TaskFamily):
         return self.build_datamodule(recipe, trained.manifest, trained.model.backbone)
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.downscaling import DownscalingTask
+        from eofm.lightning_tasks.downscaling import DownscalingTask
 
         return DownscalingTask(
             model,

@@ -4,22 +4,46 @@ Model: a weather backbone (Aurora) and one MLP per target on its latent
 (:mod:`eofm.models.latent_regression`), after Lehmann et al., "Finetuning a Weather
 Foundation Model with Lightweight Decoders for Unseen Physical Processes", 2025; task:
 masked MSE on normalised targets with latitude-weighted RMSE, MAE, bias and ACC
-(:mod:`eofm.tasks.regression`); data: ERA5 (:mod:`eofm.data.era5`).
+(:mod:`eofm.lightning_tasks.regression`); data: ERA5 (:mod:`eofm.data.era5`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from eofm.data.era5_config import ERA5Config
 from eofm.errors import EofmError, RecipeError
-from eofm.families.base import FitSetup, TaskFamily
-from eofm.recipe import Recipe
+from eofm.families.base import FitSetup, PredictRequest, TaskFamily
+from eofm.recipe import Recipe, TaskConfig
+from eofm.typed_config import option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from eofm.publishing.card import CardSection
+
+
+@dataclass
+class RegressionTaskConfig(TaskConfig):
+    """The ``task`` keys of a gridded-regression (weather) recipe."""
+
+    targets: list[str] = option(help="variables to predict", factory=list)
+    land_only: list[str] = option(help="variables scored over land only", factory=list)
+    climatology: str | None = option(
+        None, "NetCDF/zarr of the targets on the grid; enables ACC (eofm climatology)"
+    )
+    path_keys: ClassVar[tuple[str, ...]] = ("climatology",)
 
 
 class RegressionFamily(TaskFamily):
     name = "regression"
+    task_config = RegressionTaskConfig
+    commands = frozenset({"fit", "test", "predict", "climatology", "publish"})
+    predict_options = {
+        "--start": "first target time, e.g. 2020-01-01T12",
+        "--end": "last target time",
+        "--format": "netcdf (one file, the default) or zarr",
+    }
     decoder_input = "latent"
     metric_directions = {
         "loss": "min",
@@ -40,7 +64,7 @@ class RegressionFamily(TaskFamily):
         super().check_recipe(recipe, where)
         if not recipe.task.targets:
             raise RecipeError(f"task.targets in {where} must name at least one variable.")
-        if not hasattr(recipe.data, "surf_vars"):
+        if not isinstance(recipe.data, ERA5Config):
             raise RecipeError(
                 f"A regression recipe ({where}) needs weather data (data.name: era5), "
                 f"not data.name: {recipe.data.name}."
@@ -106,16 +130,9 @@ class RegressionFamily(TaskFamily):
             accumulated=data.accumulated,
         )
 
-    def check_predictable(self, model_spec: str) -> None:
-        return None
-
-    def predict_own_inputs(
-        self, load: Any, inputs: list[str], out_dir: Any, options: Any, echo: Any
-    ) -> int | None:
+    def predict(self, request: PredictRequest) -> int:
         """``eofm predict --model RUN ERA5 --out DIR``: one NetCDF (or zarr) of the run's
         variables at every target time of the data (or ``--start`` .. ``--end``)."""
-        from pathlib import Path
-
         from eofm.predict.weather_files import (
             SUFFIXES,
             check_grid,
@@ -123,32 +140,30 @@ class RegressionFamily(TaskFamily):
             write_forecasts,
         )
 
+        inputs, options, echo = request.inputs, request.options, request.echo
+        given = request.family_options
+        output_format = given.get("--format") or "netcdf"
         if len(inputs) != 1:
             raise EofmError(
                 f"Give one ERA5 folder or zarr store to predict from, got {len(inputs)} inputs.",
                 exit_code=2,
             )
-        if options.output_format not in SUFFIXES:
-            raise EofmError(
-                f"--format must be netcdf or zarr, got {options.output_format!r}.", exit_code=2
-            )
-        trained = load()
+        if output_format not in SUFFIXES:
+            raise EofmError(f"--format must be netcdf or zarr, got {output_format!r}.", exit_code=2)
+        trained = request.load()
         run = self.weather_run(trained, inputs[0])
         check_grid(run, trained.manifest, inputs[0])
-        steps = forecast_steps(run, options.start, options.end)
+        steps = forecast_steps(run, given.get("--start"), given.get("--end"))
         first, last = (str(run.target_time(i))[:13].replace("-", "") for i in (steps[0], steps[-1]))
-        name = f"{trained.recipe.name}_{first}_{last}{SUFFIXES[options.output_format]}"
-        target = Path(out_dir) / name
+        name = f"{trained.recipe.name}_{first}_{last}{SUFFIXES[output_format]}"
+        target = Path(request.out_dir) / name
         if target.exists() and not options.overwrite:
             echo(f"  {target}: exists, skipped (use --overwrite to replace it)")
             return 0
         echo(f"eofm predict: {len(steps)} time steps of {', '.join(run.names)} to {target}")
-        write_forecasts(trained, run, steps, target, options.output_format)
+        write_forecasts(trained, run, steps, target, output_format)
         echo(f"  {target}")
         return 0
-
-    def check_publishable(self, run_dir: Any) -> None:
-        return None
 
     def publishes_trained_only(self, trained: Any) -> bool:
         """A weather run publishes its decoders (and LoRA weights) only, with a pointer to
@@ -156,10 +171,121 @@ class RegressionFamily(TaskFamily):
         backbone = trained.manifest.get("backbone") or {}
         return bool(backbone.get("pretrained_loaded")) and trained.recipe.adapter.mode != "full"
 
-    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
-        from eofm.publishing.card import render_weather_card
+    def climatology(self, recipe: Recipe, target: Path) -> Path:
+        """The training-split mean of each target as the recipe defines it (accumulated
+        variables summed over the lead window), on the data's grid (NetCDF)."""
+        import numpy as np
+        import xarray as xr
 
-        return render_weather_card(config, recipe, metrics, **card)
+        from eofm.atomic import atomic_path
+        from eofm.data.variables import describe_variable
+
+        datamodule = self.build_datamodule(recipe)
+        dataset = datamodule.dataset("train")
+        rows = len(datamodule.lat)
+        fields = {}
+        for name in recipe.task.targets:
+            total = np.zeros((rows, len(datamodule.lon)))
+            count = np.zeros_like(total)
+            for now in dataset.now:
+                values = dataset.target_field(name, now)[:rows].astype(np.float64)
+                finite = np.isfinite(values)
+                total[finite] += values[finite]
+                count += finite
+            mean = np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
+            attrs = describe_variable(name, datamodule.source.fields[("surf", name)].array.attrs)
+            attrs["cell_methods"] = f"time: mean over {len(dataset.now)} training samples"
+            fields[name] = (("latitude", "longitude"), mean, attrs)
+        out = xr.Dataset(
+            {k: xr.Variable(dims, values, attrs) for k, (dims, values, attrs) in fields.items()},
+            coords={
+                "latitude": ("latitude", datamodule.lat.numpy().astype(np.float64)),
+                "longitude": ("longitude", datamodule.lon.numpy().astype(np.float64)),
+            },
+            attrs={
+                "Conventions": "CF-1.8",
+                "title": f"Climatology of {', '.join(recipe.task.targets)} for {recipe.name}",
+                "source": "eofm climatology: mean of the training split's targets",
+            },
+        )
+        with atomic_path(target) as tmp:
+            out.to_netcdf(tmp)
+        return target
+
+    def card_section(
+        self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any
+    ) -> CardSection:
+        """Variables with units, grid, lead time, inputs and the test scores."""
+        from eofm.publishing.card import CardSection, adapter_text, backbone_text, evaluation_table
+        from eofm.publishing.paths import public_path
+
+        repo_id, backbone = card["repo_id"], config["backbone"]
+        targets = config.get("targets") or {v: {} for v in config["bands"]}
+        evaluation, entries = evaluation_table(metrics, repo_id, "ERA5-layout data")
+        meta = {
+            "tags": ["weather", "climate", "eofm", "regression", *targets],
+            "datasets": ["era5"],
+        }
+        result = None
+        if entries:
+            result = {
+                "task": {"type": "regression", "name": "Gridded regression"},
+                "dataset": {"type": "era5", "name": "ERA5", "split": "test"},
+                "metrics": entries,
+            }
+        rows = []
+        for variable, info in targets.items():
+            window = info.get("accumulated_hours")
+            kind = (
+                f"accumulated over the {window} h before the target time"
+                if window
+                else "at the target time"
+            )
+            rows.append(
+                f"| {variable} | {info.get('long_name', variable)} | {info.get('units', '1')} | {kind} |"
+            )
+        grid = config.get("grid") or {}
+        lat, lon = grid.get("lat") or [float("nan")], grid.get("lon") or [float("nan")]
+        step = abs(lat[1] - lat[0]) if len(lat) > 1 else float("nan")
+        grid_text = (
+            f"{len(lat)} x {len(lon)} cells of {step:g} degrees, latitudes {lat[0]:g} .. {lat[-1]:g} "
+            f"(north to south), longitudes {lon[0]:g} .. {lon[-1]:g}"
+        )
+        timing = config.get("timing") or {}
+        inputs = config.get("inputs") or {}
+        fractions = recipe.data.split_fractions
+        fields = dict(
+            summary=recipe.description or f"{', '.join(targets)} from a weather model's latent.",
+            eofm_version=config["eofm_version"],
+            variable_list=", ".join(targets),
+            backbone_text=backbone_text(backbone),
+            adapter_text=adapter_text(
+                config["adapter"], frozen="backbone frozen (lightweight decoders on its latent)"
+            ),
+            decoder_text=f"{config['decoder']['name']}, one per variable ({config['decoder']['channels']} hidden)",
+            weights_text=(
+                f"the trained decoders (and LoRA weights) only, `{config['weights']}`; the "
+                "backbone is fetched from its pinned revision"
+                if config["adapter_only"]
+                else f"the complete model (`{config['weights']}`)"
+            ),
+            variable_rows="\n".join(rows),
+            grid_text=grid_text,
+            history_steps=timing.get("history_steps", "?"),
+            step_hours=timing.get("step_hours", "?"),
+            lead_hours=timing.get("lead_hours", "?"),
+            surf_vars=", ".join(inputs.get("surf_vars", [])) or "none",
+            atmos_vars=", ".join(inputs.get("atmos_vars", [])) or "none",
+            levels=", ".join(f"{v:g}" for v in inputs.get("levels_hpa", [])) or "-",
+            static_vars=", ".join(inputs.get("static_vars", [])) or "none",
+            data_root=public_path(recipe.data.root),
+            split_fractions=list(fractions),
+            evaluation_text=evaluation,
+            repo_id=repo_id,
+            revision_hint=card.get("revision") or "main",
+            train_period=f"the first {fractions[0]:.0%} of the record",
+        )
+        return CardSection("weather_model_card.md", meta, result, fields)
 
     def weather_run(self, trained: Any, root: str | None = None) -> Any:
         """The trained run over ERA5-layout data at ``root`` (default: where it trained),
@@ -209,7 +335,7 @@ class RegressionFamily(TaskFamily):
         return self.build_datamodule(recipe, trained.mean, trained.std)
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.regression import RegressionTask
+        from eofm.lightning_tasks.regression import RegressionTask
 
         return RegressionTask(
             model,

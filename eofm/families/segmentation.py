@@ -2,25 +2,45 @@
 
 Model: a ViT backbone, a neck, a map decoder and a 1x1 head
 (:mod:`eofm.models.segmentation`); task: CE/dice losses with IoU, F1 and accuracy
-(:mod:`eofm.tasks.segmentation`); outputs: Cloud-Optimized GeoTIFF class maps streamed
+(:mod:`eofm.lightning_tasks.segmentation`); outputs: Cloud-Optimized GeoTIFF class maps streamed
 over scenes of any size (:mod:`eofm.predict.engine`); card: classes and bands.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from typing import Any
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
+from eofm.data.config import ChipDataConfig
 from eofm.errors import EofmError, RecipeError
-from eofm.families.base import FitSetup, TaskFamily
-from eofm.recipe import Recipe
+from eofm.families.base import FitSetup, PredictRequest, TaskFamily
+from eofm.recipe import Recipe, TaskConfig
+from eofm.typed_config import option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from eofm.publishing.card import CardSection
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class SegmentationTaskConfig(TaskConfig):
+    """The ``task`` keys of a segmentation recipe."""
+
+    class_names: list[str] = option(
+        help="class names, index = label value", factory=lambda: ["background", "foreground"]
+    )
+    ignore_index: int = option(-1, "label value that is never scored")
+    loss: Literal["ce", "dice", "ce+dice"] = option("ce", "ce, dice or ce+dice")
+    class_weights: list[float] | None = option(None, "cross-entropy class weights")
+
+
 class SegmentationFamily(TaskFamily):
     name = "segmentation"
+    task_config = SegmentationTaskConfig
+    commands = frozenset({"fit", "test", "predict", "ensemble", "calibrate", "publish"})
     decoder_input = "maps"
     metric_directions = {
         "loss": "min",
@@ -46,7 +66,7 @@ class SegmentationFamily(TaskFamily):
         super().check_recipe(recipe, where)
         if len(recipe.task.class_names) < 2:
             raise RecipeError(f"task.class_names in {where} needs at least 2 classes.")
-        if not hasattr(recipe.data, "bands"):
+        if not isinstance(recipe.data, ChipDataConfig):
             raise RecipeError(
                 f"data.name {recipe.data.name} in {where} holds no image bands for a "
                 "segmentation task (task.type)."
@@ -162,7 +182,7 @@ class SegmentationFamily(TaskFamily):
         )
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.tasks.segmentation import SegmentationTask
+        from eofm.lightning_tasks.segmentation import SegmentationTask
 
         return SegmentationTask(
             model,
@@ -206,7 +226,7 @@ class SegmentationFamily(TaskFamily):
         self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
     ) -> dict[str, Any]:
         super().evaluate(trained, datamodule, out_dir, mc_samples=mc_samples)
-        from eofm.evaluation.splits import evaluate_segmentation
+        from eofm.evaluation.passes import evaluate_segmentation
 
         ignore = trained.recipe.task.ignore_index
         return evaluate_segmentation(trained, datamodule, out_dir, ignore_index=ignore)
@@ -216,7 +236,7 @@ class SegmentationFamily(TaskFamily):
 
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         from eofm.evaluation.calibration import calibration_record
-        from eofm.evaluation.splits import sample_logits
+        from eofm.evaluation.passes import sample_logits
 
         logits, target = sample_logits(
             trained.model,
@@ -227,24 +247,117 @@ class SegmentationFamily(TaskFamily):
         units = len(datamodule.val_dataloader().dataset)
         return calibration_record(logits, target, "val", units=units, unit="chips")
 
-    def check_predictable(self, model_spec: str) -> None:
-        return None
+    def predict(self, request: PredictRequest) -> int:
+        """GeoTIFF scenes of any size streamed through the model (:mod:`eofm.predict.engine`)."""
+        return predict_scenes(request)
 
-    def predictor(self, trained: Any, options: Any, members: Any = ()) -> Any:
-        from eofm.predict.engine import Predictor
-
-        return Predictor(trained, options, members)
-
-    def check_publishable(self, run_dir: Any) -> None:
-        return None
+    def check_ensemble_member(
+        self, first: str, recipe: Recipe, manifest: dict, other: str, other_recipe: Recipe,
+        other_manifest: dict,
+    ) -> None:  # fmt: skip
+        """Ensemble members must predict the same classes from the same bands."""
+        if list(other_recipe.task.class_names) != list(recipe.task.class_names):
+            raise EofmError(
+                f"Ensemble members predict different classes: {first} "
+                f"{list(recipe.task.class_names)} vs {other} {list(other_recipe.task.class_names)}.",
+                exit_code=2,
+            )
+        if list(other_manifest["bands"]) != list(manifest["bands"]):
+            raise EofmError(
+                f"Ensemble members read different bands: {first} {manifest['bands']} vs {other} "
+                f"{other_manifest['bands']}.",
+                exit_code=2,
+            )
 
     def check_exportable(self, run_dir: Any) -> None:
         return None
 
-    def model_card(self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any) -> str:
-        from eofm.publishing.card import render_segmentation_card
+    def card_section(
+        self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any
+    ) -> CardSection:
+        """Classes, bands with their normalisation, split, and the test scores."""
+        from eofm.publishing.card import CardSection, adapter_text, backbone_text
+        from eofm.publishing.paths import public_path
 
-        return render_segmentation_card(config, recipe, metrics, **card)
+        repo_id, quicklook = card["repo_id"], card["quicklook"]
+        backbone, task = config["backbone"], config["task"]
+        dataset = recipe.data.name
+        meta = {
+            "tags": ["earth-observation", "remote-sensing", "eofm", task["type"], "image-segmentation"],
+            "pipeline_tag": "image-segmentation",
+            "datasets": [dataset],
+        }  # fmt: skip
+        result = None
+        if metrics and metrics.get("metrics"):
+            values = metrics["metrics"]
+            result = {
+                "task": {"type": "image-segmentation", "name": "Semantic segmentation"},
+                "dataset": {"type": dataset, "name": dataset, "split": "test"},
+                "metrics": [
+                    {
+                        "type": key.split("/", 1)[1],
+                        "value": round(float(value), 4),
+                        "name": key,
+                    }
+                    for key, value in sorted(values.items())
+                    if value is not None and key.startswith("test/")
+                ],
+            }
+            rows = "\n".join(
+                f"| {k} | {v:.4f} |" for k, v in sorted(values.items()) if v is not None
+            )
+            evaluation = (
+                f"On the test split ({len(metrics.get('test_chips', []))} chips), with checkpoint "
+                f"`{metrics.get('checkpoint')}`:\n\n| metric | value |\n|---|---|\n{rows}"
+            )
+        else:
+            evaluation = (
+                "**This model was not evaluated**: its run has no test metrics. Run "
+                f"`eofm test hf://{repo_id} data.root=...` on labelled data before use."
+            )
+        mapping = backbone.get("band_mapping", {})
+        band_rows = "\n".join(
+            f"| {i} | {band} | {mean:.6g} | {std:.6g} | {'copied' if band in mapping.get('copied', []) else 'new'} |"
+            for i, (band, mean, std) in enumerate(
+                zip(config["bands"], config["mean"], config["std"], strict=True), 1
+            )
+        )
+        split = recipe.data.split_csv
+        split_text = (
+            f"official split files {', '.join(f'{k}: `{v}`' for k, v in split.items())}."
+            if split
+            else f"deterministic split by event, fractions {recipe.data.split_fractions} (train/val/test)."
+        )
+        fields = dict(
+            summary=recipe.description
+            or f"{task['type'].capitalize()} of {', '.join(task['class_names'])}.",
+            eofm_version=config["eofm_version"],
+            task_type=task["type"],
+            class_list=", ".join(f"{i} = {c}" for i, c in enumerate(task["class_names"])),
+            backbone_text=backbone_text(backbone),
+            adapter_text=adapter_text(config["adapter"], frozen="backbone frozen"),
+            decoder_text=f"{config['decoder']['name']} ({config['decoder']['channels']} channels)",
+            patch_size=backbone["patch_size"][-1],
+            num_frames=backbone["num_frames"],
+            weights_text=(
+                f"LoRA adapter and trained head only (`{config['weights']}`); the base model is fetched from its pinned revision"
+                if config["adapter_only"]
+                else f"the complete model (`{config['weights']}`)"
+            ),
+            band_rows=band_rows,
+            dataset_name=dataset,
+            data_root=public_path(recipe.data.root),
+            split_text=split_text,
+            evaluation_text=evaluation,
+            repo_id=repo_id,
+            revision_hint=card.get("revision") or "main",
+            quicklook_text="![quicklook](quicklook.png)" if quicklook else "",
+            intended_use=(
+                f"Mapping {', '.join(task['class_names'][1:])} per pixel in {dataset}-like imagery, "
+                "for research and for screening that a person reviews."
+            ),
+        )
+        return CardSection("model_card.md", meta, result, fields)
 
 
 def wanted_coords(recipe: Recipe) -> dict[str, bool]:
@@ -258,3 +371,131 @@ def wanted_coords(recipe: Recipe) -> dict[str, bool]:
         return {"time": False, "location": False, "gsd": gsd}
     encoding = getattr(manifest.config, "coords_encoding", ())
     return {"time": "time" in encoding, "location": "location" in encoding, "gsd": gsd}
+
+
+def predict_scenes(request: PredictRequest) -> int:
+    """Every scene and every output checked before the model loads, then each scene
+    streamed (with the ensemble's members) to its outputs, with progress."""
+    from eofm.predict.options import parse_uncertainty
+    from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
+    from eofm.predict.products import products_for
+    from eofm.predict.scenes import check_gsd_option, check_scene_gsd, inspect_scene
+
+    options, manifest, out_dir, echo = (
+        request.options,
+        request.manifest,
+        request.out_dir,
+        request.echo,
+    )
+    members = request.members
+    scenes = expand_inputs(request.inputs, options.resolution_m)
+    index, count = parse_shard(request.shard)
+    mine = scenes[index::count]
+    options.validate(int(manifest["backbone"]["patch_size"][-1]))
+    products = products_for(
+        options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
+    )
+    needs_gsd = bool(((manifest.get("backbone") or {}).get("coords") or {}).get("gsd"))
+    check_gsd_option(request.model_spec, options, needs_gsd)
+    infos, plans = {}, {}
+    for scene in mine:  # every scene and every output, before anything is written
+        infos[scene] = inspect_scene(
+            scene,
+            manifest["bands"],
+            options.bands,
+            input_range=manifest.get("input_range"),
+            strict=options.strict,
+        )
+        if needs_gsd and options.gsd_m is None:
+            check_scene_gsd(scene)
+        plans[scene] = plan_scene(
+            scene,
+            out_dir,
+            quicklook=options.quicklook,
+            vector=options.vector,
+            overwrite=options.overwrite,
+            inputs=scenes,
+            companions=[suffix for _, suffix in products[1:]],
+        )
+
+    from eofm.families.restore import load_trained  # torch: only once all is checked
+    from eofm.predict.engine import Predictor
+    from eofm.predict.grid import count_tiles
+
+    trained = request.load()
+    predictor = Predictor(trained, options, [load_trained(m) for m in members])
+    todo = [s for s in mine if plans[s].write_raster]
+    tiles = {
+        s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo
+    }
+    echo(
+        f"eofm predict: {len(mine)} of {len(scenes)} scene(s) (shard {index}/{count}), "
+        f"{sum(tiles.values())} tiles of {options.tile} px, model {trained.source}"
+    )
+    started = time.perf_counter()
+    pixels = 0
+    with _progress(request.progress) as bar:
+        scenes_task = bar.add_task("scenes", total=len(mine))
+        for scene in mine:
+            plan = plans[scene]
+            tiles_task = bar.add_task(scene.name, total=tiles.get(scene, 0))
+            result = predictor.predict(
+                scene,
+                out_dir,
+                plan=plan,
+                on_tiles=lambda n, t=tiles_task: bar.advance(t, n),
+                background=True,  # its COGs are finished while the next scene streams
+            )
+            bar.remove_task(tiles_task)
+            bar.advance(scenes_task)
+            if result.skipped:
+                echo(f"  {scene}: skipped, {plan.raster} exists (use --overwrite)")
+                continue
+            if plan.write_raster:
+                pixels += infos[scene].height * infos[scene].width
+            for output in result.outputs:
+                echo(f"  {output}")
+        predictor.wait()
+    seconds = time.perf_counter() - started
+    if pixels:
+        echo(
+            f"eofm predict: {pixels / 1e6:.2f} MP in {seconds:.1f} s ({pixels / 1e6 / seconds:.2f} MP/s)"
+        )
+    return 0
+
+
+class _NoProgress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+    def advance(self, *args: object) -> None:
+        return None
+
+    def remove_task(self, *args: object) -> None:
+        return None
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )

@@ -39,7 +39,7 @@ def trained_from_manifest(
         bands=list(manifest["bands"]),
         mean=[float(v) for v in manifest["mean"]],
         std=[float(v) for v in manifest["std"]],
-        class_names=list(recipe.task.class_names),
+        class_names=list(manifest["task"].get("class_names", [])),
         patch_size=int(manifest["backbone"]["patch_size"][-1]),
         source=source,
         manifest=manifest,

@@ -30,9 +30,6 @@ class PredictOptions:
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     workers: int | str = "auto"  # reading threads: auto | N >= 1
     uncertainty: str | None = None  # entropy | mc-dropout:N | tta
-    start: str | None = None  # weather runs: first target time
-    end: str | None = None  # weather runs: last target time
-    output_format: str = "netcdf"  # weather runs: netcdf | zarr
     resolution_m: float | None = None  # grid of multi-file products (default 10 m)
     gsd_m: float | None = None  # Scale-MAE: metres per pixel of the inputs (else each CRS's)
 

@@ -326,3 +326,29 @@ def expected_bounds(lo: float, hi: float, iqr: float) -> tuple[float, float]:
     if hi < 0:
         high = min(high, 0.0)
     return low, high
+
+
+def check_gsd_option(model_spec: str, options: Any, needs_gsd: bool) -> None:
+    """``--gsd`` only for a model that reads each input's GSD (Scale-MAE with
+    ``backbone.gsd: null``); any other model would silently ignore it."""
+    if options.gsd_m is not None and not needs_gsd:
+        raise EofmError(
+            f"--gsd: {model_spec} does not take the inputs' ground sample distance (only "
+            "Scale-MAE runs fitted with backbone.gsd: null do); leave --gsd out.",
+            exit_code=2,
+        )
+
+
+def check_scene_gsd(scene: Path) -> None:
+    """A Scale-MAE model needs each scene's metres per pixel: a raster without a CRS
+    cannot give it, so it is refused here, before the model loads, naming ``--gsd``."""
+    from eofm.data.coords import metres_per_pixel
+
+    try:
+        metres_per_pixel(scene)
+    except EofmError:
+        raise EofmError(
+            f"{scene} has no CRS, so its ground sample distance in metres is unknown and "
+            "this Scale-MAE model needs it; give it with --gsd METRES (e.g. --gsd 10 for "
+            "Sentinel-2's 10 m bands)."
+        ) from None

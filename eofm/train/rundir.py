@@ -129,20 +129,18 @@ def load_run_recipe(run_dir: Path, overrides: Iterable[str] = ()) -> Recipe:
 
 def with_absolute_paths(recipe: Recipe) -> Recipe:
     """``recipe`` with its local paths made absolute, so that a run dir works from any
-    folder (``eofm publish`` strips them again)."""
-    data = recipe.data
-    local = {
-        key: str(Path(value).expanduser().resolve())
-        for key in getattr(data, "path_keys", ("root",))
-        if (value := getattr(data, key)) and "://" not in value
-    }
-    data = dataclasses.replace(data, **local)
-    task = recipe.task
-    if task.climatology and "://" not in task.climatology:
-        task = dataclasses.replace(
-            task, climatology=str(Path(task.climatology).expanduser().resolve())
-        )
-    return dataclasses.replace(recipe, data=data, task=task)
+    folder (``eofm publish`` strips them again): the keys each section lists in
+    ``path_keys``."""
+
+    def absolute(section: Any) -> Any:
+        local = {
+            key: str(Path(value).expanduser().resolve())
+            for key in section.path_keys
+            if (value := getattr(section, key)) and "://" not in value
+        }
+        return dataclasses.replace(section, **local)
+
+    return dataclasses.replace(recipe, data=absolute(recipe.data), task=absolute(recipe.task))
 
 
 def scalar(value: Any) -> float | None:

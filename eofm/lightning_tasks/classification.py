@@ -20,7 +20,7 @@ from torchmetrics.classification import (
     BinaryPrecisionRecallCurve,
 )
 
-from eofm.tasks.base import StageTask
+from eofm.lightning_tasks.base import StageTask
 
 
 class ClassificationTask(StageTask):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
-from eofm.tasks.base import StageTask
+from eofm.lightning_tasks.base import StageTask
 
 
 def latitude_weights(lat: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Downscaling as a LightningModule: masked MSE on standardised fields, and the scores of
 the downscaling literature in physical units per variable.
 
-- RMSE, MAE and bias, latitude-weighted (as :mod:`eofm.tasks.regression`);
+- RMSE, MAE and bias, latitude-weighted (as :mod:`eofm.lightning_tasks.regression`);
 - Pearson correlation of prediction and truth over the scored cells;
 - CSI at thresholds (hits / (hits + misses + false alarms)), for precipitation-like
   variables (``task.thresholds``);
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import Metric
 
-from eofm.tasks.base import StageTask
-from eofm.tasks.regression import GriddedTargets, LatWeightedScores, masked_mse
+from eofm.lightning_tasks.base import StageTask
+from eofm.lightning_tasks.regression import GriddedTargets, LatWeightedScores, masked_mse
 
 
 def radial_power(fields: torch.Tensor) -> torch.Tensor:

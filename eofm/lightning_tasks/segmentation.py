@@ -17,7 +17,7 @@ from torchmetrics.classification import (
     MulticlassJaccardIndex,
 )
 
-from eofm.tasks.base import StageTask
+from eofm.lightning_tasks.base import StageTask
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
