@@ -588,8 +588,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     run_dir, _ = locate_run(args.run_dir, args.checkpoint)
     recipe = load_run_recipe(run_dir, args.overrides)  # validated before heavy imports
-    family_of(recipe).check_calibratable(run_dir)
-    recipe.data.check_files(str(run_dir / "recipe.yaml"))  # its validation split, from metadata
+    family = family_of(recipe)
+    family.require("calibrate", run_dir)  # the family lists its commands
+    family.check_data(recipe, str(run_dir / "recipe.yaml"))  # its validation split
     from eofm.commands.calibrate import calibrate
 
     record = calibrate(args.run_dir, args.overrides, checkpoint=args.checkpoint)

@@ -393,7 +393,9 @@ def write_fake_run(run: Path, recipe: str) -> Path:
 
     (run / "checkpoints").mkdir(parents=True)
     (run / "recipe.yaml").write_text(dump_recipe(load_recipe(recipe, ["data.root=/tmp"])))
-    (run / "model.json").write_text('{"bands": [], "backbone": {"patch_size": [1, 4, 4]}}')
+    (run / "model.json").write_text(
+        '{"bands": ["VV"], "mean": [0.0], "std": [1.0], "backbone": {"patch_size": [1, 4, 4]}}'
+    )
     (run / "checkpoints" / "last.ckpt").write_text("not a checkpoint")
     return run
 

@@ -291,6 +291,7 @@ def test_the_baseline_recipes_train_and_test(cube: Path, tmp_path: Path, recipe:
 def test_the_danger_map_is_dated_by_the_fire_day(cube: Path, dm, tmp_path: Path) -> None:
     import rasterio
     import torch
+
     from eofm.families.restore import load_trained
 
     run = tmp_path / "run"

@@ -233,8 +233,11 @@ def test_random_initialisation_is_named_by_test_predict_and_the_card(
     args = ["predict", "--model", str(run), str(scene), "--no-progress", "--out"]
     assert main([*args, str(tmp_path / "classes")]) == 0  # streamed tile by tile otherwise
     assert main([*args, str(tmp_path / "probabilities"), "--probabilities"]) == 0
-    for kind in ("classes", "probabilities"):
-        (path,) = (tmp_path / kind).glob("*.tif")
+    written = sorted((tmp_path / "classes").glob("*.tif"))
+    written += sorted((tmp_path / "probabilities").glob("*_probabilities.tif"))
+    assert len(written) == 2
+    for path in written:  # the class map, and the probabilities beside one
+        kind = path.name
         with rasterio.open(path) as ds:
             assert "random initialisation" in ds.tags()[RANDOM_INIT_ATTRIBUTE], kind
             assert ds.profile["tiled"] and ds.overviews(1), kind  # still a COG

@@ -206,10 +206,10 @@ def test_scalemae_recipe_fits_with_the_gsd_of_each_chip(
 def check_predict_without_crs(run, tmp_path, capsys, monkeypatch) -> None:
     """Issue 34 item 6: a raster without CRS is refused before the model loads, names
     --gsd and leaves no output folder; with --gsd it is predicted."""
-    import eofm.families.restore
     import numpy as np
     import rasterio
 
+    import eofm.families.restore
     from eofm.cli import main
 
     scene = tmp_path / "nocrs.tif"

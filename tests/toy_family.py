@@ -33,6 +33,10 @@ class ToyFamily(TaskFamily):
     decoder_input = "maps"
     metric_directions = {"loss": "min", "mae": "min"}
 
+    def check_data(self, recipe: Recipe, where: str) -> None:
+        if not (Path(recipe.data.root) / "x.npy").is_file():
+            raise EofmError(f"data.root in {where} holds no x.npy.", exit_code=2)
+
     def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
         datamodule = self.build_eval_datamodule(recipe, None)
         model = self.build_model(recipe, bands=datamodule.bands, pretrained=False)

@@ -53,7 +53,7 @@ def fit(
     """
     family_of(recipe).require("fit", f"recipe {recipe.name}")
     recipe = with_absolute_paths(recipe)
-    recipe.data.check_files("the recipe")  # metadata only: before torch and the run dir
+    family_of(recipe).check_data(recipe, "the recipe")  # metadata only: before torch
     recipe = with_resolved_precision(recipe)
     run_dir = Path(run_dir) if run_dir else default_run_dir(recipe)
     resume = check_run_dir(run_dir, recipe)

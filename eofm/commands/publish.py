@@ -55,7 +55,6 @@ def build_bundle(
     exported as ONNX (``eofm export``, dynamic batch) and its sidecar, paths scrubbed."""
     run_dir = check_publish_request(run_dir, adapter_only=adapter_only)
     family = family_of(load_run_recipe(run_dir))
-    family.require("publish", run_dir)  # before any model loads
     if folder.exists() and any(folder.iterdir()):
         raise EofmError(f"{folder} exists and is not empty; choose a new folder.")
     import yaml
@@ -134,7 +133,7 @@ def check_publish_request(run_dir: Path, *, adapter_only: bool) -> Path:
 
     run_dir, _ = locate_run(str(run_dir))
     recipe = load_run_recipe(run_dir)
-    family_of(recipe).check_publishable(run_dir)
+    family_of(recipe).require("publish", run_dir)  # before any model loads
     if adapter_only:
         if recipe.adapter.mode != "lora":
             raise EofmError(

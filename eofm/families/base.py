@@ -102,6 +102,11 @@ class TaskFamily:
             exit_code=2,
         )
 
+    def check_data(self, recipe: Recipe, where: str) -> None:
+        """The data the recipe names, checked from metadata only (file lists, headers,
+        time axes) before torch loads: the dataset config's own ``check_files``."""
+        recipe.data.check_files(where)
+
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         """Checks that need no heavy import; subclasses extend them."""
         from eofm.registry import REGISTRY
@@ -232,14 +237,6 @@ class TaskFamily:
         if mc_samples:
             raise EofmError(f"--mc-dropout is for weather (regression) runs, not {self.name}.")
         return {}
-
-    def check_calibratable(self, run_dir: Any) -> None:
-        """Refuse, before the model loads, a run that ``eofm calibrate`` cannot calibrate."""
-        raise EofmError(
-            f"{run_dir} is a {self.name} run; eofm calibrate supports classifiers "
-            "(segmentation, classification) only.",
-            exit_code=2,
-        )
 
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         """``eofm calibrate``: the temperature fitted on the validation split, with the

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from eofm.data.firecube_config import FireCubeConfig
+from eofm.data.mesogeos_config import MesogeosConfig
 from eofm.errors import RecipeError
 from eofm.families.base import FitSetup, PredictRequest, TaskFamily
 from eofm.recipe import Recipe, TaskConfig
@@ -48,7 +49,7 @@ class ClassificationFamily(TaskFamily):
 
     def check_recipe(self, recipe: Recipe, where: str) -> None:
         super().check_recipe(recipe, where)
-        if not isinstance(recipe.data, FireCubeConfig):
+        if not isinstance(recipe.data, (FireCubeConfig, MesogeosConfig)):
             raise RecipeError(
                 f"A classification recipe ({where}) needs datacube samples (data.name: "
                 f"mesogeos or firecube), not data.name: {recipe.data.name}."
@@ -178,9 +179,6 @@ class ClassificationFamily(TaskFamily):
             "adapter": asdict(recipe.adapter),
             "decoder": asdict(recipe.decoder),
         }
-
-    def check_calibratable(self, run_dir: Any) -> None:
-        return None
 
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         import math

@@ -231,9 +231,6 @@ class SegmentationFamily(TaskFamily):
         ignore = trained.recipe.task.ignore_index
         return evaluate_segmentation(trained, datamodule, out_dir, ignore_index=ignore)
 
-    def check_calibratable(self, run_dir: Any) -> None:
-        return None
-
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         from eofm.evaluation.calibration import calibration_record
         from eofm.evaluation.passes import sample_logits
