@@ -165,6 +165,10 @@ def setup(flood_root: Path, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
     gpd.GeoDataFrame({"name": ["A"]}, geometry=[box], crs="EPSG:4326").to_parquet(
         regions / "good.parquet"
     )
+    antarctica = shapely.box(-180, -90, 180, -80)  # a region named in the file, holding no chip
+    gpd.GeoDataFrame(
+        {"name": ["World", "Antarctica"]}, geometry=[shapely.box(-180, -80, 180, 90), antarctica]
+    ).set_crs("EPSG:4326").to_parquet(regions / "two.parquet")
     (tmp / "empty").mkdir()
     readonly = tmp / "readonly"
     readonly.mkdir()
@@ -233,6 +237,11 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
         "a split left empty": (
             [*fit, _region_split(regions / "good.parquet", test="Atlantis")],
             "left empty",
+            run,
+        ),
+        "a region holding no chip": (
+            [*fit, _region_split(regions / "two.parquet", test="Antarctica")],
+            "Antarctica",
             run,
         ),
         "fire --date outside the cube": (

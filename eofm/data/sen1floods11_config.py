@@ -47,10 +47,21 @@ class Sen1Floods11Config(ChipDataConfig):
             root = find_sen1floods11_root(Path(self.root))
             folder, _ = source_for_bands(self.bands)
             chips = discover_chips(root, folder)
-            if self.split:  # regions: which chips lie where is found when they are read
+            if self.split:
+                self._check_region_splits(root / folder, folder, chips, where)
                 return
             splits = chip_splits(root, folder, chips, self.split_csv, self.split_fractions)
         except EofmError as exc:
             raise RecipeError(str(exc)) from None
         how = "data.split_csv" if self.split_csv else f"data.split_fractions {self.split_fractions}"
         check_splits_filled(splits, how, where)
+
+    def _check_region_splits(self, folder: Path, kind: str, chips: list[str], where: str) -> None:
+        """Each split holds a chip: the region of each chip's centre, from the rasters'
+        headers and the regions' geometry (no pixel is read, no model loaded)."""
+        from eofm.data.coords import raster_centre
+        from eofm.data.regions import assign_regions, parse_region_split, split_by_region
+
+        spec = parse_region_split(self.split, where)
+        centres = {chip: raster_centre(folder / f"{chip}_{kind}.tif") for chip in chips}
+        split_by_region(assign_regions(centres, spec), spec, f"the chips under {self.root}")
