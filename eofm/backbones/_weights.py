@@ -153,3 +153,40 @@ def transfer_patch_embed(
         else:
             new.append(band)
     return out, copied, new
+
+
+def map_first_conv(
+    model: nn.Module, path: str, name: str, pretrained: list[str], bands: list[str]
+) -> dict[str, list[str]]:
+    """Replace the 2D conv at ``path`` of ``model`` (its first layer) by one that reads
+    ``bands``: kernels of the bands it shares with ``pretrained`` are copied by name, new
+    bands freshly initialised; returns the band mapping (copied, new, dropped)."""
+    if list(bands) == list(pretrained):
+        return {"copied": list(bands), "new": [], "dropped": []}
+    old = model.get_submodule(path)
+    new = nn.Conv2d(
+        len(bands),
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        bias=old.bias is not None,
+    )
+    fresh = new.weight.detach().clone()
+    weight, copied, added = transfer_patch_embed(old.weight.detach(), pretrained, bands, fresh)
+    with torch.no_grad():
+        new.weight.copy_(weight)
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    parent, _, leaf = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, new)
+    dropped = [b for b in pretrained if b not in bands]
+    log.info(
+        "Band mapping for %s (by name): first-conv kernels copied for %s; freshly initialised "
+        "for %s; pretrained bands not used: %s.",
+        name,
+        copied or "none",
+        added or "none",
+        dropped or "none",
+    )
+    return {"copied": copied, "new": added, "dropped": dropped}

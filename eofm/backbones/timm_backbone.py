@@ -170,41 +170,12 @@ def build_timm_backbone(
 
 
 def _map_first_conv(backbone: TimmBackbone, manifest: BackboneManifest, bands: list[str]) -> None:
-    from eofm.backbones._weights import transfer_patch_embed
+    from eofm.backbones._weights import map_first_conv
 
     model = backbone.model
     path = (model.pretrained_cfg or {}).get("first_conv", "conv1")
     path = path.replace(".", "_") if not _has(model, path) else path
-    old = model.get_submodule(path)
-    if list(bands) == list(manifest.bands):
-        backbone.band_mapping = {"copied": list(bands), "new": [], "dropped": []}
-        return
-    new = nn.Conv2d(
-        len(bands),
-        old.out_channels,
-        old.kernel_size,
-        stride=old.stride,
-        padding=old.padding,
-        bias=old.bias is not None,
-    )
-    fresh = new.weight.detach().clone()
-    weight, copied, added = transfer_patch_embed(old.weight.detach(), manifest.bands, bands, fresh)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if old.bias is not None:
-            new.bias.copy_(old.bias)
-    parent, _, leaf = path.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, leaf, new)
-    dropped = [b for b in manifest.bands if b not in bands]
-    backbone.band_mapping = {"copied": copied, "new": added, "dropped": dropped}
-    log.info(
-        "Band mapping for %s (by name): first-conv kernels copied for %s; freshly initialised "
-        "for %s; pretrained bands not used: %s.",
-        manifest.name,
-        copied or "none",
-        added or "none",
-        dropped or "none",
-    )
+    backbone.band_mapping = map_first_conv(model, path, manifest.name, list(manifest.bands), bands)
 
 
 def _has(model: nn.Module, path: str) -> bool:

@@ -485,39 +485,12 @@ def _first_conv_path(arch: str) -> str:
 
 def _map_first_conv(backbone: TorchGeoBackbone, bands: list[str]) -> None:
     """Kernels of shared bands copied by name, new bands freshly initialised."""
-    from eofm.backbones._weights import transfer_patch_embed
+    from eofm.backbones._weights import map_first_conv
 
     manifest = backbone.manifest
-    if list(bands) == list(manifest.bands):
-        backbone.band_mapping = {"copied": list(bands), "new": [], "dropped": []}
-        return
     path = _first_conv_path(manifest.architecture)
-    old = backbone.model.get_submodule(path)
-    new = nn.Conv2d(
-        len(bands),
-        old.out_channels,
-        old.kernel_size,
-        stride=old.stride,
-        padding=old.padding,
-        bias=old.bias is not None,
-    )
-    fresh = new.weight.detach().clone()
-    weight, copied, added = transfer_patch_embed(old.weight.detach(), manifest.bands, bands, fresh)
-    with torch.no_grad():
-        new.weight.copy_(weight)
-        if old.bias is not None:
-            new.bias.copy_(old.bias)
-    parent, _, leaf = path.rpartition(".")
-    setattr(backbone.model.get_submodule(parent), leaf, new)
-    dropped = [b for b in manifest.bands if b not in bands]
-    backbone.band_mapping = {"copied": copied, "new": added, "dropped": dropped}
-    log.info(
-        "Band mapping for %s (by name): first-conv kernels copied for %s; freshly initialised "
-        "for %s; pretrained bands not used: %s.",
-        manifest.name,
-        copied or "none",
-        added or "none",
-        dropped or "none",
+    backbone.band_mapping = map_first_conv(
+        backbone.model, path, manifest.name, list(manifest.bands), bands
     )
 
 
