@@ -16,25 +16,12 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
+from eofm.bands import SENTINEL2_L1C_BANDS
 from eofm.errors import EofmError
 from tests.test_training import overrides
 
 RGB = ["RED", "GREEN", "BLUE"]
-S2_ALL = [
-    "COASTAL_AEROSOL",
-    "BLUE",
-    "GREEN",
-    "RED",
-    "RED_EDGE_1",
-    "RED_EDGE_2",
-    "RED_EDGE_3",
-    "NIR_BROAD",
-    "NIR_NARROW",
-    "WATER_VAPOR",
-    "CIRRUS",
-    "SWIR_1",
-    "SWIR_2",
-]
+S2_ALL = list(SENTINEL2_L1C_BANDS)
 
 #: (weight, the data bands its fit uses): 6 weights of 4 architectures.
 WEIGHTS = [
