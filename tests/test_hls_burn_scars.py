@@ -93,6 +93,9 @@ def test_tiny_recipe_fits_tests_and_predicts(hls_root: Path, tmp_path: Path) -> 
         == 0
     )
     assert (tmp_path / "out" / scene.name).is_file()
+    bundle = tmp_path / "bundle"  # the card describes the release's split by folder
+    assert main(["publish", str(run), "--repo", "me/hls", "--dry-run", str(bundle)]) == 0
+    assert "divided into val and test by MGRS tile" in (bundle / "README.md").read_text()
 
 
 def test_prithvi_300_tl_lora_recipe_builds_on_hls(hls_root: Path) -> None:

@@ -81,6 +81,12 @@ class ChipDataConfig(DataConfig):
         "default: refused)}",
     )
 
+    def split_description(self) -> str:
+        """How the samples were split, in a sentence (for model cards)."""
+        if self.split:
+            return f"split by region: {self.split}."
+        return f"deterministic split, fractions {self.split_fractions} (train/val/test)."
+
     def validate(self, where: str) -> None:
         super().validate(where)
         from eofm.data.regions import parse_region_split

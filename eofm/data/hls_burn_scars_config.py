@@ -26,6 +26,11 @@ class HLSBurnScarsConfig(ChipDataConfig):
         "are in reflectance x this (HLS's own x10000 scaling)",
     )
 
+    def split_description(self) -> str:
+        if self.split:
+            return super().split_description()
+        return "the release's `training/` scenes train; `validation/` is divided into val and test by MGRS tile."
+
     def validate(self, where: str) -> None:
         from eofm.bands import check_band_names
 

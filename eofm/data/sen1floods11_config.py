@@ -33,6 +33,14 @@ class Sen1Floods11Config(ChipDataConfig):
         if self.split and self.split_csv:
             raise RecipeError(f"Give data.split or data.split_csv in {where}, not both.")
 
+    def split_description(self) -> str:
+        if self.split_csv:
+            files = ", ".join(f"{k}: `{v}`" for k, v in self.split_csv.items())
+            return f"official split files {files}."
+        if self.split:
+            return super().split_description()
+        return f"deterministic split by event, fractions {self.split_fractions} (train/val/test)."
+
     def check_files(self, where: str) -> None:
         """The chips and split files exist, and train and val hold chips (file lists only)."""
         super().check_files(where)

@@ -319,12 +319,7 @@ class SegmentationFamily(TaskFamily):
                 zip(config["bands"], config["mean"], config["std"], strict=True), 1
             )
         )
-        split = recipe.data.split_csv
-        split_text = (
-            f"official split files {', '.join(f'{k}: `{v}`' for k, v in split.items())}."
-            if split
-            else f"deterministic split by event, fractions {recipe.data.split_fractions} (train/val/test)."
-        )
+        split_text = recipe.data.split_description()
         fields = dict(
             summary=recipe.description
             or f"{task['type'].capitalize()} of {', '.join(task['class_names'])}.",
