@@ -207,7 +207,10 @@ def test_sigterm_and_sigint_leave_no_partial_or_lock_file(tmp_path: Path, signum
     run = make_run_dir(tmp_path / "run", ["VV", "VH"], [-11.0, -18.0], [4.0, 5.0])
     scene = big_scene(tmp_path / "scene.tif")
     out = tmp_path / "out"
-    code = "import sys; from eofm.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = (  # SIGUSR1 dumps the child's threads, should it ever hang
+        "import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1); "
+        "from eofm.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     args = ["predict", "--model", str(run), str(scene), "--out", str(out), "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen(
@@ -221,7 +224,13 @@ def test_sigterm_and_sigint_leave_no_partial_or_lock_file(tmp_path: Path, signum
         assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
         time.sleep(0.05)
     child.send_signal(signum)
-    err = child.communicate(timeout=120)[1]
+    try:
+        err = child.communicate(timeout=240)[1]
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        child.kill()
+        pytest.fail("the child did not exit after the signal:\n" + child.communicate()[1][-6000:])
     assert child.returncode == 130, err
     assert "Traceback" not in err and "eofm: interrupted" in err
     assert leftovers(out) == []
