@@ -164,23 +164,62 @@ class Terminated(KeyboardInterrupt):
     are removed, locks released) before the process exits as on Ctrl-C."""
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
+class _Stop:
+    """Signals noted while :func:`signals_deferred` holds (its depth), to be raised later."""
+
+    depth = 0
+    pending: int | None = None
+
+
+def _raise_for(signum: int) -> None:
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    if _Stop.depth:  # inside a pipeline: raised at its next safe point
+        _Stop.pending = signum
+        return
+    _raise_for(signum)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within, SIGINT and SIGTERM are noted rather than raised at once: an exception
+    raised asynchronously inside a queue's or a thread's lock can leave a pipeline stage
+    waiting forever (it was seen: a join on a worker whose wake-up was lost).
+    :func:`raise_if_stopped` raises a noted signal at a safe point; leaving the outermost
+    block raises it too."""
+    _Stop.depth += 1
+    try:
+        yield
+    finally:
+        _Stop.depth -= 1
+    if not _Stop.depth:
+        raise_if_stopped()
+
+
+def raise_if_stopped() -> None:
+    """Raise the signal noted by :func:`signals_deferred`, if any (a safe point)."""
+    if _Stop.pending is not None:
+        signum, _Stop.pending = _Stop.pending, None
+        _raise_for(signum)
 
 
 def unwinding_on_sigterm(function: Callable) -> Callable:
-    """Run ``function`` with SIGTERM raising :class:`Terminated` (SIGINT already raises
-    ``KeyboardInterrupt``), the previous handler restored afterwards."""
+    """Run ``function`` with SIGTERM raising :class:`Terminated` as SIGINT raises
+    ``KeyboardInterrupt`` (both deferred inside :func:`signals_deferred`), the previous
+    handlers restored afterwards."""
     import functools
 
     @functools.wraps(function)
     def wrapped(*args: object, **kwargs: object) -> object:
         if threading.current_thread() is not threading.main_thread():
             return function(*args, **kwargs)
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             return function(*args, **kwargs)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapped

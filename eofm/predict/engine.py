@@ -34,7 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from eofm.atomic import atomic_output, remove_stale_partials
+from eofm.atomic import (
+    atomic_output,
+    raise_if_stopped,
+    remove_stale_partials,
+    signals_deferred,
+)
 from eofm.errors import EofmError
 from eofm.models.trained import TrainedModel
 from eofm.predict import grid
@@ -506,10 +511,12 @@ class Predictor:
         # blending runs behind the model, and writing behind blending (the blend thread
         # sets the pace otherwise: the model's thread waited a third of a second on it)
         with (
+            signals_deferred(),  # Ctrl-C and SIGTERM stop between batches, not in a lock
             consumer_thread(write, depth=2) as write_behind,
             consumer_thread(blend) as blend_behind,
         ):
             for item in self._predicted(self._batches(reader, blender.rows, blender.cols)):
+                raise_if_stopped()
                 blend_behind(item)
 
     def _batches(self, reader: SceneReader, rows: list[int], cols: list[int]) -> Iterator:
