@@ -362,11 +362,11 @@ def test_calibration_says_when_it_hits_a_bound_or_has_too_little_data() -> None:
     assert record["warning"].startswith("The temperature stopped")
     honest = np.stack([np.zeros(4000), np.where(target == 1, 1.0, -1.0)], axis=1)
     assert "warning" not in calibration_record(honest, target, "val", units=5, unit="chips")
-    with pytest.raises(EofmError, match=r"val split has 1 chips: too few .* at least 2 chips"):
-        calibration_record(honest, target, "val", units=1, unit="chips")
-    with pytest.raises(EofmError, match=r"at least 50 samples"):
-        calibration_record(honest, target, "val", units=12, unit="samples")
-    with pytest.raises(EofmError, match=r"at least 2 chips") as caught:
+    one_chip = calibration_record(honest, target, "val", units=1, unit="chips")
+    assert "val split has 1 chips, fewer than the 2" in one_chip["warning"]
+    few = calibration_record(honest, target, "val", units=12, unit="samples")
+    assert "fewer than the 50" in few["warning"]
+    with pytest.raises(EofmError, match=r"no chips") as caught:
         calibration_record(honest, target, "val", units=0, unit="chips")
     assert caught.value.exit_code == 2
     one_class = calibration_record(honest, np.zeros(4000, np.int64), "val", units=5, unit="chips")

@@ -54,25 +54,24 @@ def calibration_record(
 ) -> dict:
     """The fitted temperature and the ``split``'s ECE, NLL and Brier before and after
     (what ``model.json`` keeps under ``calibration``); ``units`` chips or samples gave
-    the labelled values ``target``. Refused on too little data (:data:`MIN_UNITS`); a
-    temperature at a bound of the search, or labels of one class, carry a ``warning``."""
+    the labelled values ``target``. Too little data (:data:`MIN_UNITS`), a temperature at
+    a bound of the search, or labels of one class carry a ``warning``."""
     from eofm.errors import EofmError
     from eofm.evaluation.scores import PixelScores, calibration_metrics
 
     if not len(target):
         raise EofmError(f"The {split} split has no labelled pixel to calibrate on.")
-    if units < MIN_UNITS[unit]:
-        raise EofmError(
-            f"The {split} split has {units} {unit}: too few to calibrate on (eofm calibrate "
-            f"needs at least {MIN_UNITS[unit]} {unit}; a temperature fitted on fewer describes "
-            "them, not the model). Calibrate on a larger validation split.",
-            exit_code=2,
-        )
+    if units == 0:
+        raise EofmError(f"The {split} split has no {unit} to calibrate on.", exit_code=2)
     temperature = fit_temperature(logits, target)
     scores = PixelScores(logits.shape[1], (1.0, temperature))
     scores.update(logits, target)
     classes = np.unique(target)
     warnings = [
+        f"the {split} split has {units} {unit}, fewer than the {MIN_UNITS[unit]} a temperature "
+        "needs to describe the model rather than them: calibrate on a larger validation split"
+        if units < MIN_UNITS[unit]
+        else None,
         _bound_hit(temperature),
         f"the labels of the {split} split hold class {int(classes[0])} only: the temperature "
         "reflects how sure the model is of that class alone."
