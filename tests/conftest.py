@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,12 +14,15 @@ from tests.hub_server import LoopbackHub
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _HUB: LoopbackHub | None = None
+_SCRATCH_FOLDERS: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
     global _HUB
     _HUB = LoopbackHub().start()
     home = tempfile.mkdtemp(prefix="eofm-hf-home-")
+    latents = tempfile.mkdtemp(prefix="eofm-latents-")
+    _SCRATCH_FOLDERS.extend([home, latents])
     os.environ.update(
         {
             "HF_ENDPOINT": _HUB.endpoint,
@@ -27,7 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "HF_HUB_DISABLE_XET": "1",
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-            "EOFM_CACHE_DIR": tempfile.mkdtemp(prefix="eofm-latents-"),
+            "EOFM_CACHE_DIR": latents,
         }
     )
     os.environ.pop("HF_HUB_OFFLINE", None)
@@ -36,6 +40,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _HUB is not None:
         _HUB.stop()
+    for folder in _SCRATCH_FOLDERS:  # the Hub cache and latent cache of this run
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
