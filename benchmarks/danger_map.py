@@ -77,7 +77,7 @@ import numpy as np, torch
 from eofm.data.mesogeos_config import TRACK_A_DYNAMIC, TRACK_A_STATIC
 from eofm.data.mesogeos_cube import open_mesogeos
 from eofm.decoders.lstm import MesogeosLSTM
-from eofm.predict.mesogeos_danger import band_rows, mesogeos_danger_map
+from eofm.forecasts.mesogeos_danger import band_rows, mesogeos_danger_map
 from eofm.data.mesogeos_cube import MesogeosCube
 root, date, budget, device, hidden = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 torch.manual_seed(0)

@@ -223,3 +223,17 @@ def unwinding_on_sigterm(function: Callable) -> Callable:
                 signal.signal(signum, handler)
 
     return wrapped
+
+
+def check_output_dir(out_dir: Path) -> Path:
+    """Create ``out_dir`` if needed; error (naming it) if it is not a writable folder."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EofmError(f"Output folder {out_dir} exists and is not a folder.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EofmError(f"Cannot create output folder {out_dir}: {exc.strerror or exc}.") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise EofmError(f"Output folder {out_dir} is not writable.")
+    return out_dir

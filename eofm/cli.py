@@ -534,7 +534,7 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
 def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.start and args.end:  # before anything is loaded
-        from eofm.predict.weather_files import parse_time
+        from eofm.forecasts.weather_files import parse_time
 
         if parse_time(args.start, "--start") > parse_time(args.end, "--end"):
             raise EofmError(

@@ -78,7 +78,7 @@ def test_danger_map_is_the_same_read_in_small_blocks(cube, monkeypatch, tmp_path
     import torch
 
     from eofm.decoders.gru import TemporalGRU
-    from eofm.predict.danger_map import danger_map
+    from eofm.forecasts.danger_map import danger_map
 
     torch.manual_seed(0)
     model = TemporalGRU(len(MESOGEOS_DYNAMIC), len(MESOGEOS_STATIC), 3, hidden=8)

@@ -114,7 +114,7 @@ TRAINED = SimpleNamespace(
 
 @pytest.mark.parametrize("fmt", ["netcdf", "zarr"])
 def test_a_full_disk_while_writing_weather_files_is_one_error(tmp_path: Path, fmt: str) -> None:
-    from eofm.predict.weather_files import SUFFIXES, write_forecasts
+    from eofm.forecasts.weather_files import SUFFIXES, write_forecasts
 
     target = tmp_path / "out" / f"forecast{SUFFIXES[fmt]}"
     with disk_full_past(200_000), pytest.raises(EofmError, match=f"Cannot write {target}"):
@@ -124,7 +124,7 @@ def test_a_full_disk_while_writing_weather_files_is_one_error(tmp_path: Path, fm
 
 @pytest.mark.parametrize("fmt", ["netcdf", "zarr"])
 def test_overwrite_never_replaces_a_folder_eofm_did_not_write(tmp_path: Path, fmt: str) -> None:
-    from eofm.predict.weather_files import SUFFIXES, write_forecasts
+    from eofm.forecasts.weather_files import SUFFIXES, write_forecasts
 
     target = tmp_path / f"forecast{SUFFIXES[fmt]}"
     (target / "notes").mkdir(parents=True)
@@ -164,7 +164,7 @@ def a_dead_pid() -> int:
 
 def test_partial_files_of_killed_runs_are_removed_by_the_next(tmp_path: Path) -> None:
     """Partial files and folders whose process is gone go; a live process's stay."""
-    from eofm.predict.weather_files import write_forecasts
+    from eofm.forecasts.weather_files import write_forecasts
 
     dead, alive = a_dead_pid(), os.getppid()
     out = tmp_path / "out"

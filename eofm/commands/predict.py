@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def describe_model(spec: str) -> tuple[Any, dict]:
     """The recipe and ``model.json`` of a run dir, or the recipe and ``config.json`` of a
     published model, without loading any weight (fast)."""
-    from eofm.predict.onnx_model import describe_onnx, is_onnx_model
+    from eofm.models.onnx_model import describe_onnx, is_onnx_model
     from eofm.publishing.hub import is_hub_uri
 
     if is_onnx_model(spec):  # a graph written by 'eofm export', run in onnxruntime
@@ -80,14 +80,14 @@ def run_predict(
         family.check_ensemble_member(
             model_spec, recipe, manifest, member, other_recipe, other_manifest
         )
-    from eofm.predict.onnx_model import check_onnx_options, is_onnx_model
+    from eofm.models.onnx_model import check_onnx_options, is_onnx_model
 
     if is_onnx_model(model_spec):
         check_onnx_options(model_spec, options)
 
     def load() -> Any:  # torch is imported only once inputs and options are checked
         from eofm.families.restore import load_trained
-        from eofm.predict.onnx_model import is_onnx_model, load_onnx_model
+        from eofm.models.onnx_model import is_onnx_model, load_onnx_model
 
         return (
             load_onnx_model(model_spec) if is_onnx_model(model_spec) else load_trained(model_spec)

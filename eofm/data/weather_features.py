@@ -21,7 +21,7 @@ KINDS = ("outputs", "latent")
 
 
 class WeatherFeatures:
-    """Daily feature grids of a :class:`eofm.predict.weather.WeatherRun`, at cube pixels."""
+    """Daily feature grids of a :class:`eofm.forecasts.weather.WeatherRun`, at cube pixels."""
 
     def __init__(self, run: Any, kind: str, where: str) -> None:
         if kind not in KINDS:

@@ -217,7 +217,7 @@ class ClassificationFamily(TaskFamily):
         from eofm.data.cube_metadata import check_date_in_cube
 
         check_date_in_cube(inputs[0], options.date)  # the cube's time axis, not the model
-        from eofm.predict.danger_map import write_danger_map
+        from eofm.forecasts.danger_map import write_danger_map
 
         trained = request.load()
         weather = self.weather_features(trained.recipe, trained.manifest["inputs"].get("weather"))

@@ -133,7 +133,7 @@ class RegressionFamily(TaskFamily):
     def predict(self, request: PredictRequest) -> int:
         """``eofm predict --model RUN ERA5 --out DIR``: one NetCDF (or zarr) of the run's
         variables at every target time of the data (or ``--start`` .. ``--end``)."""
-        from eofm.predict.weather_files import (
+        from eofm.forecasts.weather_files import (
             SUFFIXES,
             check_grid,
             forecast_steps,
@@ -291,7 +291,7 @@ class RegressionFamily(TaskFamily):
         """The trained run over ERA5-layout data at ``root`` (default: where it trained),
         with the run's own variables, levels, region and steps."""
         from eofm.data.era5 import open_source
-        from eofm.predict.weather import WeatherRun
+        from eofm.forecasts.weather import WeatherRun
 
         recipe = trained.recipe
         root = root or recipe.data.root

@@ -288,7 +288,7 @@ class Predictor:
         With ``background``, the outputs are finished (COG, quicklook, vectors) on a
         one-slot thread while the caller goes on to the next scene: :meth:`wait` returns
         once they are written, and raises the error of one that failed."""
-        from eofm.predict.outputs import check_output_dir
+        from eofm.atomic import check_output_dir
 
         plan = plan or self.plan(source, out_dir)
         result = SceneResult(Path(source))

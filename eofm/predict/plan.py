@@ -126,15 +126,15 @@ def expand_inputs(specs: Sequence[str], resolution_m: float | None = None) -> li
 
     Multi-file products (a Sentinel-2 ``.SAFE`` folder, a folder of per-band files, band
     files given one by one, a local STAC item) become one VRT each, on a grid of
-    ``resolution_m`` metres (``eofm.predict.band_products``)."""
-    from eofm.predict import band_products
+    ``resolution_m`` metres (``eofm.data.sentinel2_products``)."""
+    from eofm.data import sentinel2_products
 
     found: list[Path] = []
     products: list[Path] = []
     for spec in specs:
         path = Path(spec)
-        if band_products.is_product(path):
-            products.append(band_products.product_vrt(path, resolution_m))
+        if sentinel2_products.is_product(path):
+            products.append(sentinel2_products.product_vrt(path, resolution_m))
         elif path.is_dir():
             found += [
                 p for p in path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file()
@@ -146,7 +146,7 @@ def expand_inputs(specs: Sequence[str], resolution_m: float | None = None) -> li
             if not matches:
                 raise EofmError(f"Input {spec} does not exist (and matches no file as a glob).")
             found += [p for p in matches if p.is_file()]
-    found = band_products.group_band_files(found, resolution_m) + products
+    found = sentinel2_products.group_band_files(found, resolution_m) + products
     if resolution_m is not None and not any(p.suffix == ".vrt" for p in found):
         raise EofmError(
             "--resolution sets the grid of multi-file products (a .SAFE folder, per-band "

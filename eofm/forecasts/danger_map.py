@@ -4,7 +4,7 @@ For a fire day D (``--date``), every pixel whose window fits in the grid gets th
 model's probability of a fire starting on D, from the ``lag_days`` cube days ending on
 D-1 (the file's ``CUBE_DAY`` tag; ``FIRE_DAY`` is D) and the static layers, normalised
 exactly as in training (``model.json``). Models trained on ``data.name: mesogeos`` are
-mapped by :mod:`eofm.predict.mesogeos_danger`. The map is float32
+mapped by :mod:`eofm.forecasts.mesogeos_danger`. The map is float32
 with NaN where no prediction was made, written atomically, georeferenced from the cube's
 ``x``/``y`` coordinates (cell centres) and its ``crs`` attribute (default EPSG:4326).
 The cube is read a block of grid rows at a time (:mod:`eofm.data.cube_reader`).
@@ -53,7 +53,7 @@ def danger_map(
 
     inputs = manifest["inputs"]
     if inputs.get("dataset") == "mesogeos":
-        from eofm.predict.mesogeos_danger import mesogeos_danger_map
+        from eofm.forecasts.mesogeos_danger import mesogeos_danger_map
 
         return mesogeos_danger_map(model, manifest, cube, date, batch_size, temperature)
     dynamic_vars, static_vars = inputs["dynamic_vars"], inputs["static_vars"]
@@ -124,9 +124,8 @@ def write_danger_map(
     """``out_dir/danger_<date>.tif`` for the cube at ``cube_path``; refuses to overwrite."""
     import rasterio
 
-    from eofm.atomic import atomic_output
+    from eofm.atomic import atomic_output, check_output_dir
     from eofm.data.firecube import open_cube
-    from eofm.predict.outputs import check_output_dir
 
     target = Path(out_dir) / f"danger_{date}.tif"
     if target.exists() and not overwrite:

@@ -155,7 +155,7 @@ def test_processing_baseline_offset_is_added_back(tmp_path: Path) -> None:
 
 
 def test_band_codes_of_file_names() -> None:
-    from eofm.predict.band_products import band_file
+    from eofm.data.sentinel2_products import band_file
 
     names = {
         "T21JXX_20200518T133211_B8A.jp2": "NIR_NARROW",  # L1C
