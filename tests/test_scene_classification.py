@@ -1,0 +1,205 @@
+"""Scene classification (issue 36, item 1): EuroSAT MS chips through torchgeo's ``EuroSAT``,
+fitted, tested and predicted end to end with a tiny random-init backbone; the fixture's
+layout is checked against torchgeo's own class; bad chips and labels are one clear error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eofm.cli import main
+from eofm.data.eurosat_config import (
+    EUROSAT_BANDS,
+    EUROSAT_CLASSES,
+    EUROSAT_FILE_CODES,
+    EUROSAT_IMAGE_DIR,
+    EUROSAT_SPLIT_FILES,
+)
+from eofm.errors import EofmError, RecipeError
+from eofm.recipe import load_recipe
+from tests.eurosat import PER_SPLIT, make_eurosat, write_chip
+
+RECIPE = "eurosat_prithvi_v2_300_tl_lora"
+
+
+def tiny(root: Path, **extra: object) -> list[str]:
+    """The shipped recipe on a tiny random-init backbone, one epoch on the CPU."""
+    values = {
+        "data.root": str(root),
+        "backbone.name": "prithvi_eo_v2_tiny_tl",
+        "backbone.pretrained": "false",
+        "adapter.rank": 4,
+        "decoder.channels": 16,
+        "data.batch_size": 8,
+        "data.num_workers": 0,
+        "optimizer.warmup_steps": 0,
+        "trainer.max_epochs": 1,
+        "trainer.accelerator": "cpu",
+        "trainer.precision": "32-true",
+        "trainer.enable_progress_bar": "false",
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def eurosat_root(tmp_path_factory) -> Path:
+    return make_eurosat(tmp_path_factory.mktemp("eurosat"))
+
+
+@pytest.fixture(scope="module")
+def run(eurosat_root: Path, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "eurosat"
+    assert main(["fit", RECIPE, *tiny(eurosat_root), "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_the_fixture_is_the_release_layout_that_torchgeo_reads(eurosat_root: Path) -> None:
+    """torchgeo's own ``EuroSAT`` reads the generated release: if its layout (folders,
+    split lists, band order, chip size) drifts from what eofm writes and checks, this fails."""
+    from torchgeo.datasets import EuroSAT, EuroSATSpatial
+
+    assert EUROSAT_FILE_CODES == tuple(EuroSAT.all_band_names)
+    assert EUROSAT_IMAGE_DIR == Path(EuroSAT.base_dir)
+    assert EUROSAT_SPLIT_FILES["official"] == EuroSAT.split_filenames
+    assert EUROSAT_SPLIT_FILES["spatial"] == EuroSATSpatial.split_filenames
+    for split, count in PER_SPLIT.items():
+        chips = EuroSAT(str(eurosat_root), split=split)
+        assert chips.classes == list(EUROSAT_CLASSES)
+        assert len(chips) == count * len(EUROSAT_CLASSES)
+        sample = chips[0]
+        assert tuple(sample["image"].shape) == (13, 64, 64)
+    assert EUROSAT_BANDS[7:9] == ("NIR_BROAD", "WATER_VAPOR")  # B08, B09
+    assert EUROSAT_BANDS[-1] == "NIR_NARROW"  # B8A is the 13th band of a chip
+
+
+def test_fit_test_and_predict_a_folder_of_chips(
+    run: Path, eurosat_root: Path, tmp_path: Path, capsys
+) -> None:
+    model = json.loads((run / "model.json").read_text())
+    assert model["task"]["type"] == "scene_classification"
+    assert model["bands"] == list(EUROSAT_BANDS)
+    assert model["inputs"]["chip_size"] == [64, 64]
+    assert model["normalisation_source"].startswith("torchgeo EuroSATDataModule")
+    assert model["backbone"]["pretrained_loaded"] is False
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()  # LoRA through peft
+    val = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert 0 <= val["val/accuracy"] <= 1 and "val/F1_SeaLake" in val
+
+    assert main(["test", str(run)]) == 0
+    record = json.loads((run / "test_metrics.json").read_text())
+    metrics = record["metrics"]
+    assert set(metrics) >= {"test/accuracy", "test/mF1", *(f"test/F1_{c}" for c in EUROSAT_CLASSES)}
+    confusion = np.array(record["confusion"]["truth_by_predicted"])
+    assert confusion.shape == (10, 10)
+    assert confusion.sum(axis=1).tolist() == [PER_SPLIT["test"]] * 10  # every test chip once
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(metrics["test/accuracy"])
+    assert (run / "confusion.png").stat().st_size > 0
+    assert len(record["test_chips"]) == 10
+
+    folder = eurosat_root / EUROSAT_IMAGE_DIR / "Forest"
+    out = tmp_path / "out"
+    argv = ["predict", "--model", str(run), str(folder), "--out", str(out), "--probabilities"]
+    assert main(argv) == 0
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [Path(r["file"]).name for r in rows] == [f"Forest_{n}.tif" for n in range(1, 5)]
+    for row in rows:
+        top = [float(row[f"probability_{i}"]) for i in (1, 2, 3)]
+        assert top == sorted(top, reverse=True)
+        every = {c: float(row[f"probability_{c}"]) for c in EUROSAT_CLASSES}
+        assert sum(every.values()) == pytest.approx(1, abs=1e-4)
+        assert every[row["label_1"]] == pytest.approx(top[0])
+        assert row["eofm_backbone_weights"].startswith("random initialisation")
+
+    capsys.readouterr()  # nothing a user made is overwritten without --overwrite
+    before = (out / "predictions.csv").read_bytes()
+    assert main(["predict", "--model", str(run), str(folder), "--out", str(out)]) == 2
+    assert "predictions.csv exists" in capsys.readouterr().err
+    assert (out / "predictions.csv").read_bytes() == before
+
+
+CHILD = r"""
+import contextlib, io, json, sys
+from eofm.cli import main
+err = io.StringIO()
+with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    rc = main(json.loads(sys.argv[1]))
+heavy = [m for m in ("torch", "lightning", "peft", "torchgeo") if m in sys.modules]
+print(json.dumps({"rc": rc, "stderr": err.getvalue(), "heavy": heavy}))
+"""
+
+
+def _child(argv: list[str]) -> dict:
+    """``eofm.cli.main(argv)`` in a fresh process: its exit code, stderr and heavy imports."""
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(argv)], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_chip_with_the_wrong_band_count_is_one_error_naming_it(run: Path, tmp_path: Path) -> None:
+    chips = tmp_path / "chips"
+    write_chip(chips / "a_good.tif", np.full((13, 64, 64), 1000))
+    write_chip(chips / "b_twelve.tif", np.full((12, 64, 64), 1000))
+    out = tmp_path / "out"
+    result = _child(["predict", "--model", str(run), str(chips), "--out", str(out)])
+    assert result["rc"] == 2, result
+    assert f"{chips / 'b_twelve.tif'}: 12 bands" in result["stderr"]
+    assert result["stderr"].count("error:") == 1
+    assert result["heavy"] == []  # found from the header, before torch and the model
+    assert not out.exists()
+
+    from eofm.data.eurosat import EuroSATDataModule  # in training data too
+
+    root = make_eurosat(tmp_path / "eurosat", per_split={"train": 1, "val": 1, "test": 1})
+    bad = root / EUROSAT_IMAGE_DIR / "River" / "River_1.tif"
+    write_chip(bad, np.full((12, 64, 64), 1000))
+    train = EuroSATDataModule(str(root)).dataset("train")
+    index = [Path(p).name for p, _ in train.chips.samples].index("River_1.tif")
+    with pytest.raises(EofmError, match=f"{bad}: 12 bands; a EuroSAT MS chip holds 13"):
+        train[index]
+
+
+def test_a_label_outside_the_class_list_is_one_error_naming_it(tmp_path: Path) -> None:
+    root = make_eurosat(tmp_path / "eurosat", per_split={"train": 1, "val": 1, "test": 1})
+    write_chip(root / EUROSAT_IMAGE_DIR / "Glacier" / "Glacier_1.tif", np.full((13, 64, 64), 9))
+    run_dir = tmp_path / "run"
+    result = _child(["fit", RECIPE, *tiny(root), "--run-dir", str(run_dir)])
+    assert result["rc"] == 2, result
+    assert f"{root / EUROSAT_IMAGE_DIR / 'Glacier'}: label 'Glacier'" in result["stderr"]
+    assert "outside the class list task.class_names" in result["stderr"]
+    assert result["heavy"] == [] and not run_dir.exists()
+    # a class of the list with no folder, and the list in another order than the labels
+    (root / EUROSAT_IMAGE_DIR / "Glacier" / "Glacier_1.tif").unlink()
+    (root / EUROSAT_IMAGE_DIR / "Glacier").rmdir()
+    names = [*EUROSAT_CLASSES, "Glacier"]
+    result = _child(["fit", RECIPE, *tiny(root), f"task.class_names=[{','.join(names)}]"])
+    assert "names ['Glacier'], which have no class folder" in result["stderr"]
+    swapped = [EUROSAT_CLASSES[1], EUROSAT_CLASSES[0], *EUROSAT_CLASSES[2:]]
+    result = _child(["fit", RECIPE, *tiny(root), f"task.class_names=[{','.join(swapped)}]"])
+    assert "in label order" in result["stderr"] and result["rc"] == 2
+
+
+def test_the_recipe_is_checked_for_the_family() -> None:
+    with pytest.raises(RecipeError, match=r"pooled_linear', 'pooled_mlp"):
+        load_recipe(RECIPE, ["decoder.name=progressive"])
+    with pytest.raises(RecipeError, match="use data.name: eurosat"):
+        load_recipe(
+            {
+                "task": {"definition": "eurosat_land_cover"},
+                "decoder": {"name": "pooled_linear"},
+                "data": {"name": "sen1floods11"},
+            }
+        )
+    with pytest.raises(RecipeError, match="task.top_k"):
+        load_recipe(RECIPE, ["task.top_k=0"])
+    with pytest.raises(RecipeError, match="val/F1_SeaLake"):
+        load_recipe(RECIPE, ["task.monitor=val/F1_Sealake"])
+    fire = load_recipe("mesogeos_track_a_lstm")  # the datacube family stays as it was
+    assert fire.task.type == "classification"
