@@ -159,3 +159,11 @@ class EuroSATDataModule(L.LightningDataModule):
 
     def augmentations(self) -> list[str]:
         return ["flips"] if self.flips else []
+
+    @staticmethod
+    def read_chip(chip: Path) -> torch.Tensor:
+        """A chip's bands in file order, read as training reads them (torchgeo's
+        ``rasterio_loader``), for ``eofm predict``."""
+        from torchgeo.datasets.utils import rasterio_loader
+
+        return torch.from_numpy(rasterio_loader(chip)).permute(2, 0, 1).float()

@@ -106,6 +106,14 @@ class EuroSATConfig(DataConfig):
         images = Path(self.root) / EUROSAT_IMAGE_DIR
         return sorted(p.name for p in images.iterdir() if p.is_dir()) if images.is_dir() else []
 
+    def chip_files(self, inputs: list[str]) -> list[Path]:
+        """The chips ``eofm predict`` reads: GeoTIFF files, folders of them, or globs."""
+        return expand_files(inputs, CHIP_SUFFIXES)
+
+    def check_chip(self, chip: Path, file_bands: list[str], chip_size: list[int]) -> None:
+        """A chip must hold the bands of the training chips, at their size (its header)."""
+        check_geotiff_chip(chip, file_bands, chip_size)
+
     def check_files(self, where: str) -> None:
         super().check_files(where)
         if self.download:
@@ -124,3 +132,52 @@ class EuroSATConfig(DataConfig):
                 f"data.root {root} in {where} holds neither {EUROSAT_IMAGE_DIR}/ nor "
                 f"{EUROSAT_ARCHIVE} (the EuroSAT MS release); or set data.download: true."
             )
+
+
+CHIP_SUFFIXES = (".tif", ".tiff")
+
+
+def expand_files(inputs: list[str], suffixes: tuple[str, ...]) -> list[Path]:
+    """Files from files, folders (their files with ``suffixes``, sorted) and globs, in the
+    order given, each once; an input that matches nothing is an error naming it."""
+    import glob
+
+    chips: list[Path] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+        elif path.is_file():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(given) if Path(p).is_file())
+        if not found:
+            raise EofmError(
+                f"{given}: no chip there (a GeoTIFF file, a folder of them, or a glob).",
+                exit_code=2,
+            )
+        chips.extend(p for p in found if p not in chips)
+    return chips
+
+
+def check_geotiff_chip(chip: Path, file_bands: list[str], chip_size: list[int]) -> None:
+    """One GeoTIFF chip: ``len(file_bands)`` bands of ``chip_size`` pixels (header only)."""
+    import rasterio
+
+    try:
+        with rasterio.open(chip) as src:
+            count, size = src.count, [src.height, src.width]
+    except rasterio.errors.RasterioIOError as exc:
+        raise EofmError(f"{chip}: not a readable GeoTIFF ({exc}).", exit_code=2) from None
+    if count != len(file_bands):
+        raise EofmError(
+            f"{chip}: {count} bands; this model reads chips of {len(file_bands)} bands "
+            f"({', '.join(file_bands)}), as it was trained on.",
+            exit_code=2,
+        )
+    if size != list(chip_size):
+        raise EofmError(
+            f"{chip}: {size[0]} x {size[1]} px; this model classifies chips of "
+            f"{chip_size[0]} x {chip_size[1]} px, as it was trained on.",
+            exit_code=2,
+        )

@@ -26,7 +26,6 @@ matrix and ``confusion.png``; ``eofm predict`` writes ``predictions.csv``.
 
 from __future__ import annotations
 
-import glob
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ from eofm.typed_config import option
 
 #: What ``eofm predict`` writes in ``--out``.
 PREDICTIONS_FILE = "predictions.csv"
-CHIP_SUFFIXES = (".tif", ".tiff")
 
 
 @dataclass
@@ -254,10 +252,10 @@ class SceneClassificationFamily(TaskFamily):
                 "has no test-time augmentation.",
                 exit_code=2,
             )
-        chips = expand_chips(request.inputs)
-        inputs = manifest["inputs"]
+        data, inputs = request.recipe.data, manifest["inputs"]
+        chips = data.chip_files(request.inputs)
         for chip in chips:  # every chip, before the model loads
-            check_chip(chip, inputs["file_bands"], inputs["chip_size"])
+            data.check_chip(chip, inputs["file_bands"], inputs["chip_size"])
         target = request.out_dir / PREDICTIONS_FILE
         if target.exists() and not options.overwrite:
             raise EofmError(
@@ -297,58 +295,15 @@ def check_classes(folders: list[str], class_names: list[str], recipe: Recipe, wh
     )
 
 
-def expand_chips(inputs: list[str]) -> list[Path]:
-    """Chip files from files, folders (their ``*.tif``/``*.tiff``, sorted) and globs, in
-    the order given, each once; an input that matches nothing is an error naming it."""
-    chips: list[Path] = []
-    for given in inputs:
-        path = Path(given)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in CHIP_SUFFIXES)
-        elif path.is_file():
-            found = [path]
-        else:
-            found = sorted(Path(p) for p in glob.glob(given) if Path(p).is_file())
-        if not found:
-            raise EofmError(
-                f"{given}: no chip there (a GeoTIFF file, a folder of them, or a glob).",
-                exit_code=2,
-            )
-        chips.extend(p for p in found if p not in chips)
-    return chips
-
-
-def check_chip(chip: Path, file_bands: list[str], chip_size: list[int]) -> None:
-    """A chip must hold the bands of the training chips, at their size (header only)."""
-    import rasterio
-
-    try:
-        with rasterio.open(chip) as src:
-            count, size = src.count, [src.height, src.width]
-    except rasterio.errors.RasterioIOError as exc:
-        raise EofmError(f"{chip}: not a readable GeoTIFF ({exc}).", exit_code=2) from None
-    if count != len(file_bands):
-        raise EofmError(
-            f"{chip}: {count} bands; this model reads chips of {len(file_bands)} bands "
-            f"({', '.join(file_bands)}), as it was trained on.",
-            exit_code=2,
-        )
-    if size != list(chip_size):
-        raise EofmError(
-            f"{chip}: {size[0]} x {size[1]} px; this model classifies chips of "
-            f"{chip_size[0]} x {chip_size[1]} px, as it was trained on.",
-            exit_code=2,
-        )
-
-
 def classify_chips(trained: Any, chips: list[Path], options: Any) -> list[tuple[Path, list[float]]]:
-    """Each chip's class probabilities, read as training read them (torchgeo's
-    ``rasterio_loader``), normalised with the run's statistics, in batches."""
+    """Each chip's class probabilities, read as training read them (the dataset's
+    ``read_chip``), normalised with the run's statistics, in batches."""
     import torch
-    from torchgeo.datasets.utils import rasterio_loader
 
     from eofm.predict.device import resolve_device
+    from eofm.registry import REGISTRY
 
+    read_chip = REGISTRY.get("dataset", trained.recipe.data.name).load().read_chip
     manifest = trained.manifest
     index = [manifest["inputs"]["file_bands"].index(b) for b in trained.bands]
     mean = torch.tensor(trained.mean)[:, None, None]
@@ -359,10 +314,7 @@ def classify_chips(trained: Any, chips: list[Path], options: Any) -> list[tuple[
     with torch.inference_mode():
         for start in range(0, len(chips), options.batch_size):
             batch = chips[start : start + options.batch_size]
-            images = [
-                (torch.from_numpy(rasterio_loader(c)).permute(2, 0, 1)[index].float() - mean) / std
-                for c in batch
-            ]
+            images = [(read_chip(c)[index] - mean) / std for c in batch]
             logits = model(torch.stack(images).to(device)).float().cpu()
             probabilities = torch.softmax(logits / trained.temperature, dim=1)
             rows.extend(zip(batch, probabilities.tolist(), strict=True))
