@@ -189,6 +189,12 @@ def _build() -> Registry:
         "eofm.data.eurosat:EuroSATDataModule",
         config="eofm.data.eurosat_config:EuroSATConfig",
     )
+    reg.add(
+        "dataset",
+        "bigearthnet",
+        "eofm.data.bigearthnet:BigEarthNetDataModule",
+        config="eofm.data.bigearthnet_config:BigEarthNetConfig",
+    )
     return reg
 
 

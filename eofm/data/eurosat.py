@@ -124,6 +124,14 @@ class EuroSATDataModule(L.LightningDataModule):
         """The bands of a chip file, in file order."""
         return list(EUROSAT_BANDS)
 
+    def check_labels(self, class_names: Sequence[str], where: str) -> None:
+        """The labels torchgeo found (its class folders, sorted) must be ``class_names``."""
+        if self.classes != list(class_names):
+            raise EofmError(
+                f"task.class_names in {where} {list(class_names)} are not the EuroSAT class "
+                f"folders under {self.root} in label order: {self.classes}."
+            )
+
     def dataset(self, split: str) -> Normalised:
         return Normalised(
             self.chips[split],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from eofm.bands import SENTINEL2_CODES
 from eofm.data.config import DataConfig
@@ -49,6 +49,9 @@ class EuroSATConfig(DataConfig):
     """EuroSAT MS chips read by ``torchgeo.datasets.EuroSAT`` (Helber et al., "EuroSAT: A
     Novel Dataset and Deep Learning Benchmark for Land Use and Land Cover
     Classification", IEEE JSTARS 2019)."""
+
+    #: A chip has one label of the classes (softmax), not a set of them.
+    multilabel: ClassVar[bool] = False
 
     bands: list[str] = option(
         help="bands the model reads, by name, of the 13 in a chip (default: all)",
@@ -113,6 +116,34 @@ class EuroSATConfig(DataConfig):
     def check_chip(self, chip: Path, file_bands: list[str], chip_size: list[int]) -> None:
         """A chip must hold the bands of the training chips, at their size (its header)."""
         check_geotiff_chip(chip, file_bands, chip_size)
+
+    def file_bands(self) -> list[str]:
+        """The bands of a chip file, in file order."""
+        return list(EUROSAT_BANDS)
+
+    def check_labels(self, class_names: list[str], where: str) -> None:
+        """The class folders are the labels (sorted: label order); each must be in
+        ``task.class_names``, in the same order: one error naming the folder or the key."""
+        folders = self.class_folders()
+        if not folders or folders == list(class_names):
+            return
+        images = Path(self.root) / EUROSAT_IMAGE_DIR
+        extra = [f for f in folders if f not in class_names]
+        if extra:
+            raise RecipeError(
+                f"{images / extra[0]}: label {extra[0]!r} is outside the class list "
+                f"task.class_names {list(class_names)} in {where}."
+            )
+        missing = [c for c in class_names if c not in folders]
+        if missing:
+            raise RecipeError(
+                f"task.class_names in {where} names {missing}, which have no class folder "
+                f"in {images}."
+            )
+        raise RecipeError(
+            f"task.class_names in {where} must list the classes in label order (the class "
+            f"folders sorted, as torchgeo reads them): {folders}."
+        )
 
     def check_files(self, where: str) -> None:
         super().check_files(where)

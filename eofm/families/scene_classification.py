@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from eofm.data.eurosat_config import EUROSAT_IMAGE_DIR, EuroSATConfig
+from eofm.data.bigearthnet_config import BigEarthNetConfig
+from eofm.data.eurosat_config import EuroSATConfig
 from eofm.errors import EofmError, RecipeError
 from eofm.families.base import FitSetup, PredictRequest, TaskFamily
 from eofm.recipe import Recipe, TaskConfig
@@ -57,10 +58,12 @@ class SceneClassificationFamily(TaskFamily):
     task_config = SceneClassificationTaskConfig
     commands = frozenset({"fit", "test", "predict"})
     decoder_input = "pooled"
-    metric_directions = {"loss": "min", "accuracy": "max", "mF1": "max", "F1": "max"}
+    metric_directions = {"loss": "min", "accuracy": "max", "mF1": "max", "F1": "max", "mAP": "max"}
 
     # --- light ------------------------------------------------------------------------
     def metric_names(self, recipe: Recipe) -> list[str]:
+        if recipe.data.multilabel:
+            return ["loss", "mAP_micro", "mAP_macro", "F1_micro", "F1_macro"]
         classes = recipe.task.class_names
         return ["loss", "accuracy", "mF1", *(f"F1_{c}" for c in classes)]
 
@@ -78,17 +81,18 @@ class SceneClassificationFamily(TaskFamily):
             raise RecipeError(
                 f"task.label_smoothing in {where} must be in [0, 1), got {task.label_smoothing}."
             )
-        if not isinstance(recipe.data, EuroSATConfig):
+        if not isinstance(recipe.data, (EuroSATConfig, BigEarthNetConfig)):
             raise RecipeError(
                 f"data.name {recipe.data.name} in {where} holds no labelled image chips for a "
-                "scene_classification task (task.type); use data.name: eurosat."
+                "scene_classification task (task.type); use data.name: eurosat (one label "
+                "per chip) or bigearthnet (a set of labels per patch)."
             )
 
     def check_data(self, recipe: Recipe, where: str) -> None:
         """The release's files (split lists, image folder) and its class folders, which
         are the labels: each must be in ``task.class_names``, in the same order."""
         super().check_data(recipe, where)
-        check_classes(recipe.data.class_folders(), recipe.task.class_names, recipe, where)
+        recipe.data.check_labels(recipe.task.class_names, where)
 
     # --- heavy: training and evaluation -------------------------------------------------
     def normalisation(self, recipe: Recipe) -> tuple[list[float] | None, list[float] | None, str]:
@@ -131,7 +135,7 @@ class SceneClassificationFamily(TaskFamily):
             pin_memory=pin_memory_for(recipe.trainer.accelerator),
             seed=recipe.seed,
         )
-        check_classes(datamodule.classes, recipe.task.class_names, recipe, "the recipe")
+        datamodule.check_labels(recipe.task.class_names, "the recipe")
         return datamodule
 
     def setup_fit(self, recipe: Recipe, *, allow_random_init: bool) -> FitSetup:
@@ -167,8 +171,15 @@ class SceneClassificationFamily(TaskFamily):
         return self.build_datamodule(recipe, trained.mean, trained.std)
 
     def build_task(self, recipe: Recipe, model: Any, datamodule: Any) -> Any:
-        from eofm.lightning_tasks.scene_classification import SceneClassificationTask
+        from eofm.lightning_tasks.scene_classification import (
+            MultiLabelSceneTask,
+            SceneClassificationTask,
+        )
 
+        if recipe.data.multilabel:
+            return MultiLabelSceneTask(
+                model, class_names=recipe.task.class_names, **asdict(recipe.optimizer)
+            )
         return SceneClassificationTask(
             model,
             class_names=recipe.task.class_names,
@@ -188,7 +199,12 @@ class SceneClassificationFamily(TaskFamily):
             encoder,
             datamodule,
             norm_source,
-            task={"type": task.type, "class_names": task.class_names, "top_k": task.top_k},
+            task={
+                "type": task.type,
+                "class_names": task.class_names,
+                "top_k": task.top_k,
+                "multilabel": recipe.data.multilabel,
+            },
         )
         out["bands"] = list(recipe.data.bands)
         out["inputs"] = {
@@ -208,20 +224,38 @@ class SceneClassificationFamily(TaskFamily):
     def evaluate(
         self, trained: Any, datamodule: Any, out_dir: Any, *, mc_samples: int = 0
     ) -> dict[str, Any]:
-        """The test confusion matrix (rows: truth), and ``confusion.png`` in ``out_dir``."""
+        """Single-label: the test confusion matrix (rows: truth), and ``confusion.png`` in
+        ``out_dir``. Multi-label: the average precision of each class and the threshold."""
         super().evaluate(trained, datamodule, out_dir, mc_samples=mc_samples)
         import torch
-        from torchmetrics.classification import MulticlassConfusionMatrix
+        from torchmetrics.classification import (
+            MulticlassConfusionMatrix,
+            MultilabelAveragePrecision,
+        )
 
         names = list(trained.class_names)
-        confusion = MulticlassConfusionMatrix(len(names))
+        multilabel = trained.recipe.data.multilabel
+        metric = (
+            MultilabelAveragePrecision(len(names), average="none")
+            if multilabel
+            else MulticlassConfusionMatrix(len(names))
+        )
         model = trained.model.eval()
         device = next(model.parameters()).device
         with torch.inference_mode():
             for batch in datamodule.test_dataloader():
-                logits = model(batch["image"].to(device))
-                confusion.update(logits.float().cpu(), batch["label"])
-        counts = confusion.compute().numpy()
+                logits = model(batch["image"].to(device)).float().cpu()
+                if multilabel:
+                    metric.update(logits.sigmoid(), batch["label"].long())
+                else:
+                    metric.update(logits, batch["label"])
+        if multilabel:
+            ap = metric.compute().tolist()
+            return {
+                "average_precision": dict(zip(names, ap, strict=True)),
+                "threshold": float(trained.model.threshold),
+            }
+        counts = metric.compute().numpy()
         record: dict[str, Any] = {
             "confusion": {"classes": names, "truth_by_predicted": counts.tolist()}
         }
@@ -238,7 +272,9 @@ class SceneClassificationFamily(TaskFamily):
         each checked (bands, size) before the model loads, then classified in batches;
         ``predictions.csv`` in ``--out`` has a row per chip: ``file``, ``label_1``,
         ``probability_1`` .. ``label_k``, ``probability_k`` (``task.top_k``), and with
-        ``--probabilities`` every class's probability."""
+        ``--probabilities`` every class's probability; a multi-label model's rows start
+        with ``labels``, those at or above the threshold chosen on validation (``;``-joined).
+        """
         options, manifest = request.options, request.manifest
         if options.vector:
             raise EofmError(
@@ -271,30 +307,6 @@ class SceneClassificationFamily(TaskFamily):
         return 0
 
 
-def check_classes(folders: list[str], class_names: list[str], recipe: Recipe, where: str) -> None:
-    """The dataset's class folders (its labels, sorted) must be ``task.class_names`` in
-    order: a folder outside the list, a class without a folder, or another order is one
-    error naming the folder and the key."""
-    if not folders or list(folders) == list(class_names):
-        return
-    images = Path(recipe.data.root) / EUROSAT_IMAGE_DIR
-    extra = [f for f in folders if f not in class_names]
-    if extra:
-        raise RecipeError(
-            f"{images / extra[0]}: label {extra[0]!r} is outside the class list "
-            f"task.class_names {list(class_names)} in {where}."
-        )
-    missing = [c for c in class_names if c not in folders]
-    if missing:
-        raise RecipeError(
-            f"task.class_names in {where} names {missing}, which have no class folder in {images}."
-        )
-    raise RecipeError(
-        f"task.class_names in {where} must list the classes in label order (the class "
-        f"folders sorted, as torchgeo reads them): {list(folders)}."
-    )
-
-
 def classify_chips(trained: Any, chips: list[Path], options: Any) -> list[tuple[Path, list[float]]]:
     """Each chip's class probabilities, read as training read them (the dataset's
     ``read_chip``), normalised with the run's statistics, in batches."""
@@ -315,8 +327,9 @@ def classify_chips(trained: Any, chips: list[Path], options: Any) -> list[tuple[
         for start in range(0, len(chips), options.batch_size):
             batch = chips[start : start + options.batch_size]
             images = [(read_chip(c)[index] - mean) / std for c in batch]
-            logits = model(torch.stack(images).to(device)).float().cpu()
-            probabilities = torch.softmax(logits / trained.temperature, dim=1)
+            logits = model(torch.stack(images).to(device)).float().cpu() / trained.temperature
+            multilabel = trained.recipe.data.multilabel
+            probabilities = logits.sigmoid() if multilabel else torch.softmax(logits, dim=1)
             rows.extend(zip(batch, probabilities.tolist(), strict=True))
     return rows
 
@@ -333,9 +346,9 @@ def write_predictions(
     names = list(trained.class_names)
     k = min(int(trained.manifest["task"].get("top_k", 3)), len(names))
     flags = output_attributes(trained.manifest)  # a random-init backbone says so per row
-    header = ["file"] + [
-        f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "probability")
-    ]
+    threshold = float(trained.model.threshold) if trained.recipe.data.multilabel else None
+    header = ["file"] + (["labels"] if threshold is not None else [])
+    header += [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "probability")]
     header += [f"probability_{c}" for c in names] if every_class else []
     header += list(flags)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -345,6 +358,10 @@ def write_predictions(
         for chip, probabilities in rows:
             ranked = sorted(range(len(names)), key=lambda i: -probabilities[i])[:k]
             row: list[Any] = [str(chip)]
+            if threshold is not None:
+                row.append(
+                    ";".join(n for n, p in zip(names, probabilities, strict=True) if p >= threshold)
+                )
             for i in ranked:
                 row += [names[i], f"{probabilities[i]:.6f}"]
             if every_class:
