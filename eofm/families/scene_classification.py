@@ -242,17 +242,22 @@ class SceneClassificationFamily(TaskFamily):
         )
         model = trained.model.eval()
         device = next(model.parameters()).device
+        positives = torch.zeros(len(names))
         with torch.inference_mode():
             for batch in datamodule.test_dataloader():
                 logits = model(batch["image"].to(device)).float().cpu()
                 if multilabel:
                     metric.update(logits.sigmoid(), batch["label"].long())
+                    positives += batch["label"].float().sum(dim=0)
                 else:
                     metric.update(logits, batch["label"])
-        if multilabel:
+        if multilabel:  # a class absent from the test split has no average precision
             ap = metric.compute().tolist()
             return {
-                "average_precision": dict(zip(names, ap, strict=True)),
+                "average_precision": {
+                    name: (value if count > 0 else None)
+                    for name, value, count in zip(names, ap, positives.tolist(), strict=True)
+                },
                 "threshold": float(trained.model.threshold),
             }
         counts = metric.compute().numpy()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from eofm.decoders.pooled import pool_features
@@ -27,9 +28,16 @@ class SceneClassifier(LatentModel):
         )
         self.register_buffer("threshold", torch.tensor(0.5))
         self.tokens = not getattr(backbone, "is_cnn", False)
+        self.patch = int(backbone.config.patch_size[-1]) if self.tokens else 1
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)``: the backbone's last tapped output pooled over space."""
+        """``(B, D)``: the backbone's last tapped output pooled over space. A ViT's input
+        is padded at the bottom and right to a multiple of its patch (BigEarthNet's 120 px
+        to 128 for 16 px patches) with zeros, the band means after normalisation."""
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.patch, -w % self.patch
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         with self.backbone_grad():
             features, _ = self.backbone(x)
         return pool_features(list(features), tokens=self.tokens)
