@@ -203,3 +203,118 @@ def test_the_recipe_is_checked_for_the_family() -> None:
         load_recipe(RECIPE, ["task.monitor=val/F1_Sealake"])
     fire = load_recipe("mesogeos_track_a_lstm")  # the datacube family stays as it was
     assert fire.task.type == "classification"
+
+
+# --- multi-label: BigEarthNet v2 (reBEN) --------------------------------------------------
+BEN_RECIPE = "bigearthnet_s2_prithvi_v2_300_tl_lora"
+
+
+@pytest.fixture(scope="module")
+def ben_root(tmp_path_factory) -> Path:
+    from eofm.data.bigearthnet import BEN_CLASSES
+    from tests.bigearthnet import make_bigearthnet
+
+    return make_bigearthnet(tmp_path_factory.mktemp("reben"), list(BEN_CLASSES))
+
+
+def test_the_bigearthnet_fixture_is_the_release_layout_that_torchgeo_reads(ben_root: Path) -> None:
+    from torchgeo.datasets import BigEarthNetV2
+    from torchgeo.datasets.utils import sort_sentinel2_bands
+
+    from eofm.data.bigearthnet import BEN_CLASSES
+    from eofm.data.bigearthnet_config import BEN_PARTS, BEN_S2_CODES
+
+    assert BEN_PARTS == tuple(BigEarthNetV2.dir_file_names.values())
+    assert list(BEN_CLASSES) == load_recipe(BEN_RECIPE).task.class_names
+    assert list(BEN_S2_CODES) == sorted(BEN_S2_CODES, key=lambda c: sort_sentinel2_bands(f"x_{c}"))
+    for split, count in (("train", 8), ("val", 4), ("test", 4)):  # metadata says "validation"
+        patches = BigEarthNetV2(str(ben_root), split=split, bands="all")
+        assert len(patches) == count
+        sample = patches[0]
+        assert tuple(sample["image_s2"].shape) == (12, 120, 120)  # 20, 60 px bands resampled
+        assert tuple(sample["image_s1"].shape) == (2, 120, 120)
+        assert 1 <= int(sample["label"].sum()) <= 3
+
+
+def test_multilabel_fit_test_and_predict_with_the_threshold_kept(
+    ben_root: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    run = tmp_path / "run"
+    argv = ["fit", BEN_RECIPE, *tiny(ben_root, **{"data.batch_size": 4}), "--run-dir", str(run)]
+    assert main(argv) == 0
+    model = json.loads((run / "model.json").read_text())
+    assert model["task"]["multilabel"] is True and model["inputs"]["chip_size"] == [120, 120]
+    assert model["normalisation_source"].startswith("torchgeo")
+    assert main(["test", str(run)]) == 0
+    record = json.loads((run / "test_metrics.json").read_text())
+    metrics = record["metrics"]
+    for key in ("mAP_micro", "mAP_macro", "F1_micro", "F1_macro"):
+        assert 0 <= metrics[f"test/{key}"] <= 1, key
+    state = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    threshold = float(state["model.threshold"])  # chosen on val, kept with the model
+    assert 0.05 <= threshold <= 0.95 and metrics["test/threshold"] == pytest.approx(threshold)
+    assert record["threshold"] == pytest.approx(threshold)
+    assert len(record["average_precision"]) == 19
+
+    out = tmp_path / "out"
+    tile = ben_root / "BigEarthNet-S2"
+    assert (
+        main(["predict", "--model", str(run), str(tile), "--out", str(out), "--probabilities"]) == 0
+    )
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(rows) == 16
+    names = load_recipe(BEN_RECIPE).task.class_names
+    for row in rows:
+        given = [c for c in names if float(row[f"probability_{c}"]) >= threshold - 1e-6]
+        assert row["labels"].split(";") == given or (row["labels"] == "" and not given)
+        top = [float(row[f"probability_{i}"]) for i in range(1, 6)]
+        assert top == sorted(top, reverse=True)
+
+
+def test_bigearthnet_bad_patches_are_one_error_naming_them(ben_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pandas as pd
+
+    from eofm.data.bigearthnet import BigEarthNetDataModule
+
+    root = tmp_path / "reben"
+    shutil.copytree(ben_root, root)
+    meta = pd.read_parquet(root / "metadata.parquet")
+    patch = meta["patch_id"][0]
+    folder = root / "BigEarthNet-S2" / patch.rsplit("_", 2)[0] / patch
+    (folder / f"{patch}_B8A.tif").unlink()
+    chips = tmp_path / "chips"
+    shutil.copytree(folder, chips / patch)
+    # predict: from the file names, before torch (a run dir is not even needed to be real)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"")
+    recipe = load_recipe(BEN_RECIPE, [f"data.root={root}"])
+    from eofm.recipe import dump_recipe
+
+    (run / "recipe.yaml").write_text(dump_recipe(recipe))
+    manifest = {
+        "task": {"type": "scene_classification", "class_names": recipe.task.class_names},
+        "bands": recipe.data.bands, "mean": [0.0] * 12, "std": [1.0] * 12,
+        "inputs": {"file_bands": recipe.data.bands, "chip_size": [120, 120]},
+        "backbone": {"name": "prithvi_eo_v2_tiny_tl", "patch_size": [1, 16, 16]},
+    }  # fmt: skip
+    (run / "model.json").write_text(json.dumps(manifest))
+    result = _child(["predict", "--model", str(run), str(chips), "--out", str(tmp_path / "out")])
+    assert result["rc"] == 2, result
+    assert f"{chips / patch}: 11 of the 12 band files" in result["stderr"]
+    assert "missing B8A" in result["stderr"] and result["heavy"] == []
+
+    datamodule = BigEarthNetDataModule(str(root))  # training: torchgeo would stack 11 bands
+    index = list(datamodule.patches["train"].metadata_df["patch_id"]).index(patch)
+    with pytest.raises(EofmError, match=f"{folder}: 11 band files; a BigEarthNet S2 patch has 12"):
+        datamodule.dataset("train")[index]
+
+    labels = [list(v) for v in meta["labels"]]
+    meta["labels"] = [["Glaciers"] if i == 1 else v for i, v in enumerate(labels)]  # not of 19
+    meta.to_parquet(root / "metadata.parquet")
+    with pytest.raises(EofmError, match="label 'Glaciers' .* is outside the class list"):
+        BigEarthNetDataModule(str(root)).check_labels(recipe.task.class_names, "the recipe")
