@@ -124,6 +124,45 @@ def test_fit_test_and_predict_a_folder_of_chips(
     assert (out / "predictions.csv").read_bytes() == before
 
 
+def test_a_scene_gets_a_sliding_window_label_map(
+    run: Path, eurosat_root: Path, tmp_path: Path
+) -> None:
+    """A scene tiled from 2 x 3 chips: with --overlap 0 each cell of the COG is the label
+    the chip alone gets in predictions.csv; with --overlap 32 the cells are 32 px."""
+    import rasterio
+
+    images = eurosat_root / EUROSAT_IMAGE_DIR
+    names = ["Forest_1", "River_2", "SeaLake_3", "Highway_1", "Pasture_2", "Industrial_3"]
+    chips = [images / n.split("_")[0] / f"{n}.tif" for n in names]
+    with rasterio.open(chips[0]) as src:
+        profile, tiles = src.profile, [rasterio.open(c).read() for c in chips]
+    mosaic = np.concatenate(
+        [np.concatenate(tiles[:3], axis=2), np.concatenate(tiles[3:], axis=2)], axis=1
+    )
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", **(profile | {"height": 128, "width": 192})) as dst:
+        dst.write(mosaic)
+
+    out = tmp_path / "out"
+    argv = ["predict", "--model", str(run), str(scene), *map(str, chips), "--out", str(out)]
+    assert main([*argv, "--overlap", "0"]) == 0
+    label = {
+        Path(r["file"]).stem: r["label_1"] for r in csv.DictReader((out / "predictions.csv").open())
+    }
+    with rasterio.open(out / "scene_labels.tif") as src:
+        assert src.tags()["eofm_classes"].split(",") == list(EUROSAT_CLASSES)
+        assert src.tags()["eofm_backbone_weights"].startswith("random initialisation")
+        assert (src.height, src.width) == (2, 3) and src.transform.a == 64 * profile["transform"].a
+        cells = src.read(1)
+    assert [EUROSAT_CLASSES[v] for v in cells.ravel()] == [label[n] for n in names]
+
+    assert main([*argv, "--overlap", "32", "--overwrite"]) == 0
+    with rasterio.open(out / "scene_labels.tif") as src:
+        assert (src.height, src.width) == (4, 6) and src.transform.a == 32 * profile["transform"].a
+        assert src.read(1).max() < 10
+    assert main([*argv, "--overlap", "40", "--overwrite"]) == 2  # 24 px steps: 64 % 24 != 0
+
+
 CHILD = r"""
 import contextlib, io, json, sys
 from eofm.cli import main

@@ -137,8 +137,8 @@ class BigEarthNetConfig(DataConfig):
             patches.extend(p for p in found if p not in patches)
         return patches
 
-    def check_chip(self, chip: Path, file_bands: list[str], chip_size: list[int]) -> None:
-        """A patch folder must hold a file for every S2 band (names only)."""
+    def check_chip(self, chip: Path, file_bands: list[str], chip_size: list[int]) -> bool:
+        """A patch folder must hold a file for every S2 band (names only); never a scene."""
         missing = [c for c in BEN_S2_CODES if not (chip / f"{chip.name}_{c}.tif").is_file()]
         if missing:
             raise EofmError(
@@ -147,6 +147,7 @@ class BigEarthNetConfig(DataConfig):
                 f"({chip.name}_<band>.tif).",
                 exit_code=2,
             )
+        return False
 
 
 def _is_patch(folder: Path) -> bool:

@@ -113,9 +113,10 @@ class EuroSATConfig(DataConfig):
         """The chips ``eofm predict`` reads: GeoTIFF files, folders of them, or globs."""
         return expand_files(inputs, CHIP_SUFFIXES)
 
-    def check_chip(self, chip: Path, file_bands: list[str], chip_size: list[int]) -> None:
-        """A chip must hold the bands of the training chips, at their size (its header)."""
-        check_geotiff_chip(chip, file_bands, chip_size)
+    def check_chip(self, chip: Path, file_bands: list[str], chip_size: list[int]) -> bool:
+        """A chip must hold the bands of the training chips, at their size or larger (its
+        header); returns whether it is a scene (larger: mapped by a sliding window)."""
+        return check_geotiff_chip(chip, file_bands, chip_size)
 
     def file_bands(self) -> list[str]:
         """The bands of a chip file, in file order."""
@@ -191,8 +192,9 @@ def expand_files(inputs: list[str], suffixes: tuple[str, ...]) -> list[Path]:
     return chips
 
 
-def check_geotiff_chip(chip: Path, file_bands: list[str], chip_size: list[int]) -> None:
-    """One GeoTIFF chip: ``len(file_bands)`` bands of ``chip_size`` pixels (header only)."""
+def check_geotiff_chip(chip: Path, file_bands: list[str], chip_size: list[int]) -> bool:
+    """One GeoTIFF: ``len(file_bands)`` bands, of ``chip_size`` pixels (a chip; returns
+    False) or more on both sides (a scene; returns True). Header only."""
     import rasterio
 
     try:
@@ -206,9 +208,11 @@ def check_geotiff_chip(chip: Path, file_bands: list[str], chip_size: list[int]) 
             f"({', '.join(file_bands)}), as it was trained on.",
             exit_code=2,
         )
-    if size != list(chip_size):
+    if size[0] < chip_size[0] or size[1] < chip_size[1]:
         raise EofmError(
             f"{chip}: {size[0]} x {size[1]} px; this model classifies chips of "
-            f"{chip_size[0]} x {chip_size[1]} px, as it was trained on.",
+            f"{chip_size[0]} x {chip_size[1]} px, as it was trained on (or maps scenes "
+            "larger than a chip).",
             exit_code=2,
         )
+    return size != list(chip_size)

@@ -274,7 +274,8 @@ class SceneClassificationFamily(TaskFamily):
     # --- outputs ------------------------------------------------------------------------
     def predict(self, request: PredictRequest) -> int:
         """``eofm predict --model RUN CHIPS...``: the chips of files, folders or globs,
-        each checked (bands, size) before the model loads, then classified in batches;
+        each checked (bands, size) before the model loads, then classified in batches
+        (inputs larger than a chip are scenes, labelled by :func:`map_scene`);
         ``predictions.csv`` in ``--out`` has a row per chip: ``file``, ``label_1``,
         ``probability_1`` .. ``label_k``, ``probability_k`` (``task.top_k``), and with
         ``--probabilities`` every class's probability; a multi-label model's rows start
@@ -294,22 +295,52 @@ class SceneClassificationFamily(TaskFamily):
                 exit_code=2,
             )
         data, inputs = request.recipe.data, manifest["inputs"]
-        chips = data.chip_files(request.inputs)
-        for chip in chips:  # every chip, before the model loads
-            data.check_chip(chip, inputs["file_bands"], inputs["chip_size"])
+        found = data.chip_files(request.inputs)
+        chips, scenes = [], []
+        for chip in found:  # every chip and scene, before the model loads
+            is_scene = data.check_chip(chip, inputs["file_bands"], inputs["chip_size"])
+            (scenes if is_scene else chips).append(chip)
+        stride = check_scenes(scenes, request) if scenes else 0
         target = request.out_dir / PREDICTIONS_FILE
-        if target.exists() and not options.overwrite:
-            raise EofmError(
-                f"{target} exists; use --overwrite to replace it, or another --out folder.",
-                exit_code=2,
-            )
+        targets = [target] if chips else []
+        targets += [request.out_dir / f"{scene.stem}_labels.tif" for scene in scenes]
+        for path in targets:
+            if path.exists() and not options.overwrite:
+                raise EofmError(
+                    f"{path} exists; use --overwrite to replace it, or another --out folder.",
+                    exit_code=2,
+                )
         trained = request.load()
-        rows = classify_chips(trained, chips, options)
-        write_predictions(target, rows, trained, options.probabilities)
-        request.echo(
-            f"eofm predict: {len(chips)} chip(s) classified by {trained.source}\n  {target}"
-        )
+        if chips:
+            rows = classify_chips(trained, chips, options)
+            write_predictions(target, rows, trained, options.probabilities)
+            request.echo(f"eofm predict: {len(chips)} chip(s) classified by {trained.source}")
+            request.echo(f"  {target}")
+        for scene, path in zip(scenes, targets[len(targets) - len(scenes) :], strict=True):
+            cells = map_scene(trained, scene, path, stride, options)
+            request.echo(f"eofm predict: {scene}: {cells} cells of {stride} px labelled\n  {path}")
         return 0
+
+
+def check_scenes(scenes: list[Path], request: PredictRequest) -> int:
+    """The sliding window's stride (the chip size less ``--overlap``), which must divide
+    the chip size; only single-label models map scenes. Light."""
+    if request.manifest["task"].get("multilabel"):
+        raise EofmError(
+            f"{scenes[0]} is larger than a chip; {request.model_spec} gives a set of labels "
+            "per patch and maps no scene. Give patches of its size.",
+            exit_code=2,
+        )
+    size = int(request.manifest["inputs"]["chip_size"][0])
+    stride = size - request.options.overlap if request.options.overlap < size else 0
+    if stride <= 0 or size % stride:
+        raise EofmError(
+            f"--overlap {request.options.overlap}: scenes are mapped by windows of the chip "
+            f"size ({size} px) stepped by the chip size less the overlap, which must divide "
+            f"{size} (e.g. --overlap 0 or {size // 2}).",
+            exit_code=2,
+        )
+    return stride
 
 
 def classify_chips(trained: Any, chips: list[Path], options: Any) -> list[tuple[Path, list[float]]]:
@@ -372,3 +403,62 @@ def write_predictions(
             if every_class:
                 row += [f"{p:.6f}" for p in probabilities]
             writer.writerow(row + list(flags.values()))
+
+
+def map_scene(trained: Any, scene: Path, target: Path, stride: int, options: Any) -> int:
+    """A sliding-window label map of ``scene`` as a COG at ``target``: windows of the chip
+    size stepped by ``stride`` (the chip size less ``--overlap``), read a strip at a time;
+    each cell of ``stride`` px takes the class of the mean probabilities of the windows
+    covering it (band 1, uint8; the class names in the tags). Right and bottom edges
+    narrower than a cell stay out of the map, whose transform is the scene's scaled by
+    ``stride``. Returns the number of cells."""
+    import numpy as np
+    import rasterio
+    import torch
+    from rasterio.windows import Window
+
+    from eofm.atomic import atomic_output
+    from eofm.predict.cog import write_cog
+    from eofm.predict.device import resolve_device
+    from eofm.publishing.provenance import output_attributes
+
+    size = int(trained.manifest["inputs"]["chip_size"][0])
+    index = [trained.manifest["inputs"]["file_bands"].index(b) for b in trained.bands]
+    mean = torch.tensor(trained.mean)[:, None, None]
+    std = torch.tensor(trained.std)[:, None, None]
+    device = resolve_device(options.device)
+    model = trained.model.to(device).eval()
+    per = size // stride  # cells along a window's side
+    with rasterio.open(scene) as src:
+        starts_r = range(0, src.height - size + 1, stride)
+        starts_c = list(range(0, src.width - size + 1, stride))
+        rows, cols = len(starts_r) - 1 + per, len(starts_c) - 1 + per
+        sums = np.zeros((len(trained.class_names), rows, cols), np.float32)
+        with torch.inference_mode():
+            for i, r0 in enumerate(starts_r):
+                strip = src.read(window=Window(0, r0, src.width, size), out_dtype="int32")
+                strip = (torch.from_numpy(strip)[index].float() - mean) / std
+                windows = torch.stack([strip[:, :, c0 : c0 + size] for c0 in starts_c])
+                for b in range(0, len(windows), options.batch_size):
+                    logits = model(windows[b : b + options.batch_size].to(device)).float().cpu()
+                    probabilities = torch.softmax(logits / trained.temperature, dim=1).numpy()
+                    for j, p in enumerate(probabilities, start=b):
+                        sums[:, i : i + per, j : j + per] += p[:, None, None]
+        profile = {
+            "driver": "GTiff", "width": cols, "height": rows, "count": 1, "dtype": "uint8",
+            "crs": src.crs, "transform": src.transform * rasterio.Affine.scale(stride),
+        }  # fmt: skip
+    labels = sums.argmax(axis=0).astype(np.uint8)
+    tags = {"eofm_classes": ",".join(trained.class_names), **output_attributes(trained.manifest)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as tmp:
+        staging = tmp.with_name(tmp.name + ".staging.tif")
+        try:
+            with rasterio.open(staging, "w", **profile) as dst:
+                dst.write(labels, 1)
+                dst.update_tags(**tags)
+                dst.set_band_description(1, "class index (eofm_classes)")
+            write_cog(staging, tmp, "classes")
+        finally:
+            staging.unlink(missing_ok=True)
+    return rows * cols
