@@ -128,11 +128,18 @@ def _build() -> Registry:
     )
     reg.add("decoder", "gru", "eofm.decoders.gru:TemporalGRU", input="datacube")
     reg.add("decoder", "loan", "eofm.decoders.loan:LOAN", input="datacube")
+    reg.add("decoder", "pooled_linear", "eofm.decoders.pooled:PooledLinearHead", input="pooled")
+    reg.add("decoder", "pooled_mlp", "eofm.decoders.pooled:PooledMLPHead", input="pooled")
     # Task families: what is predicted, from which model, scored how, written where.
     reg.add("family", "segmentation", "eofm.families.segmentation:SegmentationFamily")
     reg.add("family", "regression", "eofm.families.regression:RegressionFamily")
     reg.add("family", "classification", "eofm.families.classification:ClassificationFamily")
     reg.add("family", "downscaling", "eofm.families.downscaling:DownscalingFamily")
+    reg.add(
+        "family",
+        "scene_classification",
+        "eofm.families.scene_classification:SceneClassificationFamily",
+    )
     # Datasets: the datamodule and the config dataclass of its ``data`` keys.
     reg.add(
         "dataset",
@@ -175,6 +182,18 @@ def _build() -> Registry:
         "era5_downscaling",
         "eofm.data.era5_downscaling:ERA5DownscalingDataModule",
         config="eofm.data.era5_downscaling_config:ERA5DownscalingConfig",
+    )
+    reg.add(
+        "dataset",
+        "eurosat",
+        "eofm.data.eurosat:EuroSATDataModule",
+        config="eofm.data.eurosat_config:EuroSATConfig",
+    )
+    reg.add(
+        "dataset",
+        "bigearthnet",
+        "eofm.data.bigearthnet:BigEarthNetDataModule",
+        config="eofm.data.bigearthnet_config:BigEarthNetConfig",
     )
     return reg
 

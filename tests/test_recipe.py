@@ -24,6 +24,10 @@ def test_shipped_recipes_validate_and_cover_the_issue() -> None:
             assert recipe.task.type == "classification" and recipe.task.monitor == "val/AUPRC"
         elif recipe.task.definition == "burn_scars":  # from tasks/burn_scars.yaml
             assert recipe.task.class_names == ["not_burned", "burn_scar"]
+        elif recipe.task.definition == "eurosat_land_cover":  # tasks/eurosat_land_cover.yaml
+            assert recipe.task.type == "scene_classification" and len(recipe.task.class_names) == 10
+        elif recipe.task.definition == "bigearthnet_19":  # from tasks/bigearthnet_19.yaml
+            assert recipe.task.type == "scene_classification" and len(recipe.task.class_names) == 19
         elif recipe.task.type == "segmentation":  # from tasks/flood_mapping.yaml
             assert recipe.task.class_names == ["not_water", "water"]
         elif recipe.task.definition == "downscaling":  # from tasks/downscaling.yaml
