@@ -17,7 +17,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from torchgeo.datasets import BigEarthNetV2
 
 from eofm.data.bigearthnet_config import (
@@ -27,7 +26,7 @@ from eofm.data.bigearthnet_config import (
     BEN_S2_CODES,
 )
 from eofm.data.eurosat import Normalised
-from eofm.data.loading import loader_options
+from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
 #: The 19 classes in label order (torchgeo's ``BigEarthNetV2.class_set``).
@@ -93,8 +92,10 @@ class Selected(torch.utils.data.Dataset):
         return {"image": sample["image"][self.index], "label": sample["label"].float()}
 
 
-class BigEarthNetDataModule(L.LightningDataModule):
+class BigEarthNetDataModule(SplitLoaders, L.LightningDataModule):
     """Train, val and test loaders of reBEN, split as ``metadata.parquet`` says."""
+
+    collate = None  # torch's default collation
 
     def __init__(
         self,
@@ -152,37 +153,19 @@ class BigEarthNetDataModule(L.LightningDataModule):
                     )
 
     def dataset(self, split: str) -> Normalised:
-        return Normalised(
+        dataset = Normalised(
             Selected(self.patches[split], self.index),
             torch.tensor(self.mean),
             torch.tensor(self.std),
             flips=self.flips and split == "train",
             seed=self.seed,
         )
-
-    def _loader(self, split: str) -> DataLoader:
-        dataset = self.dataset(split)
         if not len(dataset):
             raise EofmError(
                 f"The BigEarthNet {split} split under {self.root} has no patch "
                 "(metadata.parquet's split column)."
             )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=split == "train",
-            generator=torch.Generator().manual_seed(self.seed) if split == "train" else None,
-            **loader_options(self.num_workers, pin_memory=self.pin_memory),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return dataset
 
     def augmentations(self) -> list[str]:
         return ["flips"] if self.flips else []

@@ -15,11 +15,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 from torchgeo.datasets import EuroSAT, EuroSATSpatial
 
 from eofm.data.eurosat_config import EUROSAT_BANDS, EUROSAT_FILE_CODES
-from eofm.data.loading import loader_options
+from eofm.data.splits import SplitLoaders
 from eofm.errors import EofmError
 
 
@@ -78,8 +77,10 @@ class Normalised(torch.utils.data.Dataset):
         return {"image": image.contiguous(), "label": sample["label"].long()}
 
 
-class EuroSATDataModule(L.LightningDataModule):
+class EuroSATDataModule(SplitLoaders, L.LightningDataModule):
     """Train, val and test loaders of EuroSAT MS, split as the release lists them."""
+
+    collate = None  # torch's default collation
 
     def __init__(
         self,
@@ -133,37 +134,19 @@ class EuroSATDataModule(L.LightningDataModule):
             )
 
     def dataset(self, split: str) -> Normalised:
-        return Normalised(
+        dataset = Normalised(
             self.chips[split],
             torch.tensor(self.mean),
             torch.tensor(self.std),
             flips=self.flips and split == "train",
             seed=self.seed,
         )
-
-    def _loader(self, split: str) -> DataLoader:
-        dataset = self.dataset(split)
         if not len(dataset):
             raise EofmError(
                 f"The EuroSAT {split} split under {self.root} has no chip: its split list "
                 "names none of the chips in the class folders."
             )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=split == "train",
-            generator=torch.Generator().manual_seed(self.seed) if split == "train" else None,
-            **loader_options(self.num_workers, pin_memory=self.pin_memory),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return dataset
 
     def augmentations(self) -> list[str]:
         return ["flips"] if self.flips else []
