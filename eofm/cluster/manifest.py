@@ -186,12 +186,12 @@ class ShardLedger:
                     return self.run(plan, predict)
             self.save(force=False)
             return None
-        self._settle()  # predict() waited for the previous scene's outputs
         record = self.records[Path(plan.source)]
-        if getattr(result, "skipped", False):
+        if getattr(result, "skipped", False):  # returned at once: the previous may still run
             record.status, record.outputs = "skipped-existing", self._outputs(plan)
             record.seconds = round(time.perf_counter() - started, 3)
         else:
+            self._settle()  # predict() waited for the previous scene's outputs
             self._unsettled = _Unsettled(record, plan, started)
         self.save(force=False)
         return result
