@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -88,8 +87,9 @@ def test_inputs_from_a_file(tmp_path: Path, monkeypatch) -> None:
 def test_inputs_from_and_summarize_errors_come_at_once_without_torch(tmp_path: Path) -> None:
     listing = tmp_path / "scenes.txt"
     listing.write_text("missing.tif\n")
-    code = (
-        "import sys; from eofm.cli import main; rc = main(sys.argv[1:]); "
+    code = (  # CPU seconds of main() itself, as tests/test_errors_before_torch.py measures
+        "import sys, time; from eofm.cli import main; cpu = time.process_time(); "
+        "rc = main(sys.argv[1:]); print(time.process_time() - cpu); "
         "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
     )
     cases = [
@@ -99,7 +99,6 @@ def test_inputs_from_and_summarize_errors_come_at_once_without_torch(tmp_path: P
         (["--model", "run", "--out", "o"], "needs inputs"),
     ]
     for args, expected in cases:
-        started = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-c", code, "predict", *args],
             capture_output=True,
@@ -107,7 +106,6 @@ def test_inputs_from_and_summarize_errors_come_at_once_without_torch(tmp_path: P
             cwd=ROOT,
             timeout=60,
         )
-        elapsed = time.perf_counter() - started
         assert proc.returncode == 2, proc.stderr
         assert expected in proc.stderr and "Traceback" not in proc.stderr
-        assert elapsed < 3.0, elapsed  # a second of work, on a loaded 2-core machine
+        assert float(proc.stdout.strip()) < 1.0, proc.stdout
