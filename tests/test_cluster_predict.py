@@ -62,11 +62,13 @@ def scenes(tmp_path_factory) -> list[Path]:
     return make_scenes(tmp_path_factory.mktemp("scenes"))
 
 
-def predict(run: Path, out: Path, inputs: list[str], env: dict[str, str], monkeypatch) -> int:
+def predict(
+    run: Path, out: Path, inputs: list[str], env: dict[str, str], monkeypatch, *extra: str
+) -> int:
     with monkeypatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
-        return main(["predict", "--model", str(run), *inputs, "--out", str(out), *OPTIONS])
+        return main(["predict", "--model", str(run), *inputs, "--out", str(out), *OPTIONS, *extra])
 
 
 def outputs(folder: Path) -> dict[str, bytes]:
@@ -109,7 +111,7 @@ def test_array_and_torchrun_cover_each_scene_once_as_one_process_does(
             assert predict(run, out, [folder], env, monkeypatch) == 0
         logged = capsys.readouterr().out
         source = "SLURM_ARRAY_TASK_ID=1 of 3" if name == "slurm" else "torchrun RANK=0"
-        assert f"shard 0/{len(envs)} ({source}" in logged
+        assert f"scene(s), shard 0/{len(envs)} ({source}" in logged
         assert outputs(out) == single  # byte for byte
         records = [s for m in manifests(out) for s in m["scenes"]]
         assert sorted(s["input"] for s in records) == sorted(str(p.absolute()) for p in scenes)
@@ -191,7 +193,7 @@ def test_summarize_names_missing_and_failed_scenes_and_a_rerun_does_only_those(
 
 
 def test_summarize_writes_a_vrt_mosaic_of_the_class_maps_per_crs(
-    run: Path, scenes: list[Path], tmp_path: Path, monkeypatch
+    run: Path, scenes: list[Path], tmp_path: Path, monkeypatch, capsys
 ) -> None:
     out = tmp_path / "out"
     assert (
@@ -221,6 +223,17 @@ def test_summarize_writes_a_vrt_mosaic_of_the_class_maps_per_crs(
             assert vrt.transform == transform and vrt.dtypes[0] == "uint8"
             assert np.array_equal(vrt.read(), expected)
         shutil.rmtree(moved)
+    # the folder run again with two shards: all done before; the one-shard manifest set aside
+    for index in range(2):
+        assert (
+            predict(run, out, [str(scenes[0].parent)], {}, monkeypatch, "--shard", f"{index}/2")
+            == 0
+        )
+    capsys.readouterr()
+    assert main(["predict", "--summarize", str(out)]) == 0
+    report = capsys.readouterr().out
+    assert "2 of 2 shard manifest(s), 7 scene(s): 0 done, 7 done before (skipped)" in report
+    assert "set aside (an earlier run with other shards or inputs): manifest-0-of-1.json" in report
 
 
 @pytest.mark.skipif(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from eofm.errors import EofmError
 from eofm.jsonfile import json_text
 
 MANIFEST = re.compile(r"^manifest-(\d+)-of-(\d+)\.json$")
+log = logging.getLogger(__name__)
 SHOWN = 20  # scenes listed per kind on the terminal; summary.json has them all
 
 
@@ -69,7 +71,7 @@ def write_mosaics(folder: Path, class_maps: list[Path]) -> dict[str, list[str]]:
     return written
 
 
-def summarize(folder: Path, echo: Callable[[str], None] = print) -> int:
+def summarize(folder: Path, echo: Callable[[str], None] = log.info) -> int:
     """Merge the manifests in ``folder``; 1 if a scene is missing or failed, else 0."""
     folder = Path(folder)
     if not folder.is_dir():

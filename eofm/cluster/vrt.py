@@ -33,7 +33,12 @@ def build_vrt(sources: Sequence[Path], target: Path) -> None:
     with atomic_path(Path(target)) as tmp:
         if gdal is not None:
             options = gdal.BuildVRTOptions(resolution="highest")
-            gdal.BuildVRT(str(tmp), [str(s) for s in sources], options=options).Close()
+            dataset = gdal.BuildVRT(str(tmp), [str(s) for s in sources], options=options)
+            if dataset is None:
+                raise EofmError(
+                    f"GDAL could not build the mosaic {target}: {gdal.GetLastErrorMsg()}"
+                )
+            dataset = None  # GDAL writes the VRT as the dataset closes
         else:
             ET.ElementTree(_vrt_document(sources, Path(target).parent)).write(
                 tmp, encoding="utf-8", xml_declaration=False

@@ -431,7 +431,7 @@ def predict_scenes(request: PredictRequest) -> int:
         )
         ledger.save()
     echo(
-        f"eofm predict: {len(mine)} of {len(scenes)} scene(s) ({shard}), "
+        f"eofm predict: {len(mine)} of {len(scenes)} scene(s), {shard}, "
         f"{sum(tiles.values())} tiles of {options.tile} px, model {trained.source}"
     )
     started = time.perf_counter()
