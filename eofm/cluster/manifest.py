@@ -18,6 +18,7 @@ The scene's outputs are finished on a background thread while the next scene str
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -186,6 +187,10 @@ class ShardLedger:
                     return self.run(plan, predict)
             self.save(force=False)
             return None
+        except BaseException:  # Ctrl-C, SIGTERM, a bug: the account so far is kept
+            with contextlib.suppress(Exception):
+                self.save()
+            raise
         record = self.records[Path(plan.source)]
         if getattr(result, "skipped", False):  # returned at once: the previous may still run
             record.status, record.outputs = "skipped-existing", self._outputs(plan)
