@@ -114,13 +114,28 @@ def _parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="stream a model over GeoTIFF scenes of any size")
     predict.add_argument(
         "--model",
-        required=True,
         help="a run dir, one of its checkpoints (.ckpt), or a published model hf://ORG/NAME[@REV]",
     )
     predict.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="GeoTIFF files, folders or globs"
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="GeoTIFF files, folders or globs (quoted globs are expanded by eofm; ** descends)",
     )
-    _streaming_options(predict)
+    predict.add_argument(
+        "--inputs-from",
+        type=Path,
+        metavar="FILE",
+        help="also predict the inputs listed in FILE, one path or glob a line (# comments)",
+    )
+    predict.add_argument(
+        "--summarize",
+        type=Path,
+        metavar="DIR",
+        help="merge the manifest-<i>-of-<n>.json of a sharded run in DIR: list missing and "
+        "failed scenes (exit 1 if any), write a VRT mosaic of the class maps per CRS",
+    )
+    _streaming_options(predict, out_required=False)
     predict.add_argument("--start", help="weather runs: first target time, e.g. 2020-01-01T12")
     predict.add_argument("--end", help="weather runs: last target time")
     predict.add_argument(
@@ -194,9 +209,9 @@ def _overrides_argument(
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=help)
 
 
-def _streaming_options(parser: argparse.ArgumentParser) -> None:
+def _streaming_options(parser: argparse.ArgumentParser, out_required: bool = True) -> None:
     """The options of the streaming engine, shared by predict and ensemble."""
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--out", required=out_required, type=Path, help="output folder")
     parser.add_argument("--bands", help="names of the input's bands in file order, e.g. VV,VH")
     parser.add_argument(
         "--resolution",
@@ -242,7 +257,12 @@ def _streaming_options(parser: argparse.ArgumentParser) -> None:
         "(default: warn loudly)",
     )
     parser.add_argument(
-        "--shard", help="i/n: process every n-th input from the i-th (default: launcher rank)"
+        "--shard",
+        metavar="i/n",
+        help="predict every n-th of the sorted inputs from the i-th, and write "
+        "manifest-<i>-of-<n>.json; default: the Slurm array task (SLURM_ARRAY_TASK_ID), "
+        "else torchrun's RANK/WORLD_SIZE, else srun's SLURM_PROCID/SLURM_NTASKS; a given "
+        "--shard wins over them all",
     )
     parser.add_argument(
         "--date",
@@ -532,6 +552,28 @@ def _streaming_predict_options(args: argparse.Namespace, uncertainty: str | None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if args.summarize:
+        if args.model or args.inputs or args.inputs_from or args.out:
+            raise EofmError(
+                "--summarize DIR reads the manifests a sharded run left in DIR; give it "
+                "without --model, inputs or --out.",
+                exit_code=2,
+            )
+        from eofm.cluster.summary import summarize
+
+        return summarize(args.summarize, echo=_echo)
+    if args.inputs_from:
+        from eofm.cluster.inputs import read_input_list
+
+        args.inputs = [*args.inputs, *read_input_list(args.inputs_from)]
+    missing = [name for name, given in (("--model", args.model), ("--out", args.out)) if not given]
+    if missing or not args.inputs:
+        raise EofmError(
+            f"eofm predict needs {', '.join(missing) or 'inputs'}"
+            f"{' and inputs' if missing and not args.inputs else ''}: --model RUN INPUT... "
+            "(or --inputs-from FILE) --out DIR; or --summarize DIR alone.",
+            exit_code=2,
+        )
 
     if args.start and args.end:  # before anything is loaded
         from eofm.forecasts.weather_files import parse_time

@@ -20,7 +20,6 @@ from eofm.families.restore import load_trained
 from eofm.predict.engine import Predictor
 from eofm.predict.grid import blend_weights, tile_starts
 from eofm.predict.options import PredictOptions
-from eofm.predict.plan import parse_shard
 from tests.realdata import SHARED
 from tests.runs import make_run_dir
 
@@ -350,19 +349,6 @@ def test_shards_split_inputs_across_two_processes(s1_run: Path, tmp_path: Path) 
     assert (tmp_path / "Nigeria_812045_S1Hand.tif").is_file() and (
         tmp_path / "India_900498_S1Hand.tif"
     ).is_file()
-
-
-def test_shard_from_launcher_environment(monkeypatch) -> None:
-    assert parse_shard("1/3") == (1, 3)
-    monkeypatch.setenv("RANK", "2")
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    assert parse_shard(None) == (2, 4)
-    monkeypatch.delenv("RANK")
-    monkeypatch.setenv("SLURM_PROCID", "1")
-    monkeypatch.setenv("SLURM_NTASKS", "2")
-    assert parse_shard(None) == (1, 2)
-    with pytest.raises(EofmError):
-        parse_shard("3/2")
 
 
 def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:

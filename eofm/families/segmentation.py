@@ -8,6 +8,7 @@ over scenes of any size (:mod:`eofm.predict.engine`); card: classes and bands.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -368,8 +369,9 @@ def wanted_coords(recipe: Recipe) -> dict[str, bool]:
 def predict_scenes(request: PredictRequest) -> int:
     """Every scene and every output checked before the model loads, then each scene
     streamed (with the ensemble's members) to its outputs, with progress."""
+    from eofm.cluster.shards import select_shard
     from eofm.predict.options import parse_uncertainty
-    from eofm.predict.plan import expand_inputs, parse_shard, plan_scene
+    from eofm.predict.plan import expand_inputs, plan_scene
     from eofm.predict.products import products_for
     from eofm.predict.scenes import check_gsd_option, check_scene_gsd, inspect_scene
 
@@ -381,8 +383,8 @@ def predict_scenes(request: PredictRequest) -> int:
     )
     members = request.members
     scenes = expand_inputs(request.inputs, options.resolution_m)
-    index, count = parse_shard(request.shard)
-    mine = scenes[index::count]
+    shard = select_shard(request.shard)
+    mine = shard.take(scenes)
     options.validate(int(manifest["backbone"]["patch_size"][-1]))
     products = products_for(
         options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
@@ -420,8 +422,16 @@ def predict_scenes(request: PredictRequest) -> int:
     tiles = {
         s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo
     }
+    ledger = None
+    if shard.sharded:  # manifest-<i>-of-<n>.json: each scene's outputs, checksums, status
+        from eofm.cluster.manifest import ShardLedger
+
+        ledger = ShardLedger(
+            out_dir, shard, mine, scenes, model=request.model_spec, wait=predictor.wait
+        )
+        ledger.save()
     echo(
-        f"eofm predict: {len(mine)} of {len(scenes)} scene(s) (shard {index}/{count}), "
+        f"eofm predict: {len(mine)} of {len(scenes)} scene(s), {shard}, "
         f"{sum(tiles.values())} tiles of {options.tile} px, model {trained.source}"
     )
     started = time.perf_counter()
@@ -431,15 +441,19 @@ def predict_scenes(request: PredictRequest) -> int:
         for scene in mine:
             plan = plans[scene]
             tiles_task = bar.add_task(scene.name, total=tiles.get(scene, 0))
-            result = predictor.predict(
+            predict = functools.partial(
+                predictor.predict,
                 scene,
                 out_dir,
                 plan=plan,
                 on_tiles=lambda n, t=tiles_task: bar.advance(t, n),
                 background=True,  # its COGs are finished while the next scene streams
             )
+            result = ledger.run(plan, predict) if ledger else predict()
             bar.remove_task(tiles_task)
             bar.advance(scenes_task)
+            if result is None:  # failed: recorded in the manifest, and raised at the end
+                continue
             if result.skipped:
                 echo(f"  {scene}: skipped, {plan.raster} exists (use --overwrite)")
                 continue
@@ -447,7 +461,10 @@ def predict_scenes(request: PredictRequest) -> int:
                 pixels += infos[scene].height * infos[scene].width
             for output in result.outputs:
                 echo(f"  {output}")
-        predictor.wait()
+        if ledger:
+            ledger.close()  # raises, naming the failed scenes, if any
+        else:
+            predictor.wait()
     seconds = time.perf_counter() - started
     if pixels:
         echo(

@@ -1,6 +1,6 @@
 """What ``eofm predict`` will write, decided (and checked) before anything is written.
 
-Inputs are expanded (files, folders, globs) and split into shards; each scene gets a
+Inputs are expanded (files, folders, globs; shards: ``eofm.cluster``); each scene gets a
 plan of its outputs. The rules that keep every user's file safe:
 
 - an output that resolves to any input is refused, with or without ``--overwrite``;
@@ -142,7 +142,7 @@ def expand_inputs(specs: Sequence[str], resolution_m: float | None = None) -> li
         elif path.is_file():
             found.append(path)
         else:
-            matches = [Path(p) for p in glob.glob(spec)]
+            matches = [Path(p) for p in glob.glob(spec, recursive=True)]  # ** descends
             if not matches:
                 raise EofmError(f"Input {spec} does not exist (and matches no file as a glob).")
             found += [p for p in matches if p.is_file()]
@@ -164,25 +164,3 @@ def expand_inputs(specs: Sequence[str], resolution_m: float | None = None) -> li
                 "predict them into different --out folders."
             )
     return unique
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``i/n`` from ``--shard``, else the launcher's rank and world size, else ``0/1``.
-
-    Understood launchers: torchrun (``RANK``/``WORLD_SIZE``) and SLURM
-    (``SLURM_PROCID``/``SLURM_NTASKS``).
-    """
-    if text:
-        try:
-            index, count = (int(v) for v in text.split("/"))
-        except ValueError:
-            raise EofmError(f"--shard must look like i/n (e.g. 0/4), got {text!r}.") from None
-    elif "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        index, count = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    elif "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ:
-        index, count = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
-    else:
-        index, count = 0, 1
-    if count < 1 or not 0 <= index < count:
-        raise EofmError(f"Shard {index}/{count} is out of range: need 0 <= i < n.")
-    return index, count
