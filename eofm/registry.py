@@ -203,6 +203,13 @@ def _build() -> Registry:
         config="eofm.data.geotiff_targets_config:GeoTIFFTargetsConfig",
         regression=True,
     )
+    reg.add(
+        "dataset",
+        "biomassters",
+        "eofm.data.biomassters:BioMasstersDataModule",
+        config="eofm.data.biomassters_config:BioMasstersConfig",
+        regression=True,
+    )
     return reg
 
 
