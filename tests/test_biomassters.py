@@ -92,3 +92,35 @@ def test_a_missing_file_is_one_error_naming_it(
     err = capsys.readouterr().err
     assert Path(missing).name in err and err.count("eofm: error:") == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("bands", "orbit", "samples"),
+    [
+        (["VV", "VH"], "descending", 2 * len(TRAIN_CHIPS)),  # S1 alone: every month
+        (["RED", "NIR_BROAD"], "ascending", 2 * len(TRAIN_CHIPS) - len(NO_S2)),
+    ],
+)
+def test_samples_stack_the_bands_the_recipe_names(
+    root: Path, bands: list[str], orbit: str, samples: int
+) -> None:
+    """Each sample holds data.bands read from the month's files as float32 (S1's VV and
+    VH of data.s1_orbit: file bands 3 and 4 for the descending orbit)."""
+    from eofm.data.biomassters import BioMasstersDataModule
+
+    module = BioMasstersDataModule(
+        root, bands=bands, s1_orbit=orbit, mean=[0.0] * 2, std=[1.0] * 2, hflip=False
+    )
+    assert sum(len(v) for v in module.indexes.values()) == samples
+    dataset = module.dataset("train")
+    image, valid, _, chip = dataset.raw(0)
+    month = int(
+        module.source.df[module.source.df["num_index"] == module.indexes["train"][0]][
+            "num_month"
+        ].iloc[0]
+    )
+    sensor, file_bands = ("S1", [3, 4]) if bands[0] == "VV" else ("S2", [3, 7])
+    with rasterio.open(root / "train_features" / f"{chip}_{sensor}_{month:02d}.tif") as src:
+        expected = src.read(file_bands).astype(np.float32)
+    assert image.dtype.is_floating_point and np.array_equal(image.numpy(), expected)
+    assert bool(valid[0, 0]) is (sensor == "S2")  # S1's -9999 is not valid

@@ -29,6 +29,7 @@ from eofm.data.biomassters_config import (
     S1_FILE_BANDS,
     S1_MISSING,
     S2_BAND_COUNT,
+    sensors_for,
 )
 from eofm.data.geotiff_targets import collate_regression, split_stems
 from eofm.data.splits import SplitLoaders
@@ -39,6 +40,12 @@ class FloatBioMassters(BioMassters):
     """torchgeo's ``BioMassters`` reading its inputs as float32, checking band counts."""
 
     EXPECTED = {"S1": S1_BAND_COUNT, "S2": S2_BAND_COUNT}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        firsts = self.df.groupby("num_index")["chip_id"].first()
+        #: The chip id of each sample index.
+        self.chip_of_index: list[str] = [str(firsts[i]) for i in range(len(self))]
 
     def _load_input(self, filenames: list[Any]) -> torch.Tensor:
         import rasterio
@@ -55,11 +62,6 @@ class FloatBioMassters(BioMassters):
                     )
                 arrays.append(src.read().astype(np.float32))
         return torch.from_numpy(np.concatenate(arrays, axis=0))
-
-    def chip_of(self) -> list[str]:
-        """The chip id of each sample index."""
-        firsts = self.df.groupby("num_index")["chip_id"].first()
-        return [str(firsts[i]) for i in range(len(self))]
 
 
 class BioMasstersSamples(Dataset):
@@ -150,10 +152,8 @@ class BioMasstersDataModule(SplitLoaders, L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.root, self.bands = Path(root), list(bands)
-        sensors = [s for s, names in (("S1", ("VV", "VH")), ("S2", BIOMASSTERS_BANDS[2:]))
-                   if any(b in names for b in self.bands)]  # fmt: skip
+        sensors = sensors_for(self.bands)
         self.source = FloatBioMassters(str(root), split="train", sensors=sensors)
-        self.source.chip_of_index = self.source.chip_of()
         chips = sorted(set(self.source.chip_of_index))
         by_chip = split_stems(chips, split_fractions)
         self.splits = by_chip

@@ -53,6 +53,12 @@ S1_MISSING = -9999.0
 CHIP_SIZE = 256
 
 
+def sensors_for(bands: list[str]) -> list[str]:
+    """The sensors whose files ``bands`` need (torchgeo's ``sensors``)."""
+    return [s for s, names in (("S1", ("VV", "VH")), ("S2", S2_FILE_BANDS))
+            if any(b in names for b in bands)]  # fmt: skip
+
+
 @dataclass
 class BioMasstersConfig(DataConfig):
     """BioMassters read by ``torchgeo.datasets.BioMassters``: one sample per chip and
@@ -74,11 +80,6 @@ class BioMasstersConfig(DataConfig):
             "the release's labelled train split divided by chip (hash order), fractions "
             f"{self.split_fractions} (train/val/test)."
         )
-
-    def sensors(self) -> list[str]:
-        """The sensors whose files the bands need (torchgeo's ``sensors``)."""
-        return [s for s, names in (("S1", ("VV", "VH")), ("S2", S2_FILE_BANDS))
-                if any(b in names for b in self.bands)]  # fmt: skip
 
     def validate(self, where: str) -> None:
         from eofm.bands import check_band_names
@@ -119,7 +120,7 @@ class BioMasstersConfig(DataConfig):
             missing = [c for c in METADATA_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise RecipeError(f"{metadata} lacks the column(s) {missing} torchgeo reads.")
-            sensors = self.sensors()
+            sensors = sensors_for(self.bands)
             rows = [r for r in reader if r["split"] == "train" and r["satellite"] in sensors]
         if not rows:
             raise RecipeError(f"{metadata} lists no train file of {sensors}.")
