@@ -200,3 +200,34 @@ def test_planted_height_is_what_the_fixture_writes(pairs_root: Path) -> None:
     with rasterio.open(pairs_root / "target" / f"{STEMS[0]}.tif") as src:
         truth = src.read(1)
     assert np.allclose(truth[4:-1], planted_height(image)[4:-1])
+
+
+def test_tta_values_are_unflipped_before_averaging() -> None:
+    """``--uncertainty tta`` on a value model: each flipped view's output is flipped
+    back, so a model that copies its first band gives that band, with zero spread."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from eofm.predict.members import TileModel
+    from eofm.predict.products import product_block
+
+    class FirstBand(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :1] * 1.0
+
+    member = SimpleNamespace(
+        model=FirstBand(), class_names=["height"], bands=["RED"], mean=[0.0], std=[1.0],
+        temperature=1.0, source="toy",
+    )  # fmt: skip
+    tiles = TileModel([member], uncertainty="tta", values=True).to(torch.device("cpu"))
+    x = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
+    channels = tiles(x, [], {})
+    assert tiles.channels == 2 and channels.shape == (1, 2, 4, 4)
+    assert torch.equal(channels[0, 0], x[0, 0])  # the mean of the four unflipped views
+    valid = np.ones((4, 4), bool)
+    valid[0, 0] = False
+    std = product_block("std", channels[0].numpy(), valid, 1)
+    value = product_block("value", channels[0].numpy(), valid, 1)
+    assert np.isnan(std[0, 0, 0]) and np.allclose(std[0, 1:], 0, atol=1e-3)
+    assert np.isnan(value[0, 0, 0]) and np.array_equal(value[0, 1:], x[0, 0, 1:].numpy())
