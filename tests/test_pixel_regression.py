@@ -83,6 +83,7 @@ def test_fit_test_and_predict_a_float_map(run: Path, pairs_root: Path, tmp_path:
     for chip in chips:
         with rasterio.open(out / f"{chip}.tif") as cog:
             assert cog.dtypes[0] == "float32" and cog.count == 1 and np.isnan(cog.nodata)
+            assert cog.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
             assert cog.descriptions[0] == "canopy_height"
             assert cog.tags().get("eofm_backbone_weights", "").startswith("random")
             values = cog.read(1)
