@@ -140,6 +140,7 @@ def _build() -> Registry:
         "scene_classification",
         "eofm.families.scene_classification:SceneClassificationFamily",
     )
+    reg.add("family", "pixel_regression", "eofm.families.pixel_regression:PixelRegressionFamily")
     # Datasets: the datamodule and the config dataclass of its ``data`` keys.
     reg.add(
         "dataset",
@@ -194,6 +195,20 @@ def _build() -> Registry:
         "bigearthnet",
         "eofm.data.bigearthnet:BigEarthNetDataModule",
         config="eofm.data.bigearthnet_config:BigEarthNetConfig",
+    )
+    reg.add(
+        "dataset",
+        "geotiff_targets",
+        "eofm.data.geotiff_targets:GeoTIFFTargetsDataModule",
+        config="eofm.data.geotiff_targets_config:GeoTIFFTargetsConfig",
+        regression=True,
+    )
+    reg.add(
+        "dataset",
+        "biomassters",
+        "eofm.data.biomassters:BioMasstersDataModule",
+        config="eofm.data.biomassters_config:BioMasstersConfig",
+        regression=True,
     )
     return reg
 

@@ -28,6 +28,10 @@ def test_shipped_recipes_validate_and_cover_the_issue() -> None:
             assert recipe.task.type == "scene_classification" and len(recipe.task.class_names) == 10
         elif recipe.task.definition == "bigearthnet_19":  # from tasks/bigearthnet_19.yaml
             assert recipe.task.type == "scene_classification" and len(recipe.task.class_names) == 19
+        elif recipe.task.definition == "canopy_height":  # from tasks/canopy_height.yaml
+            assert recipe.task.type == "pixel_regression" and recipe.task.units == "m"
+        elif recipe.task.definition == "biomass":  # from tasks/biomass.yaml
+            assert recipe.task.type == "pixel_regression" and recipe.task.units == "Mg/ha"
         elif recipe.task.type == "segmentation":  # from tasks/flood_mapping.yaml
             assert recipe.task.class_names == ["not_water", "water"]
         elif recipe.task.definition == "downscaling":  # from tasks/downscaling.yaml

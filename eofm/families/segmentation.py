@@ -366,9 +366,10 @@ def wanted_coords(recipe: Recipe) -> dict[str, bool]:
     return {"time": "time" in encoding, "location": "location" in encoding, "gsd": gsd}
 
 
-def predict_scenes(request: PredictRequest) -> int:
+def predict_scenes(request: PredictRequest, *, values: bool = False) -> int:
     """Every scene and every output checked before the model loads, then each scene
-    streamed (with the ensemble's members) to its outputs, with progress."""
+    streamed (with the ensemble's members) to its outputs, with progress; ``values``:
+    the model regresses a value per pixel (:class:`eofm.predict.engine.Predictor`)."""
     from eofm.cluster.shards import select_shard
     from eofm.predict.options import parse_uncertainty
     from eofm.predict.plan import expand_inputs, plan_scene
@@ -387,7 +388,7 @@ def predict_scenes(request: PredictRequest) -> int:
     mine = shard.take(scenes)
     options.validate(int(manifest["backbone"]["patch_size"][-1]))
     products = products_for(
-        options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members)
+        options, parse_uncertainty(options.uncertainty)[0], ensemble=bool(members), values=values
     )
     needs_gsd = bool(((manifest.get("backbone") or {}).get("coords") or {}).get("gsd"))
     check_gsd_option(request.model_spec, options, needs_gsd)
@@ -417,7 +418,7 @@ def predict_scenes(request: PredictRequest) -> int:
     from eofm.predict.grid import count_tiles
 
     trained = request.load()
-    predictor = Predictor(trained, options, [load_trained(m) for m in members])
+    predictor = Predictor(trained, options, [load_trained(m) for m in members], values=values)
     todo = [s for s in mine if plans[s].write_raster]
     tiles = {
         s: count_tiles(infos[s].height, infos[s].width, options.tile, options.overlap) for s in todo

@@ -113,10 +113,13 @@ class Predictor:
         trained: TrainedModel,
         options: PredictOptions,
         members: Sequence[TrainedModel] = (),
+        *,
+        values: bool = False,
     ) -> None:
         """``members``: the other runs of an ensemble (``eofm ensemble``), averaged with
         ``trained``; the outputs then include the mean probabilities and the mutual
-        information."""
+        information. ``values``: the model regresses a value per pixel (its one output
+        channel, named by ``class_names``), written as a float map, with its spread."""
         from eofm.predict.members import TileModel
         from eofm.predict.options import parse_uncertainty
 
@@ -127,9 +130,13 @@ class Predictor:
         self.device = resolve_device(options.device)
         self.precision = resolve_precision(options.precision, self.device)
         self.tile_model = TileModel(
-            [trained, *members], tta_flip=options.tta_flip, uncertainty=kind, passes=passes
+            [trained, *members],
+            tta_flip=options.tta_flip,
+            uncertainty=kind,
+            passes=passes,
+            values=values,
         ).to(self.device)
-        self.products = products_for(options, kind, ensemble=bool(members))
+        self.products = products_for(options, kind, ensemble=bool(members), values=values)
         self.weights = grid.blend_weights(options.tile)
         self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
         self.num_classes = len(trained.class_names)

@@ -12,7 +12,9 @@ dropout passes, and (when an uncertainty needs it) the members' expected entropy
 From the mean probabilities ``p`` and the expected entropy ``E[H]`` the engine derives the
 predictive entropy ``H(p)`` and the mutual information ``H(p) - E[H]`` (Houlsby et al.,
 "Bayesian Active Learning for Classification and Preference Learning", 2011): the part of
-the uncertainty on which the members disagree.
+the uncertainty on which the members disagree. A regression model's values (``values``)
+are averaged the same way, with their second moment in place of the entropy: the spread
+of the members, views or passes is ``sqrt(E[x^2] - E[x]^2)``.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ class TileModel:
         tta_flip: bool = False,
         uncertainty: str | None = None,
         passes: int = 1,
+        values: bool = False,
     ) -> None:
         self.members = list(members)
+        self.values = values  # raw outputs (regression), not softmax probabilities
         first = self.members[0]
         for other in self.members[1:]:
             if list(other.class_names) != list(first.class_names):
@@ -128,6 +132,9 @@ class TileModel:
                 for _ in range(self.passes if dropouts else 1):
                     for view in self._views():
                         logits = member.model(_flips(inputs, view), *extra, **kwargs).float()
+                        if self.values:
+                            views.append(_flips(logits, view))
+                            continue
                         if temperature != 1.0:
                             logits = logits / temperature
                         if single and not dropouts and _fits(out, logits):
@@ -145,5 +152,7 @@ class TileModel:
         mean = torch.stack(outputs).mean(dim=0)
         if not self.expected_entropy:
             return mean
+        if self.values:  # the second moment, from which the products take the spread
+            return torch.cat([mean, torch.stack(outputs).square().mean(dim=0)], dim=1)
         entropy = torch.stack([-torch.special.xlogy(p, p).sum(dim=1) for p in outputs]).mean(0)
         return torch.cat([mean, entropy[:, None]], dim=1)

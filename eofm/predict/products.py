@@ -5,7 +5,9 @@ there is one).
 - ``classes``: uint8 class map, 255 where the input is invalid (the first argmax);
 - ``probabilities``: float32, one band per class, NaN where invalid;
 - ``entropy``: float32 predictive entropy ``H(p) = -sum p log p`` in nats;
-- ``mutual_information``: float32 ``H(p) - E[H]``, the members' disagreement, in nats.
+- ``mutual_information``: float32 ``H(p) - E[H]``, the members' disagreement, in nats;
+- ``value``: float32, a regression model's value (its channel 0), NaN where invalid;
+- ``std``: float32 ``sqrt(E[x^2] - E[x]^2)`` of the value over members, views or passes.
 
 The class map is the primary output (``<stem>.tif``); the others are written beside
 it as ``<stem>_<product>.tif`` (``--probabilities``: ``<stem>_probabilities.tif``, one
@@ -25,8 +27,13 @@ from eofm.predict.blending import first_argmax
 CLASS_NODATA = 255
 
 
-def products_for(options: Any, uncertainty: str | None, *, ensemble: bool) -> list[tuple[str, str]]:
+def products_for(
+    options: Any, uncertainty: str | None, *, ensemble: bool, values: bool = False
+) -> list[tuple[str, str]]:
     """``(product, file suffix)`` in writing order, for the options of a run."""
+    if values:  # a regression model: its value, and their spread when sampled
+        spread = ensemble or uncertainty in ("mc-dropout", "tta")
+        return [("value", "")] + ([("std", "_std")] if spread else [])
     out = [("classes", "")]  # --probabilities adds a map beside it, never replaces it
     if ensemble or options.probabilities:
         out.append(("probabilities", "_probabilities"))
@@ -79,7 +86,11 @@ def product_block(
         np.copyto(out, probs)  # other products read the same channels
         np.copyto(out, np.nan, where=invalid)
         return out
-    if kind == "entropy":
+    if kind == "value":
+        values = probs[0]
+    elif kind == "std":
+        values = np.sqrt(np.maximum(channels[num_classes] - np.square(probs[0]), 0.0))
+    elif kind == "entropy":
         values = _entropy(probs)
     else:  # mutual information: predictive entropy minus the members' expected entropy
         values = np.maximum(_entropy(probs) - channels[num_classes], 0.0)
@@ -106,7 +117,12 @@ class ProductRows:
 
 
 def describe(dataset: Any, kind: str, class_names: Sequence[str], *, primary: bool) -> None:
-    """Band descriptions of the companion products (the primary map stays as it was)."""
+    """Band descriptions of the companion products (the primary map stays as it was,
+    but a value map names what it holds)."""
+    if kind == "value":
+        dataset.set_band_description(1, class_names[0])
+    elif kind == "std":
+        dataset.set_band_description(1, f"standard deviation of {class_names[0]}")
     if primary:
         return
     if kind == "probabilities":
