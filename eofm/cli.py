@@ -390,6 +390,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     run_dir = fit(
         recipe, run_dir=args.run_dir, allow_random_init=args.allow_random_init, echo=_echo
     )
+    from eofm.train.distributed import is_global_zero
+
+    if not is_global_zero():  # DDP: rank 0 writes and reports the run
+        return 0
     metrics = read_json(run_dir / METRICS_FILE)["metrics"]
     _print_table(f"validation metrics ({run_dir / METRICS_FILE})", metrics, prefix="val/")
     _echo(f"eofm fit: run dir {run_dir}")

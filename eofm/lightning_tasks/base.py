@@ -3,6 +3,8 @@
 After torchgeo's ``BaseTask``: one ``_step`` serves train, validation and test; each
 stage has its own clone of the family's metrics; the epoch end logs what they computed;
 the optimizer is AdamW on the trainable parameters with a warm-up and cosine schedule.
+Under DDP the metrics' states are summed over the ranks when they compute (torchmetrics'
+``sync_on_compute``) and the logged losses are averaged over every rank's samples.
 A family's task says only what differs: its loss, its metrics, and how they report.
 """
 
@@ -114,6 +116,7 @@ class StageTask(L.LightningModule):
             on_epoch=True,
             prog_bar=True,
             batch_size=self.batch_size(batch),
+            sync_dist=True,  # DDP: the mean over every rank's samples (no-op on one process)
         )
         return loss
 
@@ -129,8 +132,8 @@ class StageTask(L.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         metrics = self.metrics_of(stage)
         scores = self.epoch_scores(metrics, stage)
-        if scores:
-            self.log_dict(scores)
+        if scores:  # torchmetrics synced their states across DDP ranks: the same values
+            self.log_dict(scores, sync_dist=True)
         for metric in metrics.values():
             metric.reset()
 
