@@ -86,6 +86,7 @@ def _fit(
     from eofm.adapters import is_lora, save_adapter
     from eofm.models.base import count_parameters
     from eofm.train.checkpointing import RandomState, checkpoint_callbacks
+    from eofm.train.distributed import stopped_by_another_rank
     from eofm.train.logs import ResumableCSVLogger
     from eofm.train.trainer import (
         build_trainer,
@@ -154,17 +155,22 @@ def _fit(
     started = time.perf_counter()
     ckpt_path = last if resume else None
     keeping_rows = csv_logger.keeping_earlier_rows(epochs=finished) if writes else nullcontext()
-    with keeping_rows:
-        if cached is not None:
-            trainer.fit(
-                task,
-                train_dataloaders=cached.train_dataloader(),
-                val_dataloaders=cached.val_dataloader(),
-                ckpt_path=ckpt_path,
-                weights_only=True,
-            )
-        else:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        with keeping_rows:
+            if cached is not None:
+                trainer.fit(
+                    task,
+                    train_dataloaders=cached.train_dataloader(),
+                    val_dataloaders=cached.val_dataloader(),
+                    ckpt_path=ckpt_path,
+                    weights_only=True,
+                )
+            else:
+                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except RuntimeError as exc:  # torch.distributed's errors: a collective whose peer died
+        if trainer.world_size == 1:
+            raise
+        raise stopped_by_another_rank(trainer.global_rank, trainer.world_size, exc) from None
     seconds = time.perf_counter() - started
     if not writes:
         return run_dir

@@ -280,12 +280,12 @@ class CachedDataModule(SplitLoaders):
         with self.cache.lock(key):
             folder = self.cache.lookup(key)
             self.hits[split] = folder is not None
-            if folder is None and self.builds:
+            if folder is not None:
+                log.info("Latent cache hit for %s: %s", split, folder)
+            elif self.builds:
                 folder = self._build(split, key, parts)
         if folder is None:  # another process of the run builds it: read it when complete
             folder = self._wait_for(split, key)
-        else:
-            log.info("Latent cache hit for %s: %s", split, folder)
         return CachedLatentDataset(folder)
 
     def _build(self, split: str, key: str, parts: dict[str, Any]) -> Path:

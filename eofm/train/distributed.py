@@ -56,3 +56,14 @@ def is_global_zero() -> bool:
 
     module = sys.modules.get("lightning.fabric.utilities.rank_zero")
     return module is None or getattr(module.rank_zero_only, "rank", 0) == 0
+
+
+def stopped_by_another_rank(rank: int, world: int, error: BaseException) -> EofmError:
+    """The one-line error of a DDP process whose collective failed: when a rank dies, the
+    others' next all-reduce fails (gloo: "Connection closed by peer"; NCCL times out),
+    and the failed rank has printed its own error already."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return EofmError(
+        f"DDP process {rank} of {world} stopped: {lines[0][:300]} (when another process of "
+        "the run failed, its error is printed above)."
+    )
