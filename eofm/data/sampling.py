@@ -15,8 +15,9 @@ as ``DistributedSampler`` does: each sample is visited once per epoch across the
 (when the ranks divide the split; else the few padding samples twice), and every rank
 takes the same number of steps, which DDP's gradient all-reduce needs. Evaluation
 splits are shared out without padding (:class:`InOrderShard`, as Lightning's
-``UnrepeatedDistributedSampler``): the metrics, summed over the ranks by torchmetrics,
-count each sample once and equal a single process's.
+``UnrepeatedDistributedSampler``), and by whole batches: each rank scores the batches a
+single process would, so the metrics, summed over the ranks by torchmetrics, count each
+sample once, and the losses (a batch's mean over its pixels) are a single process's.
 
 Both samplers are ``DistributedSampler`` subclasses only so that Lightning keeps them:
 it replaces any other sampler of a distributed run by its own
@@ -48,8 +49,9 @@ def process_share() -> tuple[int, int]:
 class _ShardSampler(DistributedSampler):
     """``range(size)`` shared out between the processes of the current process group."""
 
-    def __init__(self, size: int, seed: int) -> None:  # no super().__init__: see module doc
+    def __init__(self, size: int, seed: int, batch_size: int = 1) -> None:  # see module doc
         self.size, self.seed, self.epoch = size, seed, 0
+        self.batch_size = max(1, batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -86,26 +88,36 @@ class EpochShuffle(_ShardSampler):
 
 
 class InOrderShard(_ShardSampler):
-    """``range(size)`` in order; under DDP this rank's strided share, unpadded (every
-    rank needs at least one sample, so that each computes and syncs its metrics)."""
+    """``range(size)`` in order; under DDP this rank's share of its batches (batch ``b``
+    to rank ``b % world``), unpadded. Every rank needs a batch, so that each computes and
+    syncs its metrics."""
 
     def order(self) -> list[int]:
         return list(range(self.size))
 
     def _share(self) -> list[int]:
         rank, world = process_share()
-        if 0 < self.size < world:
+        order = self.order()
+        if world == 1:
+            return order
+        batches = [order[i : i + self.batch_size] for i in range(0, self.size, self.batch_size)]
+        if 0 < len(batches) < world:
             raise EofmError(
-                f"An evaluation split has {self.size} sample(s), fewer than the {world} "
-                "processes of this run: run it on fewer devices."
+                f"An evaluation split has {self.size} sample(s), {len(batches)} batch(es) of "
+                f"{self.batch_size}, fewer than the {world} processes of this run: run it on "
+                "fewer devices, or with a smaller data.batch_size."
             )
-        return self.order()[rank::world]
+        return [index for batch in batches[rank::world] for index in batch]
 
 
-def order_options(size: int, seed: int, *, shuffle: bool) -> dict[str, Any]:
+def order_options(size: int, seed: int, *, shuffle: bool, batch_size: int = 1) -> dict[str, Any]:
     """``DataLoader`` keywords for a split's order: shuffled by epoch for training, in
-    file order otherwise (each shared out between the processes of a DDP run);
-    ``generator`` seeds the worker processes' base seed."""
+    file order otherwise (each shared out between the processes of a DDP run, evaluation
+    by whole batches of ``batch_size``); ``generator`` seeds the worker processes' base
+    seed."""
     options: dict[str, Any] = {"generator": torch.Generator().manual_seed(seed)}
-    options["sampler"] = EpochShuffle(size, seed) if shuffle else InOrderShard(size, seed)
+    if shuffle:
+        options["sampler"] = EpochShuffle(size, seed)
+    else:
+        options["sampler"] = InOrderShard(size, seed, batch_size)
     return options

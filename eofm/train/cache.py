@@ -330,5 +330,10 @@ class CachedDataModule(SplitLoaders):
             dataset,
             batch_size=inner.batch_size,
             drop_last=inner.drop_last,
-            **order_options(len(dataset), getattr(self.inner, "seed", 0), shuffle=train),
+            **order_options(
+                len(dataset),
+                getattr(self.inner, "seed", 0),
+                shuffle=train,
+                batch_size=inner.batch_size or 1,
+            ),
         )
