@@ -7,10 +7,11 @@ nothing that eofm does; they append JSON lines to ``$EOFM_TEST_RECORD``:
 - ``{"rank", "epoch", "chips"}`` for each training batch a rank takes;
 - ``{"rank", "wrote"}`` for each run-dir file ``eofm fit`` writes and each checkpoint.
 
-``$EOFM_TEST_UNREADABLE=CHIP`` makes reading chip CHIP's raw sample fail as an unreadable
-file does (an ``EofmError`` naming it) in epoch 1, on whichever rank reads it: eofm reads
-every chip whole before training (``chip_status``), so a file damaged beforehand fails
-every rank up front; this stands for a read that fails later, on one node.
+``$EOFM_TEST_UNREADABLE=CHIP`` makes reading chip CHIP's sample (raw, or its cached
+latents) fail as an unreadable file does (an ``EofmError`` naming it) in epoch 1, on
+whichever rank reads it: eofm reads every chip whole before training (``chip_status``),
+so a file damaged beforehand fails every rank up front; this stands for a read that
+fails later, on one node.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def _observe() -> None:
 
     import eofm.commands.fit as fit_module
     import eofm.data.chips as chips_module
+    import eofm.train.cache as cache_module
     import eofm.train.checkpointing as checkpointing
     import eofm.train.trainer as trainer_module
 
@@ -95,6 +97,15 @@ def _observe() -> None:
             return read(self, index)
 
         chips_module.LabelledChips.__getitem__ = getitem
+        read_cached = cache_module.CachedLatentDataset.__getitem__
+
+        def getitem_cached(self, index):
+            sample = read_cached(self, index)
+            if sample.get("chip") == unreadable and epoch["now"] == 1:
+                raise EofmError(f"Cannot read chip {unreadable}'s cached latents (injected).")
+            return sample
+
+        cache_module.CachedLatentDataset.__getitem__ = getitem_cached
         inner = trainer_module.build_trainer
         trainer_module.build_trainer = lambda recipe, run_dir, *, callbacks=None, **o: inner(
             recipe, run_dir, callbacks=[*(callbacks or []), Epoch()], **o
