@@ -402,6 +402,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from eofm.publishing.hub import is_hub_uri, parse_hub_uri
+    from eofm.train.distributed import refuse_distributed_launch
+
+    refuse_distributed_launch("test")  # before anything heavy
 
     if is_hub_uri(args.run_dir):
         parse_hub_uri(args.run_dir)  # a malformed name fails before the heavy imports
@@ -588,6 +591,9 @@ def _units(record: dict) -> str:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from eofm.families.base import family_of
+    from eofm.train.distributed import refuse_distributed_launch
+
+    refuse_distributed_launch("calibrate")  # before anything heavy
     from eofm.train.rundir import load_run_recipe, locate_run
 
     run_dir, _ = locate_run(args.run_dir, args.checkpoint)

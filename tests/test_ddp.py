@@ -289,3 +289,39 @@ def _csv(run: Path) -> list[dict[str, str]]:
 
     with open(run / "logs" / "csv" / "metrics.csv", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def test_slurm_example_runs_a_valid_ddp_recipe(tmp_path: Path) -> None:
+    """``examples/slurm/fit_ddp.sbatch`` under bash, with the variables sbatch sets for
+    the whole job faked (2 nodes of 4 tasks) and ``srun`` a stub that records its
+    arguments: the eofm command line it launches parses, and its recipe is a DDP run
+    over the allocation that a failing rank ends (``--kill-on-bad-exit``)."""
+    from eofm.cli import _parse
+    from eofm.recipe import load_recipe
+
+    stub = tmp_path / "bin" / "srun"
+    stub.parent.mkdir()
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$SRUN_ARGS"\n')
+    stub.chmod(0o755)
+    recorded = tmp_path / "srun_args"
+    env = {
+        **os.environ,
+        "PATH": f"{stub.parent}:{os.environ['PATH']}",
+        "SRUN_ARGS": str(recorded),
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NTASKS_PER_NODE": "4",
+        "SLURM_NTASKS": "8",
+    }
+    script = ROOT / "examples" / "slurm" / "fit_ddp.sbatch"
+    subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, check=True, timeout=60)
+    srun_options, command = (
+        recorded.read_text().splitlines()[:1],
+        recorded.read_text().splitlines()[1:],
+    )
+    assert srun_options == ["--kill-on-bad-exit=1"] and command[:2] == ["eofm", "fit"]
+    args = _parse(command[1:])
+    recipe = load_recipe(args.recipe, args.overrides)  # the recipe's checks, before torch
+    trainer = recipe.trainer
+    assert (trainer.strategy, trainer.devices, trainer.num_nodes) == ("ddp", 4, 2)
+    assert trainer.accelerator == "gpu" and trainer.sync_batchnorm is True
+    assert args.run_dir == Path("runs") / f"{recipe.name}-ddp"
