@@ -4,16 +4,20 @@ Prithvi-EO-2.0-tiny + the progressive decoder (64 channels), full fine-tuning, t
 on random 6-band chips with eofm's segmentation task, sampler and Lightning trainer
 settings, at the same global batch both ways:
 
-- ``1 process``: batch ``--batch``, ``--cores`` torch threads;
-- ``2 processes (DDP, gloo)``: batch ``--batch / 2`` on each rank, ``--cores / 2``
-  threads each (Lightning's subprocess launcher starts rank 1).
+- ``1 process``: batch ``--batch``, with 2 torch threads and with 1;
+- ``2 processes (DDP, gloo)``: batch ``--batch / 2`` on each rank, 1 thread each
+  (Lightning's subprocess launcher starts rank 1).
 
-Each configuration runs in a fresh subprocess (so that its peak RSS is its own); the two
-run one after the other in the same invocation. Each rank times its training steps
+``--configs`` lists them as ``PROCESSESxTHREADS``. Each configuration runs in a fresh
+subprocess (so that its peak RSS is its own), one after the other in the same
+invocation. On a loaded machine, two threads of one process wait for each other at
+every parallel region when a neighbour holds one of the cores; one thread per process
+does not, which the ``1x1`` row shows. Each rank times its training steps
 (batch start to batch end, which includes DDP's gradient all-reduce; the first
 ``--warmup`` steps left out) and reports the median, and its peak RSS.
 
-    python benchmarks/ddp_overhead.py [--steps 12] [--batch 8] [--size 128] [--csv PATH]
+    python benchmarks/ddp_overhead.py [--steps 8] [--batch 8] [--size 128]
+        [--configs 1x2,1x1,2x1] [--csv PATH]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
 
 
-def train(processes: int, args: argparse.Namespace, out: Path) -> None:
+def train(processes: int, threads: int, args: argparse.Namespace, out: Path) -> None:
     """One configuration (in its own process; Lightning re-runs this for rank 1)."""
     import lightning as L
     import torch
@@ -46,7 +50,7 @@ def train(processes: int, args: argparse.Namespace, out: Path) -> None:
     from eofm.models.segmentation import build_segmentation_model
     from eofm.recipe import load_recipe
 
-    torch.set_num_threads(max(1, args.cores // processes))
+    torch.set_num_threads(threads)
     L.seed_everything(0, verbose=False)
     recipe = load_recipe(
         {
@@ -69,9 +73,12 @@ def train(processes: int, args: argparse.Namespace, out: Path) -> None:
             return {"image": image, "mask": mask, "chip": str(index)}
 
     def collate(samples: list[dict]) -> dict:
+        n = len(samples)  # the TL coordinates that real chips carry: every parameter trains
         return {
             "image": torch.stack([s["image"] for s in samples]),
             "mask": torch.stack([s["mask"] for s in samples]),
+            "temporal_coords": torch.tensor([[[2019.0, 200.0]]]).expand(n, 1, 2).clone(),
+            "location_coords": torch.tensor([[45.0, 7.0]]).expand(n, 2).clone(),
         }
 
     chips = Chips()
@@ -116,7 +123,7 @@ def train(processes: int, args: argparse.Namespace, out: Path) -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(),
     }
-    (out / f"{processes}-rank{trainer.global_rank}.json").write_text(json.dumps(result))
+    (out / f"{processes}x{threads}-rank{trainer.global_rank}.json").write_text(json.dumps(result))
 
 
 def commit() -> str:
@@ -131,42 +138,44 @@ def commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per configuration")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
     parser.add_argument("--batch", type=int, default=8, help="global batch (even)")
     parser.add_argument("--size", type=int, default=128, help="chip size in pixels")
-    parser.add_argument("--cores", type=int, default=2, help="torch threads in all")
+    parser.add_argument(
+        "--configs", default="1x2,1x1,2x1", help="PROCESSESxTHREADS (per process), comma-separated"
+    )
     parser.add_argument("--machine", default="cpu2-xeon-kvm")
     parser.add_argument("--csv", type=Path, help="append the rows to this results file")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        train(args.one, args, args.out)
+        processes, threads = (int(n) for n in args.one.split("x"))
+        train(processes, threads, args, args.out)
         return
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for processes in (1, 2):
-            started = time.perf_counter()
+        for config in args.configs.split(","):
+            processes = int(config.split("x")[0])
             subprocess.run(
-                [sys.executable, __file__, *sys.argv[1:], "--one", str(processes), "--out", tmp],
+                [sys.executable, __file__, *sys.argv[1:], "--one", config, "--out", tmp],
                 check=True,
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
-            wall = time.perf_counter() - started
             for rank in range(processes):
-                result = json.loads(Path(tmp, f"{processes}-rank{rank}.json").read_text())
-                rows.append((processes, rank, result, wall))
+                result = json.loads(Path(tmp, f"{config}-rank{rank}.json").read_text())
+                rows.append((processes, rank, result))
 
     today = datetime.date.today().isoformat()
-    print(f"\nglobal batch {args.batch}, {args.size}x{args.size} px, {args.cores} cores in all")
+    print(f"\nglobal batch {args.batch}, {args.size}x{args.size} px")
     print(f"{'configuration':<38} {'rank':>4} {'step s':>8} {'range':>13} {'peak RSS MB':>12}")
     table = []
-    for processes, rank, result, _wall in rows:
+    for processes, rank, result in rows:
         case = (
-            f"1 process, batch {args.batch}, {result['threads']} threads"
+            f"1 process, batch {args.batch}, {result['threads']} thread(s)"
             if processes == 1
             else f"2 processes (DDP gloo), batch {args.batch // 2} each, "
             f"{result['threads']} thread(s) each"
@@ -189,9 +198,13 @@ def main() -> None:
                     "run": 1,
                 }
             )
-    one = rows[0][2]["step_s"]
-    ddp = max(r[2]["step_s"] for r in rows if r[0] == 2)
-    print(f"DDP step time / one process's: {ddp / one:.2f}")
+    ddp = max((r[2]["step_s"] for r in rows if r[0] == 2), default=None)
+    for processes, _, result in rows:
+        if processes == 1 and ddp is not None:
+            print(
+                f"DDP step time / one process's with {result['threads']} thread(s): "
+                f"{ddp / result['step_s']:.2f}"
+            )
     if args.csv:
         new = not args.csv.exists()
         with open(args.csv, "a", newline="") as fh:

@@ -136,7 +136,8 @@ class TrainerConfig:
     accelerator: str = option("auto", "cpu, gpu, auto, ...")
     devices: Union[int, str, list[int]] = option("auto", "device count or ids")  # noqa: UP007
     strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = option(
-        "auto", "auto (one process per run), or ddp: one process per device (Lightning's DDP)"
+        "auto",
+        "Lightning's choice (DDP when devices or num_nodes > 1), or ddp: one process per device",
     )
     num_nodes: int = option(1, "machines of a DDP run (devices processes on each)")
     sync_batchnorm: bool = option(
@@ -369,17 +370,12 @@ def check_recipe(recipe: Recipe, where: str) -> None:
 
 def check_distributed(trainer: TrainerConfig, where: str) -> None:
     """The DDP keys together: ``torch.nn.SyncBatchNorm`` runs on GPUs only (its forward
-    refuses CPU tensors), and several nodes need the ``ddp`` strategy."""
+    refuses CPU tensors)."""
     if trainer.sync_batchnorm and trainer.accelerator == "cpu":
         raise RecipeError(
             f"Recipe key 'trainer.sync_batchnorm' in {where_of(where, 'trainer.sync_batchnorm')}"
-            " needs GPUs (torch's SyncBatchNorm has no CPU kernel); with "
+            " needs GPUs (torch's SyncBatchNorm refuses CPU tensors); with "
             "trainer.accelerator=cpu set it to false."
-        )
-    if trainer.num_nodes > 1 and trainer.strategy == "auto":
-        raise RecipeError(
-            f"Recipe key 'trainer.num_nodes' in {where_of(where, 'trainer.num_nodes')} is "
-            f"{trainer.num_nodes}: a run on several nodes needs trainer.strategy=ddp."
         )
 
 

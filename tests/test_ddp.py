@@ -124,6 +124,23 @@ def test_latent_cache_is_built_by_local_rank_zero_while_the_others_wait(tmp_path
     assert len(cache.entries()) == 1
 
 
+def test_a_ranks_collective_error_is_one_line_naming_the_way_out() -> None:
+    """A peer's death and DDP's unused-parameter refusal (a TL backbone fed no
+    coordinates has two such parameters) each end a rank with one line."""
+    from eofm.train.distributed import stopped_by_another_rank
+
+    peer = RuntimeError("[pair.cc:561] Connection closed by peer [127.0.0.1]:3061.\nmore")
+    assert str(stopped_by_another_rank(0, 2, peer)).startswith(
+        "DDP process 0 of 2 stopped: [pair.cc:561] Connection closed by peer"
+    )
+    unused = RuntimeError(
+        "It looks like your LightningModule has parameters that were not used in producing "
+        "the loss returned by training_step. If this is intentional, you must enable ..."
+    )
+    message = str(stopped_by_another_rank(1, 2, unused))
+    assert "trainer.strategy=ddp_find_unused_parameters_true" in message and "\n" not in message
+
+
 # --- the DDP run ------------------------------------------------------------------------
 
 

@@ -312,11 +312,6 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
         # issue 38 item 1: the DDP keys are checked like every key
         "trainer.strategy not DDP": ([*fit, "trainer.strategy=fsdp"], "trainer.strategy", run),
         "trainer.num_nodes 0": ([*fit, "trainer.num_nodes=0"], "trainer.num_nodes", run),
-        "trainer.num_nodes without ddp": (
-            [*fit, "trainer.num_nodes=2"],
-            "needs trainer.strategy=ddp",
-            run,
-        ),
         "trainer.sync_batchnorm on CPU": (
             [*fit, "trainer.accelerator=cpu", "trainer.sync_batchnorm=true"],
             "SyncBatchNorm",

@@ -61,12 +61,14 @@ def run_test(
     recipe = trained.recipe
     family = family_of(recipe)
     datamodule = family.build_eval_datamodule(recipe, trained)
-    if recipe.trainer.strategy != "auto" or recipe.trainer.num_nodes > 1:
+    trained_on = recipe.trainer
+    if trained_on.strategy != "auto" or trained_on.num_nodes > 1 or trained_on.devices != 1:
         log.info(
-            "eofm test runs on one process and one device (the run trained with "
-            "trainer.strategy=%s on %s node(s)).",
-            recipe.trainer.strategy,
-            recipe.trainer.num_nodes,
+            "eofm test runs on one process and one device (the run's recipe has "
+            "trainer.strategy=%s, devices=%s, num_nodes=%s).",
+            trained_on.strategy,
+            trained_on.devices,
+            trained_on.num_nodes,
         )
     trainer = build_trainer(recipe, None, one_process=True)
     task = family.build_task(recipe, trained.model, datamodule)

@@ -61,8 +61,16 @@ def is_global_zero() -> bool:
 def stopped_by_another_rank(rank: int, world: int, error: BaseException) -> EofmError:
     """The one-line error of a DDP process whose collective failed: when a rank dies, the
     others' next all-reduce fails (gloo: "Connection closed by peer"; NCCL times out),
-    and the failed rank has printed its own error already."""
+    and the failed rank has printed its own error already. DDP's reducer refuses a
+    trainable parameter that no loss used; that error names the recipe key that allows it
+    (Lightning's ``ddp_find_unused_parameters_true``)."""
     lines = str(error).strip().splitlines() or [type(error).__name__]
+    if "not used in producing the loss" in lines[0]:  # torch's DDP reducer, every rank
+        return EofmError(
+            "DDP needs every trainable parameter in each step's loss, and this model has "
+            "some that the loss does not use (a TL backbone fed no time or location "
+            "coordinates, for one): set trainer.strategy=ddp_find_unused_parameters_true."
+        )
     return EofmError(
         f"DDP process {rank} of {world} stopped: {lines[0][:300]} (when another process of "
         "the run failed, its error is printed above)."
