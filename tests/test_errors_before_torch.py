@@ -310,8 +310,16 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
         "task.monitor typo (class name)": ([*fit, "task.monitor=val/IoU_watr"], "IoU_water", run),
         "task.monitor typo (metric)": ([*fit, "task.monitor=val/IoU"], "val/IoU_water", run),
         # issue 38 item 1: the DDP keys are checked like every key
-        "trainer.strategy not DDP": ([*fit, "trainer.strategy=fsdp"], "trainer.strategy", run),
-        "trainer.num_nodes 0": ([*fit, "trainer.num_nodes=0"], "trainer.num_nodes", run),
+        "trainer.strategy not DDP": (
+            [*fit, "trainer.strategy=fsdp"],
+            "'trainer.strategy' in the command-line overrides must be one of ['auto', 'ddp'",
+            run,
+        ),
+        "trainer.num_nodes 0": (
+            [*fit, "trainer.num_nodes=0"],
+            "'trainer.num_nodes' in the command-line overrides must be > 0",
+            run,
+        ),
         "trainer.sync_batchnorm on CPU": (
             [*fit, "trainer.accelerator=cpu", "trainer.sync_batchnorm=true"],
             "SyncBatchNorm",
