@@ -410,6 +410,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     run_dir = fit(
         recipe, run_dir=args.run_dir, allow_random_init=args.allow_random_init, echo=_echo
     )
+    from eofm.train.distributed import is_global_zero
+
+    if not is_global_zero():  # DDP: rank 0 writes and reports the run
+        return 0
     metrics = read_json(run_dir / METRICS_FILE)["metrics"]
     _print_table(f"validation metrics ({run_dir / METRICS_FILE})", metrics, prefix="val/")
     _echo(f"eofm fit: run dir {run_dir}")
@@ -418,6 +422,9 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 def _cmd_test(args: argparse.Namespace) -> int:
     from eofm.publishing.hub import is_hub_uri, parse_hub_uri
+    from eofm.train.distributed import refuse_distributed_launch
+
+    refuse_distributed_launch("test")  # before anything heavy
 
     if is_hub_uri(args.run_dir):
         parse_hub_uri(args.run_dir)  # a malformed name fails before the heavy imports
@@ -626,6 +633,9 @@ def _units(record: dict) -> str:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from eofm.families.base import family_of
+    from eofm.train.distributed import refuse_distributed_launch
+
+    refuse_distributed_launch("calibrate")  # before anything heavy
     from eofm.train.rundir import load_run_recipe, locate_run
 
     run_dir, _ = locate_run(args.run_dir, args.checkpoint)

@@ -29,6 +29,7 @@ from eofm.typed_config import (
     check_positive,
     option,
     selected_by,
+    where_of,
 )
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,14 @@ class TrainerConfig:
     max_steps: int = option(-1, "steps to train (-1: no limit)")
     accelerator: str = option("auto", "cpu, gpu, auto, ...")
     devices: Union[int, str, list[int]] = option("auto", "device count or ids")  # noqa: UP007
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = option(
+        "auto",
+        "Lightning's choice (DDP when devices or num_nodes > 1), or ddp: one process per device",
+    )
+    num_nodes: int = option(1, "machines of a DDP run (devices processes on each)")
+    sync_batchnorm: bool = option(
+        False, "DDP on GPUs: batch-norm statistics over the global batch (SyncBatchNorm)"
+    )
     precision: Union[int, str] = option(  # noqa: UP007
         "auto", "auto: bf16-mixed on GPUs that support it, else 32-true; or any Lightning value"
     )
@@ -348,7 +357,8 @@ def check_recipe(recipe: Recipe, where: str) -> None:
     """Checks beyond types that still need no heavy import: the dataset's, the family's."""
     from eofm.registry import REGISTRY
 
-    check_positive(recipe.trainer, where, "trainer.accumulate_grad_batches")
+    check_positive(recipe.trainer, where, "trainer.accumulate_grad_batches", "trainer.num_nodes")
+    check_distributed(recipe.trainer, where)
     recipe.data.validate(where)
     try:
         family = REGISTRY.get("family", recipe.task.type).load()()
@@ -356,6 +366,17 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         raise RecipeError(f"task.type in {where}: {exc}") from None
     family.check_recipe(recipe, where)
     family.check_monitor_logged(recipe, where)  # after the family's own checks
+
+
+def check_distributed(trainer: TrainerConfig, where: str) -> None:
+    """The DDP keys together: ``torch.nn.SyncBatchNorm`` runs on GPUs only (its forward
+    refuses CPU tensors)."""
+    if trainer.sync_batchnorm and trainer.accelerator == "cpu":
+        raise RecipeError(
+            f"Recipe key 'trainer.sync_batchnorm' in {where_of(where, 'trainer.sync_batchnorm')}"
+            " needs GPUs (torch's SyncBatchNorm refuses CPU tensors); with "
+            "trainer.accelerator=cpu set it to false."
+        )
 
 
 #: Keys of the single flat ``data`` section that releases up to 0.1.0 wrote, with their

@@ -309,6 +309,22 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
         ),  # fmt: skip
         "task.monitor typo (class name)": ([*fit, "task.monitor=val/IoU_watr"], "IoU_water", run),
         "task.monitor typo (metric)": ([*fit, "task.monitor=val/IoU"], "val/IoU_water", run),
+        # issue 38 item 1: the DDP keys are checked like every key
+        "trainer.strategy not DDP": (
+            [*fit, "trainer.strategy=fsdp"],
+            "'trainer.strategy' in the command-line overrides must be one of ['auto', 'ddp'",
+            run,
+        ),
+        "trainer.num_nodes 0": (
+            [*fit, "trainer.num_nodes=0"],
+            "'trainer.num_nodes' in the command-line overrides must be > 0",
+            run,
+        ),
+        "trainer.sync_batchnorm on CPU": (
+            [*fit, "trainer.accelerator=cpu", "trainer.sync_batchnorm=true"],
+            "SyncBatchNorm",
+            run,
+        ),
         # issue 33 item 2: ensembles a family does not average are refused, naming it
         "ensemble of weather runs": (
             [

@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 def calibrate(
     spec: str | Path, overrides: list[str] | None = None, *, checkpoint: str | None = None
 ) -> dict[str, Any]:
-    """Fit the temperature on the validation split and record it in ``model.json``."""
+    """Fit the temperature on the validation split and record it in ``model.json``; on
+    one process (a launch of several is refused: each would write ``model.json``)."""
+    from eofm.train.distributed import refuse_distributed_launch
+
+    refuse_distributed_launch("calibrate")
     run_dir, _ = locate_run(str(spec), checkpoint)
     family = family_of(load_run_recipe(run_dir, overrides or []))
     family.require("calibrate", run_dir)  # before any model loads

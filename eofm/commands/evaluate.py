@@ -42,8 +42,12 @@ def run_test(
     Overrides may point elsewhere (e.g. ``data.root=...``). The checkpoint follows the
     one rule that ``predict`` uses too: ``best`` when the run has one, else ``last``
     (``checkpoint`` picks one explicitly). A run dir gets ``test_metrics.json``; for a
-    published model the JSON goes to ``output`` if given.
+    published model the JSON goes to ``output`` if given. It runs on one process and one
+    device, also for a run trained with DDP (the per-chip passes are not distributed).
     """
+    from eofm.train.distributed import refuse_distributed_launch
+
+    refuse_distributed_launch("test")
     from eofm.train.trainer import build_trainer
 
     if not is_hub_uri(str(spec)):  # refused before any model loads
@@ -57,7 +61,16 @@ def run_test(
     recipe = trained.recipe
     family = family_of(recipe)
     datamodule = family.build_eval_datamodule(recipe, trained)
-    trainer = build_trainer(recipe, None)
+    trained_on = recipe.trainer
+    if trained_on.strategy != "auto" or trained_on.num_nodes > 1 or trained_on.devices != 1:
+        log.info(
+            "eofm test runs on one process and one device (the run's recipe has "
+            "trainer.strategy=%s, devices=%s, num_nodes=%s).",
+            trained_on.strategy,
+            trained_on.devices,
+            trained_on.num_nodes,
+        )
+    trainer = build_trainer(recipe, None, one_process=True)
     task = family.build_task(recipe, trained.model, datamodule)
     results = trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}

@@ -6,6 +6,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,9 @@ def fit(
     """Fine-tune ``recipe``; returns the run dir. Rerunning with the same run dir resumes.
 
     Everything that can fail on bad input runs before the run dir is written, and a run
-    that fails before its first checkpoint leaves no run dir behind.
+    that fails before its first checkpoint leaves no run dir behind. Under DDP
+    (``trainer.strategy: ddp``) every process runs this; only global rank 0 writes the
+    run dir (:mod:`eofm.train.distributed`).
     """
     family_of(recipe).require("fit", f"recipe {recipe.name}")
     recipe = with_absolute_paths(recipe)
@@ -62,6 +65,10 @@ def fit(
     try:
         return _fit(recipe, run_dir, resume, allow_random_init=allow_random_init, echo=echo)
     except BaseException:
+        from eofm.train.distributed import is_global_zero
+
+        if not is_global_zero():
+            raise
         if (fresh or was_empty) and not any((run_dir / CHECKPOINT_DIR).glob("*.ckpt")):
             for child in run_dir.iterdir() if run_dir.is_dir() else ():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -79,6 +86,7 @@ def _fit(
     from eofm.adapters import is_lora, save_adapter
     from eofm.models.base import count_parameters
     from eofm.train.checkpointing import RandomState, checkpoint_callbacks
+    from eofm.train.distributed import stopped_by_another_rank
     from eofm.train.logs import ResumableCSVLogger
     from eofm.train.trainer import (
         build_trainer,
@@ -91,37 +99,6 @@ def _fit(
     last = run_dir / CHECKPOINT_DIR / "last.ckpt"
     finished = check_resumable(last) if resume else None
     L.seed_everything(recipe.seed, workers=True, verbose=False)
-    setup = family.setup_fit(recipe, allow_random_init=allow_random_init)
-    datamodule, model = setup.datamodule, setup.model
-    log.info(
-        "Normalisation from %s: mean=%s std=%s", setup.norm_source, datamodule.mean, datamodule.std
-    )
-    cached = cached_datamodule(recipe, datamodule, model, family, echo=echo)
-    trainable, total = count_parameters(model)
-    echo(
-        f"eofm fit: {recipe.name}: {trainable:,} trainable of {total:,} parameters "
-        f"({100 * trainable / total:.1f}%), adapter={recipe.adapter.mode}, "
-        f"decoder={recipe.decoder.name}"
-    )
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
-    manifest = family.model_manifest(recipe, model, datamodule, setup.norm_source)
-    earlier = read_json(run_dir / MODEL_FILE) if (run_dir / MODEL_FILE).is_file() else {}
-    if earlier.get("calibration"):
-        log.warning(
-            "The run trains further, so its calibration (T=%.3f) no longer applies: run "
-            "'eofm calibrate %s' again.",
-            earlier["calibration"]["temperature"],
-            run_dir,
-        )
-    write_json(run_dir / MODEL_FILE, manifest)
-
-    task = family.build_task(recipe, model, datamodule)
-    pointer = light_checkpoint_base(manifest.get("backbone") or {})
-    if pointer is not None:  # frozen pinned pretrained weights stay out of checkpoints
-        task.keep_base_out_of_checkpoints(pointer)
-    compile_model(model, recipe.trainer.compile)
     checkpoint, last_checkpoint = checkpoint_callbacks(
         run_dir / CHECKPOINT_DIR, recipe.task.monitor, family.monitor_mode(recipe.task.monitor)
     )
@@ -132,26 +109,71 @@ def _fit(
             run_dir / "logs", name="tensorboard", version="", default_hp_metric=False
         ),
     ]
-    trainer = build_trainer(
+    trainer = build_trainer(  # first: its ranks say which process writes what
         recipe, run_dir, callbacks=[RandomState(), checkpoint, last_checkpoint], loggers=loggers
     )
+    writes = trainer.is_global_zero  # the run dir's files; Lightning saves checkpoints
+    say = echo if writes else log.debug
+    setup = family.setup_fit(recipe, allow_random_init=allow_random_init)
+    datamodule, model = setup.datamodule, setup.model
+    log.info(
+        "Normalisation from %s: mean=%s std=%s", setup.norm_source, datamodule.mean, datamodule.std
+    )
+    cached = cached_datamodule(
+        recipe, datamodule, model, family, echo=say, builds=trainer.local_rank == 0
+    )
+    trainable, total = count_parameters(model)
+    say(
+        f"eofm fit: {recipe.name}: {trainable:,} trainable of {total:,} parameters "
+        f"({100 * trainable / total:.1f}%), adapter={recipe.adapter.mode}, "
+        f"decoder={recipe.decoder.name}"
+        + (f", {trainer.world_size} processes (DDP)" if trainer.world_size > 1 else "")
+    )
+
+    manifest = family.model_manifest(recipe, model, datamodule, setup.norm_source)
+    if writes:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / RECIPE_FILE, dump_recipe(recipe))
+        earlier = read_json(run_dir / MODEL_FILE) if (run_dir / MODEL_FILE).is_file() else {}
+        if earlier.get("calibration"):
+            log.warning(
+                "The run trains further, so its calibration (T=%.3f) no longer applies: run "
+                "'eofm calibrate %s' again.",
+                earlier["calibration"]["temperature"],
+                run_dir,
+            )
+        write_json(run_dir / MODEL_FILE, manifest)
+
+    task = family.build_task(recipe, model, datamodule)
+    pointer = light_checkpoint_base(manifest.get("backbone") or {})
+    if pointer is not None:  # frozen pinned pretrained weights stay out of checkpoints
+        task.keep_base_out_of_checkpoints(pointer)
+    compile_model(model, recipe.trainer.compile)
     fit_logging_interval(trainer, (cached or datamodule).train_dataloader())
     if finished is not None:
-        echo(f"eofm fit: resuming from {last} at epoch {finished + 1}")
+        say(f"eofm fit: resuming from {last} at epoch {finished + 1}")
     started = time.perf_counter()
     ckpt_path = last if resume else None
-    with csv_logger.keeping_earlier_rows(epochs=finished):
-        if cached is not None:
-            trainer.fit(
-                task,
-                train_dataloaders=cached.train_dataloader(),
-                val_dataloaders=cached.val_dataloader(),
-                ckpt_path=ckpt_path,
-                weights_only=True,
-            )
-        else:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    keeping_rows = csv_logger.keeping_earlier_rows(epochs=finished) if writes else nullcontext()
+    try:
+        with keeping_rows:
+            if cached is not None:
+                trainer.fit(
+                    task,
+                    train_dataloaders=cached.train_dataloader(),
+                    val_dataloaders=cached.val_dataloader(),
+                    ckpt_path=ckpt_path,
+                    weights_only=True,
+                )
+            else:
+                trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except RuntimeError as exc:  # torch.distributed's errors: a collective whose peer died
+        if trainer.world_size == 1:
+            raise
+        raise stopped_by_another_rank(trainer.global_rank, trainer.world_size, exc) from None
     seconds = time.perf_counter() - started
+    if not writes:
+        return run_dir
 
     metrics = {k: scalar(v) for k, v in trainer.callback_metrics.items()}
     earlier = read_json(run_dir / METRICS_FILE) if (run_dir / METRICS_FILE).is_file() else {}
@@ -188,9 +210,16 @@ def curves(run_dir: Path, monitor: str) -> Path | None:
 
 
 def cached_datamodule(
-    recipe: Recipe, datamodule: Any, model: Any, family: TaskFamily, *, echo: Echo = log.info
+    recipe: Recipe,
+    datamodule: Any,
+    model: Any,
+    family: TaskFamily,
+    *,
+    echo: Echo = log.info,
+    builds: bool = True,
 ) -> Any:
-    """The latent-cache wrapper when ``cache.mode`` allows it and caching is valid, else None."""
+    """The latent-cache wrapper when ``cache.mode`` allows it and caching is valid, else
+    None; ``builds``: this process writes missing entries (the others of a node wait)."""
     from eofm.train.cache import CachedDataModule, LatentCache, cache_refusal
 
     if recipe.cache.mode == "off":
@@ -210,6 +239,6 @@ def cached_datamodule(
         "taps": list(getattr(backbone, "tap_layers", ()) or ()),
     }
     cache = LatentCache(recipe.cache.dir, max_bytes=int(recipe.cache.max_gb * 2**30))
-    wrapped = CachedDataModule(datamodule, model, cache, key)
+    wrapped = CachedDataModule(datamodule, model, cache, key, builds=builds)
     echo(f"eofm fit: {cache.report()}")
     return wrapped

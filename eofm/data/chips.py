@@ -370,7 +370,7 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
             batch_size=self.batch_size,
             # a last batch of one breaks BatchNorm in training; drop it when there are others
             drop_last=train and len(dataset) > self.batch_size,
-            **order_options(len(dataset), self.seed, shuffle=train),
+            **order_options(len(dataset), self.seed, shuffle=train, batch_size=self.batch_size),
             collate_fn=collate_chips,
             **loader_options(self.num_workers, pin_memory=self.pin_memory),
         )

@@ -38,7 +38,7 @@ class SplitLoaders:
             dataset,
             batch_size=self.batch_size,  # type: ignore[attr-defined]
             drop_last=train and self.drop_last_train and len(dataset) > self.batch_size,  # type: ignore[attr-defined]
-            **order_options(len(dataset), self.seed, shuffle=train),  # type: ignore[attr-defined]
+            **order_options(len(dataset), self.seed, shuffle=train, batch_size=self.batch_size),  # type: ignore[attr-defined]
             collate_fn=self.collate,  # type: ignore[attr-defined]
             **loader_options(self.num_workers, pin_memory=self.pin_memory),  # type: ignore[attr-defined]
         )

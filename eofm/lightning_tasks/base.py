@@ -3,6 +3,11 @@
 After torchgeo's ``BaseTask``: one ``_step`` serves train, validation and test; each
 stage has its own clone of the family's metrics; the epoch end logs what they computed;
 the optimizer is AdamW on the trainable parameters with a warm-up and cosine schedule.
+Under DDP the metrics' states are summed over the ranks when they compute (torchmetrics'
+``sync_on_compute``). The evaluation losses are torchmetrics means too: the ranks may
+score unequal shares (:class:`eofm.data.sampling.InOrderShard`), and Lightning's
+``sync_dist`` mean divides the summed batch sizes by the world size in integers on gloo
+(``lightning.fabric.utilities.distributed._sync_ddp``: 3 samples on 2 ranks count as 2).
 A family's task says only what differs: its loss, its metrics, and how they report.
 """
 
@@ -14,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from eofm.checkpoint_format import BASE_KEY
 
@@ -96,6 +102,8 @@ class StageTask(L.LightningModule):
         """Call at the end of ``__init__``: one metric set per stage."""
         for stage in STAGES:  # attributes, not a ModuleDict: "train" is a Module method
             setattr(self, f"{stage}_metrics", self.make_metrics())
+        for stage in ("val", "test"):  # see _step
+            setattr(self, f"{stage}_loss", MeanMetric())
 
     def metrics_of(self, stage: str) -> nn.ModuleDict:
         return getattr(self, f"{stage}_metrics")
@@ -107,14 +115,21 @@ class StageTask(L.LightningModule):
         outputs = self.model.predict_batch(batch)
         loss = self.loss(outputs, batch)
         self.update_metrics(self.metrics_of(stage), outputs.detach(), batch)
-        self.log(
-            f"{stage}/loss",
-            loss,
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=self.batch_size(batch),
-        )
+        size = self.batch_size(batch)
+        if stage == "train":  # every DDP rank takes the same batches: Lightning's mean holds
+            self.log(
+                "train/loss",
+                loss,
+                on_step=True,
+                on_epoch=True,
+                prog_bar=True,
+                batch_size=size,
+                sync_dist=True,
+            )
+        else:
+            mean = getattr(self, f"{stage}_loss")
+            mean.update(loss.detach(), size)
+            self.log(f"{stage}/loss", mean, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -129,8 +144,8 @@ class StageTask(L.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         metrics = self.metrics_of(stage)
         scores = self.epoch_scores(metrics, stage)
-        if scores:
-            self.log_dict(scores)
+        if scores:  # torchmetrics synced their states across DDP ranks: the same values
+            self.log_dict(scores, sync_dist=True)
         for metric in metrics.values():
             metric.reset()
 

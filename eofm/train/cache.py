@@ -9,6 +9,8 @@ files with their sizes and modification times, the preprocessing, the split and 
 eofm version; any change gives a new key. Entries are safetensors shards written to a
 temporary folder and renamed when complete, so a killed run never leaves a half entry.
 The cache folder is bounded: least recently used entries are evicted past ``max_bytes``.
+Under DDP, local rank 0 builds a missing entry under the entry's file lock (filelock)
+while the node's other ranks wait for it, then every rank reads it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 
 COMPLETE = "entry.json"
 SHARD_SAMPLES = 256
+#: How often a rank waiting for another's cache entry looks for it.
+WAIT_SECONDS = 0.5
 
 
 def default_cache_dir() -> Path:
@@ -70,6 +74,13 @@ class LatentCache:
 
     def entry(self, key: str) -> Path:
         return self.root / key
+
+    def lock(self, key: str) -> Any:
+        """The entry's file lock (filelock): one process at a time looks it up or writes it."""
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / f".{key}.lock"))
 
     def lookup(self, key: str) -> Path | None:
         folder = self.entry(key)
@@ -235,7 +246,11 @@ class CachedDataModule(SplitLoaders):
         backbone_key: Mapping[str, Any],
         *,
         splits: Iterable[str] = ("train", "val"),
+        builds: bool = True,
     ) -> None:
+        """``builds``: this process writes the entries that are missing (local rank 0 of a
+        distributed run; the other ranks wait for them, then read them)."""
+        self.builds = builds
         self.inner = inner
         self.model = model
         self.cache = cache
@@ -245,7 +260,8 @@ class CachedDataModule(SplitLoaders):
         self.build_seconds: dict[str, float] = {}
         for split in splits:
             self.datasets[split] = self._prepare(split)
-        self.cache.evict(keep={self.key(s) for s in self.datasets})
+        if builds:  # one process per node evicts
+            self.cache.evict(keep={self.key(s) for s in self.datasets})
         log.info(self.cache.report())
 
     def key_parts(self, split: str) -> dict[str, Any]:
@@ -261,28 +277,50 @@ class CachedDataModule(SplitLoaders):
     def _prepare(self, split: str) -> CachedLatentDataset:
         parts = self.key_parts(split)
         key = cache_key(parts)
-        folder = self.cache.lookup(key)
-        self.hits[split] = folder is not None
-        if folder is None:
-            started = time.perf_counter()
-            loader = DataLoader(
-                self.inner.dataset(split),
-                batch_size=getattr(self.inner, "batch_size", 1),
-                shuffle=False,
-                num_workers=getattr(self.inner, "num_workers", 0),
-                collate_fn=self.inner.collate,
-            )
-            try:
-                folder = self.cache.write(key, parts, encoded_samples(self.model, loader))
-            except OSError as exc:
-                raise EofmError(
-                    f"Cannot write the latent cache under {self.cache.root}: {exc}"
-                ) from None
-            self.build_seconds[split] = time.perf_counter() - started
-            log.info("Cached %s latents in %.1f s: %s", split, self.build_seconds[split], folder)
-        else:
-            log.info("Latent cache hit for %s: %s", split, folder)
+        with self.cache.lock(key):
+            folder = self.cache.lookup(key)
+            self.hits[split] = folder is not None
+            if folder is not None:
+                log.info("Latent cache hit for %s: %s", split, folder)
+            elif self.builds:
+                folder = self._build(split, key, parts)
+        if folder is None:  # another process of the run builds it: read it when complete
+            folder = self._wait_for(split, key)
         return CachedLatentDataset(folder)
+
+    def _build(self, split: str, key: str, parts: dict[str, Any]) -> Path:
+        started = time.perf_counter()
+        loader = DataLoader(
+            self.inner.dataset(split),
+            batch_size=getattr(self.inner, "batch_size", 1),
+            shuffle=False,
+            num_workers=getattr(self.inner, "num_workers", 0),
+            collate_fn=self.inner.collate,
+        )
+        try:
+            folder = self.cache.write(key, parts, encoded_samples(self.model, loader))
+        except OSError as exc:
+            raise EofmError(
+                f"Cannot write the latent cache under {self.cache.root}: {exc}"
+            ) from None
+        self.build_seconds[split] = time.perf_counter() - started
+        log.info("Cached %s latents in %.1f s: %s", split, self.build_seconds[split], folder)
+        return folder
+
+    def _wait_for(self, split: str, key: str) -> Path:
+        """The entry that local rank 0 is building; its launcher (Lightning's, srun with
+        ``--kill-on-bad-exit``, torchrun) ends this process if that rank fails."""
+        log.info(
+            "Waiting for local rank 0 to cache the %s latents under %s", split, self.cache.root
+        )
+        while True:
+            time.sleep(WAIT_SECONDS)
+            with self.cache.lock(key):
+                folder = self.cache.lookup(key)
+            if folder is not None:
+                log.info("Latent cache read for %s (built by local rank 0): %s", split, folder)
+                self.hits[split] = True
+                return folder
 
     def _loader(self, split: str) -> DataLoader:
         dataset = self.datasets[split]
@@ -292,5 +330,10 @@ class CachedDataModule(SplitLoaders):
             dataset,
             batch_size=inner.batch_size,
             drop_last=inner.drop_last,
-            **order_options(len(dataset), getattr(self.inner, "seed", 0), shuffle=train),
+            **order_options(
+                len(dataset),
+                getattr(self.inner, "seed", 0),
+                shuffle=train,
+                batch_size=inner.batch_size or 1,
+            ),
         )

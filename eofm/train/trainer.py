@@ -15,14 +15,24 @@ log = logging.getLogger(__name__)
 
 
 def build_trainer(
-    recipe: Recipe, run_dir: Path | None, *, callbacks: list | None = None, loggers: Any = False
+    recipe: Recipe,
+    run_dir: Path | None,
+    *,
+    callbacks: list | None = None,
+    loggers: Any = False,
+    one_process: bool = False,
 ) -> Any:
-    """``lightning.Trainer`` with the recipe's ``trainer`` keys and atomic checkpoints."""
+    """``lightning.Trainer`` with the recipe's ``trainer`` keys and atomic checkpoints;
+    ``one_process``: on one device whatever the recipe's ``devices`` and ``strategy``
+    (the commands that score a trained model)."""
     import lightning as L
 
     from eofm.train.checkpointing import AtomicCheckpointIO
+    from eofm.train.distributed import one_process_trainer
 
     kwargs = {k: v for k, v in asdict(recipe.trainer).items() if v is not None}
+    if one_process:
+        kwargs = one_process_trainer(kwargs)
     kwargs.pop("compile")
     kwargs["precision"] = resolve_trainer_precision(kwargs["precision"], kwargs["accelerator"])
     return L.Trainer(
@@ -37,13 +47,15 @@ def build_trainer(
 
 def fit_logging_interval(trainer: Any, train_loader: Any) -> None:
     """Log training steps at least once an epoch: ``log_every_n_steps`` is lowered to the
-    epoch's batch count when an epoch is shorter (small datasets, the demos), instead of
+    epoch's batch count (each rank's, under DDP) when an epoch is shorter (small datasets,
+    the demos), instead of
     Lightning's warning that the interval exceeds it (``fit_loop.setup_data``), which
     advises just that. The recipe's value stands otherwise."""
     try:
         batches = len(train_loader)
     except TypeError:  # an iterable dataset: its length is unknown
         return
+    batches = -(-batches // max(1, trainer.world_size))  # DDP: each rank's share
     limit = trainer.limit_train_batches
     if isinstance(limit, int):
         batches = min(batches, limit)
