@@ -325,6 +325,11 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             "SyncBatchNorm",
             run,
         ),
+        "DDP fit of a family not tested under DDP": (
+            [*fire_fit, f"data.root={s['cube']}", "trainer.devices=2", "trainer.strategy=ddp"],
+            "segmentation only",
+            run,
+        ),
         # issue 33 item 2: ensembles a family does not average are refused, naming it
         "ensemble of weather runs": (
             [

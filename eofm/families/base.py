@@ -84,6 +84,9 @@ class TaskFamily:
     averages_ensembles: ClassVar[bool] = False
     #: Whether ``eofm test --mc-dropout N`` scores the family's runs (spread-skill).
     tests_mc_dropout: ClassVar[bool] = False
+    #: Whether ``eofm fit`` runs the family on several processes (Lightning's DDP), tested
+    #: as such; else a multi-process ``trainer`` is refused when the recipe loads.
+    fits_distributed: ClassVar[bool] = False
 
     # --- light: what the family supports and recipe checks ----------------------------
     def require(self, command: str, what: object) -> None:
@@ -123,6 +126,7 @@ class TaskFamily:
                 f"task (task.type); use one of {fitting}."
             )
         self.monitor_mode(recipe.task.monitor, where)
+        self.check_distributed(recipe, where)
         from eofm.publishing.hub import is_hub_uri, parse_hub_uri
 
         if is_hub_uri(recipe.backbone.name):
@@ -130,6 +134,24 @@ class TaskFamily:
                 parse_hub_uri(recipe.backbone.name)
             except EofmError as exc:
                 raise RecipeError(f"backbone.name in {where}: {exc}") from None
+
+    def check_distributed(self, recipe: Recipe, where: str) -> None:
+        """Refuse a multi-process fit (``trainer.strategy: ddp``, several ``devices`` or
+        ``num_nodes``) for a family not tested under DDP (:attr:`fits_distributed`)."""
+        trainer = recipe.trainer
+        devices = trainer.devices
+        many = (isinstance(devices, int) and devices > 1) or (
+            isinstance(devices, list) and len(devices) > 1
+        )
+        if self.fits_distributed or not (
+            trainer.strategy != "auto" or trainer.num_nodes > 1 or many
+        ):
+            return
+        raise RecipeError(
+            f"trainer in {where} asks for a multi-process (DDP) fit, which eofm runs and tests "
+            f"for segmentation only, not for a {self.name} run: set trainer.devices=1, "
+            "trainer.num_nodes=1 and trainer.strategy=auto."
+        )
 
     def metric_names(self, recipe: Recipe) -> list[str]:
         """Every metric (after ``stage/``) that the family's task logs for ``recipe``,

@@ -54,6 +54,7 @@ class SegmentationFamily(TaskFamily):
 
     predict_uncertainties = ("entropy", "mc-dropout", "tta")
     averages_ensembles = True
+    fits_distributed = True  # tests/test_ddp.py
 
     def metric_names(self, recipe: Recipe) -> list[str]:
         """As ``tasks/segmentation.py`` logs them: the means, and IoU and F1 per class."""
