@@ -378,8 +378,8 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         raise RecipeError(f"task.type in {where}: {exc}") from None
     family.check_recipe(recipe, where)
     family.check_monitor_logged(recipe, where)  # after the family's own checks
+    family.check_tiled_eval(recipe, where)  # a family that cannot is refused first
     check_tiled_eval(recipe.eval.tiled, where)
-    family.check_tiled_eval(recipe, where)
 
 
 def check_tiled_eval(tiled: TiledEvalConfig, where: str) -> None:
