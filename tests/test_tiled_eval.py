@@ -82,7 +82,7 @@ def test_tiled_test_scores_the_maps_predict_writes(
     assert payload["protocol"] == {
         "tiled": {"tile": 32, "overlap": 8, "tta": "flip" if tta else "none"}
     }
-    chips = payload["test_scenes"]
+    chips = payload["test_chips"]
     assert chips
     images = [flood_root / "S1Hand" / f"{c}_S1Hand.tif" for c in chips]
     labels = [flood_root / "LabelHand" / f"{c}_LabelHand.tif" for c in chips]
@@ -113,7 +113,7 @@ def test_one_tile_per_chip_agrees_with_the_chip_wise_test(
     argv = ["test", str(run), *_data(flood_root), "eval.tiled.tile=64", "eval.tiled.overlap=0"]
     assert main([*argv, "--output", str(tiled)]) == 0
     chip_wise, whole = json.loads(chips.read_text()), json.loads(tiled.read_text())
-    assert whole["test_scenes"] == chip_wise["test_chips"]
+    assert whole["test_chips"] == chip_wise["test_chips"]
     assert "protocol" not in chip_wise
     assert whole["confusion"] == chip_wise["confusion"]
     assert set(chip_wise["metrics"]) - set(whole["metrics"]) == {"test/loss"}

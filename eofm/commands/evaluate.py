@@ -75,7 +75,7 @@ def run_test(
             trained, datamodule, target.parent if target else None, maps_dir
         )
         metrics = {k: scalar(v) for k, v in tiled.pop("metrics").items()}
-        payload = {**head, "metrics": metrics, **tiled}
+        payload = {**head, **family.test_record(datamodule), "metrics": metrics, **tiled}
     else:
         trainer = build_trainer(recipe, None)
         task = family.build_task(recipe, trained.model, datamodule)

@@ -311,9 +311,17 @@ class SegmentationFamily(TaskFamily):
             rows = "\n".join(
                 f"| {k} | {v:.4f} |" for k, v in sorted(values.items()) if v is not None
             )
+            tiled = (metrics.get("protocol") or {}).get("tiled")
+            whole = (
+                f", each chip whole in tiles of {tiled['tile']} px overlapping by "
+                f"{tiled['overlap']} px as `eofm predict` streams it"
+                + (" (flip TTA)" if tiled["tta"] == "flip" else "")
+                if tiled
+                else ""
+            )
             evaluation = (
-                f"On the test split ({len(metrics.get('test_chips', []))} chips), with checkpoint "
-                f"`{metrics.get('checkpoint')}`:\n\n| metric | value |\n|---|---|\n{rows}"
+                f"On the test split ({len(metrics.get('test_chips', []))} chips{whole}), with "
+                f"checkpoint `{metrics.get('checkpoint')}`:\n\n| metric | value |\n|---|---|\n{rows}"
             )
         else:
             evaluation = (
@@ -413,7 +421,6 @@ def score_tiled(
             )
     record: dict[str, Any] = {
         "protocol": {"tiled": asdict(tiled)},
-        "test_scenes": list(pairs),
         "metrics": scene_metrics(scores, names),
         "confusion": {"classes": names, "truth_by_predicted": scores.confusion.tolist()},
     }
