@@ -119,3 +119,19 @@ def test_one_tile_per_chip_agrees_with_the_chip_wise_test(
     assert set(chip_wise["metrics"]) - set(whole["metrics"]) == {"test/loss"}
     for key, value in whole["metrics"].items():
         assert value == pytest.approx(chip_wise["metrics"][key], abs=1e-6), key
+
+
+def test_a_time_location_model_gets_each_chips_date() -> None:
+    """The chip-wise test feeds a TL model (year, day of year) from the event metadata;
+    the tiled test hands the engine the same day (Nigeria's flood: 2018, day 264, the
+    date make demo gives eofm predict)."""
+    from types import SimpleNamespace
+
+    from eofm.families.segmentation import _chip_date
+
+    dated = {"Nigeria_812045": {"temporal": (2018, 264)}, "Undated": {"temporal": None}}
+    datamodule = SimpleNamespace(coords=dated, uses_coords={"time": True})
+    assert _chip_date(datamodule, "Nigeria_812045") == "2018-09-21"
+    assert _chip_date(datamodule, "Undated") is None
+    datamodule.uses_coords = {"time": False}
+    assert _chip_date(datamodule, "Nigeria_812045") is None

@@ -400,6 +400,9 @@ def score_tiled(
 
     recipe, names = trained.recipe, list(trained.class_names)
     tiled = recipe.eval.tiled
+    pairs = datamodule.split_pairs("test")
+    if not pairs:
+        raise EofmError(f"The test split is empty (data under {datamodule.root}).")
     options = PredictOptions(
         tile=tiled.tile,
         overlap=tiled.overlap,
@@ -410,7 +413,6 @@ def score_tiled(
     )
     predictor = Predictor(trained, options)
     scores = PixelScores(len(names))
-    pairs = datamodule.split_pairs("test")
     with tempfile.TemporaryDirectory(prefix="eofm-tiled-") as scratch:
         folder = Path(maps_dir or scratch)
         for chip, (image, label) in pairs.items():
