@@ -70,6 +70,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="weather runs: N dropout passes of the decoders; reports their spread-skill ratio",
     )
+    test.add_argument(
+        "--tiled",
+        metavar="TILE[,OVERLAP]",
+        help="score the test split's whole scenes tiled as 'eofm predict --tile TILE --overlap "
+        "OVERLAP' does, by the same engine (as eval.tiled.tile/overlap; overlap default 32)",
+    )
+    test.add_argument(
+        "--tta", choices=("flip",), help="with --tiled: test-time augmentation, as eofm predict"
+    )
+    test.add_argument(
+        "--maps",
+        type=Path,
+        metavar="DIR",
+        help="with --tiled: keep the scored class maps in DIR (a new or empty folder)",
+    )
 
     publish = sub.add_parser("publish", help="put a run on the Hugging Face Hub with a model card")
     publish.add_argument("run_dir", type=Path, help="a run dir written by 'eofm fit'")
@@ -420,20 +435,58 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tiled_overrides(args: argparse.Namespace) -> list[str]:
+    """``--tiled TILE[,OVERLAP]`` and ``--tta`` as the ``eval.tiled`` overrides they stand for."""
+    if args.tiled is None:
+        return [f"eval.tiled.tta={args.tta}"] if args.tta else []
+    parts = args.tiled.split(",")
+    if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+        raise EofmError(
+            f"--tiled must be TILE or TILE,OVERLAP in pixels (e.g. 224,32), got {args.tiled!r}.",
+            exit_code=2,
+        )
+    keys = ("eval.tiled.tile", "eval.tiled.overlap")
+    out = [f"{key}={int(part)}" for key, part in zip(keys, parts, strict=False)]
+    return out + ([f"eval.tiled.tta={args.tta}"] if args.tta else [])
+
+
+def _check_maps_dir(maps: Path | None, recipe: Any) -> None:
+    """``--maps`` only with a tiled evaluation, into a folder holding nothing yet."""
+    if maps is None:
+        return
+    if recipe is not None and recipe.eval.tiled.tile is None:
+        raise EofmError(
+            "--maps keeps the class maps of --tiled (eval.tiled); give --tiled.", exit_code=2
+        )
+    if maps.exists() and (not maps.is_dir() or any(maps.iterdir())):
+        raise EofmError(
+            f"--maps {maps} exists and is not an empty folder; eofm never replaces files "
+            "there. Give a new folder.",
+            exit_code=2,
+        )
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     from eofm.publishing.hub import is_hub_uri, parse_hub_uri
     from eofm.train.distributed import refuse_distributed_launch
 
     refuse_distributed_launch("test")  # before anything heavy
 
+    args.overrides = [*args.overrides, *_tiled_overrides(args)]
+    recipe = None
     if is_hub_uri(args.run_dir):
         parse_hub_uri(args.run_dir)  # a malformed name fails before the heavy imports
     else:
         from eofm.families.base import family_of
-        from eofm.train.rundir import load_run_recipe
+        from eofm.train.rundir import MODEL_FILE, load_run_recipe, read_json
 
         recipe = load_run_recipe(Path(args.run_dir), args.overrides)  # validated first
         family = family_of(recipe)
+        if recipe.eval.tiled.tile is not None:  # the model's patch size, from model.json
+            patch = (read_json(Path(args.run_dir) / MODEL_FILE).get("backbone") or {}).get(
+                "patch_size"
+            )
+            family.check_tiled_eval(recipe, str(args.run_dir), int(patch[-1]) if patch else None)
         if args.mc_dropout and not family.tests_mc_dropout:
             raise EofmError(
                 f"--mc-dropout is for weather (regression) runs; {args.run_dir} is a "
@@ -444,6 +497,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         raise EofmError(
             f"--mc-dropout needs at least 2 passes, got {args.mc_dropout}.", exit_code=2
         )
+    _check_maps_dir(args.maps, recipe)
     from eofm.commands.evaluate import metrics_target, run_test
 
     payload = run_test(
@@ -452,6 +506,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         output=args.output,
         mc_samples=args.mc_dropout or 0,
+        maps_dir=args.maps,
     )
     target = metrics_target(args.run_dir, args.output)
     if payload.get("warning"):

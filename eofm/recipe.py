@@ -162,6 +162,26 @@ class TrainerConfig:
     enable_progress_bar: bool = option(True, "show a progress bar")
 
 
+@dataclass
+class TiledEvalConfig:
+    """``eofm test`` on whole test scenes through ``eofm predict``'s streaming engine
+    (:mod:`eofm.predict.engine`: the same tiles, overlap, blending and test-time
+    augmentation), so that a run is scored under the protocol it will be used with."""
+
+    tile: int | None = option(
+        None, "tile size in px: score whole test scenes tiled as eofm predict (null: chips)"
+    )
+    overlap: int = option(32, "overlap between tiles in px (as eofm predict --overlap)")
+    tta: Literal["none", "flip"] = option("none", "test-time augmentation (eofm predict --tta)")
+
+
+@dataclass
+class EvalConfig:
+    """How ``eofm test`` scores a run."""
+
+    tiled: TiledEvalConfig = field(default_factory=TiledEvalConfig)
+
+
 def dataset_config_class(data: Mapping[str, Any], where: str) -> type:
     """The config dataclass of the dataset that ``data.name`` names."""
     from eofm.registry import REGISTRY
@@ -201,6 +221,7 @@ class Recipe:
     cache: CacheConfig = field(default_factory=CacheConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -366,6 +387,25 @@ def check_recipe(recipe: Recipe, where: str) -> None:
         raise RecipeError(f"task.type in {where}: {exc}") from None
     family.check_recipe(recipe, where)
     family.check_monitor_logged(recipe, where)  # after the family's own checks
+    family.check_tiled_eval(recipe, where)  # a family that cannot is refused first
+    check_tiled_eval(recipe.eval.tiled, where)
+
+
+def check_tiled_eval(tiled: TiledEvalConfig, where: str) -> None:
+    """``eval.tiled``: a positive tile, an overlap in ``[0, tile)``, TTA only with a tile."""
+    if tiled.tile is None:
+        if tiled.tta != "none":
+            raise RecipeError(
+                f"Recipe key 'eval.tiled.tta' in {where_of(where, 'eval.tiled.tta')} needs "
+                "eval.tiled.tile (test-time augmentation applies to tiled evaluation)."
+            )
+        return
+    check_positive(tiled, where, "eval.tiled.tile")
+    if not 0 <= tiled.overlap < tiled.tile:
+        raise RecipeError(
+            f"Recipe key 'eval.tiled.overlap' in {where_of(where, 'eval.tiled.overlap')} must "
+            f"be in [0, {tiled.tile}) (eval.tiled.tile), got {tiled.overlap}."
+        )
 
 
 def check_distributed(trainer: TrainerConfig, where: str) -> None:

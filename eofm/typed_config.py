@@ -228,6 +228,9 @@ def describe_keys(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]
     rows = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):  # a nested section: its own keys
+            rows.extend(describe_keys(hints[f.name], f"{prefix}{f.name}."))
+            continue
         if f.default is not MISSING:
             default = f.default
         elif f.default_factory is not MISSING:

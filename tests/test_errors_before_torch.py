@@ -419,6 +419,38 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
             "--mc-dropout",
             run,
         ),
+        # issue 36 item 4: whole-scene (tiled) evaluation, checked before torch
+        "test --tiled on a weather run": (
+            ["test", str(s["weather"]), "--tiled", "64"],
+            "regression",
+            run,
+        ),
+        "eval.tiled on a fire-danger recipe": (
+            [*fire_fit, f"data.root={s['cube']}", "eval.tiled.tile=32"],
+            "classification",
+            run,
+        ),
+        "test --tiled not a multiple of the patch size": (
+            ["test", str(s["seg"]), "--tiled", "40"],
+            "patch size",
+            run,
+        ),
+        "test --tiled overlap >= tile": (
+            ["test", str(s["seg"]), "--tiled", "32,32"],
+            "eval.tiled.overlap",
+            run,
+        ),
+        "test --tiled not numbers": (["test", str(s["seg"]), "--tiled", "a,b"], "--tiled", run),
+        "eval.tiled key typo": (
+            ["test", str(s["seg"]), "eval.tiled.tiles=32"],
+            "eval.tiled.tile",
+            run,
+        ),
+        "test --maps into a non-empty folder": (
+            ["test", str(s["seg"]), "--tiled", "64", "--maps", str(s["regions"])],
+            "--maps",
+            run,
+        ),
     }
 
 

@@ -36,6 +36,7 @@ def run_test(
     checkpoint: str | None = None,
     output: Path | None = None,
     mc_samples: int = 0,
+    maps_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run dir, or a published ``hf://`` model, on a test split.
 
@@ -44,6 +45,11 @@ def run_test(
     (``checkpoint`` picks one explicitly). A run dir gets ``test_metrics.json``; for a
     published model the JSON goes to ``output`` if given. It runs on one process and one
     device, also for a run trained with DDP (the per-chip passes are not distributed).
+
+    With ``eval.tiled`` (``eofm test --tiled``) the test split's whole scenes are scored
+    through ``eofm predict``'s streaming engine instead of chip by chip (the family's
+    :meth:`~eofm.families.base.TaskFamily.evaluate_tiled`; ``maps_dir`` keeps their class
+    maps); the metrics keep their names and ``protocol`` records the tiling.
     """
     from eofm.train.distributed import refuse_distributed_launch
 
@@ -70,22 +76,32 @@ def run_test(
             trained_on.devices,
             trained_on.num_nodes,
         )
-    trainer = build_trainer(recipe, None, one_process=True)
-    task = family.build_task(recipe, trained.model, datamodule)
-    results = trainer.test(task, datamodule=datamodule, verbose=False)
-    metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
     target = metrics_target(spec, output)
     warning = random_init_warning(trained.manifest)
-    payload = {
+    head = {
         **({"warning": warning} if warning else {}),
         "checkpoint": source,
         "data_root": recipe.data.root,
-        **family.test_record(datamodule),
-        "metrics": metrics,
-        **family.evaluate(
-            trained, datamodule, target.parent if target else None, mc_samples=mc_samples
-        ),
     }
+    if recipe.eval.tiled.tile is not None:
+        tiled = family.evaluate_tiled(
+            trained, datamodule, target.parent if target else None, maps_dir
+        )
+        metrics = {k: scalar(v) for k, v in tiled.pop("metrics").items()}
+        payload = {**head, **family.test_record(datamodule), "metrics": metrics, **tiled}
+    else:
+        trainer = build_trainer(recipe, None, one_process=True)
+        task = family.build_task(recipe, trained.model, datamodule)
+        results = trainer.test(task, datamodule=datamodule, verbose=False)
+        metrics = {k: scalar(v) for k, v in (results[0] if results else {}).items()}
+        payload = {
+            **head,
+            **family.test_record(datamodule),
+            "metrics": metrics,
+            **family.evaluate(
+                trained, datamodule, target.parent if target else None, mc_samples=mc_samples
+            ),
+        }
     if target is not None:
         write_json(target, payload)
     return payload

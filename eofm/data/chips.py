@@ -243,12 +243,16 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
         location_coords: bool = False,
         gsd_from_data: bool = False,
         region_split: Mapping[str, Any] | None = None,
+        image_bands: Sequence[str] | None = None,
     ) -> None:
-        """``dates`` are the chips' acquisition dates (year, day of year) where known;
+        """``image_bands`` names every band of an image file in file order (what
+        ``eofm predict --bands`` would give; None: the files name their bands or hold
+        exactly ``bands``). ``dates`` are the chips' acquisition dates (year, day of year) where known;
         ``temporal_coords`` / ``location_coords`` ask for TL coordinates in the samples,
         ``gsd_from_data`` for each chip's metres per pixel (Scale-MAE); ``region_split``
         (``data.split``) replaces ``splits`` by held-out regions (:mod:`eofm.data.regions`)."""
         self.root, self.bands, self.indexes = root, list(bands), list(indexes)
+        self.image_bands = list(image_bands) if image_bands else None
         self.pairs = dict(pairs)
         self.regions: dict[str, str | None] = {}
         self.id_test: list[str] = []

@@ -154,6 +154,7 @@ class HLSBurnScarsDataModule(ChipDataModule):
             location_coords=location_coords,
             gsd_from_data=gsd_from_data,
             region_split=split,
+            image_bands=HLS_PRITHVI_BANDS,
         )
         log.info(
             "HLS Burn Scars: %s", ", ".join(f"{s} {len(c)} scenes" for s, c in self.splits.items())

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from eofm.bands import check_band_names
+from eofm.bands import SENTINEL1_BANDS, SENTINEL2_L1C_BANDS, check_band_names
 from eofm.data.chips import ChipDataModule, LabelledChips
 from eofm.data.sen1floods11_layout import (  # noqa: F401 - re-exported
     OFFICIAL_SUBPATH,
@@ -183,6 +183,7 @@ class Sen1Floods11DataModule(ChipDataModule):
             location_coords=location_coords,
             gsd_from_data=gsd_from_data,
             region_split=split,
+            image_bands=SENTINEL1_BANDS if self.folder == "S1Hand" else SENTINEL2_L1C_BANDS,
         )
         log.info(
             "Sen1Floods11 %s: %s",

@@ -59,6 +59,11 @@ class PixelScores:
             self.brier + other.brier,
         )
 
+    def update_classes(self, predicted: np.ndarray, target: np.ndarray) -> None:
+        """Add pixels known by their class alone (a class map): the confusion only."""
+        k = self.num_classes
+        self.confusion += np.bincount(target * k + predicted, minlength=k * k).reshape(k, k)
+
     def update(self, logits: np.ndarray, target: np.ndarray) -> None:
         """Add pixels: ``logits (N, K)`` float, ``target (N,)`` int in ``0..K-1``."""
         k = self.num_classes

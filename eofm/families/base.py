@@ -87,6 +87,9 @@ class TaskFamily:
     #: Whether ``eofm fit`` runs the family on several processes (Lightning's DDP), tested
     #: as such; else a multi-process ``trainer`` is refused when the recipe loads.
     fits_distributed: ClassVar[bool] = False
+    #: Whether ``eofm test`` scores the family's runs on whole test scenes through the
+    #: streaming engine of ``eofm predict`` (``eval.tiled``, ``--tiled``; else refused).
+    tests_tiled: ClassVar[bool] = False
 
     # --- light: what the family supports and recipe checks ----------------------------
     def require(self, command: str, what: object) -> None:
@@ -152,6 +155,30 @@ class TaskFamily:
             f"for segmentation only, not for a {self.name} run: set trainer.devices=1, "
             "trainer.num_nodes=1 and trainer.strategy=auto."
         )
+
+    def check_tiled_eval(self, recipe: Recipe, where: str, patch_size: int | None = None) -> None:
+        """Refuse ``eval.tiled`` (``eofm test --tiled``) for a family that does not declare
+        :attr:`tests_tiled`, and a tile that is not a multiple of the model's patch size."""
+        from eofm.typed_config import where_of
+
+        tile = recipe.eval.tiled.tile
+        if tile is None:
+            return
+        where = where_of(where, "eval.tiled.tile")
+        if not self.tests_tiled:
+            from eofm.registry import REGISTRY
+
+            able = [e.name for e in REGISTRY.entries("family") if e.load().tests_tiled]
+            raise RecipeError(
+                f"eval.tiled in {where}: a {self.name} run cannot be scored on whole scenes by "
+                f"tiles (tiled evaluation scores {' and '.join(able) or 'no'} runs); leave "
+                "eval.tiled.tile (--tiled) unset."
+            )
+        if patch_size and tile % patch_size:
+            raise RecipeError(
+                f"eval.tiled.tile {tile} in {where} must be a multiple of the model's patch "
+                f"size {patch_size}."
+            )
 
     def metric_names(self, recipe: Recipe) -> list[str]:
         """Every metric (after ``stage/``) that the family's task logs for ``recipe``,
@@ -259,6 +286,15 @@ class TaskFamily:
         if mc_samples:
             raise EofmError(f"--mc-dropout is for weather (regression) runs, not {self.name}.")
         return {}
+
+    def evaluate_tiled(
+        self, trained: Any, datamodule: Any, out_dir: Any, maps_dir: Path | None = None
+    ) -> dict[str, Any]:
+        """``eofm test`` with ``eval.tiled``: the test split's whole scenes predicted by
+        ``eofm predict``'s engine (their class maps kept in ``maps_dir`` when given) and
+        scored; ``metrics`` holds the ``test/`` metrics, with pictures in ``out_dir``.
+        Only families that declare :attr:`tests_tiled` are asked."""
+        raise NotImplementedError
 
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         """``eofm calibrate``: the temperature fitted on the validation split, with the

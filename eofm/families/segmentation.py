@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from eofm.data.config import ChipDataConfig
@@ -55,6 +56,7 @@ class SegmentationFamily(TaskFamily):
     predict_uncertainties = ("entropy", "mc-dropout", "tta")
     averages_ensembles = True
     fits_distributed = True  # tests/test_ddp.py
+    tests_tiled = True
 
     def metric_names(self, recipe: Recipe) -> list[str]:
         """As ``tasks/segmentation.py`` logs them: the means, and IoU and F1 per class."""
@@ -233,6 +235,12 @@ class SegmentationFamily(TaskFamily):
         ignore = trained.recipe.task.ignore_index
         return evaluate_segmentation(trained, datamodule, out_dir, ignore_index=ignore)
 
+    def evaluate_tiled(
+        self, trained: Any, datamodule: Any, out_dir: Any, maps_dir: Path | None = None
+    ) -> dict[str, Any]:
+        """The test split's whole chips streamed through ``eofm predict``'s engine."""
+        return score_tiled(trained, datamodule, out_dir, maps_dir)
+
     def calibrate(self, trained: Any, datamodule: Any) -> dict[str, Any]:
         from eofm.evaluation.calibration import calibration_record
         from eofm.evaluation.passes import sample_logits
@@ -305,9 +313,17 @@ class SegmentationFamily(TaskFamily):
             rows = "\n".join(
                 f"| {k} | {v:.4f} |" for k, v in sorted(values.items()) if v is not None
             )
+            tiled = (metrics.get("protocol") or {}).get("tiled")
+            whole = (
+                f", each chip whole in tiles of {tiled['tile']} px overlapping by "
+                f"{tiled['overlap']} px as `eofm predict` streams it"
+                + (" (flip TTA)" if tiled["tta"] == "flip" else "")
+                if tiled
+                else ""
+            )
             evaluation = (
-                f"On the test split ({len(metrics.get('test_chips', []))} chips), with checkpoint "
-                f"`{metrics.get('checkpoint')}`:\n\n| metric | value |\n|---|---|\n{rows}"
+                f"On the test split ({len(metrics.get('test_chips', []))} chips{whole}), with "
+                f"checkpoint `{metrics.get('checkpoint')}`:\n\n| metric | value |\n|---|---|\n{rows}"
             )
         else:
             evaluation = (
@@ -365,6 +381,69 @@ def wanted_coords(recipe: Recipe) -> dict[str, bool]:
         return {"time": False, "location": False, "gsd": gsd}
     encoding = getattr(manifest.config, "coords_encoding", ())
     return {"time": "time" in encoding, "location": "location" in encoding, "gsd": gsd}
+
+
+def score_tiled(
+    trained: Any, datamodule: Any, out_dir: Any, maps_dir: Path | None = None
+) -> dict[str, Any]:
+    """``eofm test`` with ``eval.tiled``: each test chip (image and label, as the dataset
+    pairs them) predicted as ``eofm predict --tile T --overlap O [--tta flip]`` would, by
+    the same :class:`~eofm.predict.engine.Predictor`, into ``maps_dir`` (default: a
+    temporary folder), and its class map scored against the label
+    (:mod:`eofm.evaluation.scenes`). A TL model gets each chip's acquisition date as the
+    chip-wise test does."""
+    import tempfile
+
+    from eofm.evaluation import pictures
+    from eofm.evaluation.scenes import class_map_scores, scene_metrics
+    from eofm.evaluation.scores import PixelScores
+    from eofm.predict.engine import Predictor
+    from eofm.predict.options import PredictOptions
+
+    recipe, names = trained.recipe, list(trained.class_names)
+    tiled = recipe.eval.tiled
+    pairs = datamodule.split_pairs("test")
+    if not pairs:
+        raise EofmError(f"The test split is empty (data under {datamodule.root}).")
+    options = PredictOptions(
+        tile=tiled.tile,
+        overlap=tiled.overlap,
+        tta_flip=tiled.tta == "flip",
+        quicklook=False,
+        bands=datamodule.image_bands,
+        device="cpu" if recipe.trainer.accelerator == "cpu" else "auto",
+    )
+    predictor = Predictor(trained, options)
+    scores = PixelScores(len(names))
+    with tempfile.TemporaryDirectory(prefix="eofm-tiled-") as scratch:
+        folder = Path(maps_dir or scratch)
+        for chip, (image, label) in pairs.items():
+            predictor.options.date = _chip_date(datamodule, chip)  # as the chip's sample
+            result = predictor.predict(image, folder)
+            scores += class_map_scores(
+                result.outputs[0], label, len(names), recipe.task.ignore_index
+            )
+    record: dict[str, Any] = {
+        "protocol": {"tiled": asdict(tiled)},
+        "metrics": scene_metrics(scores, names),
+        "confusion": {"classes": names, "truth_by_predicted": scores.confusion.tolist()},
+    }
+    if out_dir is not None:
+        pictures.confusion_matrix(scores.confusion, names, Path(out_dir) / "confusion.png")
+        record["pictures"] = ["confusion.png"]
+    return record
+
+
+def _chip_date(datamodule: Any, chip: str) -> str | None:
+    """The chip's acquisition date (``YYYY-MM-DD``) that the chip-wise test feeds a TL
+    model, or None."""
+    import datetime
+
+    day = (datamodule.coords.get(chip) or {}).get("temporal")
+    if not datamodule.uses_coords.get("time") or not day:
+        return None
+    year, day_of_year = day
+    return str(datetime.date(int(year), 1, 1) + datetime.timedelta(days=int(day_of_year) - 1))
 
 
 def predict_scenes(request: PredictRequest, *, values: bool = False) -> int:
