@@ -154,3 +154,33 @@ def test_a_cube_outside_the_weather_grid_is_named(
     err = capsys.readouterr().err
     assert "latitudes" in err and "outside the grid" in err and "Traceback" not in err
     assert not run.exists()
+
+
+def test_a_fire_run_fed_by_a_random_init_weather_run_says_so(
+    cube: Path, weather_run: Path, tmp_path: Path
+) -> None:
+    """Random initialisation is visible wherever the model is described (issue 33): also
+    when it is the weather run feeding a fire run's inputs that had no pretrained weights."""
+    import shutil
+
+    import rasterio
+
+    from eofm.publishing.provenance import RANDOM_INIT_ATTRIBUTE
+
+    random_weather = tmp_path / "weather"
+    shutil.copytree(weather_run, random_weather)
+    record = json.loads((random_weather / "model.json").read_text())
+    assert record["backbone"]["pretrained_loaded"] is True
+    record["backbone"]["pretrained_loaded"] = False  # as a --allow-random-init run records it
+    (random_weather / "model.json").write_text(json.dumps(record))
+    run = tmp_path / "run"
+    extra = {"data.weather_run": str(random_weather), "trainer.max_epochs": 1}
+    assert main(["fit", "mesogeos_fire_danger_gru", *fit_args(cube, run, **extra)]) == 0
+    assert json.loads((run / "model.json").read_text())["inputs"]["weather"]["random_init"]
+    assert main(["test", str(run)]) == 0
+    assert "random initialisation" in json.loads((run / "test_metrics.json").read_text())["warning"]
+    out = tmp_path / "maps"
+    argv = ["predict", "--model", str(run), str(cube), "--date", "2020-01-11", "--out", str(out)]
+    assert main(argv) == 0
+    with rasterio.open(out / "danger_2020-01-11.tif") as ds:
+        assert RANDOM_INIT_ATTRIBUTE in ds.tags()

@@ -147,6 +147,8 @@ class ClassificationFamily(TaskFamily):
         from eofm._version import __version__
 
         data = recipe.data
+        from eofm.publishing.provenance import is_random_init
+
         return {
             "eofm_version": __version__,
             "task": {
@@ -169,6 +171,8 @@ class ClassificationFamily(TaskFamily):
                         "root": data.weather_root,
                         "features": data.weather_features,
                         "names": datamodule.weather.names,
+                        # what the weather run's model.json says of its backbone's weights
+                        "random_init": is_random_init(datamodule.weather.run.trained.manifest),
                     }
                     if datamodule.weather is not None
                     else None

@@ -126,6 +126,7 @@ def write_danger_map(
 
     from eofm.atomic import atomic_output, check_output_dir
     from eofm.data.firecube import open_cube
+    from eofm.publishing.provenance import output_attributes
 
     target = Path(out_dir) / f"danger_{date}.tif"
     if target.exists() and not overwrite:
@@ -158,4 +159,5 @@ def write_danger_map(
             dst.write(probabilities, 1)
             dst.set_band_description(1, f"probability of a fire starting on {date}")
             dst.update_tags(ACQUISITION_DATE=date, FIRE_DAY=date, CUBE_DAY=window_end(date))
+            dst.update_tags(**output_attributes(manifest))  # the random-initialisation flag
     return target

@@ -20,6 +20,9 @@ RANDOM_INIT_VALUE = "random initialisation (no pretrained weights were loaded)"
 def is_random_init(manifest: Mapping[str, Any]) -> bool:
     """Whether the model of ``manifest`` (``model.json`` or a published ``config.json``)
     has a foundation-model backbone that was randomly initialised."""
+    weather = (manifest.get("inputs") or {}).get("weather") or {}
+    if weather.get("random_init"):
+        return True  # its inputs come from a weather run whose backbone was random
     backbone = manifest.get("backbone") or {}
     if backbone.get("name", "none") == "none" or "pretrained_loaded" not in backbone:
         return False  # no foundation backbone (fire-danger heads, plain downscaling)
@@ -30,6 +33,13 @@ def random_init_warning(manifest: Mapping[str, Any]) -> str | None:
     """One sentence warning that the backbone was randomly initialised, or None."""
     if not is_random_init(manifest):
         return None
+    weather = (manifest.get("inputs") or {}).get("weather") or {}
+    if weather.get("random_init"):
+        return (
+            f"this model's weather inputs come from the run {weather.get('run')}, whose "
+            "backbone was trained from random initialisation: no pretrained weights were "
+            "loaded there."
+        )
     name = (manifest.get("backbone") or {}).get("name")
     return (
         f"this model's backbone ({name}) was trained from random initialisation: no "
