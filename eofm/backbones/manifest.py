@@ -389,9 +389,7 @@ def manifest_from_pretrained_cfg(
     )
     family = str(cfg.get("architecture", "prithvi"))
     if family not in ("prithvi", "scalemae"):
-        raise EofmError(
-            f"{where}: architecture {family!r} is not prithvi, scalemae or terramind."
-        )
+        raise EofmError(f"{where}: architecture {family!r} is not prithvi, scalemae or terramind.")
     scalemae = family == "scalemae"
     bands = tuple(
         _hls_band_name(b)

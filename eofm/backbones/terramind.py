@@ -95,9 +95,7 @@ class TerraMindBlock(nn.Module):
         self.norm1 = BiaslessLayerNorm(d, config.norm_eps)
         self.attn = SelfAttention(d, config.num_heads, config.bias)
         self.norm2 = BiaslessLayerNorm(d, config.norm_eps)
-        self.mlp = FeedForward(
-            d, int(d * config.mlp_ratio), gated=config.swiglu, bias=config.bias
-        )
+        self.mlp = FeedForward(d, int(d * config.mlp_ratio), gated=config.swiglu, bias=config.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
@@ -312,9 +310,7 @@ def map_bands(model: TerraMindEncoder, data_bands: Sequence[str]) -> dict[str, l
     unknown = [b for b in data_bands if b not in owner]
     if unknown:
         known = "; ".join(f"{m}: {', '.join(b)}" for m, b in model.modality_bands.items())
-        raise EofmError(
-            f"Band(s) {unknown} are in no TerraMind modality of this model ({known})."
-        )
+        raise EofmError(f"Band(s) {unknown} are in no TerraMind modality of this model ({known}).")
     groups: dict[str, list[str]] = {}
     previous = None
     for band in data_bands:

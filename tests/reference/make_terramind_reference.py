@@ -87,14 +87,16 @@ def randomise(model: nn.Module, seed: int) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=generator)
-            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name.endswith(
-                "encoder_norm.weight"
+            if (
+                name.endswith("norm1.weight")
+                or name.endswith("norm2.weight")
+                or name.endswith("encoder_norm.weight")
             ):
                 value = 1.0 + 0.2 * noise
             elif name.endswith("mod_emb"):
                 value = 0.5 * noise
             else:
-                value = 0.08 * noise
+                value = 0.15 * noise
             p.copy_(value.half().float())
 
 
@@ -124,7 +126,10 @@ def main() -> None:
         model = build(style).eval()
         randomise(model, seed)
         state = {k: v.contiguous() for k, v in model.state_dict().items()}
-        weights = {k: (v.half() if v.is_floating_point() and "pos_emb" not in k else v) for k, v in state.items()}
+        weights = {
+            k: (v.half() if v.is_floating_point() and "pos_emb" not in k else v)
+            for k, v in state.items()
+        }
         save_file(weights, str(OUT / f"{style}.safetensors"), metadata={"terratorch": "1.2.11"})
         models[style] = model
     cases = {}
