@@ -232,3 +232,36 @@ def test_burn_scars_recipe_fits_and_tests(served, tmp_path: Path) -> None:
     model = json.loads((run / "model.json").read_text())
     assert model["backbone"]["repo"] == "tester/terramind-base_style"
     assert main(["test", str(run)]) == 0
+
+
+def test_registered_tiny_loads_strictly_through_the_hub(hub) -> None:
+    """terramind_v1_tiny downloads TerraMind_v1_tiny.pt from its repo through eofm's one
+    strict path; the commit downloaded is recorded. Without the repo: one clear error."""
+    from eofm.registry import backbone_manifest
+
+    manifest = backbone_manifest("terramind_v1_tiny")
+    with pytest.raises(EofmError, match="--allow-random-init"):
+        load_backbone("terramind_v1_tiny")
+    layout = json.loads((DATA / "release_layouts.json").read_text())["tiny"]
+    torch.manual_seed(0)
+    from eofm.backbones.loading import encoder_class
+
+    release = encoder_class(manifest)(manifest.config, manifest)
+    state = {**release.state_dict(), **dict(release.named_buffers())}
+    assert {k: list(v.shape) for k, v in state.items()} == layout
+    commit = hub.add_commit(manifest.hub_repo, {manifest.hub_file: release_file(state)})
+    encoder = load_backbone("terramind_v1_tiny")
+    assert encoder.source == {"repo": manifest.hub_repo, "revision": commit,
+                              "file": "TerraMind_v1_tiny.pt"}  # fmt: skip
+    assert torch.equal(encoder.encoder[11].mlp.fc2.weight, release.encoder[11].mlp.fc2.weight)
+
+
+def test_backbones_listing_names_terramind_and_its_licence(capsys) -> None:
+    from eofm.cli import main
+
+    assert main(["backbones"]) == 0
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("terramind_v1_")]
+    assert [r.split()[0] for r in rows] == [f"terramind_v1_{s}" for s in
+                                            ("tiny", "small", "base", "large")]  # fmt: skip
+    assert all(r.rstrip().endswith("Apache-2.0") and ",VV,VH,DEM" in r for r in rows)
+    assert "ibm-esa-geospatial/TerraMind-1.0-large@" in rows[-1]
