@@ -265,3 +265,16 @@ def test_backbones_listing_names_terramind_and_its_licence(capsys) -> None:
                                             ("tiny", "small", "base", "large")]  # fmt: skip
     assert all(r.rstrip().endswith("Apache-2.0") and ",VV,VH,DEM" in r for r in rows)
     assert "ibm-esa-geospatial/TerraMind-1.0-large@" in rows[-1]
+
+
+def test_sen1floods11_recipe_normalises_with_terraminds_l1c_statistics() -> None:
+    """S2Hand chips are L1C: the recipe gives TerraMind's own L1C statistics of its bands."""
+    from eofm.backbones.manifest import TERRAMIND_S2L1C_MEAN, TERRAMIND_S2L1C_STD
+    from eofm.bands import SENTINEL2_L1C_BANDS
+    from eofm.recipe import load_recipe
+
+    recipe = load_recipe("sen1floods11_s2_terramind_v1_base", [])
+    index = [SENTINEL2_L1C_BANDS.index(b) for b in recipe.data.bands]
+    assert "CIRRUS" not in recipe.data.bands and len(index) == 12
+    assert list(recipe.data.mean) == [TERRAMIND_S2L1C_MEAN[i] for i in index]
+    assert list(recipe.data.std) == [TERRAMIND_S2L1C_STD[i] for i in index]
