@@ -278,3 +278,26 @@ def test_sen1floods11_recipe_normalises_with_terraminds_l1c_statistics() -> None
     assert "CIRRUS" not in recipe.data.bands and len(index) == 12
     assert list(recipe.data.mean) == [TERRAMIND_S2L1C_MEAN[i] for i in index]
     assert list(recipe.data.std) == [TERRAMIND_S2L1C_STD[i] for i in index]
+
+
+def test_the_stored_fixed_tensors_are_optional_but_must_be_ours(hub, cases) -> None:
+    """Without the stored sin-cos tables and zero norm biases the features are the same;
+    a norm bias that is not zero (a model that learned one) is refused, as are the blocks
+    of a deeper model."""
+    from eofm.backbones.terramind import FIXED_SUFFIXES
+
+    state = release_state("tiny_style")
+    bare = {k: v for k, v in state.items() if not k.endswith(FIXED_SUFFIXES)}
+    assert len(bare) < len(state)
+    x, bands = case_input(cases, "all_32")
+    encoder = load_backbone(serve(hub, "tester/terramind-bare", "tiny_style", bare), bands=bands)
+    with torch.no_grad():
+        ours, _ = encoder.eval()(x, tap_layers=(2,))
+    assert (ours[0] - cases["all_32.layer2"]).abs().max().item() <= TOLERANCE
+    biased = {**state, "encoder.0.norm1.bias": torch.ones(16)}
+    with pytest.raises(EofmError, match="encoder.0.norm1.bias"):
+        load_backbone(serve(hub, "tester/terramind-biased", "tiny_style", biased))
+    deeper = {**state, **{k.replace("encoder.2.", "encoder.3."): v for k, v in state.items()
+                          if k.startswith("encoder.2.")}}  # fmt: skip
+    with pytest.raises(EofmError, match=r"unexpected key\(s\) 'encoder.3."):
+        load_backbone(serve(hub, "tester/terramind-deeper", "tiny_style", deeper))

@@ -275,7 +275,8 @@ def encoder_state(
     the encoder and the embeddings of ``model``'s modalities. The stored sin-cos tables
     and zero LayerNorm biases are buffers of the release's modules: they must equal the
     ones this module computes (else the maths differs and loading fails), and are then
-    dropped, so that a checkpoint with or without them loads.
+    dropped, so that a checkpoint with or without them loads. Any other key is left to
+    the strict check of the weights.
     """
     from eofm.errors import EofmError
 
@@ -286,11 +287,10 @@ def encoder_state(
     if not kept:
         raise EofmError(f"Checkpoint {source} holds no TerraMind encoder keys.")
     ours = dict(model.named_buffers())
-    for key in [k for k in kept if k.endswith(FIXED_SUFFIXES)]:
-        stored = kept.pop(key)
-        expected = ours.get(key)
-        if expected is None or stored.shape != expected.shape:
-            continue  # not one of ours: left to the strict check of the weights
+    for key in [k for k in kept if k.endswith(FIXED_SUFFIXES) and k in ours]:
+        stored, expected = kept.pop(key), ours[key]
+        if stored.shape != expected.shape:
+            continue  # a table for another image size (backbone.img_size): ours is used
         if not torch.allclose(stored.float(), expected.float(), atol=1e-4):
             raise EofmError(
                 f"Checkpoint {source}: the fixed tensor '{key}' differs from the one eofm "
