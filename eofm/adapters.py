@@ -16,9 +16,11 @@ from eofm.recipe import AdapterConfig
 
 log = logging.getLogger(__name__)
 
-#: Attention projections of every block; anchored so that ``patch_embed.proj`` never matches.
-LORA_ATTENTION = r".*blocks\.\d+\.attn\.(qkv|proj)"
-LORA_ATTENTION_MLP = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2))"
+#: Attention projections of every block (``blocks.N`` in timm's layout, ``encoder.N`` in
+#: TerraMind's); anchored so that a patch embedding's ``proj`` never matches. ``fc3`` is
+#: the gate of TerraMind's SwiGLU MLP.
+LORA_ATTENTION = r"(.*blocks|encoder)\.\d+\.attn\.(qkv|proj)"
+LORA_ATTENTION_MLP = r"(.*blocks|encoder)\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2|fc3))"
 
 
 def apply_adapter(model: nn.Module, cfg: AdapterConfig) -> None:

@@ -28,6 +28,7 @@ BAND_NAMES: dict[str, str] = {
     "SWIR_2": "shortwave IR 2 (S2 B12, HLS B07, ~2190 nm)",
     "VV": "Sentinel-1 C-band backscatter, VV polarisation (dB)",
     "VH": "Sentinel-1 C-band backscatter, VH polarisation (dB)",
+    "DEM": "terrain elevation (m), e.g. Copernicus DEM GLO-30 (TerraMind's DEM modality)",
 }
 
 #: Central wavelengths (µm) of the optical bands, for wavelength-conditioned encoders (DOFA):

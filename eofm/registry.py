@@ -99,6 +99,7 @@ def _build() -> Registry:
     for manifests, encoder in (
         ("PRITHVI_MANIFESTS", "eofm.backbones.prithvi:PrithviEncoder"),
         ("SCALEMAE_MANIFESTS", "eofm.backbones.scalemae:ScaleMAEEncoder"),
+        ("TERRAMIND_MANIFESTS", "eofm.backbones.terramind:TerraMindEncoder"),
         ("AURORA_MANIFESTS", "eofm.backbones.aurora:AuroraLatentBackbone"),
         ("WXC_MANIFESTS", "eofm.backbones.prithvi_wxc:WxCLatentBackbone"),
     ):

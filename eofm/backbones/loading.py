@@ -137,6 +137,10 @@ def load_backbone(
     if state is not None:
         from eofm.backbones._weights import drop_non_encoder_keys, load_strict
 
+        if manifest.family == "terramind":  # the release is the whole any-to-any model
+            from eofm.backbones.terramind import encoder_state
+
+            state = encoder_state(model, state, source=_describe(source))
         state = drop_non_encoder_keys(model, state, source=_describe(source))
         load_strict(model, state, source=_describe(source))
         log.info("Loaded %s (%d encoder tensors, strict).", _describe(source), len(state))
@@ -151,6 +155,10 @@ def encoder_class(manifest: BackboneManifest) -> type:
         from eofm.backbones.scalemae import ScaleMAEEncoder
 
         return ScaleMAEEncoder
+    if manifest.family == "terramind":
+        from eofm.backbones.terramind import TerraMindEncoder
+
+        return TerraMindEncoder
     from eofm.backbones.prithvi import PrithviEncoder
 
     return PrithviEncoder
@@ -183,6 +191,11 @@ def _map_bands(
 
     model_bands = list(manifest.bands)
     data_bands = check_band_names(bands, where="the requested bands") if bands else model_bands
+    if manifest.family == "terramind":  # one patch embedding per modality
+        from eofm.backbones.terramind import map_bands
+
+        model.band_mapping = map_bands(model, data_bands)
+        return
     model.input_bands = tuple(data_bands)
     model.band_mapping = {"copied": data_bands, "new": [], "dropped": []}
     if data_bands == model_bands:

@@ -54,6 +54,7 @@ class BackboneManifest:
     std: tuple[float, ...]
     gsd_m: float
     tap_layers: tuple[int, ...]
+    licence: str = ""
 
     @property
     def embed_dim(self) -> int:
@@ -200,6 +201,159 @@ SCALEMAE_MANIFESTS: tuple[BackboneManifest, ...] = (
 )
 
 
+# TerraMind v1 (Jakubik et al., "TerraMind: Large-Scale Generative Multimodality for Earth
+# Observation", ICCV 2025, arXiv:2504.11171). Facts from TerraTorch 1.2.11,
+# terratorch/models/backbones/terramind/model/terramind_register.py (repos, files, sizes,
+# PRETRAINED_BANDS, v1_pretraining_mean/std) and modality_info.py (16 px patches, 224 px):
+# the encoder of the raw S2L2A, S1GRD and DEM modalities. Licence: Apache-2.0 (model card).
+
+
+@dataclass(frozen=True)
+class TerraMindConfig(ViTConfig):
+    """A TerraMind encoder: the ViT sizes plus its block style and modalities.
+
+    ``swiglu`` and ``bias``: tiny and small have GELU MLPs and biased linears; base and large
+    a bias-free SwiGLU MLP and bias-free linears (TerraTorch's ``terramind_v1_*``)."""
+
+    swiglu: bool = False
+    bias: bool = True
+    modalities: tuple[str, ...] = ("S2L2A", "S1GRD", "DEM")
+
+    def num_params(self) -> int:
+        """Exact parameter count of :class:`~eofm.backbones.terramind.TerraMindEncoder`."""
+        d = self.embed_dim
+        hidden = int(d * self.mlp_ratio)
+        if self.swiglu:
+            hidden = int(2 * hidden / 3)
+        b = 1 if self.bias else 0
+        attn = 3 * d * d + 3 * d * b + d * d + d * b
+        mlp = (3 if self.swiglu else 2) * d * hidden + (
+            (2 * hidden + d) if self.swiglu else (hidden + d)
+        ) * b
+        block = attn + mlp + 2 * d
+        pixels = self.patch_size[-1] * self.patch_size[-2]
+        embeds = sum(len(TERRAMIND_MODALITIES[m]) * pixels * d + d for m in self.modalities)
+        return embeds + self.depth * block + d
+
+
+#: Modality -> its bands in the release's channel order (TerraTorch ``PRETRAINED_BANDS``).
+TERRAMIND_MODALITIES: dict[str, tuple[str, ...]] = {
+    "S2L2A": (
+        "COASTAL_AEROSOL",
+        "BLUE",
+        "GREEN",
+        "RED",
+        "RED_EDGE_1",
+        "RED_EDGE_2",
+        "RED_EDGE_3",
+        "NIR_BROAD",
+        "NIR_NARROW",
+        "WATER_VAPOR",
+        "SWIR_1",
+        "SWIR_2",
+    ),
+    "S1GRD": ("VV", "VH"),
+    "DEM": ("DEM",),
+}
+#: Pretraining normalisation (``v1_pretraining_mean``/``_std``): S2L2A reflectance x 10000,
+#: S1GRD backscatter in dB, DEM in metres.
+TERRAMIND_MEAN: dict[str, tuple[float, ...]] = {
+    "S2L2A": (1390.458, 1503.317, 1718.197, 1853.91, 2199.1, 2779.975, 2987.011, 3083.234,
+              3132.22, 3162.988, 2424.884, 1857.648),
+    "S1GRD": (-12.599, -20.293),
+    "DEM": (670.665,),
+}  # fmt: skip
+TERRAMIND_STD: dict[str, tuple[float, ...]] = {
+    "S2L2A": (2106.761, 2141.107, 2038.973, 2134.138, 2085.321, 1889.926, 1820.257, 1871.918,
+              1753.829, 1797.379, 1434.261, 1334.311),
+    "S1GRD": (5.195, 5.890),
+    "DEM": (951.272,),
+}  # fmt: skip
+#: TerraMind v1 on Sentinel-2 L1C (``untok_sen2l1c@224``, the 13 L1C bands with CIRRUS), for
+#: data stored as L1C such as Sen1Floods11's S2Hand chips.
+TERRAMIND_S2L1C_MEAN = (2357.089, 2137.385, 2018.788, 2082.986, 2295.651, 2854.537, 3122.849,
+                        3040.56, 3306.481, 1473.847, 506.07, 2472.825, 1838.929)  # fmt: skip
+TERRAMIND_S2L1C_STD = (1624.683, 1675.806, 1557.708, 1833.702, 1823.738, 1733.977, 1732.131,
+                       1679.732, 1727.26, 1024.687, 442.165, 1331.411, 1160.419)  # fmt: skip
+
+
+def terramind_manifest(
+    name: str, repo: str, revision: str, file: str, config: TerraMindConfig
+) -> BackboneManifest:
+    """The manifest of a TerraMind encoder over ``config.modalities``."""
+    mods = config.modalities
+    taps = tuple(sorted({max(0, config.depth * k // 4 - 1) for k in (1, 2, 3, 4)}))
+    return BackboneManifest(
+        name=name,
+        family="terramind",
+        hub_repo=repo,
+        hub_file=file,
+        revision=revision,
+        config=config,
+        bands=tuple(b for m in mods for b in TERRAMIND_MODALITIES[m]),
+        mean=tuple(v for m in mods for v in TERRAMIND_MEAN[m]),
+        std=tuple(v for m in mods for v in TERRAMIND_STD[m]),
+        gsd_m=10.0,
+        tap_layers=taps,
+        licence="Apache-2.0",
+    )
+
+
+def _terramind(size: str, dim: int, depth: int, heads: int, large_style: bool) -> BackboneManifest:
+    config = TerraMindConfig(
+        in_chans=15,
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        swiglu=large_style,
+        bias=not large_style,
+    )
+    return terramind_manifest(
+        f"terramind_v1_{size}",
+        f"ibm-esa-geospatial/TerraMind-1.0-{size}",
+        OFFICIAL_REVISION,
+        f"TerraMind_v1_{size}.pt",
+        config,
+    )
+
+
+TERRAMIND_MANIFESTS: tuple[BackboneManifest, ...] = (
+    _terramind("tiny", 192, 12, 3, False),
+    _terramind("small", 384, 12, 6, False),
+    _terramind("base", 768, 12, 12, True),
+    _terramind("large", 1024, 24, 16, True),
+)
+
+
+def terramind_manifest_from_cfg(
+    name: str, repo: str, revision: str, file: str, cfg: dict[str, Any]
+) -> BackboneManifest:
+    """A TerraMind manifest from a ``config.json`` ``pretrained_cfg`` with
+    ``architecture: terramind`` (sizes, ``swiglu``, ``bias``, ``modalities``)."""
+    from eofm.errors import EofmError
+
+    where = f"config.json of hf://{repo}@{revision}"
+    modalities = tuple(cfg.get("modalities", ("S2L2A", "S1GRD", "DEM")))
+    unknown = [m for m in modalities if m not in TERRAMIND_MODALITIES]
+    if unknown or not modalities:
+        raise EofmError(
+            f"{where}: TerraMind modalities {unknown or '[]'} are not among "
+            f"{list(TERRAMIND_MODALITIES)}."
+        )
+    config = TerraMindConfig(
+        img_size=int(cfg.get("img_size", 224)),
+        in_chans=sum(len(TERRAMIND_MODALITIES[m]) for m in modalities),
+        embed_dim=int(cfg["embed_dim"]),
+        depth=int(cfg["depth"]),
+        num_heads=int(cfg["num_heads"]),
+        mlp_ratio=float(cfg.get("mlp_ratio", 4.0)),
+        swiglu=bool(cfg.get("swiglu", False)),
+        bias=bool(cfg.get("bias", True)),
+        modalities=modalities,
+    )
+    return terramind_manifest(f"hf://{repo}", repo, revision, file, config)
+
+
 def manifest_from_pretrained_cfg(
     name: str, repo: str, revision: str, file: str, cfg: dict[str, Any]
 ) -> BackboneManifest:
@@ -207,6 +361,11 @@ def manifest_from_pretrained_cfg(
     from eofm.errors import EofmError
 
     where = f"config.json of hf://{repo}@{revision}"
+    if cfg.get("architecture") == "terramind":
+        missing = [k for k in ("embed_dim", "depth", "num_heads") if k not in cfg]
+        if missing:
+            raise EofmError(f"{where} lacks pretrained_cfg key '{missing[0]}'.")
+        return terramind_manifest_from_cfg(name, repo, revision, file, cfg)
     required = ("embed_dim", "depth", "num_heads", "patch_size", "in_chans")
     missing = [k for k in required if k not in cfg]
     if missing:
@@ -230,7 +389,7 @@ def manifest_from_pretrained_cfg(
     )
     family = str(cfg.get("architecture", "prithvi"))
     if family not in ("prithvi", "scalemae"):
-        raise EofmError(f"{where}: architecture {family!r} is not prithvi or scalemae.")
+        raise EofmError(f"{where}: architecture {family!r} is not prithvi, scalemae or terramind.")
     scalemae = family == "scalemae"
     bands = tuple(
         _hls_band_name(b)

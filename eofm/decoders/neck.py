@@ -7,10 +7,11 @@ from torch import nn
 
 
 def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-    """``(B, 1 + T*H*W, D)`` -> ``(B, T*D, H, W)``: drop cls, fold time into channels."""
+    """``(B, P + T*H*W, D)`` -> ``(B, T*D, H, W)``: drop the ``P`` leading tokens (a cls
+    token; TerraMind has none), fold time into channels."""
     t, h, w = grid
-    b, _, d = tokens.shape
-    x = tokens[:, 1:].reshape(b, t, h, w, d)
+    b, n, d = tokens.shape
+    x = tokens[:, n - t * h * w :].reshape(b, t, h, w, d)
     return x.permute(0, 1, 4, 2, 3).reshape(b, t * d, h, w)
 
 
