@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from rasterio.transform import from_origin
 
 from eofm.cli import main
 from eofm.data.multi_temporal_crop_layout import CLASS_NAMES, release_pairs
@@ -115,6 +116,8 @@ def test_temporal_pooling_shapes_and_frame_order(mode: str, backbone: str, crop_
     )
     torch.manual_seed(0)
     model = SegmentationFamily().build_model(recipe, bands=None, pretrained=False).eval()
+    if mode == "attention":  # trained: the frames' scores differ (zero at initialisation)
+        model.frames.frame_bias.data = torch.tensor([2.0, 0.0, -2.0])
     x = torch.randn(2, 18, 32, 32)
     with torch.no_grad():
         out = model(x)
@@ -160,11 +163,13 @@ def test_prithvi_takes_the_frames_natively_with_a_date_each(crop_root: Path) -> 
 
 
 def _predict(run: Path, inputs: list[Path], out: Path) -> int:
-    return main(["predict", str(run), *map(str, inputs), "--out", str(out), "--no-progress"])
+    return main(
+        ["predict", "--model", str(run), *map(str, inputs), "--out", str(out), "--no-progress"]
+    )
 
 
 def test_prithvi_recipe_fits_tests_and_predicts_stacks_and_dates(
-    crop_root: Path, tmp_path: Path
+    crop_root: Path, tmp_path: Path, capsys
 ) -> None:
     run = tmp_path / "run"
     args = tiny(
@@ -193,6 +198,13 @@ def test_prithvi_recipe_fits_tests_and_predicts_stacks_and_dates(
         assert ds.shape == from_stack.shape
     # the same pixels; only the dates (in the scenes' tags, not the stack's) differ
     assert (from_dates == from_stack).mean() > 0.5
+    with rasterio.open(scenes[2], "r+") as ds:  # the last date on another grid
+        t = ds.transform
+        ds.transform = from_origin(t.c + 2 * t.a, t.f, t.a, -t.e)
+    fresh = tmp_path / "fresh"
+    assert _predict(run, scenes, fresh) == 2
+    err = capsys.readouterr().err
+    assert "share a grid" in err and str(scenes[2]) in err and not fresh.exists()
 
 
 def test_one_frame_recipe_with_temporal_attention_end_to_end(
@@ -223,14 +235,19 @@ def test_frames_of_different_grids_are_one_error_naming_the_files(
 
     stack = crop_root / "validation_chips" / "chip_198_312_merged.tif"
     scenes = single_date_scenes(stack, tmp_path / "scenes", DATES)
-    with rasterio.open(scenes[1], "r+") as ds:  # one date shifted by a pixel
-        ds.transform = ds.transform * ds.transform.translation(1, 0)
     frames = [{"name": n} for n in ("a", "b", "c")]
     bands = [
         f"{b}@{f}"
         for f in "abc"
         for b in ("BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2")
     ]
+    vrt = stack_single_dates(scenes, frames, bands)[0]  # one grid: one stack, dated
+    with rasterio.open(vrt) as ds, rasterio.open(stack) as original:
+        assert ds.count == 18 and ds.tags()["FRAME_DATES"] == ",".join(DATES)
+        assert (ds.read() == original.read()).all() and ds.nodata == original.nodata
+    with rasterio.open(scenes[1], "r+") as ds:  # one date shifted by a pixel
+        t = ds.transform
+        ds.transform = from_origin(t.c + t.a, t.f, t.a, -t.e)
     with pytest.raises(EofmError, match="share a grid") as info:
         stack_single_dates(scenes, frames, bands)
     assert str(scenes[1]) in str(info.value) and str(scenes[0]) in str(info.value)

@@ -101,7 +101,8 @@ def stack_single_dates(
         raise EofmError(
             f"The model reads {t} dates ({', '.join(f['name'] for f in frames)}) per scene: "
             f"give single-date scenes {t} at a time, or stacks of {len(stack_bands)} bands; "
-            f"{len(singles)} single-date scene(s) were given ({names})."
+            f"{len(singles)} single-date scene(s) were given ({names}).",
+            exit_code=2,
         )
     groups = [singles[i : i + t] for i in range(0, len(singles), t)]
     return stacks + [_stack_vrt(group, per_frame) for group in groups]
@@ -114,7 +115,8 @@ def _stack_vrt(group: Sequence[Frame], bands: Sequence[str]) -> Path:
         raise EofmError(
             "Frames of one scene must share a grid (CRS, pixel size, origin and size), and "
             f"{_describe(odd[0])} differs from {_describe(first)}; resample them onto one grid "
-            "first."
+            "first.",
+            exit_code=2,
         )
     crs, transform, width, height = first.grid
     lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']

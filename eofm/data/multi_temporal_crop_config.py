@@ -84,6 +84,6 @@ class MultiTemporalCropConfig(ChipDataConfig):
 
     def check_files(self, where: str) -> None:
         super().check_files(where)
-        from eofm.data.multi_temporal_crop import check_release_layout
+        from eofm.data.multi_temporal_crop_layout import check_release_layout
 
         check_release_layout(self.root, where)

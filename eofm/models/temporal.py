@@ -42,6 +42,8 @@ class FrameEncoder(nn.Module):
             self.scorers = nn.ModuleList(
                 [nn.Conv2d(c, 1, 1) if maps else nn.Linear(c, 1) for c in channels]
             )
+            # which frame it is (L-TAE's positional encoding, as one learned score per frame)
+            self.frame_bias = nn.Parameter(torch.zeros(frames))
 
     def dates(self, coords: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """``(B, T, 2)`` dates; one date for a stack of several frames is no date per
@@ -73,7 +75,9 @@ class FrameEncoder(nn.Module):
             for t in range(self.frames)
         ]
         grid = outs[0][1]
-        levels = [torch.stack(level, dim=1) for level in zip(*(list(o[0]) for o in outs))]
+        levels = [
+            torch.stack(level, dim=1) for level in zip(*(list(o[0]) for o in outs), strict=True)
+        ]
         pooled = [self.pool(i, level, grid) for i, level in enumerate(levels)]
         if grid is not None and self.mode == "concat":
             grid = (grid[0] * self.frames, grid[1], grid[2])
@@ -95,6 +99,9 @@ class FrameEncoder(nn.Module):
         scorer = self.scorers[index]
         if grid is None:  # maps (B, T, C, h, w)
             scores = torch.stack([scorer(level[:, t]) for t in range(level.shape[1])], dim=1)
+            bias = self.frame_bias.view(1, -1, 1, 1, 1)
         else:  # tokens (B, T, N, D)
             scores = scorer(level)
+            bias = self.frame_bias.view(1, -1, 1, 1)
+        scores = scores + bias
         return (scores.softmax(dim=1) * level).sum(dim=1)
