@@ -51,8 +51,9 @@ def make_crop_root(
         mask[:2] = 0  # "No Data"
         if mask_value is not None and n == 1:
             mask[5, 5] = mask_value
-        image = np.empty((bands, size, size), np.float32)
-        for i in range(bands):
+        count = bands if n == 1 else 18  # ``bands``: the second chip's band count
+        image = np.empty((count, size, size), np.float32)
+        for i in range(count):
             t, b = divmod(i, 6)
             image[i] = BASE[b] * (1 + rng.normal(0, 0.05, (size, size)))
             if b == 3 and t < 3:
@@ -68,7 +69,7 @@ def make_crop_root(
             "transform": transform,
         }
         with rasterio.open(
-            out / f"{chip}_merged.tif", "w", count=bands, dtype="int16", nodata=-9999, **common
+            out / f"{chip}_merged.tif", "w", count=count, dtype="int16", nodata=-9999, **common
         ) as dst:
             dst.write(image)
         with rasterio.open(out / f"{chip}.mask.tif", "w", count=1, dtype="uint8", **common) as dst:

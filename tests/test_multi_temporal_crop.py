@@ -293,7 +293,7 @@ def test_bad_data_fails_before_torch_naming_the_file_or_key(
         ]
     if change == "date":
         args = [a for a in args if not a.startswith("data.frames")] + [
-            "data.frames=[{name: a}, {name: b, date: 2022-13-01}, {name: c}]"
+            "data.frames=[{name: a}, {name: b, date: '2022-13-01'}, {name: c}]"
         ]
     if change == "list":
         (root / "training_data.txt").write_text("chip_090_484\nchip_999_999\n")
