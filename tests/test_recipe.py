@@ -28,6 +28,9 @@ def test_shipped_recipes_validate_and_cover_the_issue() -> None:
             assert recipe.task.type == "scene_classification" and len(recipe.task.class_names) == 10
         elif recipe.task.definition == "bigearthnet_19":  # from tasks/bigearthnet_19.yaml
             assert recipe.task.type == "scene_classification" and len(recipe.task.class_names) == 19
+        elif recipe.task.definition == "crop_types":  # from tasks/crop_types.yaml
+            assert recipe.task.type == "segmentation" and len(recipe.task.class_names) == 13
+            assert len(recipe.data.frame_list()) == 3
         elif recipe.task.type == "segmentation":  # from tasks/flood_mapping.yaml
             assert recipe.task.class_names == ["not_water", "water"]
         elif recipe.task.definition == "downscaling":  # from tasks/downscaling.yaml
