@@ -87,9 +87,7 @@ def test_samples_labels_and_dates(crop_root: Path) -> None:
     dm = MultiTemporalCropDataModule(
         crop_root, mean=None, std=None, crop_size=None, frames=frames, temporal_coords=True
     )
-    assert dm.splits["train"] == ["chip_090_484", "chip_106_429", "chip_177_428"] or sorted(
-        dm.splits["train"]
-    ) == sorted(c for f, c in CHIPS if f == "training_chips")
+    assert sorted(dm.splits["train"]) == sorted(c for f, c in CHIPS if f == "training_chips")
     assert len(dm.splits["val"]) == 1 and len(dm.splits["test"]) == 1
     assert dm.mean[:6] == dm.mean[6:12] == dm.mean[12:]  # one statistic per band
     sample = dm.dataset("val")[0]
@@ -98,6 +96,27 @@ def test_samples_labels_and_dates(crop_root: Path) -> None:
     mask = sample["mask"]
     assert (mask[:2] == -1).all()  # value 0 "No Data" is ignored
     assert set(mask[2:].unique().tolist()) <= {-1, 0, 2, 3}  # values 1, 3, 4 -> classes 0, 2, 3
+
+
+def test_per_chip_dates_from_the_metadata_table(tmp_path: Path) -> None:
+    """TerraTorch's chip_df_final.csv gives each chip its own dates; the others keep
+    data.frames' dates."""
+    from eofm.data.multi_temporal_crop import MultiTemporalCropDataModule
+
+    root = make_crop_root(tmp_path / "crop")
+    (root / "chip_df_final.csv").write_text(
+        "chip_id,first_img_date,middle_img_date,last_img_date\n"
+        "chip_198_312,2022-03-02,2022-07-01,2022-09-29\n"
+    )
+    frames = [{"name": n, "date": d} for n, d in zip(("a", "b", "c"), DATES, strict=True)]
+    dm = MultiTemporalCropDataModule(
+        root, mean=None, std=None, crop_size=None, frames=frames, temporal_coords=True
+    )
+    own = dm.dataset("val")[0]  # chip_198_312
+    shared = dm.dataset("test")[0]
+    assert own["chip"] == "chip_198_312"
+    assert own["temporal_coords"].tolist() == [[2022, 61], [2022, 182], [2022, 272]]
+    assert shared["temporal_coords"].tolist() == [[2022, 100], [2022, 171], [2022, 242]]
 
 
 @pytest.mark.parametrize("mode", ["mean", "max", "concat", "attention"])

@@ -6,7 +6,8 @@ Prithvi configs). Samples hold the frames stacked frame-major, ``image (T*C, H, 
 normalised band by band (a band has one mean and std whatever its date); the model
 takes the stack apart into frames (:mod:`eofm.models.temporal`). ``mask`` is the class
 index (file value - 1), with ``IGNORE`` where the mask says "No Data" (0) or a frame
-is invalid. TL backbones get ``temporal_coords (T, 2)`` from ``data.frames``' dates.
+is invalid. TL backbones get ``temporal_coords (T, 2)``: each chip's dates from the
+release's metadata table where present, else ``data.frames``' dates.
 
 ``training_data.txt`` chips train; ``validation_data.txt`` chips are divided into val
 and test (in the ratio of ``data.split_fractions``' last two numbers, by the hash of
@@ -31,6 +32,7 @@ from eofm.data.multi_temporal_crop_layout import (
     BANDS_PER_FRAME,
     CLASS_NAMES,
     check_band_count,
+    chip_dates,
     release_pairs,
 )
 from eofm.errors import EofmError
@@ -131,13 +133,15 @@ class MultiTemporalCropDataModule(ChipDataModule):
         val, test = split_held_out(list(held_out), f_val / max(f_val + f_test, 1e-12))
         mean, std = self._stack_statistics(mean, std, names, count, [p[0] for p in train.values()])
         dates = config.frame_dates()
-        if temporal_coords and not all(dates):
+        per_chip = chip_dates(root)  # the release's own dates, where it has them
+        if temporal_coords and not all(dates) and not per_chip:
             log.warning(
                 "multi_temporal_crop: data.frames gives no date for %s; the TL model trains "
                 "without temporal coordinates.",
                 [f["name"] for f, d in zip(self.frames, dates, strict=True) if not d],
             )
         dated = list(dates) if all(dates) else None
+        chip_frames = {chip: per_chip.get(chip, dated) for chip in everything}
         self.prepare(
             root=root,
             bands=stack_band_names(names, [f["name"] for f in self.frames]),
@@ -155,8 +159,8 @@ class MultiTemporalCropDataModule(ChipDataModule):
             pad_multiple=pad_multiple,
             train_repeats=train_repeats,
             pin_memory=pin_memory,
-            dates={chip: dated for chip in everything},
-            temporal_coords=temporal_coords and dated is not None,
+            dates=chip_frames,
+            temporal_coords=temporal_coords and any(chip_frames.values()),
             location_coords=location_coords,
             gsd_from_data=gsd_from_data,
             region_split=split,

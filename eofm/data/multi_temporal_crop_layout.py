@@ -18,6 +18,12 @@ Layout, as the release unpacks (``training_chips.tgz``, ``validation_chips.tgz``
         (at the root, as on the Hub; TerraTorch's ``MultiTemporalCropClassification``
         reads them inside the chips folder, which is accepted too)
 
+Each chip's three acquisition dates, where the root holds TerraTorch's metadata table
+``chip_df_final.csv`` (columns ``chip_id``, ``first_img_date``, ``middle_img_date``,
+``last_img_date``, ``YYYY-MM-DD``; TerraTorch's ``metadata_file_name`` and
+``date_columns``), are the TL temporal coordinates of that chip's frames; otherwise the
+dates of ``data.frames`` serve every chip.
+
 The class names and the ``reduce_zero_label`` convention (mask value v is class v - 1,
 0 is never scored) follow NASA-IMPACT/hls-foundation-os
 ``configs/multi_temporal_crop_classification.py`` (``CLASSES``, ``img_suffix``,
@@ -57,6 +63,33 @@ CLASS_NAMES = (
     "Sorghum",
     "Other",
 )
+
+
+#: TerraTorch's per-chip metadata: the acquisition date of each frame
+DATES_FILE = "chip_df_final.csv"
+DATE_COLUMNS = ("first_img_date", "middle_img_date", "last_img_date")
+
+
+def chip_dates(root: Path) -> dict[str, list[tuple[int, int]]]:
+    """chip id -> (year, day of year) of each frame, from ``DATES_FILE`` when the root
+    has it ({} otherwise); a row without a valid date is an error naming it."""
+    import csv
+
+    from eofm.data.coords import parse_date
+
+    table = root / DATES_FILE
+    if not table.is_file():
+        return {}
+    dates = {}
+    with table.open(newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                dates[row["chip_id"]] = [parse_date(row[c]) for c in DATE_COLUMNS]
+            except (KeyError, TypeError, EofmError) as exc:
+                raise EofmError(
+                    f"{table} line {line}: no valid chip_id and {', '.join(DATE_COLUMNS)} ({exc})."
+                ) from None
+    return dates
 
 
 def list_file(root: Path, folder: str) -> Path:
