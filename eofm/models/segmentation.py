@@ -134,7 +134,7 @@ def build_segmentation_model(
     backbone = load_backbone(
         cfg.name,
         bands=data_bands,
-        num_frames=cfg.num_frames or (frames if native else num_frames),
+        num_frames=(frames if native else 1) if frames > 1 else cfg.num_frames or num_frames,
         img_size=cfg.img_size,
         pretrained=cfg.pretrained if pretrained is None else pretrained,
         allow_random_init=allow_random_init,
