@@ -182,3 +182,18 @@ def band_indices(wanted: Sequence[str], available: Sequence[str], *, where: str)
             f"Band {missing[0]!r} is not available in {where}, which holds {list(available)}."
         )
     return [index[b] for b in wanted]
+
+
+#: Joins a band and its frame in the input names of multi-date stacks: ``RED@early``.
+FRAME_SEPARATOR = "@"
+
+
+def stack_band_names(bands: Sequence[str], frames: Sequence[str]) -> list[str]:
+    """The bands of a frame-major stack of ``frames``, each named ``BAND@frame``."""
+    return [f"{band}{FRAME_SEPARATOR}{frame}" for frame in frames for band in bands]
+
+
+def frame_bands(names: Sequence[str]) -> list[str]:
+    """The bands of one frame of a stack named by :func:`stack_band_names` (plain band
+    names are returned as they are)."""
+    return list(dict.fromkeys(str(n).split(FRAME_SEPARATOR)[0] for n in names))

@@ -61,6 +61,11 @@ class BackboneConfig:
     img_size: int | None = option(None, "image size the position embedding is built for")
     tap_layers: list[int] | None = option(None, "encoder layers the decoder reads")
     coords: bool = option(True, "feed TL backbones the data's time and location coordinates")
+    temporal: Literal["native", "mean", "max", "concat", "attention"] = option(
+        "native",
+        "multi-date data (data.frames): native (Prithvi's 3D patches take the frames) or "
+        "pool each frame's features: mean, max, concat or attention (eofm.models.temporal)",
+    )
     gsd: float | None = option(
         None,
         "Scale-MAE: the input's GSD relative to gsd_reference_m (the paper's res); "

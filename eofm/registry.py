@@ -155,6 +155,7 @@ def _build() -> Registry:
         "eofm.data.hls_burn_scars:HLSBurnScarsDataModule",
         config="eofm.data.hls_burn_scars_config:HLSBurnScarsConfig",
     )
+    reg.add("dataset", "multi_temporal_crop", "eofm.data.multi_temporal_crop:MultiTemporalCropDataModule", config="eofm.data.multi_temporal_crop_config:MultiTemporalCropConfig")  # fmt: skip
     reg.add(
         "dataset",
         "firecube",

@@ -32,6 +32,9 @@ def test_shipped_recipes_validate_and_cover_the_issue() -> None:
             assert recipe.task.type == "pixel_regression" and recipe.task.units == "m"
         elif recipe.task.definition == "biomass":  # from tasks/biomass.yaml
             assert recipe.task.type == "pixel_regression" and recipe.task.units == "Mg/ha"
+        elif recipe.task.definition == "crop_types":  # from tasks/crop_types.yaml
+            assert recipe.task.type == "segmentation" and len(recipe.task.class_names) == 13
+            assert len(recipe.data.frame_list()) == 3
         elif recipe.task.type == "segmentation":  # from tasks/flood_mapping.yaml
             assert recipe.task.class_names == ["not_water", "water"]
         elif recipe.task.definition == "downscaling":  # from tasks/downscaling.yaml

@@ -43,6 +43,11 @@ class DataConfig:
                 f"data.split_fractions in {where} must be 3 numbers >= 0 summing to 1, got {fractions}."
             )
 
+    def frame_list(self) -> list[dict[str, str]]:
+        """The time steps of multi-date samples in file order (``data.frames``: name and
+        optional date); single-date datasets have none."""
+        return []
+
     def check_files(self, where: str) -> None:
         """Checks of the data that read only metadata (file lists, headers, a time axis),
         run by ``fit`` before torch is imported or a run dir is made; datasets extend them.

@@ -166,12 +166,13 @@ class SegmentationFamily(TaskFamily):
         pretrained: bool | None,
         allow_random_init: bool = False,
     ) -> Any:
+        from eofm.bands import frame_bands
         from eofm.models.segmentation import build_segmentation_model
 
         return build_segmentation_model(
             recipe,
             num_classes=len(recipe.task.class_names),
-            data_bands=bands or recipe.data.bands,
+            data_bands=frame_bands(bands or recipe.data.bands),
             pretrained=pretrained,
             allow_random_init=allow_random_init,
         )
@@ -210,7 +211,9 @@ class SegmentationFamily(TaskFamily):
             norm_source,
             task={"type": recipe.task.type, "class_names": recipe.task.class_names},
         )
-        out["bands"] = list(recipe.data.bands)
+        out["bands"] = input_bands(recipe)
+        if recipe.data.frame_list():  # a multi-date stack: its frames, in file order
+            out["frames"] = recipe.data.frame_list()
         out["backbone"].update(
             band_mapping=encoder.band_mapping,
             patch_size=list(encoder.manifest.config.patch_size),
@@ -370,6 +373,15 @@ class SegmentationFamily(TaskFamily):
         return CardSection("model_card.md", meta, result, fields)
 
 
+def input_bands(recipe: Recipe) -> list[str]:
+    """The bands a scene gives the model: the data's bands, or for a stack of dates
+    (``data.frames``) every frame's bands, frame-major, named ``BAND@frame``."""
+    from eofm.bands import stack_band_names
+
+    frames = [f["name"] for f in recipe.data.frame_list()]
+    return stack_band_names(recipe.data.bands, frames) if frames else list(recipe.data.bands)
+
+
 def wanted_coords(recipe: Recipe) -> dict[str, bool]:
     """What the backbone takes from the data: TL ``time`` and ``location`` (unless
     ``backbone.coords: false``), and Scale-MAE's ``gsd`` (unless ``backbone.gsd`` fixes it)."""
@@ -464,6 +476,10 @@ def predict_scenes(request: PredictRequest, *, values: bool = False) -> int:
     )
     members = request.members
     scenes = expand_inputs(request.inputs, options.resolution_m)
+    if request.recipe.data.frame_list():  # single-date scenes -> stacks of the model's frames
+        from eofm.data.frame_stack import stack_single_dates
+
+        scenes = stack_single_dates(scenes, request.recipe.data.frame_list(), manifest["bands"])
     shard = select_shard(request.shard)
     mine = shard.take(scenes)
     options.validate(int(manifest["backbone"]["patch_size"][-1]))

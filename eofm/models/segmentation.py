@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +22,18 @@ class SegmentationModel(LatentModel):
     """Dense prediction at the input's resolution from a ViT encoder or a CNN's feature levels."""
 
     def __init__(
-        self, backbone: nn.Module, neck: nn.Module, decoder: nn.Module, head: nn.Module
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        decoder: nn.Module,
+        head: nn.Module,
+        frames: nn.Module | None = None,
     ) -> None:
         super().__init__(backbone, decoder)
         self.neck = neck
         self.head = head
+        #: multi-date stacks: how the frames reach the backbone (eofm.models.temporal)
+        self.frames = frames
         for part in (self.neck, self.decoder, self.head):
             part.to(memory_format=torch.channels_last)
 
@@ -40,7 +48,12 @@ class SegmentationModel(LatentModel):
         CNN's feature maps (a list of several resolutions) and ``None``."""
         extra = {"gsd_m": gsd_m} if gsd_m is not None else {}  # Scale-MAE: metres per pixel
         with self.backbone_grad():
-            tokens, grid = self.backbone(x, temporal_coords, location_coords, **extra)
+            if self.frames is not None:
+                tokens, grid = self.frames(
+                    self.backbone, x, temporal_coords, location_coords, **extra
+                )
+            else:
+                tokens, grid = self.backbone(x, temporal_coords, location_coords, **extra)
         if grid is None:
             return list(tokens), None
         return torch.stack(list(tokens), dim=1), tuple(grid)
@@ -114,10 +127,14 @@ def build_segmentation_model(
     from eofm.backbones.loading import load_backbone
 
     cfg = recipe.backbone
+    frames = len(recipe.data.frame_list()) or 1
+    native = frames > 1 and cfg.temporal == "native"
+    if native:
+        check_native_frames(recipe)
     backbone = load_backbone(
         cfg.name,
         bands=data_bands,
-        num_frames=cfg.num_frames or num_frames,
+        num_frames=(frames if native else 1) if frames > 1 else cfg.num_frames or num_frames,
         img_size=cfg.img_size,
         pretrained=cfg.pretrained if pretrained is None else pretrained,
         allow_random_init=allow_random_init,
@@ -129,7 +146,8 @@ def build_segmentation_model(
 
     decoder_cls = REGISTRY.get("decoder", recipe.decoder.name).load()
     make_neck = _cnn_neck if getattr(backbone, "is_cnn", False) else _vit_neck
-    neck = make_neck(recipe, backbone, decoder_cls)
+    stacked = frames if frames > 1 and cfg.temporal == "concat" else 1
+    neck = make_neck(recipe, backbone, decoder_cls, stacked)
     decoder = decoder_cls(
         neck.out_channels,
         recipe.decoder.channels,
@@ -139,12 +157,37 @@ def build_segmentation_model(
     head = nn.Sequential(
         nn.Dropout2d(recipe.decoder.dropout), nn.Conv2d(decoder.out_channels, num_classes, 1)
     )
-    model = SegmentationModel(backbone, neck, decoder, head)
+    model = SegmentationModel(backbone, neck, decoder, head, frame_encoder(backbone, frames, cfg))
     apply_adapter(model, recipe.adapter)
     return model
 
 
-def _vit_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type) -> ViTNeck:
+def frame_encoder(backbone: nn.Module, frames: int, cfg: Any) -> nn.Module | None:
+    """How a stack of ``frames`` frames reaches ``backbone`` (None for one frame)."""
+    if frames == 1:
+        return None
+    from eofm.models.temporal import FrameEncoder
+
+    if getattr(backbone, "is_cnn", False):
+        return FrameEncoder(frames, cfg.temporal, backbone.feature_channels, maps=True)
+    channels = [backbone.embed_dim] * len(backbone.tap_layers)
+    return FrameEncoder(frames, cfg.temporal, channels, maps=False)
+
+
+def check_native_frames(recipe: Recipe) -> None:
+    """Only a backbone of 3D patches (Prithvi-EO) takes several frames itself."""
+    from eofm.backbones.loading import resolve_manifest
+
+    manifest = resolve_manifest(recipe.backbone.name)
+    if manifest.family != "prithvi":
+        raise RecipeError(
+            f"data.frames gives {len(recipe.data.frame_list())} frames, and backbone "
+            f"{recipe.backbone.name} takes one frame: set backbone.temporal to mean, max, "
+            "concat or attention to pool the frames' features (native is for Prithvi-EO)."
+        )
+
+
+def _vit_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type, stacked: int = 1) -> ViTNeck:
     cfg = recipe.backbone
     if cfg.tap_layers:
         depth = backbone.config.depth
@@ -160,13 +203,13 @@ def _vit_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type) -> ViTNeck
             f"layers; backbone.tap_layers has {len(backbone.tap_layers)} "
             f"({list(backbone.tap_layers)}). Tap 4 layers, or use decoder.name: progressive."
         )
-    frames = backbone.config.num_frames // backbone.config.patch_size[0]
+    frames = backbone.config.num_frames // backbone.config.patch_size[0] * stacked
     return ViTNeck(
         backbone.embed_dim * frames, len(backbone.tap_layers), pyramid=decoder_cls.needs_pyramid
     )
 
 
-def _cnn_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type) -> MapNeck:
+def _cnn_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type, stacked: int = 1) -> MapNeck:
     if getattr(decoder_cls, "needs_tokens", False):
         raise RecipeError(
             f"decoder.name {recipe.decoder.name} fuses ViT tokens of one resolution; a timm "
@@ -183,4 +226,4 @@ def _cnn_neck(recipe: Recipe, backbone: nn.Module, decoder_cls: type) -> MapNeck
             f"backbone.tap_layers is for ViT backbones; {recipe.backbone.name} gives its "
             "deepest 4 feature levels."
         )
-    return MapNeck(backbone.feature_channels)
+    return MapNeck([c * stacked for c in backbone.feature_channels])

@@ -225,15 +225,19 @@ class Predictor:
             return first.numpy(), None
         return first, second
 
-    def _scene_date(self, reader: SceneReader) -> tuple[int, int] | None:
-        """The acquisition date a TL model gets: ``--date``, else the scene's tags."""
+    def _scene_date(self, reader: SceneReader) -> Any:
+        """The acquisition date a TL model gets: ``--date``, else the scene's tags (a
+        stack's ``FRAME_DATES``: one ``(year, doy)`` per frame)."""
         if not self.coords.get("time"):
             return None
         from eofm.data.coords import acquisition_date, parse_date
 
         if self.options.date:
             return parse_date(self.options.date)
-        date = acquisition_date(reader.ds.tags())
+        tags = reader.ds.tags()
+        if tags.get("FRAME_DATES"):  # a stack of dated frames, one date each
+            return [parse_date(d) for d in tags["FRAME_DATES"].split(",")]
+        date = acquisition_date(tags)
         if date is None and not self._warned_undated:
             log.warning(
                 "The model was trained with acquisition dates, but %s records none: predicting "
