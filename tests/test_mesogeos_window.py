@@ -126,3 +126,26 @@ def test_the_map_scores_each_pixels_training_window(cube: Path) -> None:
     assert land.any() and not land.all()
     for budget_mb, probs in maps.items():
         assert np.array_equal(probs, expected, equal_nan=True), budget_mb
+
+
+def test_a_firecube_layout_maps_through_data_variables(cube: Path, tmp_path: Path) -> None:
+    """FireCube's names (Orion-AI-Lab/wildfire_forecasting) through ``data.variables``: the
+    same map, the sea taken from the mapped ``t2m``."""
+    import shutil
+
+    from eofm.errors import EofmError
+
+    names = {"t2m": "era5_max_t2m", "rh": "era5_min_rh", "population": "population_density"}
+    renamed = tmp_path / "firecube.zarr"
+    shutil.copytree(cube, renamed, copy_function=lambda s, d: Path(d).hardlink_to(s))
+    (renamed / ".zmetadata").unlink()
+    for ours, theirs in names.items():
+        (renamed / ours).rename(renamed / theirs)
+    model, manifest = setup(1)
+    expected = mesogeos_danger_map(model, manifest, open_counted(cube)[0], FIRE_DAY)
+    ds, _ = open_counted(renamed)
+    with pytest.raises(EofmError, match="no variable '(t2m|rh)'"):
+        mesogeos_danger_map(model, manifest, ds, FIRE_DAY)
+    manifest["inputs"]["variables"] = names
+    probs = mesogeos_danger_map(model, manifest, ds, FIRE_DAY)
+    assert np.array_equal(probs, expected, equal_nan=True)
