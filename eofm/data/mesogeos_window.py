@@ -5,9 +5,11 @@ The release stores each daily layer as one whole-grid chunk per day ``(1, 1752, 
 A map cannot hold its window whole either: 12 dynamic layers x 30 days of that grid are
 11.9 GB of float32. :class:`GridWindow` therefore decodes every ``(layer, day)`` chunk of
 the window exactly once, one day at a time, and stages it re-chunked in bands of grid
-rows (a zarr group: in memory when the window fits half of the read budget, else in a
-temporary directory, LZ4-compressed, removed on exit); the map then takes its pixels one
-band at a time (:meth:`GridWindow.band`), each band sized to the other half of the budget.
+rows (a zarr group: in memory when the window fits a quarter of the read budget, else in
+a temporary directory, LZ4-compressed, removed on exit); the map then takes its pixels one
+band at a time (:meth:`GridWindow.band`), each band sized to another quarter. The other
+half of the budget is left to the interpreter, torch (about 0.75 GB) and the model's
+batches, so that the process's peak resident memory stays within the budget.
 This is the rechunking pattern of the ``rechunker`` package (Pangeo), on zarr's public API.
 """
 
@@ -28,9 +30,9 @@ LAND_LAYER = "t2m"
 
 def band_rows(cube: MesogeosCube, lag: int, channels: int) -> int:
     """Grid rows per band: the band's windows (``channels`` layers), one layer's staged
-    read of the band and its pixel selection fit in half the read budget."""
+    read of the band and its pixel selection fit in a quarter of the read budget."""
     per_row = cube.width * lag * (max(1, channels) + 2) * 4
-    return max(1, min(cube.height, (cube.budget // 2) // per_row))
+    return max(1, min(cube.height, (cube.budget // 4) // per_row))
 
 
 class GridWindow:
@@ -104,7 +106,7 @@ def grid_window(
     import zarr
 
     layers = len(dynamic) * lag + len(static)
-    in_memory = layers * cube.height * cube.width * 4 <= cube.budget // 2
+    in_memory = layers * cube.height * cube.width * 4 <= cube.budget // 4
     with tempfile.TemporaryDirectory(prefix="eofm-danger-window-") as folder:
         store = zarr.storage.MemoryStore() if in_memory else zarr.storage.LocalStore(folder)
         window = GridWindow(cube, zarr.open_group(store, mode="w"), t, lag, dynamic, static)

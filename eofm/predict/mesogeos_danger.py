@@ -72,4 +72,5 @@ def mesogeos_danger_map(
             flat = np.full(land.size, np.nan, np.float32)
             flat[land] = probs
             out[band] = flat.reshape(-1, cube.width)
+            del windows, statics  # before the next band's are read
     return out
