@@ -5,9 +5,9 @@ zarr's default; ``eofm/data/mesogeos_cube.py``) is generated with only what a ma
 the 12 dynamic and 12 static Track A inputs over ``--days`` days (one 30-day window: the
 map is of the fires of the day after the cube's last), the sea (the grid's southern ``--sea`` share) NaN. The map
 runs in a fresh process (the Track A LSTM, random weights: the numbers are the
-pipeline's, not a forecast; ``--hidden`` below the published 128 where the CPU is slow) and reports its wall time, its peak resident
-memory and the bands the read budget cut the grid into (each day-chunk is decompressed
-once per band).
+pipeline's, not a forecast; ``--hidden`` below the published 128 where the CPU is slow) and reports its wall and CPU time, its peak resident
+memory and the bands the read budget cut the grid into (each day-chunk of the window is
+decompressed once per map and staged in those bands, ``eofm/data/mesogeos_window.py``).
 
     python benchmarks/danger_map.py --out /tmp/meso_bench [--budget-mb 2048]
 """
@@ -77,7 +77,8 @@ import numpy as np, torch
 from eofm.data.mesogeos_config import TRACK_A_DYNAMIC, TRACK_A_STATIC
 from eofm.data.mesogeos_cube import open_mesogeos
 from eofm.decoders.lstm import MesogeosLSTM
-from eofm.forecasts.mesogeos_danger import band_rows, mesogeos_danger_map
+from eofm.data.mesogeos_window import band_rows
+from eofm.forecasts.mesogeos_danger import mesogeos_danger_map
 from eofm.data.mesogeos_cube import MesogeosCube
 root, date, budget, device, hidden = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 torch.manual_seed(0)
@@ -92,8 +93,9 @@ probs = mesogeos_danger_map(model, manifest, ds, date, batch_size=8192)
 wall = time.perf_counter() - start
 cube = MesogeosCube(root, budget_bytes=budget << 20, ds=ds)
 rows = band_rows(cube, 30, len(TRACK_A_DYNAMIC))
-print(json.dumps({"wall_s": round(wall, 1),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                  "peak_rss_mb": usage.ru_maxrss // 1024,
                   "bands": -(-cube.height // rows), "mapped_pixels": int(np.isfinite(probs).sum())}))
 """
 

@@ -266,11 +266,39 @@ def test_a_split_year_without_positives_is_refused(dm, tmp_path: Path) -> None:
         module(folder, split_years={"train": [2019], "val": [2020], "test": [2030]})
 
 
-def test_a_bad_cube_leaves_no_run_dir(cube: Path, tmp_path: Path, capsys) -> None:
-    broken = copy_cube(cube, tmp_path / "bad.zarr", without="ndvi")
+@pytest.mark.parametrize(
+    ("bad", "needle"),
+    [
+        ("no_ndvi", "has no variable 'ndvi', a dynamic input"),
+        ("annual_nan", r"population in \S+ is NaN everywhere on 2019-04-01"),
+        ("split_year", r"data.split_years.test \[2030\] holds no positive"),
+        ("broken_csv", r"negatives.csv has \d+ rows, not whole samples of 30 days: sample 1"),
+    ],
+)
+def test_bad_input_is_one_error_and_leaves_no_run_dir(
+    cube: Path, dm, tmp_path: Path, capsys, bad: str, needle: str
+) -> None:
+    """Each bad input of Track A through ``eofm fit``: one error naming the variable, day,
+    split year or sample, and no run dir."""
+    import re
+
+    extra: dict[str, object] = {}
+    root = cube
+    if bad == "no_ndvi":
+        root = copy_cube(cube, tmp_path / "bad.zarr", without="ndvi")
+    elif bad == "annual_nan":
+        root = copy_cube(cube, tmp_path / "bad.zarr", nan="population")
+    elif bad == "split_year":
+        extra["data.split_years"] = "{train: [2019], val: [2020], test: [2030]}"
+    else:
+        root = write_release_csv(dm, tmp_path / "csv")
+        lines = (root / "negatives.csv").read_text().splitlines()
+        (root / "negatives.csv").write_text("\n".join(lines[:40] + lines[45:]) + "\n")
     run = tmp_path / "run"
-    assert main(["fit", "mesogeos_track_a_lstm", *fit_args(broken, run)]) == 1
-    assert "no variable 'ndvi'" in capsys.readouterr().err and not run.exists()
+    assert main(["fit", "mesogeos_track_a_lstm", *fit_args(root, run, **extra)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("eofm: error:") == 1 and re.search(needle, err), err
+    assert "Traceback" not in err and not run.exists()
 
 
 @pytest.mark.parametrize("recipe", ["mesogeos_track_a_lstm", "mesogeos_track_a_transformer"])

@@ -79,7 +79,9 @@ class MesogeosConfig(DataConfig):
         help="train/val/test -> years of the window's last day",
         factory=lambda: {k: list(v) for k, v in TRACK_A_SPLITS.items()},
     )
-    read_budget_mb: int = option(512, "memory one read of the cube may hold")
+    read_budget_mb: int = option(
+        512, "memory one read of the cube, or a danger map's staged window and band, may hold"
+    )
 
     #: The label is an ignition; a sample is one pixel.
     target: ClassVar[str] = "ignition_points"

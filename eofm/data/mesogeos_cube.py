@@ -21,8 +21,9 @@ the Mediterranean", NeurIPS 2023 Datasets & Benchmarks. Facts from Orion-AI-Lab/
   :func:`fire_day_of_cube_day` are the only conversions.
 
 Reads are chunk-aware: every read takes whole days of a layer (:meth:`MesogeosCube.days`),
-each day-chunk a sample or a danger map needs is read once per call of
-:meth:`MesogeosCube.gather`, and one read holds at most ``budget_bytes``.
+each day-chunk the samples need is read once per call of :meth:`MesogeosCube.gather`, and
+one read holds at most ``budget_bytes``; a danger map decodes each day-chunk of its window
+once (:mod:`eofm.data.mesogeos_window`).
 """
 
 from __future__ import annotations
@@ -209,27 +210,3 @@ class MesogeosCube:
             prev = day
         runs.append((start, prev + 1))
         return runs
-
-    def band(
-        self,
-        t: int,
-        rows: slice,
-        lag: int,
-        dynamic: Sequence[str],
-        static: Sequence[str],
-        keep: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The pixels of grid rows ``rows`` (those where ``keep``, flat, is True) for a
-        window ending on day t: dynamic ``(P, lag, Cd)`` and static ``(P, Cs)`` (a danger
-        map's band). Holds the output and one layer's window of the band."""
-        count = (rows.stop - rows.start) * self.width
-        keep = np.ones(count, bool) if keep is None else keep
-        out_d = np.empty((int(keep.sum()), lag, len(dynamic)), np.float32)
-        for c, name in enumerate(dynamic):
-            out_d[:, :, c] = (
-                self.days(name, t - lag + 1, t + 1, rows).reshape(lag, count)[:, keep].T
-            )
-        out_s = np.empty((len(out_d), len(static)), np.float32)
-        for c, name in enumerate(static):
-            out_s[:, c] = self.static(name, t, rows).ravel()[keep]
-        return out_d, out_s

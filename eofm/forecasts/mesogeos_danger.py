@@ -5,10 +5,8 @@ The fire day D maps from the window of cube days ``D-lag .. D-1``
 value, normalised and NaN-filled as in training (:func:`eofm.data.mesogeos_samples.standardise`).
 Cells whose ``t2m`` is NaN on D-1 (the sea: Track A keeps no sample there) stay NaN.
 
-The grid is read in bands of whole rows sized to the run's ``data.read_budget_mb``: each
-band reads every day-chunk of its window once (``MesogeosCube.band``), and every pixel of
-the band is served from that read, so a day's chunk is read once per band (once per map
-when the budget holds the whole window).
+Each day-chunk of the window is decoded once and staged in bands of grid rows within the
+run's ``data.read_budget_mb`` (:mod:`eofm.data.mesogeos_window`); the map is made band by band.
 """
 
 from __future__ import annotations
@@ -20,14 +18,8 @@ import numpy as np
 
 from eofm.data.mesogeos_cube import MesogeosCube, cube_day_of_fire
 from eofm.data.mesogeos_samples import standardise
+from eofm.data.mesogeos_window import grid_window
 from eofm.errors import EofmError
-
-
-def band_rows(cube: MesogeosCube, lag: int, channels: int) -> int:
-    """Grid rows per band: a band's windows (``channels`` layers) and one layer's read of
-    the band's days fit in the budget."""
-    per_row = cube.width * lag * (max(1, channels) + 1) * 4
-    return max(1, min(cube.height, cube.budget // per_row))
 
 
 def mesogeos_danger_map(
@@ -62,16 +54,11 @@ def mesogeos_danger_map(
     if t < lag - 1:
         raise EofmError(f"--date {date} leaves fewer than {lag} days of history in the cube.")
     out = np.full((cube.height, cube.width), np.nan, np.float32)
-    rows = band_rows(cube, lag, len(dynamic))
     device = next(model.parameters()).device
     model.eval()
-    with torch.inference_mode():
-        for top in range(0, cube.height, rows):
-            band = slice(top, min(top + rows, cube.height))
-            land = np.isfinite(cube.days("t2m", t, t + 1, band)[0]).ravel()
-            if not land.any():
-                continue
-            windows, statics = cube.band(t, band, lag, dynamic, static, keep=land)
+    with torch.inference_mode(), grid_window(cube, t, lag, dynamic, static) as window:
+        for band in window.bands():
+            land, windows, statics = window.band(band)
             probs = np.empty(len(windows), np.float32)
             for start in range(0, len(windows), batch_size):
                 part = slice(start, start + batch_size)
@@ -85,4 +72,5 @@ def mesogeos_danger_map(
             flat = np.full(land.size, np.nan, np.float32)
             flat[land] = probs
             out[band] = flat.reshape(-1, cube.width)
+            del windows, statics  # before the next band's are read
     return out
