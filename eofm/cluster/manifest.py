@@ -133,7 +133,7 @@ class ShardLedger:
             "model": self.model,
             "inputs": self.total,
             "inputs_sha256": self.digest,
-            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "updated": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
             "scenes": [asdict(r) for r in self.records.values()],
         }
         write_text(self.path, json_text(data, str(self.path), indent=1) + "\n")

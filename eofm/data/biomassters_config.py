@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from eofm.data.config import DataConfig
-from eofm.errors import EofmError, RecipeError
+from eofm.data.config import DataConfig, check_bands_and_statistics
+from eofm.errors import RecipeError
 from eofm.typed_config import option
 
 #: torchgeo's ``BioMassters.metadata_filename``.
@@ -82,26 +82,8 @@ class BioMasstersConfig(DataConfig):
         )
 
     def validate(self, where: str) -> None:
-        from eofm.bands import check_band_names
-
         super().validate(where)
-        try:
-            self.bands = check_band_names(self.bands, where=f"data.bands of {where}")
-        except EofmError as exc:
-            raise RecipeError(str(exc)) from None
-        extra = [b for b in self.bands if b not in BIOMASSTERS_BANDS]
-        if extra:
-            raise RecipeError(
-                f"data.bands {extra} in {where} are not BioMassters bands {list(BIOMASSTERS_BANDS)}."
-            )
-        if (self.mean is None) != (self.std is None):
-            raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
-        for key in ("mean", "std"):
-            values = getattr(self, key)
-            if values is not None and len(values) != len(self.bands):
-                raise RecipeError(
-                    f"data.{key} in {where} has {len(values)} values for {len(self.bands)} bands."
-                )
+        check_bands_and_statistics(self, where, BIOMASSTERS_BANDS, "BioMassters")
 
     def check_files(self, where: str) -> None:
         """The metadata CSV (its columns), and every train file it lists for the sensors

@@ -7,11 +7,12 @@ is registered with it in :mod:`eofm.registry`, and is what ``data.name`` selects
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from eofm.errors import RecipeError
+from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import check_positive, option
 
 
@@ -65,6 +66,33 @@ def check_splits_filled(splits: dict[str, list], how: str, where: str) -> None:
             raise RecipeError(
                 f"{how} in {where} leaves the {name} split empty; fit needs samples in "
                 "train and val."
+            )
+
+
+def check_bands_and_statistics(
+    config: Any, where: str, known: Sequence[str] | None = None, dataset: str = ""
+) -> None:
+    """``data.bands`` named by eofm's band table (and among ``known``, the ``dataset``'s
+    bands, when given), and ``data.mean`` / ``data.std`` both given or neither, one value
+    per band; one :class:`RecipeError` naming the key."""
+    from eofm.bands import check_band_names
+
+    try:
+        config.bands = check_band_names(config.bands, where=f"data.bands of {where}")
+    except EofmError as exc:
+        raise RecipeError(str(exc)) from None
+    extra = [b for b in config.bands if known is not None and b not in known]
+    if extra:
+        raise RecipeError(
+            f"data.bands {extra} in {where} are not {dataset} bands {list(known or ())}."
+        )
+    if (config.mean is None) != (config.std is None):
+        raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
+    for key in ("mean", "std"):
+        values = getattr(config, key)
+        if values is not None and len(values) != len(config.bands):
+            raise RecipeError(
+                f"data.{key} in {where} has {len(values)} values for {len(config.bands)} bands."
             )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from eofm.bands import SENTINEL2_CODES
-from eofm.data.config import DataConfig
+from eofm.data.config import DataConfig, check_bands_and_statistics
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import option
 
@@ -79,26 +79,8 @@ class EuroSATConfig(DataConfig):
         return "the official split lists (eurosat-train/val/test.txt, 16200/5400/5400 chips)."
 
     def validate(self, where: str) -> None:
-        from eofm.bands import check_band_names
-
         super().validate(where)
-        try:
-            self.bands = check_band_names(self.bands, where=f"data.bands of {where}")
-        except EofmError as exc:
-            raise RecipeError(str(exc)) from None
-        extra = [b for b in self.bands if b not in EUROSAT_BANDS]
-        if extra:
-            raise RecipeError(
-                f"data.bands {extra} in {where} are not EuroSAT MS bands {list(EUROSAT_BANDS)}."
-            )
-        if (self.mean is None) != (self.std is None):
-            raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
-        for key in ("mean", "std"):
-            values = getattr(self, key)
-            if values is not None and len(values) != len(self.bands):
-                raise RecipeError(
-                    f"data.{key} in {where} has {len(values)} values for {len(self.bands)} bands."
-                )
+        check_bands_and_statistics(self, where, EUROSAT_BANDS, "EuroSAT MS")
 
     def split_paths(self) -> dict[str, Path]:
         """The split list of each split under ``data.root``."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eofm.data.config import DataConfig
+from eofm.data.config import DataConfig, check_bands_and_statistics
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import check_positive, option
 
@@ -47,22 +47,9 @@ class GeoTIFFTargetsConfig(DataConfig):
         )
 
     def validate(self, where: str) -> None:
-        from eofm.bands import check_band_names
-
         super().validate(where)
-        try:
-            self.bands = check_band_names(self.bands, where=f"data.bands of {where}")
-        except EofmError as exc:
-            raise RecipeError(str(exc)) from None
+        check_bands_and_statistics(self, where)
         check_positive(self, where, "data.crop_size")
-        if (self.mean is None) != (self.std is None):
-            raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
-        for key in ("mean", "std"):
-            values = getattr(self, key)
-            if values is not None and len(values) != len(self.bands):
-                raise RecipeError(
-                    f"data.{key} in {where} has {len(values)} values for {len(self.bands)} bands."
-                )
 
     def pairs(self, where: str = "the recipe") -> dict[str, tuple[Path, Path]]:
         return find_pairs(Path(self.root), where)
