@@ -1,9 +1,11 @@
 """Blending weighted tile probabilities into finished rows, one column band at a time.
 
 The buffers hold one strip of tiles (``tile`` rows) across the band, never the scene.
-Per pixel, the probabilities and the window weights are summed in tile order (strip by
-strip, left to right) into zeroed buffers, exactly as a whole-scene accumulator would
-sum them, so the result is the same to the bit.
+Per pixel, the weighted probabilities are summed in tile order (strip by strip, left to
+right) into zeroed buffers, exactly as a whole-scene accumulator would sum them, so the
+result is the same to the bit. The window is separable (``grid.blend_weights``), so the
+sum of the weights that covers a pixel is the product of a row sum and a column sum,
+computed from the grid rather than accumulated tile by tile.
 """
 
 from __future__ import annotations
@@ -57,7 +59,14 @@ class BandBlender:
         band_width = min(width, cols[-1] + tile) - self.left
         rows_held = min(tile, height)
         self.acc = np.zeros((num_classes, rows_held, band_width), np.float32)
-        self.wsum = np.zeros((rows_held, band_width), np.float32)
+        middle = tile // 2  # weights = outer(ramp, ramp): one row and one column of it
+        self.row_ramp = weights[:, middle].astype(np.float64)
+        self.col_sum = np.zeros(band_width, np.float64)
+        for c in cols:  # the weight every pixel of a column gets from the tiles over it
+            w = min(tile, width - c)
+            self.col_sum[c - self.left : c - self.left + w] += weights[middle, :w]
+        self.col_sum /= weights[middle, middle]
+        self._inverse_cols = (1.0 / np.maximum(self.col_sum[self.inner], 1e-12)).astype(np.float32)
         self.valid = np.zeros((rows_held, band_width), bool)
         self.top = 0  # scene row held in the buffers' first row
         self.touched = 0  # scene rows < touched hold contributions
@@ -74,7 +83,6 @@ class BandBlender:
         self.touched = max(self.touched, r + h)
         y, x = r - self.top, c - self.left
         self.acc[:, y : y + h, x : x + w] += weighted[:, :h, :w]
-        self.wsum[y : y + h, x : x + w] += self.weights[:h, :w]
 
     def add_valid(self, row: int, mask: np.ndarray) -> None:
         """Mark the valid pixels of strip ``row`` (its ``(tile, W)`` mask from the band's
@@ -104,16 +112,26 @@ class BandBlender:
         top, inner = self.top, self.inner
         valid = self.valid[:n, inner]
         self.any_valid |= bool(valid.any())
-        normaliser = np.maximum(self.wsum[:n, inner], 1e-12)
+        inverse_rows = (1.0 / np.maximum(self._row_sum(n), 1e-12)).astype(np.float32)[:, None]
         step = self._chunk.shape[1]
         for first in range(0, n, step):
             rows = slice(first, min(n, first + step))
-            channels = self._chunk[:, : rows.stop - first, : normaliser.shape[1]]
-            np.divide(self.acc[:, rows, inner], normaliser[rows], out=channels)
+            channels = self._chunk[:, : rows.stop - first, : len(self._inverse_cols)]
+            np.multiply(self.acc[:, rows, inner], inverse_rows[rows], out=channels)
+            channels *= self._inverse_cols
             finish(channels, valid[rows], first, n)
         keep = max(0, self.touched - done_until)  # rows later strips add to
-        for held in (self.acc[:], self.wsum[None], self.valid[None]):
+        for held in (self.acc[:], self.valid[None]):
             held[:, :keep] = held[:, n : n + keep]
             held[:, keep:] = 0
         self.top = done_until
         return top, n
+
+    def _row_sum(self, n: int) -> np.ndarray:
+        """The weight each of the ``n`` rows from ``top`` gets from the tile rows over it."""
+        total = np.zeros(n, np.float64)
+        for r in self.rows:
+            first, last = max(r, self.top), min(r + self.tile, self.height, self.top + n)
+            if first < last:
+                total[first - self.top : last - self.top] += self.row_ramp[first - r : last - r]
+        return total
