@@ -24,6 +24,7 @@ import pytest
 
 from eofm.predict.device import nvidia_driver_present
 from tests.firecube import make_cube
+from tests.hls import make_hls_root
 from tests.realdata import SHARED
 from tests.runs import make_run_dir
 from tests.test_training import flood_root  # noqa: F401 - fixture reuse
@@ -170,6 +171,7 @@ def setup(flood_root: Path, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
         {"name": ["World", "Antarctica"]}, geometry=[shapely.box(-180, -80, 180, 90), antarctica]
     ).set_crs("EPSG:4326").to_parquet(regions / "two.parquet")
     (tmp / "empty").mkdir()
+    hls = make_hls_root(tmp / "hls")
     readonly = tmp / "readonly"
     readonly.mkdir()
     readonly.chmod(0o555)
@@ -190,6 +192,7 @@ def setup(flood_root: Path, tmp_path_factory) -> dict[str, Path]:  # noqa: F811
         "fire2": fire_run(tmp / "fire2", cube),
         "regions": regions,
         "readonly": readonly,
+        "hls": hls,
     }
 
 
@@ -291,6 +294,18 @@ def cases(s: dict[str, Path]) -> dict[str, tuple[list[str], str, Path]]:
         ),
         "empty validation split": (
             [*fit, "data.split_fractions=[0.8, 0, 0.2]"],
+            "val split",
+            run,
+        ),
+        "empty validation split (HLS Burn Scars)": (
+            [
+                "fit",
+                "hls_burn_scars_tiny",
+                f"data.root={s['hls']}",
+                "data.split_fractions=[0.8, 0, 0.2]",
+                "--run-dir",
+                str(run),
+            ],
             "val split",
             run,
         ),
@@ -472,7 +487,7 @@ def outcomes(setup: dict[str, Path]) -> dict[str, dict]:
 
 
 CASE_IDS = list(cases({k: Path("/x") for k in ("tmp", "flood", "regions", "seg", "lora_random",
-    "no_dropout", "weather", "weather2", "cube", "fire", "fire2", "readonly", *EDITS)}))  # fmt: skip
+    "no_dropout", "weather", "weather2", "cube", "fire", "fire2", "readonly", "hls", *EDITS)}))  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CASE_IDS)

@@ -60,7 +60,8 @@ def test_scene_without_its_mask_is_an_error_and_no_run_dir(tmp_path: Path, capsy
     with pytest.raises(EofmError, match="T10SEH.2018190.v1.4_merged.tif has no mask"):
         HLSBurnScarsDataModule(root, mean=None, std=None)
     run = tmp_path / "run"
-    assert main(["fit", "hls_burn_scars_tiny", *tiny(root), "--run-dir", str(run)]) == 1
+    # found by fit's data check, from the file names, before any model loads (exit 2)
+    assert main(["fit", "hls_burn_scars_tiny", *tiny(root), "--run-dir", str(run)]) == 2
     assert "has no mask" in capsys.readouterr().err and not run.exists()
 
 

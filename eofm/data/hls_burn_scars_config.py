@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from eofm.bands import HLS_PRITHVI_BANDS
-from eofm.data.config import ChipDataConfig
+from eofm.data.config import ChipDataConfig, check_splits_filled
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import check_positive, option
 
@@ -45,3 +46,29 @@ class HLSBurnScarsConfig(ChipDataConfig):
             )
         check_positive(self, where, "data.reflectance_scale")
         super().validate(where)
+
+    def check_files(self, where: str) -> None:
+        """The release's folders and scenes, and a non-empty train and val split, from the
+        file names alone (no raster is read, no model loaded)."""
+        super().check_files(where)
+        if self.split:
+            return  # region splits: checked by ChipDataConfig from the regions file
+        from eofm.data.hls_burn_scars_layout import FOLDERS, scene_pairs, split_by_tile
+
+        root = Path(self.root)
+        missing = [f for f in FOLDERS if not (root / f).is_dir()]
+        if missing:
+            raise RecipeError(
+                f"data.root {root} in {where} is not an HLS Burn Scars folder: {missing[0]}/ "
+                "is missing (data.root holds training/ and validation/)."
+            )
+        try:
+            train = scene_pairs(root / "training")
+            held_out = scene_pairs(root / "validation")
+        except EofmError as exc:
+            raise RecipeError(str(exc)) from None
+        f_val, f_test = self.split_fractions[1], self.split_fractions[2]
+        val, _ = split_by_tile(list(held_out), f_val / max(f_val + f_test, 1e-12))
+        splits = {"train": list(train), "val": val}
+        how = f"data.split_fractions {self.split_fractions} (validation/ by MGRS tile)"
+        check_splits_filled(splits, how, where)
