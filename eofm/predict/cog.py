@@ -32,8 +32,11 @@ def staging_profile(source: Any) -> dict[str, Any]:
     }
 
 
-def write_cog(staging: Path, target: Path, kind: str) -> None:
-    """Copy ``staging`` to ``target`` as a COG of the product ``kind``."""
+def write_cog(staging: Path, target: Path, kind: str, threads: int | str = "ALL_CPUS") -> None:
+    """Copy ``staging`` to ``target`` as a COG of the product ``kind``, compressing on
+    ``threads`` threads: one while the next scene streams on the other cores (more
+    would contend with the stream; ``benchmarks/predict_pipeline.py`` measures it),
+    every core when nothing else runs."""
     import rasterio
     from rasterio.shutil import copy as raster_copy
 
@@ -45,5 +48,5 @@ def write_cog(staging: Path, target: Path, kind: str) -> None:
             compress="DEFLATE",
             blocksize=COG_BLOCK,
             overview_resampling="nearest" if kind == "classes" else "average",
-            num_threads="ALL_CPUS",
+            num_threads=threads,
         )

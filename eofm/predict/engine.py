@@ -325,7 +325,7 @@ class Predictor:
             return result
         if self._tails is None:
             self._tails = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eofm-cog")
-        self._tail = self._tails.submit(self._finish, plan, result, streamed)
+        self._tail = self._tails.submit(self._finish, plan, result, streamed, 1)
         self._finishing = set(plan.targets())
         return result
 
@@ -365,7 +365,13 @@ class Predictor:
             raise
         return streamed
 
-    def _finish(self, plan: ScenePlan, result: SceneResult, streamed: _Streamed | None) -> None:
+    def _finish(
+        self,
+        plan: ScenePlan,
+        result: SceneResult,
+        streamed: _Streamed | None,
+        threads: int | str = "ALL_CPUS",
+    ) -> None:
         """Finish each streamed product with GDAL's COG driver and rename it into place,
         then write the quicklook and the polygons, which read the finished map."""
 
@@ -373,7 +379,7 @@ class Predictor:
             if streamed is not None:
                 with streamed.held:
                     for kind, (staging, tmp) in streamed.staged.items():
-                        write_cog(staging, tmp, kind)
+                        write_cog(staging, tmp, kind, threads)
                 if result.all_nodata:
                     log.warning(
                         "%s holds no valid pixel: its prediction is all nodata.", plan.source
