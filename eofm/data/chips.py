@@ -215,6 +215,9 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
     pairs, the band indexes and the splits; every file is then checked up front.
     """
 
+    #: The dataset of one split's chips (a subclass reads a release's own labels).
+    chips_class: type[LabelledChips] = LabelledChips
+
     name = "chips"
     num_classes = 2
     ignore_index = IGNORE
@@ -351,7 +354,7 @@ class ChipDataModule(SplitLoaders, L.LightningDataModule):
 
     def dataset(self, split: str) -> LabelledChips:
         train = split == "train"
-        return LabelledChips(
+        return self.chips_class(
             self.split_pairs(split),
             self.indexes,
             self.mean,

@@ -69,12 +69,11 @@ def check_splits_filled(splits: dict[str, list], how: str, where: str) -> None:
             )
 
 
-def check_bands_and_statistics(
+def check_bands_known(
     config: Any, where: str, known: Sequence[str] | None = None, dataset: str = ""
 ) -> None:
-    """``data.bands`` named by eofm's band table (and among ``known``, the ``dataset``'s
-    bands, when given), and ``data.mean`` / ``data.std`` both given or neither, one value
-    per band; one :class:`RecipeError` naming the key."""
+    """``data.bands`` named by eofm's band table (canonical names written back), and
+    among ``known``, the ``dataset``'s bands, when given."""
     from eofm.bands import check_band_names
 
     try:
@@ -86,6 +85,15 @@ def check_bands_and_statistics(
         raise RecipeError(
             f"data.bands {extra} in {where} are not {dataset} bands {list(known or ())}."
         )
+
+
+def check_bands_and_statistics(
+    config: Any, where: str, known: Sequence[str] | None = None, dataset: str = ""
+) -> None:
+    """``data.bands`` as :func:`check_bands_known` checks them, and ``data.mean`` /
+    ``data.std`` both given or neither, one value per band; one :class:`RecipeError`
+    naming the key."""
+    check_bands_known(config, where, known, dataset)
     if (config.mean is None) != (config.std is None):
         raise RecipeError(f"Give both data.mean and data.std in {where}, or neither.")
     for key in ("mean", "std"):

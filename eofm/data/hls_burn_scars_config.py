@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eofm.bands import HLS_PRITHVI_BANDS
-from eofm.data.config import ChipDataConfig, check_splits_filled
+from eofm.data.config import ChipDataConfig, check_bands_known, check_splits_filled
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import check_positive, option
 
@@ -33,17 +33,7 @@ class HLSBurnScarsConfig(ChipDataConfig):
         return "the release's `training/` scenes train; `validation/` is divided into val and test by MGRS tile."
 
     def validate(self, where: str) -> None:
-        from eofm.bands import check_band_names
-
-        try:
-            self.bands = check_band_names(self.bands, where=f"data.bands of {where}")
-        except EofmError as exc:
-            raise RecipeError(str(exc)) from None
-        extra = [b for b in self.bands if b not in HLS_PRITHVI_BANDS]
-        if extra:
-            raise RecipeError(
-                f"data.bands {extra} in {where} are not HLS Burn Scars bands {list(HLS_PRITHVI_BANDS)}."
-            )
+        check_bands_known(self, where, HLS_PRITHVI_BANDS, "HLS Burn Scars")
         check_positive(self, where, "data.reflectance_scale")
         super().validate(where)
 

@@ -84,6 +84,8 @@ class FrameChips(LabelledChips):
 class MultiTemporalCropDataModule(ChipDataModule):
     """Splits, normalisation and loaders of the multi-temporal crop chips."""
 
+    chips_class = FrameChips
+
     name = "multi_temporal_crop"
     num_classes = len(CLASS_NAMES)
 
@@ -190,18 +192,3 @@ class MultiTemporalCropDataModule(ChipDataModule):
         pooled = m2.mean(axis=0)  # frames of equal pixel counts: the mean of the means
         spread = np.sqrt(np.maximum((s2**2 + m2**2).mean(axis=0) - pooled**2, 1e-12))
         return pooled.tolist() * frames, spread.tolist() * frames
-
-    def dataset(self, split: str) -> FrameChips:
-        train = split == "train"
-        return FrameChips(
-            self.split_pairs(split),
-            self.indexes,
-            self.mean,
-            self.std,
-            crop_size=self.crop_size if train else self.eval_crop_size,
-            random_crop=train,
-            hflip=train and self.hflip,
-            pad_multiple=self.pad_multiple,
-            repeats=self.train_repeats if train else 1,
-            coords=self.coords,
-        )

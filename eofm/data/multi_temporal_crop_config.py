@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eofm.bands import HLS_PRITHVI_BANDS
-from eofm.data.config import ChipDataConfig
+from eofm.data.config import ChipDataConfig, check_bands_known
 from eofm.errors import EofmError, RecipeError
 from eofm.typed_config import option
 
@@ -48,17 +48,7 @@ class MultiTemporalCropConfig(ChipDataConfig):
         return [dict(frame) for frame in self.frames]
 
     def validate(self, where: str) -> None:
-        from eofm.bands import check_band_names
-
-        try:
-            self.bands = check_band_names(self.bands, where=f"data.bands of {where}")
-        except EofmError as exc:
-            raise RecipeError(str(exc)) from None
-        extra = [b for b in self.bands if b not in HLS_PRITHVI_BANDS]
-        if extra:
-            raise RecipeError(
-                f"data.bands {extra} in {where} are not bands of the crop chips {list(HLS_PRITHVI_BANDS)}."
-            )
+        check_bands_known(self, where, HLS_PRITHVI_BANDS, "the crop chips'")
         if len(self.frames) != len(RELEASE_FRAMES):
             raise RecipeError(
                 f"data.frames in {where} names {len(self.frames)} frames; the chips hold "
