@@ -80,11 +80,9 @@ def check_bands_known(
         config.bands = check_band_names(config.bands, where=f"data.bands of {where}")
     except EofmError as exc:
         raise RecipeError(str(exc)) from None
-    extra = [b for b in config.bands if known is not None and b not in known]
+    extra = [b for b in config.bands if b not in known] if known is not None else []
     if extra:
-        raise RecipeError(
-            f"data.bands {extra} in {where} are not {dataset} bands {list(known or ())}."
-        )
+        raise RecipeError(f"data.bands {extra} in {where} are not {dataset} bands {list(known)}.")
 
 
 def check_bands_and_statistics(

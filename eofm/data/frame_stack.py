@@ -13,19 +13,14 @@ shifted frames. Each frame's acquisition date (its tags) goes into the VRT's
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from eofm.data.vrt_files import GDAL_TYPES, write_scratch_vrt
 from eofm.errors import EofmError
-
-_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16"}
-_GDAL_TYPES |= {"uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64"}
 
 
 @dataclass
@@ -131,7 +126,7 @@ def _stack_vrt(group: Sequence[Frame], bands: Sequence[str]) -> Path:
     for frame in group:
         for index in _frame_indexes(frame, bands):
             number += 1
-            dtype = _GDAL_TYPES.get(frame.dtypes[index - 1], "Float32")
+            dtype = GDAL_TYPES.get(frame.dtypes[index - 1], "Float32")
             nodata = (
                 [f"    <NoDataValue>{frame.nodata!r}</NoDataValue>"]
                 if frame.nodata is not None
@@ -147,24 +142,8 @@ def _stack_vrt(group: Sequence[Frame], bands: Sequence[str]) -> Path:
                 "  </VRTRasterBand>",
             ]
     lines.append("</VRTDataset>")
-    stem = f"{first.path.name.rsplit('.', 1)[0]}_frames"
-    target = _scratch() / f"{len(list(_scratch().iterdir()))}" / f"{stem}.vrt"
-    target.parent.mkdir(parents=True)
-    target.write_text("\n".join(lines) + "\n")
-    return target
+    return write_scratch_vrt(f"{first.path.name.rsplit('.', 1)[0]}_frames", lines)
 
 
 def _iso(year: int, day: int) -> str:
     return (dt.date(year, 1, 1) + dt.timedelta(days=day - 1)).isoformat()
-
-
-_SCRATCH: list[Path] = []
-
-
-def _scratch() -> Path:
-    """This process's folder of stack VRTs, removed when it exits."""
-    if not _SCRATCH:
-        folder = Path(tempfile.mkdtemp(prefix="eofm-frames-"))
-        atexit.register(shutil.rmtree, folder, True)
-        _SCRATCH.append(folder)
-    return _SCRATCH[0]

@@ -37,18 +37,16 @@ product has the values of older ones and of the training chips.
 
 from __future__ import annotations
 
-import atexit
 import json
 import math
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 from xml.sax.saxutils import escape
 
+from eofm.data.vrt_files import GDAL_TYPES, write_scratch_vrt
 from eofm.errors import EofmError
 
 #: The grid of a product when ``--resolution`` is not given: Sentinel-2's finest bands
@@ -272,7 +270,7 @@ def stack_bands(
             h * res[1] / resolution,
         ]
         lines += [
-            f'  <VRTRasterBand dataType="{_gdal_type(dtype)}" band="{number}">',
+            f'  <VRTRasterBand dataType="{GDAL_TYPES.get(dtype, dtype)}" band="{number}">',
             f"    <Description>{band.name}</Description>",
             *([f"    <NoDataValue>{nodata!r}</NoDataValue>"] if nodata is not None else []),
             '    <ComplexSource resampling="bilinear">',
@@ -295,32 +293,9 @@ def stack_bands(
             "  </VRTRasterBand>",
         ]
     lines.append("</VRTDataset>")
-    target = _scratch() / stem / f"{stem}.vrt"  # one folder each: equal stems never collide
-    if target.exists():
-        target = _scratch() / f"{stem}-{len(list(_scratch().iterdir()))}" / f"{stem}.vrt"
-    target.parent.mkdir(parents=True)
-    target.write_text("\n".join(lines) + "\n")
-    return target
+    return write_scratch_vrt(stem, lines)
 
 
 def _preference(res: float, grid: float) -> tuple[int, float]:
     """Sort key of a band file's resolution: not finer than the grid first, then closest."""
     return (0 if res >= grid - 1e-6 else 1, abs(math.log(res / grid)))
-
-
-def _gdal_type(dtype: str) -> str:
-    names = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16"}
-    names |= {"uint32": "UInt32", "int32": "Int32", "float32": "Float32", "float64": "Float64"}
-    return names.get(dtype, dtype)
-
-
-_SCRATCH: list[Path] = []
-
-
-def _scratch() -> Path:
-    """This process's folder of VRT files, removed when it exits."""
-    if not _SCRATCH:
-        folder = Path(tempfile.mkdtemp(prefix="eofm-products-"))
-        atexit.register(shutil.rmtree, folder, True)
-        _SCRATCH.append(folder)
-    return _SCRATCH[0]

@@ -145,9 +145,9 @@ class ClassificationFamily(TaskFamily):
         self, recipe: Recipe, model: Any, datamodule: Any, norm_source: str
     ) -> dict[str, Any]:
         from eofm._version import __version__
+        from eofm.publishing.provenance import is_random_init
 
         data = recipe.data
-        from eofm.publishing.provenance import is_random_init
 
         return {
             "eofm_version": __version__,

@@ -53,7 +53,6 @@ class BandBlender:
     ) -> None:
         self.rows, self.cols, self.tile = rows, cols, tile
         self.height, self.width = height, width
-        self.weights = weights
         self.left = cols[0]
         self.inner = slice(span[0] - self.left, span[1] - self.left)
         band_width = min(width, cols[-1] + tile) - self.left
