@@ -127,6 +127,72 @@ def test_predict_from_onnx_writes_the_class_map_of_the_run(
     assert not (tmp_path / "x").exists()
 
 
+@pytest.fixture(scope="module")
+def exported(lora_run: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("exported") / "model.onnx"
+    export = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
+    assert main([*export, "--dynamic-batch"]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--tta", "flip", "--probabilities"], ["--uncertainty", "tta"], ["--uncertainty", "entropy"]],
+    ids=["tta-flip", "uncertainty-tta", "uncertainty-entropy"],
+)
+def test_onnx_views_and_uncertainty_equal_the_runs(
+    lora_run: Path,
+    exported: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+    extra: list[str],
+) -> None:
+    """The numpy model stage (softmax, flips, expected entropy) against TileModel's."""
+    import rasterio
+
+    chip = sorted((flood_root / "S1Hand").glob("*.tif"))[0]
+    common = [str(chip), "--tile", "32", "--overlap", "8", "--no-progress", "--device", "cpu"]
+    for model, out in ((lora_run, "pt"), (exported, "ort")):
+        assert (
+            main(["predict", "--model", str(model), *common, *extra, "--out", str(tmp_path / out)])
+            == 0
+        )
+    written = sorted(p.name for p in (tmp_path / "pt").glob("*.tif"))
+    assert len(written) == 2 and written == sorted(p.name for p in (tmp_path / "ort").glob("*.tif"))
+    for name in written:
+        with (
+            rasterio.open(tmp_path / "pt" / name) as a,
+            rasterio.open(tmp_path / "ort" / name) as b,
+        ):
+            x, y = a.read(), b.read()
+        if x.dtype == np.uint8:
+            assert (x == y).all()
+        else:
+            np.testing.assert_allclose(y, x, atol=1e-4, equal_nan=True)
+
+
+def test_predict_from_onnx_never_imports_torch(
+    exported: Path, flood_root: Path, tmp_path: Path
+) -> None:  # noqa: F811
+    import subprocess
+    import sys
+
+    chip = sorted((flood_root / "S1Hand").glob("*.tif"))[0]
+    script = (
+        "import sys; from eofm.cli import main; "
+        f"rc = main(['predict', '--model', {str(exported)!r}, {str(chip)!r}, '--tile', '32', "
+        f"'--overlap', '8', '--no-progress', '--out', {str(tmp_path / 'out')!r}]); "
+        "heavy = [m for m in ('torch', 'lightning', 'timm', 'peft', 'torchgeo') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+    assert (tmp_path / "out" / chip.name).is_file()
+
+
 def test_publish_with_onnx_bundles_the_exported_graph(
     lora_run: Path,
     flood_root: Path,  # noqa: F811
@@ -139,3 +205,20 @@ def test_publish_with_onnx_bundles_the_exported_graph(
     assert (folder / "model.onnx").stat().st_size > 0 and (folder / "model.safetensors").is_file()
     assert json.loads(sidecar)["source"] == "hf://org/flood" and json.loads(sidecar)["tile"] == 32
     assert str(flood_root) not in sidecar and str(lora_run) not in sidecar  # paths scrubbed
+
+
+@pytest.mark.parametrize(
+    "extra", [["--precision", "bf16"], ["--uncertainty", "mc-dropout:4"]], ids=["bf16", "mc"]
+)
+def test_what_a_graph_cannot_honour_is_refused_before_loading(
+    exported: Path,
+    flood_root: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys,
+    extra: list[str],
+) -> None:
+    chip = sorted((flood_root / "S1Hand").glob("*.tif"))[0]
+    out = tmp_path / "out"
+    args = ["predict", "--model", str(exported), str(chip), "--tile", "32", "--overlap", "8"]
+    assert main([*args, *extra, "--no-progress", "--out", str(out)]) != 0
+    assert str(exported) in capsys.readouterr().err and not out.exists()

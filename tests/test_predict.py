@@ -121,7 +121,7 @@ def naive_prediction(predictor: Predictor, path: Path, tile: int, overlap: int) 
     for r in tile_starts(height, tile, stride):
         for c in tile_starts(width, tile, stride):
             data, _ = reader.read(r, c)
-            probs = predictor._probabilities(data[None])[0]
+            probs = predictor.stage.probabilities(data[None])[0]
             h, w = min(tile, height - r), min(tile, width - c)
             acc[:, r : r + h, c : c + w] += probs[:, :h, :w] * weights[:h, :w]
             wsum[r : r + h, c : c + w] += weights[:h, :w]

@@ -66,7 +66,7 @@ def serial_reference(trained, options: PredictOptions, path: Path) -> np.ndarray
             data, mask = reader.read(r, c)
             h, w = min(tile, height - r), min(tile, width - c)
             if mask.any():
-                probs = predictor._probabilities(data[None])[0] * weights
+                probs = predictor.stage.probabilities(data[None])[0] * weights
             else:
                 probs = np.zeros((k, tile, tile), np.float32)
             acc[:, r : r + h, c : c + w] += probs[:, :h, :w]

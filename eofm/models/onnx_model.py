@@ -1,7 +1,8 @@
 """An exported ONNX graph (``eofm export --format onnx``) as the model of ``eofm predict``.
 
 The graph runs in onnxruntime on the CPU (``CPUExecutionProvider``); everything else is
-the streaming engine of a run dir: the same scenes, tiles, blending and outputs. The
+the streaming engine of a run dir: the same scenes, tiles, blending and outputs, with the
+numpy model stage (``eofm.predict.onnx_stage``), so that this path never imports torch. The
 sidecar ``<file>.onnx.json`` written at export gives the recipe, bands, classes, tile and
 calibration temperature. The graph has the run's normalisation inside, while the engine
 hands the model normalised tiles, so the band values are restored first
@@ -63,12 +64,18 @@ def check_onnx_options(spec: str, options: Any) -> None:
             f"{spec} was exported with a fixed batch size; re-export with --dynamic-batch "
             "for eofm predict (the last batch of a scene is smaller)."
         )
-    if getattr(options, "uncertainty", None) == "mc-dropout":
+    if options.device not in ("auto", "cpu") or options.precision not in ("auto", "fp32"):
+        raise EofmError(
+            f"{spec} runs in onnxruntime on the CPU in float32: drop --device {options.device} "
+            f"and --precision {options.precision} (or predict from the run dir).",
+            exit_code=2,
+        )
+    if (getattr(options, "uncertainty", None) or "").startswith("mc-dropout"):
         raise EofmError(f"{spec}: an exported graph has no dropout to keep active.")
 
 
 class OnnxNetwork:
-    """Called like the run's network: normalised tiles in, logits out."""
+    """The graph in onnxruntime's CPU provider: normalised tiles in, logits out (numpy)."""
 
     def __init__(self, spec: str, meta: dict) -> None:
         import numpy as np
@@ -85,21 +92,14 @@ class OnnxNetwork:
         self.mean = np.asarray(meta["mean"], np.float32).reshape(shape)
         self.std = np.asarray(meta["std"], np.float32).reshape(shape)
 
-    def to(self, _device: Any) -> OnnxNetwork:
-        return self  # onnxruntime runs on the CPU
+    def eval(self) -> OnnxNetwork:
+        return self  # a graph has no training mode
 
-    def modules(self) -> list:
-        return []  # no dropout layers
-
-    def __call__(self, x: Any, *extra: Any, **kwargs: Any) -> Any:
-        import torch
-
-        tiles = x.detach().float().cpu().numpy()
-        if tiles.ndim == 5:  # (B, C, T=1, H, W)
-            tiles = tiles[:, :, 0]
-        raw = tiles * self.std + self.mean
+    def __call__(self, tiles: Any) -> Any:
+        """``tiles``: ``(B, C, H, W)`` float32, normalised as the engine hands them."""
+        raw = tiles * self.std + self.mean  # the graph normalises them again, inside
         (logits,) = self.session.run(None, {self.input: raw})
-        return torch.from_numpy(logits).to(x.device)
+        return logits
 
 
 def load_onnx_model(spec: str) -> Any:
@@ -108,6 +108,4 @@ def load_onnx_model(spec: str) -> Any:
 
     meta = read_sidecar(spec)
     recipe, manifest = describe_onnx(spec)
-    network = OnnxNetwork(spec, meta)
-    network.eval = lambda: network  # trained_from_manifest puts the network in eval mode
-    return trained_from_manifest(network, recipe, manifest, spec)
+    return trained_from_manifest(OnnxNetwork(spec, meta), recipe, manifest, spec)

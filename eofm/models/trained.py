@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # the network may be an onnxruntime graph: no torch import here
+    from torch import nn
 
 
 @dataclass
 class TrainedModel:
     """The network in eval mode plus what inference must reproduce from training."""
 
-    model: nn.Module
+    model: nn.Module  # or an exported graph called the same way (models.onnx_model)
     recipe: Any
     bands: list[str]
     mean: list[float]

@@ -5,9 +5,9 @@ once, each in its own thread, joined by bounded queues (``stages``):
 
 1. read: one rasterio read per strip of tiles (not per tile) into a reused buffer,
    validity and normalisation on the whole strip; batches are views of it (``strips``);
-2. model: batches predicted under ``torch.inference_mode`` on the chosen device (pinned
-   host memory and non-blocking copies on CUDA, one batch in flight, autocast in the
-   chosen precision), softmax, and the blending weights applied there;
+2. model: batches predicted, softmax and the blending weights applied, by the model
+   stage: PyTorch on the chosen device (``torch_stage``), or onnxruntime for a graph
+   written by ``eofm export`` (``onnx_stage``: this module never imports torch itself);
 3. blend: weighted probabilities blended into finished rows, one column band at a time,
    made into the products' blocks (``blending``, ``products``);
 4. write: the blocks written into a tiled GeoTIFF per product.
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from eofm.atomic import (
     atomic_output,
@@ -45,12 +44,7 @@ from eofm.models.trained import TrainedModel
 from eofm.predict import grid
 from eofm.predict.blending import BandBlender
 from eofm.predict.cog import COG_BLOCK, staging_profile, write_cog
-from eofm.predict.device import (
-    autocast_context,
-    resolve_device,
-    resolve_precision,
-    resolve_workers,
-)
+from eofm.predict.device import resolve_workers
 from eofm.predict.options import PredictOptions
 from eofm.predict.plan import ScenePlan, plan_scene
 from eofm.predict.products import ProductRows, describe, product_profile, products_for
@@ -105,6 +99,27 @@ class SceneResult:
     all_nodata: bool = False
 
 
+def model_stage(
+    trained: TrainedModel,
+    members: Sequence[TrainedModel],
+    options: PredictOptions,
+    weights: np.ndarray,
+    *,
+    values: bool = False,
+) -> Any:
+    """The stage that turns batches of tiles into weighted probabilities: onnxruntime for
+    an exported graph (no torch import), else PyTorch."""
+    from eofm.models.onnx_model import is_onnx_model
+
+    if is_onnx_model(trained.source):
+        from eofm.predict.onnx_stage import OnnxStage
+
+        return OnnxStage(trained, members, options, weights, values=values)
+    from eofm.predict.torch_stage import TorchStage
+
+    return TorchStage(trained, members, options, weights, values=values)
+
+
 class Predictor:
     """Applies a trained model to scenes; one instance serves many scenes."""
 
@@ -120,31 +135,19 @@ class Predictor:
         ``trained``; the outputs then include the mean probabilities and the mutual
         information. ``values``: the model regresses a value per pixel (its one output
         channel, named by ``class_names``), written as a float map, with its spread."""
-        from eofm.predict.members import TileModel
         from eofm.predict.options import parse_uncertainty
 
         self.trained = trained
         self.options = options
         options.validate(trained.patch_size)
-        kind, passes = parse_uncertainty(options.uncertainty)
-        self.device = resolve_device(options.device)
-        self.precision = resolve_precision(options.precision, self.device)
-        self.tile_model = TileModel(
-            [trained, *members],
-            tta_flip=options.tta_flip,
-            uncertainty=kind,
-            passes=passes,
-            values=values,
-        ).to(self.device)
-        self.products = products_for(options, kind, ensemble=bool(members), values=values)
+        kind = parse_uncertainty(options.uncertainty)[0]
         self.weights = grid.blend_weights(options.tile)
-        self._weights_on_device = torch.from_numpy(self.weights).to(self.device)
+        self.stage = model_stage(trained, members, options, self.weights, values=values)
+        self.products = products_for(options, kind, ensemble=bool(members), values=values)
         self.num_classes = len(trained.class_names)
         #: tags every output carries (the random-initialisation flag, when it applies)
         self.tags = output_attributes(trained.manifest)
-        channels, tile = self.tile_model.channels, options.tile
-        shape = (options.batch_size, channels, tile, tile)
-        self._outputs = Recycler(lambda: torch.empty(shape, dtype=torch.float32))
+        channels, tile = self.stage.channels, options.tile
         self._strips: Recycler[StripBuffer] | None = None  # kept for the next scene
         self._strip_shape: tuple[int, int, int] | None = None
         self._tail: Future | None = None  # the previous scene's COG step
@@ -156,74 +159,6 @@ class Predictor:
         self.workers = resolve_workers(options.workers)
         self.coords = dict((trained.manifest.get("backbone") or {}).get("coords") or {})
         self._warned_undated = False
-
-    def _device_probabilities(
-        self, batch: np.ndarray, coords: dict | None = None, out: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Class probabilities of a batch of tiles (and the members' expected entropy, when
-        an uncertainty needs it), on the model's device, in float32 (in ``out`` when the
-        model stage can write them there).
-
-        ``coords`` holds the TL model's ``temporal``/``location`` arrays for the batch."""
-        x = torch.from_numpy(batch)
-        if self.device.type == "cuda":  # batches are staged in pinned memory already
-            x = (x if x.is_pinned() else x.pin_memory()).to(self.device, non_blocking=True)
-        elif self.device.type != "cpu":
-            x = x.to(self.device)
-        given = {
-            k: torch.from_numpy(v).to(self.device)
-            for k, v in (coords or {}).items()
-            if v is not None
-        }
-        extra = [given.get("temporal"), given.get("location")]
-        extra = extra if any(e is not None for e in extra) else []
-        kwargs = {"gsd_m": given["gsd_m"]} if "gsd_m" in given else {}
-        try:
-            with autocast_context(self.device, self.precision):
-                probs = self.tile_model(x, extra, kwargs, out=out)
-        except torch.OutOfMemoryError:
-            raise EofmError(
-                f"The {self.device} ran out of memory on a batch of {len(batch)} tiles of "
-                f"{self.options.tile} px; lower --batch-size (or --tile)."
-            ) from None
-        return probs
-
-    @torch.inference_mode()
-    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities of a batch of tiles, on the host."""
-        return self._device_probabilities(batch).cpu().numpy()
-
-    @torch.inference_mode()
-    def _weighted_probabilities(self, batch: np.ndarray, coords: dict | None = None) -> Any:
-        """Probabilities times the blending window (what the accumulators add): on the CPU
-        ``(array, buffer to give back once added, or None)``, or on CUDA a pending copy
-        into pinned host memory (``_collect`` waits for it), so that the next batch is
-        queued on the GPU while this one is still computing."""
-        if self.device.type == "cpu":
-            buffer = self._outputs.take()
-            probs = self._device_probabilities(batch, coords, out=buffer[: len(batch)])
-            probs.mul_(self._weights_on_device)
-            pooled = probs.data_ptr() == buffer.data_ptr()
-            if not pooled:
-                self._outputs.give_back(buffer)
-            return probs.numpy(), buffer if pooled else None
-        probs = self._device_probabilities(batch, coords).mul_(self._weights_on_device)
-        if self.device.type != "cuda":
-            return probs.cpu().numpy(), None
-        host = torch.empty(probs.shape, dtype=probs.dtype, pin_memory=True)
-        host.copy_(probs, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
-        return host, done
-
-    @staticmethod
-    def _collect(result: Any) -> tuple[np.ndarray, torch.Tensor | None]:
-        """``(weighted probabilities, pooled buffer holding them or None)``."""
-        first, second = result
-        if isinstance(second, torch.cuda.Event):
-            second.synchronize()
-            return first.numpy(), None
-        return first, second
 
     def _scene_date(self, reader: SceneReader) -> Any:
         """The acquisition date a TL model gets: ``--date``, else the scene's tags (a
@@ -476,7 +411,7 @@ class Predictor:
                     tile=t,
                     height=ds.height,
                     width=ds.width,
-                    num_classes=self.tile_model.channels,
+                    num_classes=self.stage.channels,
                     weights=self.weights,
                 )
                 self._stream_band(reader, blender, sinks, on_tiles)
@@ -514,7 +449,7 @@ class Predictor:
             for position, probs in zip(positions, weighted, strict=True):
                 blender.add(position, probs)
             if buffer is not None:
-                self._outputs.give_back(buffer)
+                self.stage.give_back(buffer)
             if on_tiles:
                 on_tiles(len(positions))
             if row is None:
@@ -602,15 +537,15 @@ class Predictor:
         """Predict each batch; tiles without a single valid pixel skip the model. On CUDA
         one batch is queued on the GPU while the previous one is collected."""
         in_flight: deque = deque()
-        depth = 1 if self.device.type == "cuda" else 0
+        depth = self.stage.depth
         for row, positions, tiles, coords, mask in batches:
             useful = tiles.any_valid()
             if len(useful) == len(positions):
-                pending = self._weighted_probabilities(self._host_tiles(tiles), coords)
+                pending = self.stage.weighted(self.stage.host_tiles(tiles), coords)
             elif len(useful):
                 subset = {k: v[useful] for k, v in coords.items()}
-                part = self._host_tiles(tiles.subset(useful))
-                pending = self._weighted_probabilities(part, subset)
+                part = self.stage.host_tiles(tiles.subset(useful))
+                pending = self.stage.weighted(part, subset)
             else:
                 pending = None
             strip = tiles.strip if row is not None else None
@@ -620,20 +555,16 @@ class Predictor:
         while in_flight:
             yield self._finished_batch(*in_flight.popleft())
 
-    def _host_tiles(self, tiles: TileBatch) -> np.ndarray:
-        """What the model reads: views of the strip on the CPU, a pinned copy for CUDA."""
-        return tiles.pinned() if self.device.type == "cuda" else tiles.host()
-
     def _finished_batch(self, row, positions, useful, pending, mask, strip) -> tuple:
         """``(row, positions, weighted tiles, strip mask, buffer to give back)``; tiles
         without a valid pixel add the zero tile."""
         buffer = None
         if len(useful) == len(positions):
-            weighted, buffer = self._collect(pending)
+            weighted, buffer = self.stage.collect(pending)
         else:
             weighted = [self._zero_tile] * len(positions)
             if len(useful):
-                collected, buffer = self._collect(pending)
+                collected, buffer = self.stage.collect(pending)
                 for index, tile in zip(useful, collected, strict=True):
                     weighted[index] = tile
         if strip is not None:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
-import torch
 
 T = TypeVar("T")
 
@@ -110,6 +109,8 @@ class TileBatch:
 
     def pinned(self) -> np.ndarray:
         """A contiguous copy in pinned host memory, for a non-blocking upload."""
+        import torch  # only the PyTorch stage on CUDA asks for it
+
         t = self.tile
         shape = (len(self), self.strip.data.shape[0], t, t)
         return self.stacked(out=torch.empty(shape, pin_memory=True).numpy())
