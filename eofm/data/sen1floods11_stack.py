@@ -62,11 +62,11 @@ def _same_grid(a: ChipFile, b: ChipFile) -> bool:
     """Same size and CRS, and ``b``'s corners within ``GRID_TOLERANCE_PX`` of ``a``'s."""
     if (a.width, a.height) != (b.width, b.height) or a.crs != b.crs:
         return False
-    to_a = ~a.transform * b.transform  # b's pixel coordinates -> a's
+    to_a = ~a.transform @ b.transform  # b's pixel coordinates -> a's
     corners = [(0, 0), (b.width, 0), (0, b.height), (b.width, b.height)]
     return all(
         abs(x - u) <= GRID_TOLERANCE_PX and abs(y - v) <= GRID_TOLERANCE_PX
-        for (u, v), (x, y) in zip(corners, [to_a * c for c in corners], strict=True)
+        for (u, v), (x, y) in zip(corners, [to_a @ c for c in corners], strict=True)
     )
 
 
