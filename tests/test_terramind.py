@@ -264,7 +264,8 @@ def test_burn_scars_recipe_fits_and_tests(served, tmp_path: Path) -> None:
 def test_sen1floods11_s1s2_recipe_fits_and_tests(served, tmp_path: Path) -> None:
     """The S1 + S2 recipe end to end at test scale: the real S1Hand chips and labels with
     S2Hand chips in the release's format, each chip's two files stacked into TerraMind's
-    S2L2A and S1GRD embeddings."""
+    S2L2A and S1GRD embeddings; ``eofm test`` scores the chips tiled, through the
+    predict engine."""
     from eofm.cli import main
     from tests.realdata import make_s1s2_chips
 
@@ -282,12 +283,17 @@ def test_sen1floods11_s1s2_recipe_fits_and_tests(served, tmp_path: Path) -> None
         "trainer.max_epochs=1",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
+        "eval.tiled.tile=32",
+        "eval.tiled.overlap=8",
     ]
     name = "sen1floods11_s1s2_terramind_v1_base"
     assert main(["fit", name, *args, "--run-dir", str(run)]) == 0
     model = json.loads((run / "model.json").read_text())
     assert model["bands"] == load_recipe_bands(name)
-    assert main(["test", str(run)]) == 0
+    output = tmp_path / "test.json"  # scored tiled, as eofm predict reads each chip's stack
+    assert main(["test", str(run), "--output", str(output)]) == 0
+    payload = json.loads(output.read_text())
+    assert payload["protocol"]["tiled"]["tile"] == 32 and payload["test_chips"]
 
 
 def load_recipe_bands(name: str) -> list[str]:
