@@ -139,13 +139,14 @@ def source_for_bands(bands: Sequence[str]) -> tuple[str, list[int]]:
     return folders[0], [index for _, index in sources]
 
 
-def chip_paths(root: Path, folder: str, chip: str) -> tuple[Path, Path]:
-    return root / folder / f"{chip}_{folder}.tif", root / "LabelHand" / f"{chip}_LabelHand.tif"
-
-
 def chip_image(root: Path, folder: str, chip: str) -> Path:
     """``<root>/<folder>/<chip>_<folder>.tif``, e.g. ``S2Hand/Ghana_97059_S2Hand.tif``."""
     return root / folder / f"{chip}_{folder}.tif"
+
+
+def chip_paths(root: Path, folder: str, chip: str) -> tuple[Path, Path]:
+    """The chip's image in ``folder`` and its label."""
+    return chip_image(root, folder, chip), chip_image(root, "LabelHand", chip)
 
 
 def discover_chips(root: Path, folder: str) -> list[str]:
