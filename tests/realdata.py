@@ -94,3 +94,13 @@ def s2hand_chip_from_landsat(landsat: Path, dst: Path, size: int = 64) -> tuple[
     ) as out:
         out.write(rgb)
     return s2hand, three
+
+
+def make_s1s2_chips(root: Path, count: int = 5) -> Path:
+    """Chips with both S1Hand and S2Hand files, as the release has them: the real S1Hand
+    chips and labels (cropped to 64 px), and S2Hand chips of :func:`make_s2hand_chips`
+    (generated reflectances in the real format, on the same grid)."""
+    make_s2hand_chips(root, count)
+    for chip in CHIPS[:count]:
+        crop_chip(SHARED / "S1Hand" / f"{chip}_S1Hand.tif", root / "S1Hand" / f"{chip}_S1Hand.tif")
+    return root

@@ -176,3 +176,131 @@ def test_s2_chip_band_selection(tmp_path: Path) -> None:
     )[0]
     assert sample["image"][:, 5, 5].tolist() == [400.0, 900.0, 1300.0]  # B4, B8A, B12
     assert sample["mask"][0, 0] == -1 and sample["image"][:, 0, 0].tolist() == [0.0, 0.0, 0.0]
+
+
+S1S2_BANDS = ["VH", "RED", "VV", "SWIR_2"]  # S1 and S2 bands interleaved, on purpose
+
+
+@pytest.fixture(scope="module")
+def s1s2_root(tmp_path_factory) -> Path:
+    """Real S1Hand chips and labels (64 px crops) with S2Hand chips in the real format.
+    The real Nigeria chip's scattered NaN pixels lie outside the crop: a few are set."""
+    from tests.realdata import make_s1s2_chips
+
+    root = make_s1s2_chips(tmp_path_factory.mktemp("s1s2") / "HandLabeled")
+    with rasterio.open(root / "S1Hand" / "Nigeria_812045_S1Hand.tif", "r+") as ds:
+        vv = ds.read(1)
+        vv[20, 30:34] = np.nan
+        ds.write(vv, 1)
+    return root
+
+
+def test_s1_and_s2_bands_are_stacked_in_the_order_given(s1s2_root: Path) -> None:
+    """Mixed data.bands read each chip's S1Hand and S2Hand files: the image holds the
+    bands in data.bands order, each normalised by its own mean/std; a pixel is masked
+    where either file has no data (S1Hand NaN, S2Hand its nodata value 0)."""
+    mean, std = [-20.0, 1000.0, -10.0, 2000.0], [5.0, 500.0, 4.0, 800.0]
+    dm = Sen1Floods11DataModule(
+        s1s2_root, S1S2_BANDS, mean=mean, std=std, crop_size=None, split_fractions=(0.6, 0.2, 0.2)
+    )
+    assert dm.folders == ["S1Hand", "S2Hand"] and dm.image_bands == S1S2_BANDS
+    chip = "Nigeria_812045"  # NaN pixels in S1Hand
+    dataset = dm.chips_class({chip: dm.pairs[chip]}, dm.indexes, dm.mean, dm.std, pad_multiple=1)
+    sample = dataset[0]
+    with (
+        rasterio.open(s1s2_root / "S1Hand" / f"{chip}_S1Hand.tif") as s1,
+        rasterio.open(s1s2_root / "S2Hand" / f"{chip}_S2Hand.tif") as s2,
+    ):
+        vv, vh = s1.read().astype(np.float32)
+        s2_bands = s2.read().astype(np.float32)
+    raw = np.stack([vh, s2_bands[3], vv, s2_bands[12]])  # B4 = RED, B12 = SWIR_2
+    valid = np.isfinite(vv) & np.isfinite(vh) & (s2_bands[[3, 12]] != 0).all(axis=0)
+    assert (~np.isfinite(vv)).any() and (~valid).sum() > (~np.isfinite(vv)).sum()
+    expected = (raw - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[
+        :, None, None
+    ]
+    image, mask = sample["image"].numpy(), sample["mask"].numpy()
+    assert np.allclose(image[:, valid], expected[:, valid], atol=1e-5)
+    assert (mask[~valid] == -1).all() and (image[:, ~valid] == 0).all()
+    with rasterio.open(s1s2_root / "LabelHand" / f"{chip}_LabelHand.tif") as label:
+        assert np.array_equal(mask[valid], label.read(1)[valid])
+
+
+def test_s1s2_cache_fingerprint_names_the_chips_own_files(s1s2_root: Path) -> None:
+    """The stacks are rewritten per process; the latent cache keys on the chips' files."""
+    dm = Sen1Floods11DataModule(s1s2_root, S1S2_BANDS, mean=[0] * 4, std=[1] * 4, crop_size=32)
+    files = dm.fingerprint("train")["files"]
+    chip = dm.splits["train"][0]
+    assert files[:3] == [
+        str(s1s2_root / "S1Hand" / f"{chip}_S1Hand.tif"),
+        str(s1s2_root / "S2Hand" / f"{chip}_S2Hand.tif"),
+        str(s1s2_root / "LabelHand" / f"{chip}_LabelHand.tif"),
+    ]
+
+
+def test_s1s2_rasters_on_different_grids_are_refused(tmp_path: Path) -> None:
+    """A chip whose S2Hand raster is shifted by one pixel from its S1Hand one: one error
+    naming both files (the real files' last-digit differences pass)."""
+    from tests.realdata import make_s1s2_chips
+
+    root = make_s1s2_chips(tmp_path / "HandLabeled", count=3)
+    shifted = root / "S2Hand" / "India_900498_S2Hand.tif"
+    with rasterio.open(shifted) as ds:
+        profile, data = ds.profile, ds.read()
+    profile["transform"] = profile["transform"] @ rasterio.Affine.translation(1, 0)
+    with rasterio.open(shifted, "w", **profile) as out:
+        out.write(data)
+    with pytest.raises(EofmError, match="different grids") as info:
+        Sen1Floods11DataModule(root, S1S2_BANDS, mean=[0] * 4, std=[1] * 4, crop_size=32)
+    assert str(shifted) in str(info.value)
+    assert str(root / "S1Hand" / "India_900498_S1Hand.tif") in str(info.value)
+
+
+PREFLIGHT = r"""
+import contextlib, io, json, sys
+from eofm.cli import main
+err = io.StringIO()
+with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    rc = main(json.loads(sys.argv[1]))
+heavy = [m for m in ("torch", "lightning", "timm", "peft", "torchgeo") if m in sys.modules]
+print(json.dumps({"rc": rc, "stderr": err.getvalue(), "heavy": heavy}))
+"""
+
+
+@pytest.mark.parametrize("listed", [False, True], ids=["found", "in_split_csv"])
+def test_a_chip_without_its_s2_partner_fails_before_torch(tmp_path: Path, listed: bool) -> None:
+    """S1 + S2 bands need both files of each chip used: a chip found in S1Hand (or listed
+    by an official split CSV) without its S2Hand file is one error naming that file,
+    from file lists alone (no torch, no model)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.realdata import make_s1s2_chips
+
+    root = make_s1s2_chips(tmp_path / "HandLabeled")
+    lonely = root / "S2Hand" / "Spain_6860600_S2Hand.tif"
+    lonely.unlink()
+    args = ["fit", "sen1floods11_s1s2_terramind_v1_base", f"data.root={root}",
+            "--run-dir", str(tmp_path / "run")]  # fmt: skip
+    if listed:
+        for split, chips in {"train": ["Ghana_97059", "India_900498"],
+                             "val": ["Nigeria_812045"], "test": ["Spain_6860600"]}.items():  # fmt: skip
+            rows = "".join(f"{c}_S1Hand.tif,{c}_LabelHand.tif\n" for c in chips)
+            (root / f"flood_{split}_data.csv").write_text(rows)
+        args.append(
+            "data.split_csv={train: flood_train_data.csv, val: flood_val_data.csv, "
+            "test: flood_test_data.csv}"
+        )
+    proc = subprocess.run(
+        [sys.executable, "-c", PREFLIGHT, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["rc"] == 2, result
+    assert f"{lonely} does not exist" in result["stderr"]
+    assert ("lists chip Spain_6860600" in result["stderr"]) == listed
+    assert result["heavy"] == []
+    assert not (tmp_path / "run").exists()

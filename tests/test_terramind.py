@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from eofm.backbones.loading import load_backbone
+from eofm.backbones.terramind import modality_key
 from eofm.errors import EofmError
 
 DATA = Path(__file__).parent / "data" / "terramind"
@@ -188,11 +189,34 @@ def test_bands_outside_the_modalities_or_split_are_refused(served) -> None:
         load_backbone(served["tiny_style"], bands=["RED", "VV", "GREEN"])
 
 
+def test_s1_before_s2_bands_split_in_the_data_order(served, cases) -> None:
+    """data.bands with VV, VH first (then DEM, then the S2 bands): the input is split in
+    that order, each modality's bands to its own embedding, and the features equal
+    TerraTorch's for the same pixels given in its modality order (S2L2A, S1GRD, DEM):
+    the modalities' tokens are encoded together and averaged."""
+    x, bands = case_input(cases, "all_32")
+    order = BANDS["S1GRD"] + BANDS["DEM"] + BANDS["S2L2A"]
+    encoder = load_backbone(served["tiny_style"], bands=order).eval()
+    assert encoder.input_bands == tuple(order)
+    assert list(encoder.modality_bands) == ["S1GRD", "DEM", "S2L2A"]
+    with torch.no_grad():
+        ours, _ = encoder(x[:, [bands.index(b) for b in order]], tap_layers=(0, 1, 2))
+    for layer, tokens in enumerate(ours):
+        expected = cases[f"all_32.layer{layer}"]
+        assert (tokens - expected).abs().max().item() <= TOLERANCE, layer
+
+
 @pytest.mark.parametrize(
-    "recipe", ["sen1floods11_s2_terramind_v1_base", "hls_burn_scars_terramind_v1_base"]
+    "recipe",
+    [
+        "sen1floods11_s2_terramind_v1_base",
+        "sen1floods11_s1s2_terramind_v1_base",
+        "hls_burn_scars_terramind_v1_base",
+    ],
 )
 def test_terramind_recipes_build_with_lora(served, recipe: str) -> None:
-    """The recipes' bands reach the S2L2A embedding; LoRA wraps the encoder's attention."""
+    """The recipes' bands reach their modalities' embeddings (S2 bands S2L2A, VV and VH
+    S1GRD); LoRA wraps the encoder's attention."""
     from eofm.families.segmentation import SegmentationFamily
     from eofm.recipe import load_recipe
 
@@ -202,6 +226,9 @@ def test_terramind_recipes_build_with_lora(served, recipe: str) -> None:
     model = SegmentationFamily().build_model(loaded, bands=loaded.data.bands, pretrained=True)
     encoder = model.backbone.base_model.model
     assert encoder.input_bands == tuple(loaded.data.bands)
+    modalities = {m for m, bands in BANDS.items() if set(bands) & set(loaded.data.bands)}
+    assert set(encoder.modality_bands) == modalities
+    assert {modality_key(m) for m in modalities} == set(encoder.encoder_embeddings)
     lora = [n for n, m in model.backbone.named_modules() if hasattr(m, "lora_A")]
     assert len(lora) == 2 * 3 and all(".attn." in n for n in lora)
     logits = model(torch.randn(2, len(loaded.data.bands), 32, 32))
@@ -232,6 +259,47 @@ def test_burn_scars_recipe_fits_and_tests(served, tmp_path: Path) -> None:
     model = json.loads((run / "model.json").read_text())
     assert model["backbone"]["repo"] == "tester/terramind-base_style"
     assert main(["test", str(run)]) == 0
+
+
+def test_sen1floods11_s1s2_recipe_fits_and_tests(served, tmp_path: Path) -> None:
+    """The S1 + S2 recipe end to end at test scale: the real S1Hand chips and labels with
+    S2Hand chips in the release's format, each chip's two files stacked into TerraMind's
+    S2L2A and S1GRD embeddings; ``eofm test`` scores the chips tiled, through the
+    predict engine."""
+    from eofm.cli import main
+    from tests.realdata import make_s1s2_chips
+
+    root = make_s1s2_chips(tmp_path / "HandLabeled")
+    run = tmp_path / "run"
+    args = [
+        f"data.root={root}",
+        f"backbone.name={served['base_style']}",
+        "decoder.name=progressive",
+        "backbone.tap_layers=[0,1,2]",
+        "decoder.channels=16",
+        "data.crop_size=32",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=false",
+        "eval.tiled.tile=32",
+        "eval.tiled.overlap=8",
+    ]
+    name = "sen1floods11_s1s2_terramind_v1_base"
+    assert main(["fit", name, *args, "--run-dir", str(run)]) == 0
+    model = json.loads((run / "model.json").read_text())
+    assert model["bands"] == load_recipe_bands(name)
+    output = tmp_path / "test.json"  # scored tiled, as eofm predict reads each chip's stack
+    assert main(["test", str(run), "--output", str(output)]) == 0
+    payload = json.loads(output.read_text())
+    assert payload["protocol"]["tiled"]["tile"] == 32 and payload["test_chips"]
+
+
+def load_recipe_bands(name: str) -> list[str]:
+    from eofm.recipe import load_recipe
+
+    return list(load_recipe(name, []).data.bands)
 
 
 def test_registered_tiny_loads_strictly_through_the_hub(hub) -> None:

@@ -202,14 +202,14 @@ class TerraMindEncoder(nn.Module):
                     nn.init.zeros_(module.bias)
 
     def use_bands(self, groups: dict[str, Sequence[str]]) -> None:
-        """Read ``groups`` (modality -> the data's bands of it, in input order) from now on;
-        the embeddings of modalities without bands are removed."""
+        """Read ``groups`` (modality -> the data's bands of it, in input order, the
+        modalities in the order their bands come in the input) from now on; the
+        embeddings of modalities without bands are removed. The modalities' order only
+        says how the input splits: their tokens are averaged, and attention has no order."""
         for name in list(self.modality_bands):
             if name not in groups:
                 del self.encoder_embeddings[modality_key(name)]
-                del self.modality_bands[name]
-        for name, bands in groups.items():
-            self.modality_bands[name] = tuple(bands)
+        self.modality_bands = {name: tuple(bands) for name, bands in groups.items()}
         self.input_bands = tuple(b for bands in self.modality_bands.values() for b in bands)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int], int]:

@@ -11,6 +11,11 @@ Layout (v1.1, ``data/flood_events/HandLabeled/``)::
 
 Chips are 512x512 at about 10 m. The official splits are CSV files whose rows read
 ``<chip>_S1Hand.tif,<chip>_LabelHand.tif``.
+
+``data.bands`` names the bands to read: all from S1Hand, all from S2Hand, or from both
+(multi-modal input, e.g. for TerraMind): then each chip's two rasters are stacked in the
+order of ``data.bands`` (:mod:`eofm.data.sen1floods11_stack`), and every chip used must
+have both.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ from eofm.bands import SENTINEL1_BANDS, SENTINEL2_L1C_BANDS, check_band_names
 from eofm.data.chips import ChipDataModule, LabelledChips
 from eofm.data.sen1floods11_layout import (  # noqa: F401 - re-exported
     OFFICIAL_SUBPATH,
+    chip_folders,
     chip_paths,
     chip_splits,
+    chips_on_disk,
+    complete_chips,
     discover_chips,
     find_sen1floods11_root,
     source_for_bands,
@@ -107,6 +115,24 @@ def event_by_place(image: Path, polygons: Sequence[tuple[str, dict]]) -> str | N
     return name if area > 0 else None
 
 
+def chip_images(root: Path, chips: Sequence[str], bands: Sequence[str]) -> dict[str, Path]:
+    """The image each chip's ``bands`` are read from: its S1Hand or S2Hand file, or, when
+    ``bands`` come from both, a VRT stacking the two in ``bands`` order."""
+    folders = chip_folders(bands)
+    if len(folders) == 1:
+        return {chip: chip_paths(root, folders[0], chip)[0] for chip in chips}
+    from eofm.data.sen1floods11_stack import stack_chip
+
+    return {chip: stack_chip(root, chip, bands) for chip in chips}
+
+
+def chip_indexes(bands: Sequence[str]) -> list[int]:
+    """The 1-based bands of :func:`chip_images`' images that hold ``bands``."""
+    if len(chip_folders(bands)) == 1:
+        return source_for_bands(bands)[1]
+    return list(range(1, len(bands) + 1))  # the stack holds exactly ``bands``
+
+
 class Sen1Floods11(LabelledChips):
     """Chips of one split as ``{"image", "mask", "chip"}`` samples (see ``eofm.data.chips``)."""
 
@@ -119,9 +145,10 @@ class Sen1Floods11(LabelledChips):
         std: Sequence[float],
         **options: Any,
     ) -> None:
-        folder, indexes = source_for_bands(bands)
-        pairs = {chip: chip_paths(Path(root), folder, chip) for chip in chips}
-        super().__init__(pairs, indexes, mean, std, **options)
+        root = Path(root)
+        images = chip_images(root, chips, bands)
+        pairs = {chip: (images[chip], chip_paths(root, "LabelHand", chip)[1]) for chip in chips}
+        super().__init__(pairs, chip_indexes(bands), mean, std, **options)
 
 
 class Sen1Floods11DataModule(ChipDataModule):
@@ -155,18 +182,35 @@ class Sen1Floods11DataModule(ChipDataModule):
         super().__init__()
         self.root = find_sen1floods11_root(Path(root))
         self.bands = check_band_names(bands, where="data.bands")
-        self.folder, self.indexes = source_for_bands(self.bands)
-        if not (self.root / self.folder).is_dir():
-            raise EofmError(
-                f"Bands {self.bands} are stored in {self.folder}/ chips, but {self.root / self.folder} does not exist."
-            )
-        chips = discover_chips(self.root, self.folder)
+        self.folders = chip_folders(self.bands)
+        self.folder = self.folders[0]  # the chips' dates and names: S1Hand when both
+        for folder in self.folders:
+            if not (self.root / folder).is_dir():
+                raise EofmError(
+                    f"Bands {self.bands} are stored in {folder}/ chips, but {self.root / folder} does not exist."
+                )
+        on_disk = chips_on_disk(self.root, self.folders)
+        splits = {} if split else chip_splits(self.root, on_disk, split_csv, split_fractions)
+        chips = (
+            complete_chips(self.root, on_disk)
+            if split
+            else sorted({c for listed in splits.values() for c in listed})
+        )
+        self.sources = {c: [chip_paths(self.root, f, c)[0] for f in self.folders] for c in chips}
+        images = chip_images(self.root, chips, self.bands)
+        image_bands = (
+            self.bands
+            if len(self.folders) > 1
+            else SENTINEL1_BANDS
+            if self.folder == "S1Hand"
+            else SENTINEL2_L1C_BANDS
+        )
         self.prepare(
             root=self.root,
             bands=self.bands,
-            indexes=self.indexes,
-            pairs={c: chip_paths(self.root, self.folder, c) for c in chips},
-            splits={} if split else self._splits(chips, split_csv, split_fractions),
+            indexes=chip_indexes(self.bands),
+            pairs={c: (images[c], chip_paths(self.root, "LabelHand", c)[1]) for c in chips},
+            splits=splits,
             mean=mean,
             std=std,
             crop_size=crop_size,
@@ -183,18 +227,18 @@ class Sen1Floods11DataModule(ChipDataModule):
             location_coords=location_coords,
             gsd_from_data=gsd_from_data,
             region_split=split,
-            image_bands=SENTINEL1_BANDS if self.folder == "S1Hand" else SENTINEL2_L1C_BANDS,
+            image_bands=image_bands,
         )
         log.info(
             "Sen1Floods11 %s: %s",
-            self.folder,
+            " + ".join(self.folders),
             ", ".join(f"{s} {len(c)} chips" for s, c in self.splits.items()),
         )
 
-    def _splits(
-        self,
-        available: list[str],
-        split_csv: Mapping[str, str] | None,
-        fractions: Sequence[float],
-    ) -> dict[str, list[str]]:
-        return chip_splits(self.root, self.folder, available, split_csv, fractions)
+    def fingerprint(self, split: str) -> dict:
+        """As :meth:`ChipDataModule.fingerprint`, naming the chips' own files (not the
+        stacks, which are rewritten under a new name by each process)."""
+        out = dict(super().fingerprint(split))
+        chips = self.id_test if split == "id_test" else self.splits[split]
+        out["files"] = [str(p) for c in chips for p in (*self.sources[c], self.pairs[c][1])]
+        return out

@@ -15,7 +15,8 @@ class Sen1Floods11Config(ChipDataConfig):
     """Hand-labelled Sen1Floods11 chips: bands by name, split CSVs, crops, augmentation."""
 
     bands: list[str] = option(
-        help="bands by name, all Sentinel-1 (VV, VH) or all Sentinel-2",
+        help="bands by name: Sentinel-1 (VV, VH), Sentinel-2, or both (each chip's S1Hand "
+        "and S2Hand stacked in this order)",
         factory=lambda: ["VV", "VH"],
     )
     split_csv: dict[str, str] | None = option(
@@ -42,23 +43,26 @@ class Sen1Floods11Config(ChipDataConfig):
         return f"deterministic split by event, fractions {self.split_fractions} (train/val/test)."
 
     def check_files(self, where: str) -> None:
-        """The chips and split files exist, and train and val hold chips (file lists only)."""
+        """The chips and split files exist (with bands from S1Hand and S2Hand, each chip
+        used has both files), and train and val hold chips (file lists only)."""
         super().check_files(where)
         from eofm.data.sen1floods11_layout import (
+            chip_folders,
             chip_splits,
-            discover_chips,
+            chips_on_disk,
+            complete_chips,
             find_sen1floods11_root,
-            source_for_bands,
         )
 
         try:
             root = find_sen1floods11_root(Path(self.root))
-            folder, _ = source_for_bands(self.bands)
-            chips = discover_chips(root, folder)
+            folders = chip_folders(self.bands)
+            on_disk = chips_on_disk(root, folders)
             if self.split:
-                self._check_region_splits(root / folder, folder, chips, where)
+                chips = complete_chips(root, on_disk)
+                self._check_region_splits(root / folders[0], folders[0], chips, where)
                 return
-            splits = chip_splits(root, folder, chips, self.split_csv, self.split_fractions)
+            splits = chip_splits(root, on_disk, self.split_csv, self.split_fractions)
         except EofmError as exc:
             raise RecipeError(str(exc)) from None
         how = "data.split_csv" if self.split_csv else f"data.split_fractions {self.split_fractions}"

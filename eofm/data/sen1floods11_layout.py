@@ -101,23 +101,52 @@ def find_sen1floods11_root(root: Path) -> Path:
     )
 
 
+#: Which chip folder holds which bands, in file order (the v1.1 README).
+FOLDER_BANDS: dict[str, tuple[str, ...]] = {
+    "S1Hand": SENTINEL1_BANDS,
+    "S2Hand": SENTINEL2_L1C_BANDS,
+}
+
+
+def band_sources(bands: Sequence[str]) -> list[tuple[str, int]]:
+    """The chip folder and 1-based index in its files of each of ``bands``, in order."""
+    out = []
+    for band in check_band_names(bands, where="data.bands"):
+        folder = "S1Hand" if band in SENTINEL1_BANDS else "S2Hand"
+        (index,) = band_indices([band], FOLDER_BANDS[folder], where=f"{folder} chips")
+        out.append((folder, index + 1))
+    return out
+
+
+def chip_folders(bands: Sequence[str]) -> list[str]:
+    """The chip folders ``bands`` are read from: ``S1Hand`` and/or ``S2Hand``. With both
+    (multi-modal input, each chip's two rasters stacked), ``S1Hand`` comes first: the
+    official split CSVs name chips by their S1Hand file."""
+    used = {folder for folder, _ in band_sources(bands)}
+    return [folder for folder in FOLDER_BANDS if folder in used]
+
+
 def source_for_bands(bands: Sequence[str]) -> tuple[str, list[int]]:
-    """Which chip folder holds ``bands``, and their 1-based indexes in its files."""
-    names = check_band_names(bands, where="data.bands")
-    s1 = [b for b in names if b in SENTINEL1_BANDS]
-    if s1 and len(s1) != len(names):
+    """The one chip folder that holds all of ``bands``, and their 1-based indexes in its
+    files (``band_sources`` says where each band of a mixed S1 + S2 list lies)."""
+    sources = band_sources(bands)
+    folders = chip_folders(bands)
+    if len(folders) > 1:
         raise EofmError(
-            f"data.bands mixes Sentinel-1 ({s1}) and Sentinel-2 bands "
-            f"({[b for b in names if b not in SENTINEL1_BANDS]}); Sen1Floods11 stores them "
-            "in separate chips. Use one sensor per recipe."
+            f"data.bands {list(bands)} mixes Sentinel-1 and Sentinel-2 bands, which "
+            "Sen1Floods11 stores in two chips (S1Hand and S2Hand); they are read as one stack."
         )
-    if s1:
-        return "S1Hand", [i + 1 for i in band_indices(names, SENTINEL1_BANDS, where="S1Hand chips")]
-    return "S2Hand", [i + 1 for i in band_indices(names, SENTINEL2_L1C_BANDS, where="S2Hand chips")]
+    return folders[0], [index for _, index in sources]
+
+
+def chip_image(root: Path, folder: str, chip: str) -> Path:
+    """``<root>/<folder>/<chip>_<folder>.tif``, e.g. ``S2Hand/Ghana_97059_S2Hand.tif``."""
+    return root / folder / f"{chip}_{folder}.tif"
 
 
 def chip_paths(root: Path, folder: str, chip: str) -> tuple[Path, Path]:
-    return root / folder / f"{chip}_{folder}.tif", root / "LabelHand" / f"{chip}_LabelHand.tif"
+    """The chip's image in ``folder`` and its label."""
+    return chip_image(root, folder, chip), chip_image(root, "LabelHand", chip)
 
 
 def discover_chips(root: Path, folder: str) -> list[str]:
@@ -128,23 +157,57 @@ def discover_chips(root: Path, folder: str) -> list[str]:
     return chips
 
 
+#: chip folder -> the chip ids it holds a file of
+OnDisk = Mapping[str, set[str]]
+
+
+def chips_on_disk(root: Path, folders: Sequence[str]) -> dict[str, set[str]]:
+    """The chips of each of ``folders`` (a file listing; an empty folder is an error)."""
+    return {folder: set(discover_chips(root, folder)) for folder in folders}
+
+
+def missing_image(root: Path, on_disk: OnDisk, chip: str) -> Path | None:
+    """The first of ``chip``'s images (one per folder of ``on_disk``) that does not exist."""
+    for folder, chips in on_disk.items():
+        if chip not in chips:
+            return chip_image(root, folder, chip)
+    return None
+
+
+def complete_chips(root: Path, on_disk: OnDisk) -> list[str]:
+    """Every chip found in the folders of ``on_disk``, each of which must hold a file of
+    it: a chip read from S1Hand and S2Hand needs both (the release pairs them by name,
+    ``<EVENT>_<ID>_S1Hand.tif`` and ``<EVENT>_<ID>_S2Hand.tif``; TerraTorch's
+    ``GenericMultimodalDataset`` likewise pairs its modalities' files by this prefix)."""
+    chips = sorted(set().union(*on_disk.values()))
+    for chip in chips:
+        missing = missing_image(root, on_disk, chip)
+        if missing is not None:
+            present = [str(chip_image(root, f, chip)) for f, c in on_disk.items() if chip in c]
+            raise EofmError(
+                f"{missing} does not exist, but {present[0]} does: data.bands are read from "
+                f"{' and '.join(on_disk)} of each chip. Add the missing file, or remove the "
+                "chip's other files."
+            )
+    return chips
+
+
 def chip_splits(
     root: Path,
-    folder: str,
-    available: list[str],
+    on_disk: OnDisk,
     split_csv: Mapping[str, str] | None,
     fractions: Sequence[float],
 ) -> dict[str, list[str]]:
     """train / val / test chip ids: from the official split CSVs (relative to ``root``),
-    or by event (:func:`eofm.data.splits.split_by_event`) when none are given."""
+    or by event (:func:`eofm.data.splits.split_by_event`) when none are given. Every chip
+    used must have its image in each folder of ``on_disk``."""
     if not split_csv:
-        return split_by_event(available, fractions)
+        return split_by_event(complete_chips(root, on_disk), fractions)
     unknown = set(split_csv) - set(SPLITS)
     if unknown:
         raise EofmError(
             f"data.split_csv has unknown split(s) {sorted(unknown)}; use {list(SPLITS)}."
         )
-    on_disk = set(available)
     splits = {}
     for split in SPLITS:
         if split not in split_csv:
@@ -158,10 +221,11 @@ def chip_splits(
                 "data.split_csv=null to split the chips by event instead."
             )
         chips = read_split_csv(path)
-        missing = [c for c in chips if c not in on_disk]
-        if missing:
-            raise EofmError(
-                f"Split file {path} lists chip {missing[0]}, but {chip_paths(root, folder, missing[0])[0]} does not exist."
-            )
+        for chip in chips:
+            missing = missing_image(root, on_disk, chip)
+            if missing is not None:
+                raise EofmError(
+                    f"Split file {path} lists chip {chip}, but {missing} does not exist."
+                )
         splits[split] = chips
     return splits
