@@ -259,6 +259,12 @@ def test_burn_scars_recipe_fits_and_tests(served, tmp_path: Path) -> None:
     model = json.loads((run / "model.json").read_text())
     assert model["backbone"]["repo"] == "tester/terramind-base_style"
     assert main(["test", str(run)]) == 0
+    # the run exports as one graph; eofm export checks it against PyTorch (<= 1e-4 ONNX)
+    graph = tmp_path / "model.onnx"
+    assert (
+        main(["export", str(run), "--format", "onnx", "--tile", "32", "--output", str(graph)]) == 0
+    )
+    assert json.loads((tmp_path / "model.onnx.json").read_text())["parity_max_abs_diff"] <= 1e-4
 
 
 def test_sen1floods11_s1s2_recipe_fits_and_tests(served, tmp_path: Path) -> None:
