@@ -57,3 +57,21 @@ def shared_data() -> Path:
             f"The shared test data folder {SHARED_DATA} is missing (CI provides ../shared/data)."
         )
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _log_handlers_outlive_captured_streams():
+    """A library's ``logging.StreamHandler`` made during a test (Lightning adds one when it
+    is first imported) keeps that test's captured ``sys.stderr``, closed once the test
+    ends; it is pointed at the real stderr again, so that a later test's log record is
+    not a '--- Logging error ---' traceback in what that test captures."""
+    import logging
+    import sys
+
+    yield
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and getattr(stream, "closed", False):
+                handler.stream = sys.__stderr__  # setStream would flush the closed one
