@@ -232,3 +232,23 @@ def test_tta_values_are_unflipped_before_averaging() -> None:
     value = product_block("value", channels[0].numpy(), valid, 1)
     assert np.isnan(std[0, 0, 0]) and np.allclose(std[0, 1:], 0, atol=1e-3)
     assert np.isnan(value[0, 0, 0]) and np.array_equal(value[0, 1:], x[0, 0, 1:].numpy())
+
+
+def test_the_exported_graph_predicts_the_runs_value_map(
+    run: Path, pairs_root: Path, tmp_path: Path
+) -> None:
+    """ONNX export (the target scaling is in the graph) and predict from it, as from the run."""
+    graph = tmp_path / "model.onnx"
+    export = ["export", str(run), "--format", "onnx", "--tile", str(SIZE), "--dynamic-batch"]
+    assert main([*export, "--output", str(graph)]) == 0
+    sidecar = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert sidecar["output"].startswith("values") and sidecar["parity_max_abs_diff"] <= 1e-4
+    scene = str(pairs_root / "image" / f"{STEMS[0]}.tif")
+    common = [scene, "--tile", str(SIZE), "--overlap", "0", "--no-progress"]
+    for model, out in ((run, "pt"), (graph, "ort")):
+        assert main(["predict", "--model", str(model), *common, "--out", str(tmp_path / out)]) == 0
+    with (
+        rasterio.open(tmp_path / "pt" / f"{STEMS[0]}.tif") as a,
+        rasterio.open(tmp_path / "ort" / f"{STEMS[0]}.tif") as b,
+    ):
+        np.testing.assert_allclose(b.read(), a.read(), rtol=1e-4, atol=1e-4, equal_nan=True)

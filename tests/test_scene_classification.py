@@ -357,3 +357,30 @@ def test_bigearthnet_bad_patches_are_one_error_naming_them(ben_root: Path, tmp_p
     meta.to_parquet(root / "metadata.parquet")
     with pytest.raises(EofmError, match="label 'Glaciers' .* is outside the class list"):
         BigEarthNetDataModule(str(root)).check_labels(recipe.task.class_names, "the recipe")
+
+
+def test_the_run_exports_and_its_graph_is_not_taken_by_predict(
+    run: Path, eurosat_root: Path, tmp_path: Path, capsys
+) -> None:
+    graph = tmp_path / "model.onnx"
+    export = ["export", str(run), "--format", "onnx", "--tile", "64", "--output", str(graph)]
+    assert main(export) == 0
+    sidecar = json.loads((tmp_path / "model.onnx.json").read_text())
+    assert sidecar["output"].startswith("logits (B, classes)")
+    assert sidecar["parity_max_abs_diff"] <= 1e-4
+    assert sidecar["class_names"] == list(EUROSAT_CLASSES)
+    pt2 = [
+        "export",
+        str(run),
+        "--format",
+        "pt2",
+        "--tile",
+        "64",
+        "--output",
+        str(tmp_path / "m.pt2"),
+    ]
+    assert main(pt2) == 0
+    chip = next((eurosat_root / EUROSAT_IMAGE_DIR / "Forest").glob("*.tif"))
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(graph), str(chip), "--out", str(out)]) == 2
+    assert "scene_classification graph" in capsys.readouterr().err and not out.exists()

@@ -132,7 +132,7 @@ def export_run(
                 f"(allowed {TOLERANCE[fmt]:.0e}); nothing was written."
             )
     sidecar = sidecar_path(out)
-    write_json(sidecar, _sidecar(trained, fmt, tile, dynamic_batch, diff))
+    write_json(sidecar, _sidecar(trained, fmt, tile, dynamic_batch, diff, family.export_output))
     log.info("Exported %s to %s (max |diff| %.2e vs PyTorch).", run, out, diff)
     return ExportResult(out, sidecar, diff)
 
@@ -173,14 +173,16 @@ def _onnx_parity(path: Path, x: Any, expected: Any) -> float:
     return float(abs(got - expected).max())
 
 
-def _sidecar(trained: Any, fmt: str, tile: int, dynamic_batch: bool, diff: float) -> dict:
+def _sidecar(
+    trained: Any, fmt: str, tile: int, dynamic_batch: bool, diff: float, output: str
+) -> dict:
     from eofm._version import __version__
 
     return {
         "format": fmt,
         "eofm_version": __version__,
         "input": "raw band values, float32 (B, C, tile, tile); normalisation is in the graph",
-        "output": "logits (B, classes, tile, tile)",
+        "output": output,
         "task": trained.manifest.get("task"),
         "bands": list(trained.bands),
         "mean": list(trained.mean),

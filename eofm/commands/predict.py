@@ -83,6 +83,13 @@ def run_predict(
     from eofm.models.onnx_model import check_onnx_options, is_onnx_model
 
     if is_onnx_model(model_spec):
+        if not family.predicts_from_graph:
+            raise EofmError(
+                f"{model_spec} is an exported {family.name} graph; eofm predict runs exported "
+                "segmentation and pixel_regression graphs. Predict from the run dir, or run "
+                "the graph in onnxruntime yourself (its sidecar JSON gives input and output).",
+                exit_code=2,
+            )
         check_onnx_options(model_spec, options)
 
     def load() -> Any:  # torch is imported only once inputs and options are checked

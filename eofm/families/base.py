@@ -90,6 +90,12 @@ class TaskFamily:
     #: Whether ``eofm test`` scores the family's runs on whole test scenes through the
     #: streaming engine of ``eofm predict`` (``eval.tiled``, ``--tiled``; else refused).
     tests_tiled: ClassVar[bool] = False
+    #: What the graph ``eofm export`` writes for the family's runs outputs (the sidecar's
+    #: ``output``); ``None``: its runs are not one graph of image tiles (refused).
+    export_output: ClassVar[str | None] = None
+    #: Whether ``eofm predict --model model.onnx`` runs the family's exported graphs
+    #: (through the streaming engine's onnxruntime stage).
+    predicts_from_graph: ClassVar[bool] = False
 
     # --- light: what the family supports and recipe checks ----------------------------
     def require(self, command: str, what: object) -> None:
@@ -344,9 +350,12 @@ class TaskFamily:
 
     def check_exportable(self, run_dir: Any) -> None:
         """Refuse what ``eofm export`` cannot write as one graph of image tiles."""
+        if self.export_output is not None:
+            return
         raise EofmError(
             f"{run_dir} is a {self.name} model; eofm export writes models that map image "
-            "tiles to per-pixel outputs (segmentation). Weather models cannot: their "
+            "tiles to classes or values (segmentation, pixel_regression, "
+            "scene_classification). Weather models cannot: their "
             "inputs are variable-and-level dictionaries with time steps and static fields "
             "rather than one tensor, and the encoders (Aurora, Prithvi WxC) run their own "
             "rollout and normalisation outside the network."

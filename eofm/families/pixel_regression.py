@@ -51,6 +51,8 @@ class PixelRegressionFamily(TaskFamily):
     decoder_input = "maps"
     metric_directions = {"loss": "min", "RMSE": "min", "MAE": "min", "R2": "max"}
     predict_uncertainties = ("mc-dropout", "tta")
+    export_output = "values (B, 1, tile, tile), in the target's units"
+    predicts_from_graph = True
 
     # --- light ------------------------------------------------------------------------
     def metric_names(self, recipe: Recipe) -> list[str]:

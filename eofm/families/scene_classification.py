@@ -59,6 +59,7 @@ class SceneClassificationFamily(TaskFamily):
     commands = frozenset({"fit", "test", "predict"})
     decoder_input = "pooled"
     metric_directions = {"loss": "min", "accuracy": "max", "mF1": "max", "F1": "max", "mAP": "max"}
+    export_output = "logits (B, classes); sigmoid for a multi-label model, else softmax"
 
     # --- light ------------------------------------------------------------------------
     def metric_names(self, recipe: Recipe) -> list[str]:

@@ -57,6 +57,8 @@ class SegmentationFamily(TaskFamily):
     averages_ensembles = True
     fits_distributed = True  # tests/test_ddp.py
     tests_tiled = True
+    export_output = "logits (B, classes, tile, tile)"
+    predicts_from_graph = True
 
     def metric_names(self, recipe: Recipe) -> list[str]:
         """As ``tasks/segmentation.py`` logs them: the means, and IoU and F1 per class."""
@@ -278,9 +280,6 @@ class SegmentationFamily(TaskFamily):
                 f"{other_manifest['bands']}.",
                 exit_code=2,
             )
-
-    def check_exportable(self, run_dir: Any) -> None:
-        return None
 
     def card_section(
         self, config: dict, recipe: Recipe, metrics: dict | None, **card: Any
