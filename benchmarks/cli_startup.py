@@ -10,7 +10,6 @@ Target (issues 2 and 37): ``eofm --help``, ``eofm recipes`` and a recipe typo an
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import shutil
 import statistics
@@ -18,7 +17,8 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
+
+from _results import write_results
 
 CASES = {
     "eofm --help": ["--help"],
@@ -27,7 +27,6 @@ CASES = {
     "eofm fit demo trainer.max_epohcs=1": ["fit", "demo", "trainer.max_epohcs=1"],
     "eofm export --help": ["export", "--help"],
 }
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -51,13 +50,7 @@ def main() -> None:
         print(f"{name:<38} {median:>9.3f} {max(times):>7.3f}")
         rows.append([today, platform.machine(), f"eofm@{code}", name, "wall_s", f"{median:.3f}"])
         rows[-1] += [f"{min(times):.3f}-{max(times):.3f}", args.repeats, 1]
-    out = RESULTS / f"cli_startup-{today}.csv"
-    with out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            ["date", "machine", "code", "case", "metric", "value", "range", "repeats", "run"]
-        )
-        writer.writerows(rows)
+    out = write_results("cli_startup", rows)
     print(f"written to {out}")
 
 

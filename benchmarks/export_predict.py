@@ -19,7 +19,6 @@ in a fresh process, alternating, ``--e2e-repeats`` times; the class maps must be
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import statistics
 import tempfile
@@ -27,7 +26,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from _results import write_results
+
 ROOT = Path(__file__).resolve().parent.parent
 CHIP = ROOT / "samples/sen1floods11/S1Hand/Nigeria_812045_S1Hand.tif"
 
@@ -171,13 +171,7 @@ def main() -> None:
     ]
     if args.end_to_end:
         rows += end_to_end(args.end_to_end, args.tile, args.batch, args.e2e_repeats, args.threads)
-    out = RESULTS / f"export_predict-{today}.csv"
-    with out.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            ["date", "machine", "code", "case", "metric", "value", "range", "repeats", "run"]
-        )
-        writer.writerows(rows)
+    out = write_results("export_predict", rows)
     for row in rows:
         print(",".join(str(c) for c in row))
     print(f"torch / onnxruntime = {ratio:.2f} per batch (> 1: onnxruntime faster); see {out}")
