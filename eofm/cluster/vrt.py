@@ -3,9 +3,7 @@
 GDAL's own builder (``osgeo.gdal.BuildVRT``) is used when its Python bindings are
 installed. They are not a dependency of eofm (PyPI has no wheel of them; rasterio's
 wheels carry GDAL without its utilities), so otherwise the same document is written
-with :mod:`xml.etree.ElementTree`, as rasterio builds its own VRTs
-(``rasterio.vrt._boundless_vrt_doc``), following GDAL's VRT format
-(https://gdal.org/en/stable/drivers/raster/vrt.html) and the layout of
+with eofm's VRT builder (:mod:`eofm.data.vrt_files`) after the layout of
 ``apps/gdalbuildvrt_lib.cpp``: one ``ComplexSource`` per file and band, with the file's
 nodata value as ``NODATA`` so that a file's empty edges never cover its neighbours, paths
 relative to the VRT, the grid of the finest input, later files drawn over earlier ones.
@@ -70,25 +68,13 @@ def _vrt_document(sources: Sequence[Path], folder: Path) -> ET.Element:
     width, height = max(1, round((right - left) / res_x)), max(1, round((top - bottom) / res_y))
     bands = []
     for band, dtype in enumerate(dtypes, start=1):
-        data_type = GDAL_TYPES[dtype]
-        mosaic = [
-            Source(
-                os.path.relpath(path, folder),
-                band,
-                relative=True,
-                src_rect=(0, 0, w, h),
-                dst_rect=(
-                    (b.left - left) / res_x,
-                    (top - b.top) / res_y,
-                    w * rx / res_x,
-                    h * ry / res_y,
-                ),
-                nodata=nodata,
-                properties=(w, h, data_type, block_x, block_y),
-                complex=True,
-            )
-            for path, b, (rx, ry), (w, h), (block_y, block_x), nodata in files
-        ]
+        data_type, mosaic = GDAL_TYPES[dtype], []
+        for path, b, (rx, ry), (w, h), (block_y, block_x), nodata in files:
+            dst = ((b.left - left) / res_x, (top - b.top) / res_y, w * rx / res_x, h * ry / res_y)
+            props = (w, h, data_type, block_x, block_y)
+            rel = os.path.relpath(path, folder)
+            src = Source(rel, band, True, (0, 0, w, h), dst, nodata, properties=props, complex=True)
+            mosaic.append(src)
         palette = first["colormap"] if band == 1 else None
         description = first["descriptions"][band - 1] or None
         bands.append(Band(data_type, mosaic, description, files[0][5], palette))

@@ -112,8 +112,7 @@ def _stack_vrt(group: Sequence[Frame], bands: Sequence[str]) -> Path:
             "first.",
             exit_code=2,
         )
-    crs, transform, width, height = first.grid
-    a, b, c, d, e, f = transform
+    crs, (a, b, c, d, e, f), width, height = first.grid
     dated = all(fr.date for fr in group)
     metadata = {"FRAME_DATES": ",".join(_iso(*fr.date) for fr in group)} if dated else None
     vrt_bands = [

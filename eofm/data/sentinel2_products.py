@@ -271,9 +271,8 @@ def stack_bands(
         )
         vrt_bands.append(Band(GDAL_TYPES.get(dtype, dtype), [source], band.name, nodata))
     geotransform = (left, resolution, 0.0, top, 0.0, -resolution)
-    return write_scratch_vrt(
-        stem, vrt_document((width, height), crs.to_wkt(), geotransform, vrt_bands)
-    )
+    document = vrt_document((width, height), crs.to_wkt(), geotransform, vrt_bands)
+    return write_scratch_vrt(stem, document)
 
 
 def _preference(res: float, grid: float) -> tuple[int, float]:
