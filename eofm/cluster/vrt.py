@@ -3,9 +3,7 @@
 GDAL's own builder (``osgeo.gdal.BuildVRT``) is used when its Python bindings are
 installed. They are not a dependency of eofm (PyPI has no wheel of them; rasterio's
 wheels carry GDAL without its utilities), so otherwise the same document is written
-with :mod:`xml.etree.ElementTree`, as rasterio builds its own VRTs
-(``rasterio.vrt._boundless_vrt_doc``), following GDAL's VRT format
-(https://gdal.org/en/stable/drivers/raster/vrt.html) and the layout of
+with eofm's VRT builder (:mod:`eofm.data.vrt_files`) after the layout of
 ``apps/gdalbuildvrt_lib.cpp``: one ``ComplexSource`` per file and band, with the file's
 nodata value as ``NODATA`` so that a file's empty edges never cover its neighbours, paths
 relative to the VRT, the grid of the finest input, later files drawn over earlier ones.
@@ -19,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eofm.atomic import atomic_path
+from eofm.data.vrt_files import GDAL_TYPES, Band, Source, vrt_document, write_vrt
 from eofm.errors import EofmError
 
 
@@ -40,21 +39,13 @@ def build_vrt(sources: Sequence[Path], target: Path) -> None:
                 )
             dataset = None  # GDAL writes the VRT as the dataset closes
         else:
-            ET.ElementTree(_vrt_document(sources, Path(target).parent)).write(
-                tmp, encoding="utf-8", xml_declaration=False
-            )
-
-
-def _text(parent: ET.Element, tag: str, text: str, **attributes: str) -> ET.Element:
-    element = ET.SubElement(parent, tag, attributes)
-    element.text = text
-    return element
+            write_vrt(_vrt_document(sources, Path(target).parent), tmp)
 
 
 def _vrt_document(sources: Sequence[Path], folder: Path) -> ET.Element:
     import rasterio
 
-    infos = []
+    files, kinds, first = [], [], {}
     for path in sources:
         with rasterio.open(path) as ds:
             t = ds.transform
@@ -64,79 +55,28 @@ def _vrt_document(sources: Sequence[Path], folder: Path) -> ET.Element:
                 colormap = ds.colormap(1)
             except ValueError:
                 colormap = None
-            infos.append(
-                {
-                    "path": Path(path),
-                    "bounds": ds.bounds,
-                    "res": (t.a, -t.e),
-                    "size": (ds.width, ds.height),
-                    "block": ds.block_shapes[0],
-                    "dtypes": ds.dtypes,
-                    "nodata": ds.nodata,
-                    "crs": ds.crs,
-                    "colormap": colormap,
-                    "descriptions": ds.descriptions,
-                }
-            )
-    first = infos[0]
-    if any(i["crs"] != first["crs"] or i["dtypes"] != first["dtypes"] for i in infos):
+            first = first or {"descriptions": ds.descriptions, "colormap": colormap}
+            kinds.append((ds.crs, ds.dtypes))
+            size, block = (ds.width, ds.height), ds.block_shapes[0]
+            files.append((Path(path), ds.bounds, (t.a, -t.e), size, block, ds.nodata))
+    crs, dtypes = kinds[0]
+    if any(kind != kinds[0] for kind in kinds):
         raise EofmError("A VRT mosaic needs rasters of one CRS and one data type.")
-    res_x = min(i["res"][0] for i in infos)
-    res_y = min(i["res"][1] for i in infos)
-    left = min(i["bounds"].left for i in infos)
-    top = max(i["bounds"].top for i in infos)
-    right = max(i["bounds"].right for i in infos)
-    bottom = min(i["bounds"].bottom for i in infos)
-    width = max(1, round((right - left) / res_x))
-    height = max(1, round((top - bottom) / res_y))
-    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
-    if first["crs"]:
-        _text(root, "SRS", first["crs"].to_wkt(), dataAxisToSRSAxisMapping="1,2")
-    _text(root, "GeoTransform", ", ".join(repr(v) for v in (left, res_x, 0.0, top, 0.0, -res_y)))
-    gdal_types = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16"}
-    gdal_types |= {"uint32": "UInt32", "int32": "Int32", "float32": "Float32"}
-    gdal_types |= {"float64": "Float64"}
-    for band, dtype in enumerate(first["dtypes"], start=1):
-        data_type = gdal_types[dtype]
-        element = ET.SubElement(root, "VRTRasterBand", dataType=data_type, band=str(band))
-        if first["descriptions"][band - 1]:
-            _text(element, "Description", first["descriptions"][band - 1])
-        if first["nodata"] is not None:
-            _text(element, "NoDataValue", repr(first["nodata"]))
-        if band == 1 and first["colormap"]:
-            _text(element, "ColorInterp", "Palette")
-            table = ET.SubElement(element, "ColorTable")
-            for index in range(max(first["colormap"]) + 1):
-                c = first["colormap"].get(index, (0, 0, 0, 0))
-                ET.SubElement(
-                    table, "Entry", c1=str(c[0]), c2=str(c[1]), c3=str(c[2]), c4=str(c[3])
-                )
-        for info in infos:
-            source = ET.SubElement(element, "ComplexSource")
-            relative = os.path.relpath(info["path"], folder)
-            _text(source, "SourceFilename", relative, relativeToVRT="1")
-            _text(source, "SourceBand", str(band))
-            w, h = info["size"]
-            ET.SubElement(
-                source,
-                "SourceProperties",
-                RasterXSize=str(w),
-                RasterYSize=str(h),
-                DataType=data_type,
-                BlockXSize=str(info["block"][1]),
-                BlockYSize=str(info["block"][0]),
-            )
-            ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
-            b = info["bounds"]
-            ET.SubElement(
-                source,
-                "DstRect",
-                xOff=repr((b.left - left) / res_x),
-                yOff=repr((top - b.top) / res_y),
-                xSize=repr(w * info["res"][0] / res_x),
-                ySize=repr(h * info["res"][1] / res_y),
-            )
-            if info["nodata"] is not None:
-                _text(source, "NODATA", repr(info["nodata"]))
-    ET.indent(root)
-    return root
+    res_x, res_y = min(f[2][0] for f in files), min(f[2][1] for f in files)
+    left, top = min(f[1].left for f in files), max(f[1].top for f in files)
+    right, bottom = max(f[1].right for f in files), min(f[1].bottom for f in files)
+    width, height = max(1, round((right - left) / res_x)), max(1, round((top - bottom) / res_y))
+    bands = []
+    for band, dtype in enumerate(dtypes, start=1):
+        data_type, mosaic = GDAL_TYPES[dtype], []
+        for path, b, (rx, ry), (w, h), (block_y, block_x), nodata in files:
+            dst = ((b.left - left) / res_x, (top - b.top) / res_y, w * rx / res_x, h * ry / res_y)
+            props = (w, h, data_type, block_x, block_y)
+            rel = os.path.relpath(path, folder)
+            src = Source(rel, band, True, (0, 0, w, h), dst, nodata, properties=props, complex=True)
+            mosaic.append(src)
+        palette = first["colormap"] if band == 1 else None
+        description = first["descriptions"][band - 1] or None
+        bands.append(Band(data_type, mosaic, description, files[0][5], palette))
+    geotransform = (left, res_x, 0.0, top, 0.0, -res_y)
+    return vrt_document((width, height), crs.to_wkt() if crs else None, geotransform, bands)

@@ -17,9 +17,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
 
-from eofm.data.vrt_files import GDAL_TYPES, write_scratch_vrt
+from eofm.data.vrt_files import GDAL_TYPES, Band, Source, vrt_document, write_scratch_vrt
 from eofm.errors import EofmError
 
 
@@ -113,36 +112,20 @@ def _stack_vrt(group: Sequence[Frame], bands: Sequence[str]) -> Path:
             "first.",
             exit_code=2,
         )
-    crs, transform, width, height = first.grid
-    lines = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
-    if crs:
-        lines.append(f"  <SRS>{escape(crs)}</SRS>")
-    a, b, c, d, e, f = transform
-    lines.append(f"  <GeoTransform>{c!r}, {a!r}, {b!r}, {f!r}, {d!r}, {e!r}</GeoTransform>")
-    if all(fr.date for fr in group):
-        dates = ",".join(_iso(*fr.date) for fr in group)
-        lines.append(f'  <Metadata><MDI key="FRAME_DATES">{dates}</MDI></Metadata>')
-    number = 0
-    for frame in group:
-        for index in _frame_indexes(frame, bands):
-            number += 1
-            dtype = GDAL_TYPES.get(frame.dtypes[index - 1], "Float32")
-            nodata = (
-                [f"    <NoDataValue>{frame.nodata!r}</NoDataValue>"]
-                if frame.nodata is not None
-                else []
-            )
-            lines += [
-                f'  <VRTRasterBand dataType="{dtype}" band="{number}">',
-                *nodata,
-                "    <SimpleSource>",
-                f'      <SourceFilename relativeToVRT="0">{escape(str(frame.path.absolute()))}</SourceFilename>',
-                f"      <SourceBand>{index}</SourceBand>",
-                "    </SimpleSource>",
-                "  </VRTRasterBand>",
-            ]
-    lines.append("</VRTDataset>")
-    return write_scratch_vrt(f"{first.path.name.rsplit('.', 1)[0]}_frames", lines)
+    crs, (a, b, c, d, e, f), width, height = first.grid
+    dated = all(fr.date for fr in group)
+    metadata = {"FRAME_DATES": ",".join(_iso(*fr.date) for fr in group)} if dated else None
+    vrt_bands = [
+        Band(
+            GDAL_TYPES.get(frame.dtypes[index - 1], "Float32"),
+            [Source(frame.path.absolute(), index)],
+            nodata=frame.nodata,
+        )
+        for frame in group
+        for index in _frame_indexes(frame, bands)
+    ]
+    document = vrt_document((width, height), crs, (c, a, b, f, d, e), vrt_bands, metadata)
+    return write_scratch_vrt(f"{first.path.name.rsplit('.', 1)[0]}_frames", document)
 
 
 def _iso(year: int, day: int) -> str:

@@ -22,13 +22,13 @@ them, and a model must not see shifted modalities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from eofm.data.sen1floods11_layout import band_sources, chip_image
-from eofm.data.vrt_files import write_scratch_vrt
+from eofm.data.vrt_files import Band, Source, vrt_document, write_scratch_vrt
 from eofm.errors import EofmError
 
 #: Largest offset (in pixels) between two files' grids still taken as one grid: the
@@ -98,27 +98,12 @@ def stack_chip(root: Path, chip: str, bands: Sequence[str]) -> Path:
                 f"{_describe(other)}; Sen1Floods11's S1Hand and S2Hand chips share the "
                 "label's grid."
             )
-    t = first.transform
-    lines = [f'<VRTDataset rasterXSize="{first.width}" rasterYSize="{first.height}">']
-    if first.crs:
-        lines.append(f"  <SRS>{escape(first.crs)}</SRS>")
-    lines.append(
-        f"  <GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
-    )
-    for number, (band, (folder, index)) in enumerate(zip(bands, sources, strict=True), start=1):
-        source = files[folder]
-        masked = source.nodata is not None and source.nodata == source.nodata  # not NaN
-        kind = "ComplexSource" if masked else "SimpleSource"
-        lines += [
-            f'  <VRTRasterBand dataType="Float32" band="{number}">',
-            f"    <Description>{escape(band)}</Description>",
-            "    <NoDataValue>nan</NoDataValue>",
-            f"    <{kind}>",
-            f'      <SourceFilename relativeToVRT="0">{escape(str(source.path.absolute()))}</SourceFilename>',
-            f"      <SourceBand>{index}</SourceBand>",
-            *([f"      <NODATA>{source.nodata!r}</NODATA>"] if masked else []),
-            f"    </{kind}>",
-            "  </VRTRasterBand>",
-        ]
-    lines.append("</VRTDataset>")
-    return write_scratch_vrt(f"{chip}_{'_'.join(files)}", lines)
+    vrt_bands = []
+    for band, (folder, index) in zip(bands, sources, strict=True):
+        file = files[folder]
+        nodata = None if file.nodata is None or math.isnan(file.nodata) else file.nodata
+        source = Source(file.path.absolute(), index, nodata=nodata)
+        vrt_bands.append(Band("Float32", [source], band, math.nan))
+    size, transform = (first.width, first.height), first.transform.to_gdal()
+    document = vrt_document(size, first.crs, transform, vrt_bands)
+    return write_scratch_vrt(f"{chip}_{'_'.join(files)}", document)

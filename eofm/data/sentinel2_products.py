@@ -44,9 +44,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
-from xml.sax.saxutils import escape
 
-from eofm.data.vrt_files import GDAL_TYPES, write_scratch_vrt
+from eofm.data.vrt_files import GDAL_TYPES, Band, Source, vrt_document, write_scratch_vrt
 from eofm.errors import EofmError
 
 #: The grid of a product when ``--resolution`` is not given: Sentinel-2's finest bands
@@ -256,44 +255,24 @@ def stack_bands(
     offsets = {k: v for k, v in (offsets or {}).items() if v and k in chosen}
     if offsets and dtype != "Float32":
         dtype = "Int32"  # uint16 + a negative offset: integers still, without wrapping
-    lines = [
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        f"  <SRS>{escape(crs.to_wkt())}</SRS>",
-        f"  <GeoTransform>{left!r}, {resolution!r}, 0.0, {top!r}, 0.0, {-resolution!r}</GeoTransform>",
-    ]
-    for number, (band, _, bounds, res, w, h, _, nodata) in enumerate(chosen.values(), start=1):
+    vrt_bands = []
+    for band, _, bounds, res, w, h, _, nodata in chosen.values():
         nodata = nodata if nodata is not None else default_nodata
-        dst = [
-            (bounds.left - left) / resolution,
-            (top - bounds.top) / resolution,
-            w * res[0] / resolution,
-            h * res[1] / resolution,
-        ]
-        lines += [
-            f'  <VRTRasterBand dataType="{GDAL_TYPES.get(dtype, dtype)}" band="{number}">',
-            f"    <Description>{band.name}</Description>",
-            *([f"    <NoDataValue>{nodata!r}</NoDataValue>"] if nodata is not None else []),
-            '    <ComplexSource resampling="bilinear">',
-            f'      <SourceFilename relativeToVRT="0">{escape(str(band.path.absolute()))}</SourceFilename>',
-            "      <SourceBand>1</SourceBand>",
-            f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
-            '      <DstRect xOff="{:.10g}" yOff="{:.10g}" xSize="{:.10g}" ySize="{:.10g}"/>'.format(
-                *dst
-            ),
-            *(
-                [
-                    f"      <ScaleOffset>{offsets[band.name]!r}</ScaleOffset>",
-                    "      <ScaleRatio>1</ScaleRatio>",
-                ]
-                if band.name in offsets
-                else []
-            ),
-            *([f"      <NODATA>{nodata!r}</NODATA>"] if nodata is not None else []),
-            "    </ComplexSource>",
-            "  </VRTRasterBand>",
-        ]
-    lines.append("</VRTDataset>")
-    return write_scratch_vrt(stem, lines)
+        x, y = (bounds.left - left) / resolution, (top - bounds.top) / resolution
+        dst = [float(f"{v:.10g}") for v in (x, y, w * res[0] / resolution, h * res[1] / resolution)]
+        source = Source(
+            band.path.absolute(),
+            src_rect=(0, 0, w, h),
+            dst_rect=(dst[0], dst[1], dst[2], dst[3]),
+            nodata=nodata,
+            resampling="bilinear",
+            scale_offset=offsets.get(band.name),
+            complex=True,
+        )
+        vrt_bands.append(Band(GDAL_TYPES.get(dtype, dtype), [source], band.name, nodata))
+    geotransform = (left, resolution, 0.0, top, 0.0, -resolution)
+    document = vrt_document((width, height), crs.to_wkt(), geotransform, vrt_bands)
+    return write_scratch_vrt(stem, document)
 
 
 def _preference(res: float, grid: float) -> tuple[int, float]:
