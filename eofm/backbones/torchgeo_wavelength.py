@@ -108,6 +108,44 @@ def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, taps: Sequence[int]) -> 
     return out
 
 
+def _fourier(values: torch.Tensor, expansion: nn.Module, dim: int) -> torch.Tensor:
+    """``FourierExpansion.forward`` without its range assertion (a data-dependent branch
+    that ``torch.export`` cannot trace; the bands' values are fixed when the backbone is
+    built and lie in range: 443-2190 nm and 5e7 nm, bandwidths 15-180 nm and 1e9 nm)."""
+    x = values.double()
+    periods = torch.logspace(
+        math.log10(expansion.lower),
+        math.log10(expansion.upper),
+        dim // 2,
+        base=10,
+        device=x.device,
+        dtype=x.dtype,
+    )
+    prod = torch.einsum("...i,j->...ij", x, 2 * math.pi / periods)
+    return torch.cat((torch.sin(prod), torch.cos(prod)), dim=-1).float()
+
+
+def _spectral_patches(
+    embed: nn.Module, x: torch.Tensor, wavelengths: torch.Tensor, bandwidths: torch.Tensor
+) -> torch.Tensor:
+    """``DynamicPatchEmbed.forward`` in spectral mode at its own kernel size: the patch
+    kernels generated from the bands' Fourier-encoded wavelengths and bandwidths, applied
+    with stride ``kernel_size`` and padding 1, as the model does."""
+    import torch.nn.functional as F
+
+    waves = _fourier(wavelengths.to(x.device), embed.spectrum_central_expansion, embed.hyper_dim)
+    waves = waves + _fourier(
+        bandwidths.to(x.device), embed.spectrum_bandwidth_expansion, embed.hyper_dim
+    )
+    waves = embed.fclayer(waves)
+    weight, bias = embed.weight_generator(waves)
+    k = embed.kernel_size
+    kernels = weight.view(waves.shape[0], k, k, embed.embed_dim).permute(3, 0, 1, 2)
+    bias = bias.view(embed.embed_dim) * embed.scaler
+    out = F.conv2d(x, kernels * embed.scaler, bias=bias, stride=k, padding=1, dilation=1)
+    return out.flatten(2).transpose(1, 2)
+
+
 def copernicusfm_tokens(
     model: nn.Module,
     x: torch.Tensor,
@@ -117,14 +155,8 @@ def copernicusfm_tokens(
 ) -> tuple[list[torch.Tensor], tuple[int, int, int]]:
     """``CopernicusFM.forward_features`` (spectral mode, metadata unknown) up to the blocks,
     keeping the tapped blocks' tokens."""
-    embed = model.patch_embed_spectral
-    k = embed.kernel_size
-    tokens = embed(
-        x,
-        wavelengths=wavelengths.to(x.device, torch.float32),
-        bandwidths=bandwidths.to(x.device, torch.float32),
-    )
-    # the generated kernel is applied with stride k and padding 1 (DynamicPatchEmbed)
+    tokens = _spectral_patches(model.patch_embed_spectral, x, wavelengths, bandwidths)
+    k = model.patch_embed_spectral.kernel_size
     h, w = (x.shape[-2] + 2 - k) // k + 1, (x.shape[-1] + 2 - k) // k + 1
     side = int(math.sqrt(model.num_patches))
     pos = _resize_positions(model.pos_embed, (h, w), (side, side))
