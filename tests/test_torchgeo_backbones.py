@@ -88,14 +88,19 @@ def _write_release(cache: Path, name: str) -> None:
 
 
 def _spectral_release(name: str, arch: str) -> dict:
-    """Random weights in the Copernicus-FM / Panopticon / CROMA release layouts."""
+    """Random weights in the Copernicus-FM / Panopticon / CROMA release layouts; tensors
+    the builders start at zero (tokens, Panopticon's SAR channel table, position tables)
+    are random too, so that they count in the feature check."""
     from torchgeo.models import get_model
 
+    model = get_model("croma_base" if "CROMA" in name else arch)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point() and not tensor.any():
+                tensor.normal_(std=0.02)
     if "CROMA" in name:  # torchgeo's croma.load_weights reads one state dict per part
-        model = get_model("croma_base")
         parts = ("s1_encoder", "s1_GAP_FFN", "s2_encoder", "s2_GAP_FFN", "joint_encoder")
         return {p: getattr(model, p).state_dict() for p in parts}
-    model = get_model(arch)
     if arch.startswith("copernicusfm"):  # the builder lets fc_norm and head miss
         return {k: v for k, v in model.state_dict().items() if not k.startswith("fc_norm.")}
     state = dict(model.model.state_dict())  # timm's DINOv2 at its 518 px pretraining size
@@ -300,10 +305,10 @@ def test_spectral_features_equal_torchgeos_own_model(
             assert ours.modality == "joint" and ours.tap_layers == (0, 2, 3, 5)
         elif "Panopticon" in name:
             reference = get_model(weight.meta["model"], weight).eval()
-            ids = ours.channel_ids.expand(2, -1).clone()
+            ids = torch.tensor([ours.channel_ids] * 2)
             expected = reference.model.forward_features({"imgs": x, "chn_ids": ids})
             got = reference.model.norm(features[-1])
-            assert ours.channel_ids.tolist() == pytest.approx([665, 560, 490, 1610, -1, -2])
+            assert list(ours.channel_ids) == pytest.approx([665, 560, 490, 1610, -1, -2])
         else:  # Copernicus-FM: its global pool of the last block's patch tokens
             reference = get_model(weight.meta["model"], weight).eval()
             metadata = torch.full((2, 4), float("nan"))  # lon, lat, time, area unknown

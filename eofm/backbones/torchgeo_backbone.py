@@ -405,7 +405,7 @@ class TorchGeoBackbone(nn.Module):
         #: Copernicus-FM: bandwidths (nm); Panopticon: channel ids; CROMA: the optical and
         #: SAR channels' indices in the data's bands, and which encoder runs.
         self.register_buffer("bandwidths", torch.zeros(0), persistent=False)
-        self.register_buffer("channel_ids", torch.zeros(0), persistent=False)
+        self.channel_ids: tuple[float, ...] = ()
         self.register_buffer("optical_index", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("sar_index", torch.zeros(0, dtype=torch.long), persistent=False)
         self.modality = "optical"
@@ -576,7 +576,7 @@ def _band_inputs(manifest: TorchGeoManifest, bands: list[str]) -> dict[str, Any]
     if arch == "panopticon":
         from eofm.backbones.torchgeo_wavelength import panopticon_channel_ids
 
-        return {"channel_ids": torch.tensor(panopticon_channel_ids(manifest.name, bands))}
+        return {"channel_ids": tuple(panopticon_channel_ids(manifest.name, bands))}
     if arch == "croma":
         from eofm.backbones.torchgeo_croma import croma_band_order, croma_modality
 

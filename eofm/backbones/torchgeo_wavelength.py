@@ -171,16 +171,58 @@ def copernicusfm_tokens(
     return _run_blocks(model.blocks, torch.cat((cls, tokens), dim=1), taps), (1, h, w)
 
 
+def _channel_embeddings(chnemb: nn.Module, channel_ids: Sequence[float]) -> torch.Tensor:
+    """``ChnEmb.forward`` for channel ids known when the backbone is built, ``(C, D)``.
+
+    Optical ids: the 1-D sin-cos embedding of the wavelength (nm, floored to
+    ``opt_coarsity``). SAR ids: row ``-(id + 1)`` of ChnEmb's table, i.e. the transmit,
+    receive and orbit embeddings concatenated, for polarisation VV, VH, HH, HV (row mod 4)
+    and orbit unknown / ascending / descending (row div 4; unknown is the mean of the two).
+    Built from the ids as Python numbers, without ChnEmb's boolean-mask writes, so the
+    graph has no data-dependent shapes (``torch.export``).
+    """
+    from torchgeo.models.panopticon import get_1d_sincos_pos_embed_from_grid_torch
+
+    transmit, receive, orbit = chnemb.embed_transmit, chnemb.embed_receive, chnemb.embed_orbit
+    orbits = ((orbit[0] + orbit[1]) / 2, orbit[0], orbit[1])
+    rows = []
+    for value in channel_ids:
+        if value >= 0:
+            wave = torch.tensor([float(value // chnemb.opt_coarsity)], device=orbit.device)
+            row = get_1d_sincos_pos_embed_from_grid_torch(chnemb.embed_dim, wave)[0]
+            rows.append(row.to(orbit.dtype))
+            continue
+        index = int(-(value + 1))
+        pol, direction = index % 4, index // 4
+        parts = (transmit[(0, 0, 1, 1)[pol]], receive[(0, 1, 1, 0)[pol]], orbits[direction])
+        rows.append(torch.cat(parts))
+    return torch.stack(rows)
+
+
+def _panopticon_patches(
+    embed: nn.Module, x: torch.Tensor, channel_ids: Sequence[float]
+) -> torch.Tensor:
+    """``PanopticonPE.forward``: per-channel patch projections, channel embeddings added,
+    fused across channels by cross-attention from a learned query (``ChnAttn``; torchgeo's
+    Panopticon builds it without its optional layer norm), then projected."""
+    fusion = embed.chnfus
+    x, _, _ = embed.conv3d(x)  # B, C, L, D
+    b, _, length, dim = x.shape
+    x = x + _channel_embeddings(fusion.chnemb, channel_ids)[None, :, None, :]
+    x = x.permute(0, 2, 1, 3).flatten(0, 1)  # B*L, C, D
+    query = fusion.query.expand(x.shape[0], -1, -1)
+    x = fusion.xattn(query, x, x).reshape(b, length, dim)
+    return embed.proj(x)
+
+
 def panopticon_tokens(
-    model: nn.Module, x: torch.Tensor, channel_ids: torch.Tensor, taps: Sequence[int]
+    model: nn.Module, x: torch.Tensor, channel_ids: Sequence[float], taps: Sequence[int]
 ) -> tuple[list[torch.Tensor], tuple[int, int, int]]:
     """timm's ``VisionTransformer.forward_features`` of Panopticon's DINOv2, with its
     position table resized to the input's patch grid, keeping the tapped blocks' tokens."""
     vit = model.model
-    b, c = x.shape[:2]
-    # ChnEmb rewrites the optical ids in place: give it its own copy
-    ids = channel_ids.to(x.device, torch.float32).expand(b, c).clone()
-    tokens = vit.patch_embed({"imgs": x, "chn_ids": ids})
+    b = x.shape[0]
+    tokens = _panopticon_patches(vit.patch_embed, x, channel_ids)
     patch = vit.patch_embed.patch_size
     h, w = x.shape[-2] // patch[0], x.shape[-1] // patch[1]
     pos = _resize_positions(vit.pos_embed, (h, w), vit.patch_embed.grid_size)
