@@ -347,7 +347,8 @@ def test_a_band_without_a_wavelength_is_an_error_for_spectral_models(name: str) 
 
 
 def test_copernicusfm_fits_and_tests(torch_home, s2_root: Path, tmp_path: Path) -> None:
-    """One spectral model through ``eofm fit`` and ``eofm test`` at test scale (32 px, LoRA)."""
+    """One spectral model through ``eofm fit``, ``eofm test`` and ``eofm export`` (ONNX) at
+    test scale (32 px, LoRA)."""
     from eofm.cli import main
 
     name = "CopernicusFM_Base_Weights.CopernicusFM_ViT"
@@ -371,3 +372,7 @@ def test_copernicusfm_fits_and_tests(torch_home, s2_root: Path, tmp_path: Path) 
     assert model["backbone"]["file"] in _weight(name).url
     assert main(["test", str(run)]) == 0
     assert (run / "test_metrics.json").is_file()
+    # its generated patch kernels trace (no data-dependent branch), so the run exports
+    assert main(["export", str(run), "--format", "onnx", "--tile", "32"]) == 0
+    exported = json.loads((run / "export" / "model.onnx.json").read_text())
+    assert exported["parity_max_abs_diff"] <= 1e-4

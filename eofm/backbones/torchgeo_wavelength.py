@@ -206,7 +206,10 @@ def _panopticon_patches(
     fused across channels by cross-attention from a learned query (``ChnAttn``; torchgeo's
     Panopticon builds it without its optional layer norm), then projected."""
     fusion = embed.chnfus
-    x, _, _ = embed.conv3d(x)  # B, C, L, D
+    # Conv3dWrapper.forward, less its ``squeeze(1)`` of the 2304 channels (a no-op in
+    # torch that ONNX's Squeeze rejects)
+    x = embed.conv3d.conv3d(x.unsqueeze(1))  # B, D, C, Hp, Wp
+    x = x.flatten(-2).permute(0, 2, 3, 1)  # B, C, L, D
     b, _, length, dim = x.shape
     x = x + _channel_embeddings(fusion.chnemb, channel_ids)[None, :, None, :]
     x = x.permute(0, 2, 1, 3).flatten(0, 1)  # B*L, C, D
