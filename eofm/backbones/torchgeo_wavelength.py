@@ -3,7 +3,7 @@
 Both take any set of bands, each described by where it sits in the spectrum rather than by
 its position in a fixed input list; eofm describes each data band from its band table
 (:mod:`eofm.bands`). The models are torchgeo 0.8.1's own (``copernicusfm_base``,
-``panopticon_vitb14``); this module only feeds them and taps their blocks.
+``panopticon_vitb14``); this module feeds them the bands and taps their blocks.
 
 **Copernicus-FM** (Wang et al., "Towards a Unified Copernicus Foundation Model for Earth
 Vision", arXiv:2503.11849; ``torchgeo/models/copernicusfm.py``). ``forward_features(x,
@@ -30,6 +30,14 @@ carry no orbit direction, so they are -1 and -2. The release is timm's DINOv2 la
 518 px pretraining size plus DINOv2's ``mask_token``; as torchgeo's builder does, the mask
 token is dropped and the 37 x 37 position table resized to the model's 224 px grid, then
 resized again to each input's grid.
+
+Both models are torchgeo's modules with torchgeo's parameters; what runs them is written
+here: the position tables resized to each input's grid, the blocks tapped, and two
+patch-embedding steps re-composed from the models' own sub-modules so that the graph has no
+data-dependent branch or shape and exports (``eofm export``): Copernicus-FM's Fourier
+encoding without ``FourierExpansion``'s range assertion, and Panopticon's channel
+embeddings built from the ids known at build time instead of ``ChnEmb``'s boolean-mask
+writes. The tests check the features against torchgeo's own ``forward_features``.
 
 Feature levels are four tapped blocks (``(B, 1 + N, D)``, the cls token first) and the
 patch grid, like eofm's other ViTs. The weights carry no normalisation (their transforms
