@@ -49,6 +49,26 @@ BAND_WAVELENGTH_UM: dict[str, float] = {
     "SWIR_2": 2.190,
 }
 
+#: Bandwidths (µm) of the same optical bands, for encoders conditioned on wavelength and
+#: bandwidth (Copernicus-FM): Sentinel-2A MSI, same source ("Sentinel-2 User Handbook",
+#: 2015, Table 1); Copernicus-FM's own Sentinel-2 configs use these values too
+#: (zhu-xlab/Copernicus-FM, Copernicus-Bench/src/configs/dataset/cobench_eurosat_s2.yaml).
+BAND_BANDWIDTH_UM: dict[str, float] = {
+    "COASTAL_AEROSOL": 0.020,
+    "BLUE": 0.065,
+    "GREEN": 0.035,
+    "RED": 0.030,
+    "RED_EDGE_1": 0.015,
+    "RED_EDGE_2": 0.015,
+    "RED_EDGE_3": 0.020,
+    "NIR_BROAD": 0.115,
+    "NIR_NARROW": 0.020,
+    "WATER_VAPOR": 0.020,
+    "CIRRUS": 0.030,
+    "SWIR_1": 0.090,
+    "SWIR_2": 0.180,
+}
+
 #: The 13 Sentinel-2 L1C bands in the order Sen1Floods11 ``S2Hand`` chips store them.
 SENTINEL2_L1C_BANDS: tuple[str, ...] = (
     "COASTAL_AEROSOL",

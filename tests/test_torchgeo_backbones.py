@@ -5,6 +5,10 @@ less the classifier keys the release lacks) is put in torch hub's cache under th
 name of the weight's pinned URL, exactly where ``weights.get_state_dict`` looks first.
 torch hub checks the SHA-256 prefix only when it downloads, so the cached file is used as
 is. The reference is torchgeo's builder itself, given the same member.
+
+Copernicus-FM, Panopticon and CROMA releases are written in their own layouts: Copernicus-FM
+less its pooled head; Panopticon as timm's DINOv2 at 518 px plus ``mask_token`` (the layout
+torchgeo's ``panopticon_vitb14`` prepares); CROMA as one state dict per part.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tests.test_training import overrides
 
 RGB = ["RED", "GREEN", "BLUE"]
 S2_ALL = list(SENTINEL2_L1C_BANDS)
+S2_NO_CIRRUS = [b for b in S2_ALL if b != "CIRRUS"]
 
 #: (weight, the data bands its fit uses): 6 weights of 4 architectures.
 WEIGHTS = [
@@ -31,6 +36,14 @@ WEIGHTS = [
     ("ViTSmall16_Weights.SENTINEL2_ALL_DINO", S2_ALL),
     ("Swin_V2_T_Weights.SENTINEL2_SI_RGB_SATLAS", RGB),
     ("DOFABase16_Weights.DOFA_MAE", RGB),
+]
+#: Copernicus-FM, Panopticon and CROMA (one weight each): (weight, the data bands of the
+#: feature check, input size of the feature check). Panopticon's reference is fixed at
+#: 224 px (its builder's default image size).
+SPECTRAL_WEIGHTS = [
+    ("CopernicusFM_Base_Weights.CopernicusFM_ViT", ["BLUE", "RED", "NIR_BROAD", "VV", "VH"], 64),
+    ("Panopticon_Weights.VIT_BASE14", ["RED", "GREEN", "BLUE", "SWIR_1", "VV", "VH"], 224),
+    ("CROMABase_Weights.CROMA_VIT", [*reversed(S2_NO_CIRRUS), "VH", "VV"], 64),
 ]
 #: Keys the ResNet, ViT and DOFA releases lack (the builders regenerate them).
 NOT_RELEASED = ("fc.", "head.", "fc_norm.")
@@ -58,6 +71,9 @@ def _write_release(cache: Path, name: str) -> None:
 
     torch.manual_seed(0)
     arch = weight.meta["model"]
+    if arch.startswith(("copernicusfm", "panopticon")) or "CROMA" in name:
+        torch.save(_spectral_release(name, arch), target)
+        return
     if arch.startswith(("resnet", "vit")):
         model = get_model(arch, None, in_chans=weight.meta["in_chans"])
     else:
@@ -71,9 +87,33 @@ def _write_release(cache: Path, name: str) -> None:
     torch.save(state, target)
 
 
+def _spectral_release(name: str, arch: str) -> dict:
+    """Random weights in the Copernicus-FM / Panopticon / CROMA release layouts; tensors
+    the builders start at zero (tokens, Panopticon's SAR channel table, position tables)
+    are random too, so that they count in the feature check."""
+    from torchgeo.models import get_model
+
+    model = get_model("croma_base" if "CROMA" in name else arch)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            if tensor.is_floating_point() and not tensor.any():
+                tensor.normal_(std=0.02)
+    if "CROMA" in name:  # torchgeo's croma.load_weights reads one state dict per part
+        parts = ("s1_encoder", "s1_GAP_FFN", "s2_encoder", "s2_GAP_FFN", "joint_encoder")
+        return {p: getattr(model, p).state_dict() for p in parts}
+    if arch.startswith("copernicusfm"):  # the builder lets fc_norm and head miss
+        return {k: v for k, v in model.state_dict().items() if not k.startswith("fc_norm.")}
+    state = dict(model.model.state_dict())  # timm's DINOv2 at its 518 px pretraining size
+    dim = state["cls_token"].shape[-1]
+    state["pos_embed"] = torch.randn(1, 1 + 37 * 37, dim) * 0.02
+    state["mask_token"] = torch.zeros(1, dim)
+    return state
+
+
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory):
-    """torch hub's cache holding every weight of :data:`WEIGHTS` in its release layout."""
+    """torch hub's cache holding every weight of :data:`WEIGHTS` in its release layout
+    (the spectral ones are written when a test first asks for them: they are large)."""
     cache = tmp_path_factory.mktemp("torch_home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(cache))
@@ -227,3 +267,112 @@ def test_eofm_backbones_lists_the_torchgeo_catalogue_with_licences(capsys) -> No
     assert "any (by wavelength)" in dofa and dofa.endswith("CC-BY-4.0")
     swin = next(line for line in lines if "Swin_V2_T_Weights.SENTINEL2_SI_MS_SATLAS" in line)
     assert "sentinel2_swint_si_ms-bc68e396.pth@081d6607431b" in swin
+    for weight, licence in (
+        ("CopernicusFM_Base_Weights.CopernicusFM_ViT", "CC-BY-4.0"),
+        ("Panopticon_Weights.VIT_BASE14", "Apache-2.0"),
+        ("CROMABase_Weights.CROMA_VIT", "MIT"),
+        ("CROMALarge_Weights.CROMA_VIT", "MIT"),
+    ):
+        line = next(line for line in lines if line.startswith(f"torchgeo:{weight}"))
+        assert line.endswith(licence) and "VV,VH" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "bands", "size"), SPECTRAL_WEIGHTS, ids=[w[0] for w in SPECTRAL_WEIGHTS]
+)
+def test_spectral_features_equal_torchgeos_own_model(
+    torch_home, name: str, bands: list[str], size: int
+) -> None:
+    """Copernicus-FM, Panopticon and CROMA: the last tapped layer, through the model's own
+    final norm (and pooling), equals torchgeo's builder given the same release file."""
+    from torchgeo.models import get_model
+
+    from eofm.backbones.loading import load_backbone
+
+    _write_release(torch_home, name)
+    weight = _weight(name)
+    ours = load_backbone(f"torchgeo:{name}", bands=bands, pretrained=True).eval()
+    assert ours.source["revision"] in weight.url
+    torch.manual_seed(1)
+    x = torch.randn(2, len(bands), size, size)
+    with torch.no_grad():
+        features, grid = ours(x)
+        if "CROMA" in name:  # all 14 bands: SAR tokens cross-attending to optical ones
+            reference = get_model("croma_base", weight, image_size=size).eval()
+            optical, sar = x[:, ours.optical_index], x[:, ours.sar_index]
+            expected = reference(x_sar=sar, x_optical=optical)["joint_encodings"]
+            got = reference.joint_encoder.norm_out(features[-1])
+            assert ours.modality == "joint" and ours.tap_layers == (0, 2, 3, 5)
+        elif "Panopticon" in name:
+            reference = get_model(weight.meta["model"], weight).eval()
+            ids = torch.tensor([ours.channel_ids] * 2)
+            expected = reference.model.forward_features({"imgs": x, "chn_ids": ids})
+            got = reference.model.norm(features[-1])
+            assert list(ours.channel_ids) == pytest.approx([665, 560, 490, 1610, -1, -2])
+        else:  # Copernicus-FM: its global pool of the last block's patch tokens
+            reference = get_model(weight.meta["model"], weight).eval()
+            metadata = torch.full((2, 4), float("nan"))  # lon, lat, time, area unknown
+            waves, widths = ours.wavelengths.tolist(), ours.bandwidths.tolist()
+            expected = reference.forward_features(x, metadata, waves, widths)
+            got = reference.fc_norm(features[-1][:, 1:].mean(dim=1))
+            assert waves == pytest.approx([490, 665, 842, 5e7, 5e7])
+            assert widths == pytest.approx([65, 30, 115, 1e9, 1e9])
+    assert len(features) == 4 and grid[1:] == (size // ours.config.patch_size[-1],) * 2
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5, rtol=0), (got - expected).abs().max()
+
+
+def test_croma_picks_its_encoder_by_the_data_bands() -> None:
+    from eofm.backbones.loading import load_backbone
+
+    spec = "torchgeo:CROMABase_Weights.CROMA_VIT"
+    sar = load_backbone(spec, bands=["VH", "VV"], pretrained=False)
+    assert sar.modality == "sar" and sar.config.depth == 6 and sar.sar_index.tolist() == [1, 0]
+    optical = load_backbone(spec, bands=None, pretrained=False)  # its own 12 bands
+    assert optical.modality == "optical" and optical.tap_layers == (2, 5, 8, 11)
+    with pytest.raises(EofmError, match="band 'CIRRUS' is not one of them"):
+        load_backbone(spec, bands=S2_ALL, pretrained=False)
+    with pytest.raises(EofmError, match="lacks band 'SWIR_2'"):
+        load_backbone(spec, bands=S2_NO_CIRRUS[:-1], pretrained=False)
+
+
+@pytest.mark.parametrize(
+    "name", ["CopernicusFM_Base_Weights.CopernicusFM_ViT", "Panopticon_Weights.VIT_BASE14"]
+)
+def test_a_band_without_a_wavelength_is_an_error_for_spectral_models(name: str) -> None:
+    from eofm.backbones.loading import load_backbone
+
+    with pytest.raises(EofmError, match="band 'DEM' has none in eofm's band table"):
+        load_backbone(f"torchgeo:{name}", bands=["RED", "DEM"], pretrained=False)
+
+
+def test_copernicusfm_fits_and_tests(torch_home, s2_root: Path, tmp_path: Path) -> None:
+    """One spectral model through ``eofm fit``, ``eofm test`` and ``eofm export`` (ONNX) at
+    test scale (32 px, LoRA)."""
+    from eofm.cli import main
+
+    name = "CopernicusFM_Base_Weights.CopernicusFM_ViT"
+    _write_release(torch_home, name)
+    run = tmp_path / "run"
+    args = overrides(
+        s2_root,
+        **{
+            "backbone.name": f"torchgeo:{name}",
+            "backbone.pretrained": "true",
+            "data.bands": "[" + ",".join(["BLUE", "GREEN", "RED", "NIR_BROAD"]) + "]",
+            "decoder.name": "upernet",
+            "adapter.mode": "lora",
+            "trainer.max_epochs": 1,
+            "data.num_workers": 0,
+        },
+    )
+    assert main(["fit", "demo", *args, "--run-dir", str(run)]) == 0
+    model = json.loads((run / "model.json").read_text())
+    assert model["backbone"]["pretrained_loaded"] is True
+    assert model["backbone"]["file"] in _weight(name).url
+    assert main(["test", str(run)]) == 0
+    assert (run / "test_metrics.json").is_file()
+    # its generated patch kernels trace (no data-dependent branch), so the run exports
+    assert main(["export", str(run), "--format", "onnx", "--tile", "32"]) == 0
+    exported = json.loads((run / "export" / "model.onnx.json").read_text())
+    assert exported["parity_max_abs_diff"] <= 1e-4

@@ -16,8 +16,11 @@
   neither states one).
 
 Wavelength-conditioned models (DOFA, Wang et al., "Neural Plasticity-Inspired Foundation
-Model for Observing the Earth Crossing Modalities", arXiv:2403.15356) take any band of
-eofm's table that has a central wavelength; their weights carry no band list.
+Model for Observing the Earth Crossing Modalities", arXiv:2403.15356; Copernicus-FM and
+Panopticon, :mod:`eofm.backbones.torchgeo_wavelength`) take any band of eofm's table that
+has a central wavelength (and the SAR bands their own papers encode); their weights carry
+no band list. CROMA (:mod:`eofm.backbones.torchgeo_croma`) has a fixed band set per
+modality, and the data's bands pick its optical, SAR or joint encoder.
 
 The models are built by torchgeo's own builders with ``weights=None`` and the state dict is
 loaded here, strictly except for the classifier keys each builder itself allows to miss:
@@ -40,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eofm.backbones.manifest import BackboneManifest, ViTConfig
+from eofm.backbones.torchgeo_croma import CROMA_OPTICAL
 from eofm.bands import BAND_WAVELENGTH_UM, check_band_names
 from eofm.errors import EofmError
 
@@ -73,12 +77,17 @@ _LICENCE_BY_CLASS = {
     "DOFABase16_Weights": "CC-BY-4.0",
     "DOFALarge16_Weights": "CC-BY-4.0",
     "CopernicusFM_Base_Weights": "CC-BY-4.0",
-    "CROMABase_Weights": "CC-BY-4.0",
-    "CROMALarge_Weights": "CC-BY-4.0",
+    "CROMABase_Weights": "MIT",  # the Hub card of torchgeo/croma
+    "CROMALarge_Weights": "MIT",
     "Panopticon_Weights": "Apache-2.0",
     "ScaleMAELarge16_Weights": "CC-BY-NC-4.0",
 }
 _LICENCE_BY_DATASET = {"SSL4EO-S12": "CC-BY-4.0", "SatlasPretrain": "Apache-2.0"}
+
+#: Architectures conditioned on each band's place in the spectrum (no band list of their own).
+SPECTRAL = ("dofa", "copernicusfm", "panopticon")
+#: CROMA's weights name no builder in their meta ('model': 'vit'); their class does.
+_CROMA_BUILDERS = {"CROMABase_Weights": "croma_base", "CROMALarge_Weights": "croma_large"}
 
 #: Tapped blocks of a ViT, by depth (as for Prithvi: the last block of each quarter).
 _VIT_TAPS = {12: (2, 5, 8, 11), 24: (5, 11, 17, 23), 32: (7, 15, 23, 31)}
@@ -89,14 +98,14 @@ class TorchGeoManifest(BackboneManifest):
     """A torchgeo weight: the manifest fields plus what only torchgeo weights have."""
 
     weight: str = ""
-    architecture: str = ""  # resnet | vit | swin | dofa
+    architecture: str = ""  # resnet | vit | swin | dofa | copernicusfm | panopticon | croma
     licence: str = "unknown"
     url: str = ""
     in_chans: int = 0
 
     @property
     def wavelength_conditioned(self) -> bool:
-        return self.architecture == "dofa"
+        return self.architecture in SPECTRAL
 
     def band_stats(self) -> dict[str, tuple[float, float]]:
         if not self.mean:
@@ -143,8 +152,22 @@ def _version() -> str:
     return torchgeo.__version__
 
 
-def _architecture(model: str) -> str:
-    for prefix, arch in (("resnet", "resnet"), ("vit_", "vit"), ("swin", "swin"), ("dofa", "dofa")):
+def _model_name(weight: Any) -> str:
+    """The name of the torchgeo builder of ``weight``'s architecture."""
+    return _CROMA_BUILDERS.get(type(weight).__name__, str(weight.meta.get("model", "")))
+
+
+def _architecture(weight: Any) -> str:
+    model = _model_name(weight)
+    for prefix, arch in (
+        ("resnet", "resnet"),
+        ("vit_", "vit"),
+        ("swin", "swin"),
+        ("dofa", "dofa"),
+        ("copernicusfm", "copernicusfm"),
+        ("panopticon", "panopticon"),
+        ("croma", "croma"),
+    ):
         if model.startswith(prefix):
             return arch
     return ""
@@ -205,15 +228,16 @@ def _revision(url: str) -> str:
 def torchgeo_manifest(spec: str) -> TorchGeoManifest:
     """The manifest of a torchgeo weight: bands, normalisation, architecture, feature levels."""
     weight = get_weight(spec)
-    model_name = str(weight.meta.get("model", ""))
-    arch = _architecture(model_name)
+    model_name = _model_name(weight)
+    arch = _architecture(weight)
     if not arch:
         raise EofmError(
             f"backbone.name {spec}: eofm does not yet take torchgeo's '{model_name}' "
-            "architecture; it takes ResNet, ViT, Swin and DOFA weights."
+            "architecture; it takes ResNet, ViT, Swin, DOFA, Copernicus-FM, Panopticon and "
+            "CROMA weights."
         )
-    bands = _eofm_bands(spec, weight)
-    if not bands and arch != "dofa":
+    bands = CROMA_OPTICAL if arch == "croma" else _eofm_bands(spec, weight)
+    if not bands and arch not in SPECTRAL:
         raise EofmError(
             f"backbone.name {spec}: the weight's meta has no band list, so eofm cannot map "
             "data bands onto its input; pick a weight with 'bands' in its meta."
@@ -232,17 +256,8 @@ def torchgeo_manifest(spec: str) -> TorchGeoManifest:
         )
         taps: tuple[int, ...] = (0, 1, 2, 3)
     else:
-        depth = len(model.blocks)
-        patch = int(model.patch_size if arch == "dofa" else model.patch_embed.patch_size[0])
-        config = ViTConfig(
-            img_size=224,
-            patch_size=(1, patch, patch),
-            in_chans=in_chans,
-            embed_dim=int(model.embed_dim),
-            depth=depth,
-            num_heads=int(model.num_heads if arch == "dofa" else model.blocks[0].attn.num_heads),
-        )
-        taps = _VIT_TAPS.get(depth, tuple(range(depth))[-4:])
+        config = _vit_config(arch, model, in_chans)
+        taps = _VIT_TAPS.get(config.depth, tuple(range(config.depth))[-4:])
     mean, std = _normalisation(weight, len(bands)) if bands else ((), ())
     return TorchGeoManifest(
         name=spec,
@@ -264,6 +279,35 @@ def torchgeo_manifest(spec: str) -> TorchGeoManifest:
     )
 
 
+def _vit_config(arch: str, model: nn.Module, in_chans: int) -> ViTConfig:
+    """Patch, width, depth and heads of a ViT-like torchgeo model (CROMA: its optical
+    encoder; the SAR and joint encoders are shallower, see :func:`build_torchgeo_backbone`)."""
+    if arch == "croma":
+        patch, dim, depth, heads = 8, model.encoder_dim, model.encoder_depth, model.num_heads
+    elif arch == "copernicusfm":
+        embed = model.patch_embed_spectral
+        patch, dim, depth = embed.kernel_size, embed.embed_dim, len(model.blocks)
+        heads = model.blocks[0].attn.num_heads
+    elif arch == "panopticon":
+        vit = model.model
+        patch, dim, depth = vit.patch_embed.patch_size[0], vit.embed_dim, len(vit.blocks)
+        heads = vit.blocks[0].attn.num_heads
+    elif arch == "dofa":
+        patch, dim, depth = model.patch_size, model.embed_dim, len(model.blocks)
+        heads = model.num_heads
+    else:
+        patch, dim, depth = model.patch_embed.patch_size[0], model.embed_dim, len(model.blocks)
+        heads = model.blocks[0].attn.num_heads
+    return ViTConfig(
+        img_size=224,
+        patch_size=(1, int(patch), int(patch)),
+        in_chans=in_chans,
+        embed_dim=int(dim),
+        depth=int(depth),
+        num_heads=int(heads),
+    )
+
+
 def _build(arch: str, model_name: str, in_chans: int) -> nn.Module:
     """The bare architecture from torchgeo's builder (no weights), shaped for ``in_chans``."""
     from torchgeo.models import get_model
@@ -272,8 +316,8 @@ def _build(arch: str, model_name: str, in_chans: int) -> nn.Module:
         return get_model(model_name, in_chans=in_chans)
     if arch == "vit":
         return get_model(model_name, in_chans=in_chans, dynamic_img_size=True)
-    if arch == "dofa":
-        return get_model(model_name)
+    if arch in ("dofa", "copernicusfm", "panopticon", "croma"):
+        return get_model(model_name)  # CROMA: both modalities, as its release holds both
     model = get_model(model_name)  # torchvision Swin; torchgeo swaps the first conv the same way
     first = model.features[0][0]
     model.features[0][0] = nn.Conv2d(in_chans, first.out_channels, kernel_size=4, stride=4)
@@ -292,6 +336,9 @@ _MAY_MISS = {
     "vit": {"norm.weight", "norm.bias", "head.weight", "head.bias"},
     "swin": set(),
     "dofa": {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"},
+    "copernicusfm": {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"},
+    "panopticon": set(),
+    "croma": {"attn_bias"},  # CROMA's 2-D ALiBi, computed from the grid
 }
 
 
@@ -306,6 +353,10 @@ def read_torchgeo_weights(manifest: TorchGeoManifest) -> tuple[dict[str, torch.T
             f"Pretrained weights of {manifest.name} could not be loaded from {manifest.url}: "
             f"{type(exc).__name__}: {reason}."
         ) from None
+    if manifest.architecture == "croma" and isinstance(state, dict):
+        from eofm.backbones.torchgeo_croma import croma_state
+
+        state = croma_state(state)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EofmError(f"{manifest.url} does not hold a state dict of tensors.")
     source = {"repo": manifest.url, "revision": manifest.revision, "file": manifest.hub_file}
@@ -314,6 +365,10 @@ def read_torchgeo_weights(manifest: TorchGeoManifest) -> tuple[dict[str, torch.T
 
 def _load(model: nn.Module, state: dict[str, torch.Tensor], manifest: TorchGeoManifest) -> None:
     may_miss = _MAY_MISS[manifest.architecture]
+    if manifest.architecture == "panopticon":
+        from eofm.backbones.torchgeo_wavelength import panopticon_state
+
+        state = panopticon_state(state, model)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -333,8 +388,8 @@ class TorchGeoBackbone(nn.Module):
     """A torchgeo model giving four feature levels (CNN / Swin stages) or tapped ViT tokens.
 
     CNNs and Swin give maps ``(B, C, H, W)`` and ``None`` (like :mod:`timm_backbone`); ViTs
-    give the tokens of the tapped blocks ``(B, 1 + N, D)`` and the patch grid, for the ViT
-    neck (and LoRA on their attention).
+    give the tokens of the tapped blocks ``(B, 1 + N, D)`` (CROMA: ``(B, N, D)``) and the
+    patch grid, for the ViT neck (and LoRA on the attention of timm blocks).
     """
 
     def __init__(self, model: nn.Module, manifest: TorchGeoManifest) -> None:
@@ -347,6 +402,13 @@ class TorchGeoBackbone(nn.Module):
         if self.is_cnn:
             self.feature_channels = _stage_channels(manifest.architecture, model)
         self.register_buffer("wavelengths", torch.zeros(0), persistent=False)
+        #: Copernicus-FM: bandwidths (nm); Panopticon: channel ids; CROMA: the optical and
+        #: SAR channels' indices in the data's bands, and which encoder runs.
+        self.register_buffer("bandwidths", torch.zeros(0), persistent=False)
+        self.channel_ids: tuple[float, ...] = ()
+        self.register_buffer("optical_index", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("sar_index", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.modality = "optical"
 
     @property
     def embed_dim(self) -> int:
@@ -367,6 +429,22 @@ class TorchGeoBackbone(nn.Module):
             return self._swin(x), None
         if arch == "dofa":
             return self._dofa(x)
+        if arch == "copernicusfm":
+            from eofm.backbones.torchgeo_wavelength import copernicusfm_tokens
+
+            return copernicusfm_tokens(
+                self.model, x, self.wavelengths, self.bandwidths, self.tap_layers
+            )
+        if arch == "panopticon":
+            from eofm.backbones.torchgeo_wavelength import panopticon_tokens
+
+            return panopticon_tokens(self.model, x, self.channel_ids, self.tap_layers)
+        if arch == "croma":
+            from eofm.backbones.torchgeo_croma import croma_tokens
+
+            return croma_tokens(
+                self.model, x, self.modality, self.optical_index, self.sar_index, self.tap_layers
+            )
         return self._vit(x)
 
     def _resnet(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -454,29 +532,62 @@ def build_torchgeo_backbone(
     data_bands = check_band_names(bands, where="data.bands") if bands else list(manifest.bands)
     if not data_bands:
         raise EofmError(f"{manifest.name} has no band list of its own; set data.bands.")
-    wavelengths = (
-        wavelengths_of(manifest.name, data_bands) if manifest.wavelength_conditioned else None
-    )
+    inputs = _band_inputs(manifest, data_bands)
     state, source = None, None
     if pretrained:
         state, source = fetch_or_random_init(
             manifest.name, lambda: read_torchgeo_weights(manifest), allow_random_init
         )
-    model = _build(
-        manifest.architecture, str(get_weight(manifest.name).meta["model"]), manifest.in_chans
-    )
+    model = _build(manifest.architecture, _model_name(get_weight(manifest.name)), manifest.in_chans)
     if state is not None:
         _load(model, state, manifest)
         log.info("Loaded %s from %s (torchgeo %s).", manifest.name, manifest.url, _version())
     backbone = TorchGeoBackbone(model, manifest)
     backbone.source = source
     backbone.input_bands = tuple(data_bands)
-    if wavelengths is not None:
-        backbone.wavelengths = torch.tensor(wavelengths, dtype=torch.float32)
+    if inputs:
+        for name, value in inputs.items():
+            setattr(backbone, name, value)
         backbone.band_mapping = {"copied": data_bands, "new": [], "dropped": []}
     else:
         _map_first_conv(backbone, data_bands)
+    if manifest.architecture == "croma" and backbone.modality != "optical":
+        from dataclasses import replace
+
+        from eofm.backbones.torchgeo_croma import modality_depth, quarter_taps
+
+        depth = modality_depth(model, backbone.modality)
+        backbone.config = replace(backbone.config, depth=depth)
+        backbone.tap_layers = quarter_taps(depth)
     return backbone
+
+
+def _band_inputs(manifest: TorchGeoManifest, bands: list[str]) -> dict[str, Any]:
+    """What a model that is not fitted by copying first-layer kernels is told about the
+    data's bands (empty for ResNet, ViT and Swin); an unknown band is an error here."""
+    arch = manifest.architecture
+    if arch == "dofa":
+        return {"wavelengths": torch.tensor(wavelengths_of(manifest.name, bands))}
+    if arch == "copernicusfm":
+        from eofm.backbones.torchgeo_wavelength import copernicusfm_spectra
+
+        waves, widths = copernicusfm_spectra(manifest.name, bands)
+        return {"wavelengths": torch.tensor(waves), "bandwidths": torch.tensor(widths)}
+    if arch == "panopticon":
+        from eofm.backbones.torchgeo_wavelength import panopticon_channel_ids
+
+        return {"channel_ids": tuple(panopticon_channel_ids(manifest.name, bands))}
+    if arch == "croma":
+        from eofm.backbones.torchgeo_croma import croma_band_order, croma_modality
+
+        modality = croma_modality(manifest.name, bands)
+        optical, sar = croma_band_order(bands)
+        return {
+            "modality": modality,
+            "optical_index": torch.tensor(optical, dtype=torch.long),
+            "sar_index": torch.tensor(sar, dtype=torch.long),
+        }
+    return {}
 
 
 def _first_conv_path(arch: str) -> str:
@@ -494,21 +605,31 @@ def _map_first_conv(backbone: TorchGeoBackbone, bands: list[str]) -> None:
     )
 
 
+#: The bands column of ``eofm backbones`` for the models without a band list of their own.
+_LISTED_BANDS = {
+    "dofa": "any (by wavelength)",
+    "copernicusfm": "any (by wavelength and bandwidth); VV,VH",
+    "panopticon": "any (by wavelength); VV,VH",
+    "croma": "12 S2 bands without CIRRUS (optical), VV,VH (SAR), or all 14 (joint)",
+}
+
+
 def catalogue() -> list[tuple[str, str, str, str]]:
     """``(name, url-file@revision, bands, licence)`` of every torchgeo weight eofm takes,
     read from the enums alone (no model is built)."""
     rows = []
     for cls_name, enum in _weights_enums().items():
         for member, weight in enum.__members__.items():
-            if not _architecture(str(weight.meta.get("model", ""))):
+            arch = _architecture(weight)
+            if not arch:
                 continue
             spec = f"{PREFIX}{cls_name}.{member}"
             try:
                 bands = ",".join(_eofm_bands(spec, weight))
             except EofmError:
                 continue  # bands outside eofm's table (Landsat)
-            if _architecture(str(weight.meta["model"])) == "dofa":
-                bands = "any (by wavelength)"
+            if arch in _LISTED_BANDS:
+                bands = _LISTED_BANDS[arch]
             elif not bands:
                 continue  # no band list to map data bands onto
             file = PurePosixPath(urlparse(weight.url).path).name
