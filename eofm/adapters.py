@@ -11,16 +11,29 @@ from pathlib import Path
 
 from torch import nn
 
+from eofm.errors import EofmError
 from eofm.jsonfile import json_text
 from eofm.recipe import AdapterConfig
 
 log = logging.getLogger(__name__)
 
-#: Attention projections of every block (``blocks.N`` in timm's layout, ``encoder.N`` in
-#: TerraMind's); anchored so that a patch embedding's ``proj`` never matches. ``fc3`` is
-#: the gate of TerraMind's SwiGLU MLP.
-LORA_ATTENTION = r"(.*blocks|encoder)\.\d+\.attn\.(qkv|proj)"
-LORA_ATTENTION_MLP = r"(.*blocks|encoder)\.\d+\.(attn\.(qkv|proj)|mlp\.(fc1|fc2|fc3))"
+#: Attention projections of every block, by layout: ``blocks.N.attn.{qkv,proj}`` (timm's:
+#: Prithvi, Scale-MAE, DOFA, Copernicus-FM, Panopticon), ``encoder.N.attn`` (TerraMind),
+#: ``features.S.N.attn`` (torchvision's Swin, Satlas), ``transformer.layers.N.0.{to_qkv,
+#: to_out}`` (CROMA); anchored so that a patch embedding's ``proj`` never matches.
+_ATTENTION = (
+    r"(.*blocks|encoder)\.\d+\.attn\.(qkv|proj)",
+    r".*features\.\d+\.\d+\.attn\.(qkv|proj)",
+    r".*transformer\.layers\.\d+\.0\.(to_qkv|to_out)",
+)
+#: Their MLPs' linear layers (``fc3``: the gate of TerraMind's SwiGLU MLP).
+_MLP = (
+    r"(.*blocks|encoder)\.\d+\.mlp\.(fc1|fc2|fc3)",
+    r".*features\.\d+\.\d+\.mlp\.(0|3)",
+    r".*transformer\.layers\.\d+\.1\.net\.(0|3)",
+)
+LORA_ATTENTION = "|".join(f"({p})" for p in _ATTENTION)
+LORA_ATTENTION_MLP = "|".join(f"({p})" for p in _ATTENTION + _MLP)
 
 
 def apply_adapter(model: nn.Module, cfg: AdapterConfig) -> None:
@@ -60,8 +73,15 @@ def _patch_embed_path(backbone: nn.Module) -> str:
 
 
 def _wrap_lora(backbone: nn.Module, cfg: AdapterConfig) -> nn.Module:
+    import re
+
     from peft import LoraConfig, get_peft_model
 
+    if not any(re.fullmatch(LORA_ATTENTION, name) for name, _ in backbone.named_modules()):
+        raise EofmError(
+            f"adapter.mode lora: the backbone ({type(backbone).__name__}) has no attention "
+            "layers for LoRA to adapt (a convolutional network); use adapter.mode frozen or full."
+        )
     config = LoraConfig(
         r=cfg.rank,
         lora_alpha=cfg.alpha,

@@ -376,3 +376,34 @@ def test_copernicusfm_fits_and_tests(torch_home, s2_root: Path, tmp_path: Path) 
     assert main(["export", str(run), "--format", "onnx", "--tile", "32"]) == 0
     exported = json.loads((run / "export" / "model.onnx.json").read_text())
     assert exported["parity_max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize(
+    ("name", "bands", "adapted"),
+    [
+        ("CROMABase_Weights.CROMA_VIT", ["VV", "VH"], 12),  # SAR: 6 layers x (to_qkv, to_out)
+        ("Swin_V2_T_Weights.SENTINEL2_SI_RGB_SATLAS", RGB, 24),  # 12 blocks x (qkv, proj)
+        ("ResNet18_Weights.SENTINEL2_RGB_MOCO", RGB, 0),  # no attention: refused
+    ],
+    ids=["croma", "swin", "resnet"],
+)
+def test_lora_finds_the_attention_of_each_layout(name: str, bands: list[str], adapted: int) -> None:
+    from eofm.adapters import apply_adapter
+    from eofm.models.segmentation import build_segmentation_model
+    from eofm.recipe import load_recipe
+
+    recipe = load_recipe(
+        "demo",
+        [f"backbone.name=torchgeo:{name}", "backbone.pretrained=false", "decoder.name=unet"],
+    )
+    model = build_segmentation_model(recipe, num_classes=2, data_bands=bands)
+    recipe.adapter.mode = "lora"
+    if not adapted:
+        with pytest.raises(EofmError, match="no attention layers for LoRA"):
+            apply_adapter(model, recipe.adapter)
+        return
+    apply_adapter(model, recipe.adapter)
+    wrapped = [n for n, m in model.backbone.named_modules() if hasattr(m, "lora_A")]
+    assert not any("patch" in n for n in wrapped)
+    used = [n for n in wrapped if "s2_encoder" not in n and "joint_encoder" not in n]
+    assert len(used) == adapted
