@@ -236,10 +236,12 @@ class Recipe:
 # Loading and overrides
 
 
-def _yaml():
+def _safe_load(text: str) -> Any:
+    """PyYAML's safe loader, on libyaml when the wheel has it (``eofm recipes`` reads every
+    shipped recipe: 5x faster than the pure-Python parser)."""
     import yaml
 
-    return yaml
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -253,7 +255,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise RecipeError(f"Override {text!r} has an empty key.")
     try:
-        value = _yaml().safe_load(raw) if raw.strip() else ""
+        value = _safe_load(raw) if raw.strip() else ""
     except Exception as exc:  # yaml.YAMLError
         raise RecipeError(f"Override {key}: value {raw!r} is not valid YAML ({exc}).") from None
     return key, value
@@ -279,7 +281,7 @@ def read_yaml_mapping(path: Path, *, what: str) -> dict[str, Any]:
     except OSError as exc:
         raise RecipeError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from None
     try:
-        data = _yaml().safe_load(text)
+        data = _safe_load(text)
     except Exception as exc:
         raise RecipeError(f"{what.capitalize()} {path} is not valid YAML: {exc}") from None
     if data is None:
@@ -501,4 +503,6 @@ def _drop_legacy_task_keys(tree: dict[str, Any]) -> None:
 
 def dump_recipe(recipe: Recipe) -> str:
     """The fully resolved recipe as YAML (what the run dir stores)."""
-    return _yaml().safe_dump(recipe.to_dict(), sort_keys=False)
+    import yaml
+
+    return yaml.safe_dump(recipe.to_dict(), sort_keys=False)
