@@ -31,6 +31,15 @@ def lora_run(flood_root: Path, tmp_path_factory) -> Path:  # noqa: F811
     return run
 
 
+@pytest.fixture(scope="module")
+def exported(lora_run: Path, tmp_path_factory) -> Path:
+    """The LoRA run as one ONNX graph of 32 px tiles, batch size dynamic."""
+    out = tmp_path_factory.mktemp("exported") / "model.onnx"
+    export = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
+    assert main([*export, "--dynamic-batch"]) == 0
+    return out
+
+
 def _reference(run: Path, x: torch.Tensor) -> torch.Tensor:
     from eofm.families.restore import load_trained
 
@@ -69,16 +78,13 @@ def test_pt2_export_equals_the_run(lora_run: Path, flood_root: Path, tmp_path: P
 
 def test_onnx_export_equals_the_run_in_onnxruntime(
     lora_run: Path,
+    exported: Path,
     flood_root: Path,  # noqa: F811
-    tmp_path: Path,
 ) -> None:
     import onnxruntime as ort
 
-    out = tmp_path / "model.onnx"
-    args = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
-    assert main([*args, "--dynamic-batch"]) == 0
     x = _chip_tiles(flood_root, 32)
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"x": x.numpy()})
     expected = _reference(lora_run, x).numpy()
     assert np.abs(got - expected).max() <= 1e-4
@@ -103,14 +109,13 @@ def test_export_argument_errors_are_light(tmp_path: Path, capsys) -> None:
 
 def test_predict_from_onnx_writes_the_class_map_of_the_run(
     lora_run: Path,
+    exported: Path,
     flood_root: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     import rasterio
 
-    out = tmp_path / "model.onnx"
-    export = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
-    assert main([*export, "--dynamic-batch"]) == 0
+    out = exported
     chips = sorted((flood_root / "S1Hand").glob("*.tif"))[:2]
     options = ["--overlap", "8", "--no-progress", "--device", "cpu"]
     common = [*map(str, chips), "--tile", "32", *options]
@@ -125,14 +130,6 @@ def test_predict_from_onnx_writes_the_class_map_of_the_run(
     other_tile = [*map(str, chips), "--tile", "64", *options, "--out", str(tmp_path / "x")]
     assert main(["predict", "--model", str(out), *other_tile]) == 1  # the graph's tile is 32
     assert not (tmp_path / "x").exists()
-
-
-@pytest.fixture(scope="module")
-def exported(lora_run: Path, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("exported") / "model.onnx"
-    export = ["export", str(lora_run), "--format", "onnx", "--tile", "32", "--output", str(out)]
-    assert main([*export, "--dynamic-batch"]) == 0
-    return out
 
 
 @pytest.mark.parametrize(
