@@ -85,6 +85,11 @@ SENTINEL2_L1C_BANDS: tuple[str, ...] = (
     "SWIR_1",
     "SWIR_2",
 )
+#: The 12 of them without CIRRUS (B10): the optical input of TerraMind's S2L2A embedding and
+#: of CROMA, in the same order.
+SENTINEL2_BANDS_WITHOUT_CIRRUS: tuple[str, ...] = tuple(
+    b for b in SENTINEL2_L1C_BANDS if b != "CIRRUS"
+)
 
 #: Sentinel-1 GRD bands in the order Sen1Floods11 ``S1Hand`` chips store them.
 SENTINEL1_BANDS: tuple[str, ...] = ("VV", "VH")

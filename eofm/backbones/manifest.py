@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eofm.bands import HLS_PRITHVI_BANDS
+from eofm.bands import HLS_PRITHVI_BANDS, SENTINEL2_BANDS_WITHOUT_CIRRUS
 
 
 @dataclass(frozen=True)
@@ -238,20 +238,7 @@ class TerraMindConfig(ViTConfig):
 
 #: Modality -> its bands in the release's channel order (TerraTorch ``PRETRAINED_BANDS``).
 TERRAMIND_MODALITIES: dict[str, tuple[str, ...]] = {
-    "S2L2A": (
-        "COASTAL_AEROSOL",
-        "BLUE",
-        "GREEN",
-        "RED",
-        "RED_EDGE_1",
-        "RED_EDGE_2",
-        "RED_EDGE_3",
-        "NIR_BROAD",
-        "NIR_NARROW",
-        "WATER_VAPOR",
-        "SWIR_1",
-        "SWIR_2",
-    ),
+    "S2L2A": SENTINEL2_BANDS_WITHOUT_CIRRUS,
     "S1GRD": ("VV", "VH"),
     "DEM": ("DEM",),
 }

@@ -39,23 +39,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from eofm.bands import SENTINEL2_BANDS_WITHOUT_CIRRUS
 from eofm.errors import EofmError
 
 #: CROMA's optical input, in its channel order (Sentinel-2 L1C less B10, i.e. CIRRUS).
-CROMA_OPTICAL = (
-    "COASTAL_AEROSOL",
-    "BLUE",
-    "GREEN",
-    "RED",
-    "RED_EDGE_1",
-    "RED_EDGE_2",
-    "RED_EDGE_3",
-    "NIR_BROAD",
-    "NIR_NARROW",
-    "WATER_VAPOR",
-    "SWIR_1",
-    "SWIR_2",
-)
+CROMA_OPTICAL = SENTINEL2_BANDS_WITHOUT_CIRRUS
 #: CROMA's SAR input, in its channel order.
 CROMA_SAR = ("VV", "VH")
 PATCH = 8
