@@ -229,12 +229,19 @@ def s2_root(tmp_path_factory) -> Path:
 def test_torchgeo_weights_fit_and_test(
     torch_home, s2_root: Path, tmp_path: Path, name: str, bands: list[str]
 ) -> None:
+    run = _fit_and_test(s2_root, tmp_path / "run", name, bands, vit="ViT" in name or "DOFA" in name)
+    if _weight(name).meta.get("bands"):
+        model = json.loads((run / "model.json").read_text())
+        assert model["normalisation_source"] == "backbone manifest"
+
+
+def _fit_and_test(root: Path, run: Path, name: str, bands: list[str], *, vit: bool) -> Path:
+    """``eofm fit`` then ``eofm test`` of weight ``name`` on ``bands`` (a ViT: LoRA and
+    UPerNet; else full fine-tuning and a U-Net), from its served release file."""
     from eofm.cli import main
 
-    run = tmp_path / "run"
-    vit = "ViT" in name or "DOFA" in name
     args = overrides(
-        s2_root,
+        root,
         **{
             "backbone.name": f"torchgeo:{name}",
             "backbone.pretrained": "true",
@@ -249,10 +256,9 @@ def test_torchgeo_weights_fit_and_test(
     model = json.loads((run / "model.json").read_text())
     assert model["backbone"]["pretrained_loaded"] is True
     assert model["backbone"]["file"] in _weight(name).url
-    if _weight(name).meta.get("bands"):
-        assert model["normalisation_source"] == "backbone manifest"
     assert main(["test", str(run)]) == 0
     assert (run / "test_metrics.json").is_file()
+    return run
 
 
 def test_eofm_backbones_lists_the_torchgeo_catalogue_with_licences(capsys) -> None:
@@ -353,25 +359,8 @@ def test_copernicusfm_fits_and_tests(torch_home, s2_root: Path, tmp_path: Path) 
 
     name = "CopernicusFM_Base_Weights.CopernicusFM_ViT"
     _write_release(torch_home, name)
-    run = tmp_path / "run"
-    args = overrides(
-        s2_root,
-        **{
-            "backbone.name": f"torchgeo:{name}",
-            "backbone.pretrained": "true",
-            "data.bands": "[" + ",".join(["BLUE", "GREEN", "RED", "NIR_BROAD"]) + "]",
-            "decoder.name": "upernet",
-            "adapter.mode": "lora",
-            "trainer.max_epochs": 1,
-            "data.num_workers": 0,
-        },
-    )
-    assert main(["fit", "demo", *args, "--run-dir", str(run)]) == 0
-    model = json.loads((run / "model.json").read_text())
-    assert model["backbone"]["pretrained_loaded"] is True
-    assert model["backbone"]["file"] in _weight(name).url
-    assert main(["test", str(run)]) == 0
-    assert (run / "test_metrics.json").is_file()
+    bands = ["BLUE", "GREEN", "RED", "NIR_BROAD"]
+    run = _fit_and_test(s2_root, tmp_path / "run", name, bands, vit=True)
     # its generated patch kernels trace (no data-dependent branch), so the run exports
     assert main(["export", str(run), "--format", "onnx", "--tile", "32"]) == 0
     exported = json.loads((run / "export" / "model.onnx.json").read_text())
