@@ -29,6 +29,16 @@ def cube(tmp_path_factory) -> Path:
     return make_mesogeos_cube(path, start="2020-06-20", days=40, size=16)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The per-pixel scoring below makes hundreds of tiny model calls: on one intra-op
+    thread, as two threads stall on each other on a busy two-core host (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class CountingStore(zarr.storage.WrapperStore):
     """Counts the reads of each key: a chunk is decoded once per read."""
 
