@@ -1,5 +1,6 @@
 """Mesogeos Track A on a generated cube in the release's layout (tests/firecube.py):
-sampling as the release's notebooks do it, the CSV path, recipes, danger maps, errors."""
+sampling as the release's notebooks do it, the CSV path, recipes, danger maps, errors.
+Checks that need a cube but not three years of it use one season of the same layout."""
 
 from __future__ import annotations
 
