@@ -1,5 +1,6 @@
 """Mesogeos Track A on a generated cube in the release's layout (tests/firecube.py):
-sampling as the release's notebooks do it, the CSV path, recipes, danger maps, errors."""
+sampling as the release's notebooks do it, the CSV path, recipes, danger maps, errors.
+Checks that need a cube but not three years of it use one season of the same layout."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tests.firecube import make_mesogeos_cube, write_release_csv
 
 SPLITS = {"train": [2019], "val": [2020], "test": [2021]}
 SMALL = {"exclusion_px": 5, "min_class_fires": 1, "split_years": SPLITS}
+#: The splits of the one-season cube (``short``): its only year in each.
+SEASON = {"train": [2019], "val": [2019], "test": [2019]}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,27 @@ def cube(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dm(cube: Path):
     return module(cube)
+
+
+@pytest.fixture(scope="module")
+def short(tmp_path_factory) -> Path:
+    """The same layout over the release's first season only (2019-04-01 .. 10-31): for the
+    checks that need a cube, not three years of it (a quarter of the day-chunks to read)."""
+    path = tmp_path_factory.mktemp("short") / "mesogeos_cube.zarr"
+    return make_mesogeos_cube(path, days=214)
+
+
+@pytest.fixture(scope="module")
+def short_dm(short: Path):
+    return module(short, split_years=SEASON)
+
+
+@pytest.fixture(scope="module")
+def lstm_run(cube: Path, tmp_path_factory) -> Path:
+    """One fitted LSTM run: tested by the recipe test, mapped by the danger-map test."""
+    run = tmp_path_factory.mktemp("lstm") / "run"
+    assert main(["fit", "mesogeos_track_a_lstm", *fit_args(cube, run)]) == 0
+    return run
 
 
 def module(root: Path, **kw):
@@ -44,7 +68,7 @@ def fit_args(root: Path, run: Path, **extra: object) -> list[str]:
         "data.split_years": "{train: [2019], val: [2020], test: [2021]}",
         "data.batch_size": 32,
         "decoder.channels": 16,
-        "trainer.max_epochs": 2,
+        "trainer.max_epochs": 1,
         "trainer.accelerator": "cpu",
         "trainer.enable_progress_bar": "false",
         **extra,
@@ -71,7 +95,7 @@ def copy_cube(cube: Path, to: Path, *, without: str = "", nan: str = "") -> Path
 def test_the_fixture_has_the_release_layout(cube: Path) -> None:
     import xarray as xr
 
-    ds = xr.open_zarr(cube)
+    ds = xr.open_zarr(cube, chunks=None)  # numpy reads: no dask graph of 913 day-chunks
     assert len(ds.data_vars) == 30 and ds["spatial_ref"].dtype == np.int64
     assert ds["t2m"].dims == ("time", "y", "x") and ds["t2m"].encoding["chunks"] == (1, 24, 24)
     assert {n for n in ds.data_vars if ds[n].dims == ("y", "x")} == {
@@ -94,10 +118,10 @@ def test_the_fixture_has_the_release_layout(cube: Path) -> None:
     )
 
 
-def test_track_a_positives_and_negatives(cube: Path, dm) -> None:
+def test_track_a_positives_and_negatives(cube: Path, dm, short: Path, short_dm) -> None:
     import xarray as xr
 
-    ds = xr.open_zarr(cube)
+    ds = xr.open_zarr(cube, chunks=None)  # numpy reads: no dask graph of 913 day-chunks
     rows, label = dm.rows, dm.samples.label
     fires, burned = ds["ignition_points"].values, ds["burned_areas"].values
     t2m = ds["t2m"].values
@@ -126,11 +150,11 @@ def test_track_a_positives_and_negatives(cube: Path, dm) -> None:
     for year in (2019, 2020):
         ratio = (years[label == 0] == year).sum() / (years[label == 1] == year).sum()
         assert 1.3 < ratio < 2.7, (year, ratio)
-    again = module(cube)
-    assert np.array_equal(again.rows, dm.rows)  # seeded
+    again = module(short, split_years=SEASON)
+    assert len(again.rows) and np.array_equal(again.rows, short_dm.rows)  # seeded
 
 
-def test_a_vector_mask_keeps_samples_inside(cube: Path, dm, tmp_path: Path) -> None:
+def test_a_vector_mask_keeps_samples_inside(short: Path, short_dm, tmp_path: Path) -> None:
     """Biomes as Track A selects them: features filtered by attribute, cell centres inside."""
     import geopandas as gpd
     from shapely.geometry import box
@@ -143,15 +167,19 @@ def test_a_vector_mask_keeps_samples_inside(cube: Path, dm, tmp_path: Path) -> N
     )
     path = tmp_path / "biomes.geojson"
     shapes.to_file(path)
-    inside = module(cube, mask=str(path), mask_filter={"BIOME_NUM": 12.0, "REALM": "Palearctic"})
+    chosen = {"BIOME_NUM": 12.0, "REALM": "Palearctic"}
+    inside = module(short, mask=str(path), mask_filter=chosen, split_years=SEASON)
     assert (inside.rows[:, 2] >= 12).all() and len(inside.rows)
-    east_positives = dm.rows[(dm.samples.label == 1) & (dm.rows[:, 2] >= 12)]
+    east_positives = short_dm.rows[(short_dm.samples.label == 1) & (short_dm.rows[:, 2] >= 12)]
+    west_positives = short_dm.rows[(short_dm.samples.label == 1) & (short_dm.rows[:, 2] < 12)]
+    assert len(west_positives) and len(east_positives)
     assert np.array_equal(inside.rows[inside.samples.label == 1], east_positives)
 
 
-def test_the_simpler_strategies_stay_options(cube: Path, dm) -> None:
+def test_the_simpler_strategies_stay_options(short: Path, short_dm) -> None:
     """buffer: uniform negatives (sea included), none within 3 days and 2 px of a positive."""
-    buffered = module(cube, sampling="buffer", buffer_pixels=2, buffer_days=3)
+    dm = short_dm
+    buffered = module(short, sampling="buffer", buffer_pixels=2, buffer_days=3, split_years=SEASON)
     positives = buffered.rows[buffered.samples.label == 1]
     negatives = buffered.rows[buffered.samples.label == 0]
     assert np.array_equal(positives, dm.rows[dm.samples.label == 1])
@@ -163,7 +191,7 @@ def test_the_simpler_strategies_stay_options(cube: Path, dm) -> None:
 def test_annual_layers_take_the_value_of_the_windows_year(cube: Path, dm) -> None:
     import xarray as xr
 
-    ds = xr.open_zarr(cube)
+    ds = xr.open_zarr(cube, chunks=None)  # numpy reads: no dask graph of 913 day-chunks
     days = ds["time"].values.astype("datetime64[D]")
     column = TRACK_A_STATIC.index("population")
     for i in np.flatnonzero(dm.samples.label == 1)[:40]:
@@ -227,8 +255,8 @@ def test_csv_rows_in_broken_samples_are_refused(dm, tmp_path: Path) -> None:
         module(folder)
 
 
-def test_firecube_names_map_through_data_variables(cube: Path, dm, tmp_path: Path) -> None:
-    renamed = copy_cube(cube, tmp_path / "firecube.zarr")
+def test_firecube_names_map_through_data_variables(short: Path, short_dm, tmp_path: Path) -> None:
+    renamed = copy_cube(short, tmp_path / "firecube.zarr")
     names = {
         "t2m": "era5_max_t2m",
         "rh": "era5_min_rh",
@@ -238,11 +266,11 @@ def test_firecube_names_map_through_data_variables(cube: Path, dm, tmp_path: Pat
     for ours, theirs in names.items():
         (renamed / ours).rename(renamed / theirs)
     with pytest.raises(EofmError, match="no variable 'rh'"):
-        module(renamed)
-    mapped = module(renamed, variables=names)
-    assert np.array_equal(mapped.rows, dm.rows)
+        module(renamed, split_years=SEASON)
+    mapped = module(renamed, variables=names, split_years=SEASON)
+    assert len(mapped.rows) and np.array_equal(mapped.rows, short_dm.rows)
     assert np.array_equal(
-        mapped.tensors["test"]["dynamic"].numpy(), dm.tensors["test"]["dynamic"].numpy()
+        mapped.tensors["test"]["dynamic"].numpy(), short_dm.tensors["test"]["dynamic"].numpy()
     )
 
 
@@ -254,10 +282,12 @@ def test_firecube_names_map_through_data_variables(cube: Path, dm, tmp_path: Pat
         ({"nan": "lai"}, "Variable 'lai' has no value in the training samples"),
     ],
 )
-def test_bad_cubes_name_the_variable(cube: Path, tmp_path: Path, change: dict, needle: str) -> None:
-    broken = copy_cube(cube, tmp_path / "bad.zarr", **change)
+def test_bad_cubes_name_the_variable(
+    short: Path, tmp_path: Path, change: dict, needle: str
+) -> None:
+    broken = copy_cube(short, tmp_path / "bad.zarr", **change)
     with pytest.raises(EofmError, match=needle):
-        module(broken)
+        module(broken, split_years=SEASON)
 
 
 def test_a_split_year_without_positives_is_refused(dm, tmp_path: Path) -> None:
@@ -276,22 +306,23 @@ def test_a_split_year_without_positives_is_refused(dm, tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_one_error_and_leaves_no_run_dir(
-    cube: Path, dm, tmp_path: Path, capsys, bad: str, needle: str
+    dm, short: Path, short_dm, tmp_path: Path, capsys, bad: str, needle: str
 ) -> None:
     """Each bad input of Track A through ``eofm fit``: one error naming the variable, day,
     split year or sample, and no run dir."""
     import re
 
     extra: dict[str, object] = {}
-    root = cube
+    # the one-season cube's errors come before its samples are split by year
     if bad == "no_ndvi":
-        root = copy_cube(cube, tmp_path / "bad.zarr", without="ndvi")
+        root = copy_cube(short, tmp_path / "bad.zarr", without="ndvi")
     elif bad == "annual_nan":
-        root = copy_cube(cube, tmp_path / "bad.zarr", nan="population")
-    elif bad == "split_year":
+        root = copy_cube(short, tmp_path / "bad.zarr", nan="population")
+    elif bad == "split_year":  # the released samples of the three-year cube
+        root = write_release_csv(dm, tmp_path / "csv")
         extra["data.split_years"] = "{train: [2019], val: [2020], test: [2030]}"
     else:
-        root = write_release_csv(dm, tmp_path / "csv")
+        root = write_release_csv(short_dm, tmp_path / "csv")
         lines = (root / "negatives.csv").read_text().splitlines()
         (root / "negatives.csv").write_text("\n".join(lines[:40] + lines[45:]) + "\n")
     run = tmp_path / "run"
@@ -302,9 +333,14 @@ def test_bad_input_is_one_error_and_leaves_no_run_dir(
 
 
 @pytest.mark.parametrize("recipe", ["mesogeos_track_a_lstm", "mesogeos_track_a_transformer"])
-def test_the_baseline_recipes_train_and_test(cube: Path, tmp_path: Path, recipe: str) -> None:
-    run = tmp_path / "run"
-    assert main(["fit", recipe, *fit_args(cube, run)]) == 0
+def test_the_baseline_recipes_train_and_test(
+    cube: Path, tmp_path: Path, recipe: str, request: pytest.FixtureRequest
+) -> None:
+    if recipe == "mesogeos_track_a_lstm":
+        run = request.getfixturevalue("lstm_run")  # fitted as below, shared with the map test
+    else:
+        run = tmp_path / "run"
+        assert main(["fit", recipe, *fit_args(cube, run)]) == 0
     assert main(["test", str(run)]) == 0
     record = json.loads((run / "test_metrics.json").read_text())
     assert {"test/AUPRC", "test/AUROC", "test/F1"} <= set(record["metrics"])
@@ -316,17 +352,15 @@ def test_the_baseline_recipes_train_and_test(cube: Path, tmp_path: Path, recipe:
     )
 
 
-def test_the_danger_map_is_dated_by_the_fire_day(cube: Path, dm, tmp_path: Path) -> None:
+def test_the_danger_map_is_dated_by_the_fire_day(
+    cube: Path, dm, lstm_run: Path, tmp_path: Path
+) -> None:
     import rasterio
     import torch
 
     from eofm.families.restore import load_trained
 
-    run = tmp_path / "run"
-    assert (
-        main(["fit", "mesogeos_track_a_lstm", *fit_args(cube, run, **{"trainer.max_epochs": 1})])
-        == 0
-    )
+    run = lstm_run
     test = dm.splits["test"]
     sample = int(test[np.flatnonzero(dm.samples.label[test] == 1)[0]])
     t, y, x = dm.rows[sample]
