@@ -386,7 +386,7 @@ def _cmd_backbones(_: argparse.Namespace) -> int:
             if m.family == "scalemae":  # plus the stored (unused) positional table
                 grid = m.config.img_size // m.config.patch_size[-1]
                 params += (1 + grid * grid) * m.config.embed_dim / 1e6
-        licence = getattr(m, "licence", "") or "see its card"
+        licence = m.licence or "see its card"
         rows.append((m.name, m.hub_ref, ",".join(m.bands), f"{params:.1f}M", licence))
     for entry in REGISTRY.prefix_entries("backbone"):  # catalogues such as torchgeo:
         rows += [(n, ref, bands, "", lic) for n, ref, bands, lic in entry.load_meta("catalogue")()]

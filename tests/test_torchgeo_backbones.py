@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
+from eofm.backbones.torchgeo_backbone import licence_of
 from eofm.bands import SENTINEL2_L1C_BANDS
 from eofm.errors import EofmError
 from tests.test_training import overrides
@@ -256,6 +257,7 @@ def _fit_and_test(root: Path, run: Path, name: str, bands: list[str], *, vit: bo
     model = json.loads((run / "model.json").read_text())
     assert model["backbone"]["pretrained_loaded"] is True
     assert model["backbone"]["file"] in _weight(name).url
+    assert model["backbone"]["licence"] == licence_of(_weight(name))
     assert main(["test", str(run)]) == 0
     assert (run / "test_metrics.json").is_file()
     return run
@@ -361,6 +363,11 @@ def test_copernicusfm_fits_and_tests(torch_home, s2_root: Path, tmp_path: Path) 
     _write_release(torch_home, name)
     bands = ["BLUE", "GREEN", "RED", "NIR_BROAD"]
     run = _fit_and_test(s2_root, tmp_path / "run", name, bands, vit=True)
+    bundle = tmp_path / "bundle"  # the model card names the weights' URL and licence
+    assert main(["publish", str(run), "--repo", "t/cfm", "--dry-run", str(bundle)]) == 0
+    card = (bundle / "README.md").read_text()
+    assert f"[`{_weight(name).url}`]({_weight(name).url})" in card
+    assert "released under **CC-BY-4.0**" in card and "non-commercial" not in card
     # its generated patch kernels trace (no data-dependent branch), so the run exports
     assert main(["export", str(run), "--format", "onnx", "--tile", "32"]) == 0
     exported = json.loads((run / "export" / "model.onnx.json").read_text())
@@ -396,3 +403,19 @@ def test_lora_finds_the_attention_of_each_layout(name: str, bands: list[str], ad
     assert not any("patch" in n for n in wrapped)
     used = [n for n in wrapped if "s2_encoder" not in n and "joint_encoder" not in n]
     assert len(used) == adapted
+
+
+def test_a_non_commercial_licence_is_carried_into_the_card() -> None:
+    from eofm.publishing.card import backbone_text
+
+    record = {
+        "name": "scalemae_large_patch16",
+        "repo": "isaaccorley/vit_large_patch16_224_fmow_rgb_scalemae",
+        "revision": "9dc7f569424baeb780698352cf6e87638c882123",
+        "licence": "CC-BY-NC-4.0",
+        "pretrained_loaded": True,
+    }
+    text = backbone_text(record)
+    assert "**CC-BY-NC-4.0**" in text and "non-commercial" in text
+    assert "(https://huggingface.co/isaaccorley/" in text
+    assert "licence its source states" in backbone_text(record | {"licence": None})

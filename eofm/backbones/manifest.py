@@ -106,6 +106,7 @@ def _prithvi(
         std=PRITHVI_V1_STD if v1 else PRITHVI_V2_STD,
         gsd_m=30.0,
         tap_layers=taps,
+        licence="Apache-2.0",  # the Prithvi-EO repos' cards
     )
 
 
@@ -197,6 +198,7 @@ SCALEMAE_MANIFESTS: tuple[BackboneManifest, ...] = (
         std=SCALEMAE_STD,
         gsd_m=0.3,  # fMoW RGB: about 0.3 m and coarser
         tap_layers=(5, 11, 17, 23),
+        licence="CC-BY-NC-4.0",  # the repo's card and torchgeo's weight table: non-commercial
     ),
 )
 
@@ -458,6 +460,7 @@ class AuroraManifest:
     static_vars: tuple[str, ...] = ("lsm", "z", "slt")
     atmos_vars: tuple[str, ...] = ("z", "u", "v", "t", "q")
     family: str = "aurora"
+    licence: str = "MIT"  # microsoft/aurora's card
 
     @property
     def hub_ref(self) -> str:
@@ -551,6 +554,7 @@ class WxCManifest:
     params_millions: float = 0.0
     family: str = "prithvi_wxc"
     patch_size: int = 2
+    licence: str = "MIT"  # the Prithvi-WxC repo's card
 
     @property
     def hub_ref(self) -> str:

@@ -382,13 +382,14 @@ class TaskFamily:
 
 def backbone_record(recipe: Recipe, encoder: Any) -> dict[str, Any]:
     """What ``model.json`` says of a backbone: its name, the repo, commit and file its
-    weights came from, and whether pretrained weights were loaded at all."""
+    weights came from, their licence, and whether pretrained weights were loaded at all."""
     manifest, source = encoder.manifest, encoder.source or {}
     return {
         "name": recipe.backbone.name,
         "repo": manifest.hub_repo,
         "revision": source.get("revision", manifest.revision),
         "file": manifest.hub_file,
+        "licence": manifest.licence or None,  # of the pretrained weights (null: unstated)
         "pretrained_loaded": bool(source),
     }
 

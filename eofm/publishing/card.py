@@ -61,12 +61,23 @@ def warned(config: dict, summary: str) -> str:
 
 
 def backbone_text(backbone: dict) -> str:
-    """Where the backbone's weights came from: its repo@revision, or random initialisation."""
+    """Where the backbone's weights came from (its repo@revision, or the pinned URL of a
+    torchgeo weight) and their licence, or random initialisation."""
     if backbone.get("pretrained_loaded"):
-        return (
-            f"`{backbone['name']}` from [`{backbone['repo']}`](https://huggingface.co/{backbone['repo']}) "
-            f"at revision `{backbone['revision']}`"
+        repo = backbone["repo"]
+        url = repo if repo.startswith(("http://", "https://")) else f"https://huggingface.co/{repo}"
+        licence = backbone.get("licence")
+        terms = (
+            f", released under **{licence}**"
+            + (
+                " (non-commercial: that restriction carries over to this fine-tuned model)"
+                if "-NC" in licence
+                else ""
+            )
+            if licence
+            else ", under the licence its source states"
         )
+        return f"`{backbone['name']}` from [`{repo}`]({url}) at revision `{backbone['revision']}`{terms}"
     return (
         f"`{backbone['name']}` architecture, trained from **random initialisation** (no "
         "pretrained weights were loaded)"
