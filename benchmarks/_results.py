@@ -4,7 +4,7 @@ figure, in the columns every benchmark CSV shares."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -20,3 +20,15 @@ def write_results(name: str, rows: Sequence[Sequence[object]]) -> Path:
         writer.writerow(COLUMNS)
         writer.writerows(rows)
     return out
+
+
+def append_results(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
+    """Append ``rows`` (mappings of column -> value) to ``path``, with a header row when
+    the file is new: benchmarks that add each run's figures to one CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)

@@ -23,7 +23,6 @@ does not, which the ``1x1`` row shows. Each rank times its training steps
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import json
 import os
@@ -34,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import append_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
@@ -206,12 +207,7 @@ def main() -> None:
                 f"{ddp / result['step_s']:.2f}"
             )
     if args.csv:
-        new = not args.csv.exists()
-        with open(args.csv, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(table[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(table)
+        append_results(args.csv, table)
         print(f"rows appended to {args.csv}")
 
 

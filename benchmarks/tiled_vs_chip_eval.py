@@ -22,7 +22,6 @@ All runs of one set share a process, so that imports are paid once.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import platform
@@ -31,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from _child import child_json
+from _results import append_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "sen1floods11"
@@ -136,12 +136,7 @@ def main() -> None:
                             "run": 1,
                         }
                     )
-    new = not out.exists()
-    with out.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_results(out, rows)
     print(f"wrote {out}")
 
 
