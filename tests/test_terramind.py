@@ -236,14 +236,10 @@ def test_terramind_recipes_build_with_lora(served, recipe: str) -> None:
     logits.mean().backward()
 
 
-def test_burn_scars_recipe_fits_and_tests(served, tmp_path: Path) -> None:
-    """The burn-scars recipe end to end at test scale (HLS chips in the release layout)."""
-    from eofm.cli import main
-    from tests.hls import make_hls_root
-
-    root = make_hls_root(tmp_path / "hls")
-    run = tmp_path / "run"
-    args = [
+def _test_scale(root: Path, served: dict) -> list[str]:
+    """Overrides that fit a TerraMind recipe in seconds: the served base-layout weights,
+    three tapped layers, a 16-channel progressive decoder, 32 px crops, one epoch."""
+    return [
         f"data.root={root}",
         f"backbone.name={served['base_style']}",
         "decoder.name=progressive",
@@ -255,6 +251,16 @@ def test_burn_scars_recipe_fits_and_tests(served, tmp_path: Path) -> None:
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
     ]
+
+
+def test_burn_scars_recipe_fits_and_tests(served, tmp_path: Path) -> None:
+    """The burn-scars recipe end to end at test scale (HLS chips in the release layout)."""
+    from eofm.cli import main
+    from tests.hls import make_hls_root
+
+    root = make_hls_root(tmp_path / "hls")
+    run = tmp_path / "run"
+    args = _test_scale(root, served)
     assert main(["fit", "hls_burn_scars_terramind_v1_base", *args, "--run-dir", str(run)]) == 0
     model = json.loads((run / "model.json").read_text())
     assert model["backbone"]["repo"] == "tester/terramind-base_style"
@@ -277,21 +283,8 @@ def test_sen1floods11_s1s2_recipe_fits_and_tests(served, tmp_path: Path) -> None
 
     root = make_s1s2_chips(tmp_path / "HandLabeled")
     run = tmp_path / "run"
-    args = [
-        f"data.root={root}",
-        f"backbone.name={served['base_style']}",
-        "decoder.name=progressive",
-        "backbone.tap_layers=[0,1,2]",
-        "decoder.channels=16",
-        "data.crop_size=32",
-        "data.batch_size=2",
-        "data.num_workers=0",
-        "trainer.max_epochs=1",
-        "trainer.accelerator=cpu",
-        "trainer.enable_progress_bar=false",
-        "eval.tiled.tile=32",
-        "eval.tiled.overlap=8",
-    ]
+    args = [*_test_scale(root, served), "data.num_workers=0", "eval.tiled.tile=32"]
+    args.append("eval.tiled.overlap=8")
     name = "sen1floods11_s1s2_terramind_v1_base"
     assert main(["fit", name, *args, "--run-dir", str(run)]) == 0
     model = json.loads((run / "model.json").read_text())
